@@ -1,0 +1,139 @@
+"""On-disk caches, keyed by everything a result depends on.
+
+One SQLite file per kind of result under the cache folder (``--cache-dir``, else
+``$DIQA_BENCH_CACHE``, else ``$XDG_CACHE_HOME/diqa-bench`` or ``~/.cache/diqa-bench``):
+
+- ``scores.sqlite``: one score per (method cache token, image content hash). A zero-shot method
+  scores each image once, whatever cells, seeds or runs ask for it; a killed run resumes from what
+  was committed.
+- ``features.sqlite``: per-image feature arrays for methods that extract features (namespace chosen
+  by the method, so it must include what the features depend on).
+- ``cells.sqlite``: finished cells (scores of a fitted model on one test split), keyed by method,
+  train set, split, seed and package version.
+
+SQLite gives atomic commits and safe concurrent readers for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from diqa_bench.methods import FeatureCache
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("DIQA_BENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "diqa-bench"
+
+
+def file_hash(path: str | Path) -> str:
+    """Content hash of a file (BLAKE2b, 16 hex digits): the image's identity in every cache."""
+    h = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=60)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    return con
+
+
+class ScoreCache:
+    """Per-image scores of one method configuration (its cache token)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.con = _connect(Path(folder) / "scores.sqlite")
+        self.con.execute("CREATE TABLE IF NOT EXISTS scores (method TEXT, image TEXT, score REAL, PRIMARY KEY (method, image))")
+        self.con.commit()
+
+    def get_many(self, method: str, keys: Sequence[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        keys = list(dict.fromkeys(keys))
+        for s in range(0, len(keys), 500):
+            chunk = keys[s : s + 500]
+            q = f"SELECT image, score FROM scores WHERE method=? AND image IN ({','.join('?' * len(chunk))})"
+            for image, score in self.con.execute(q, [method, *chunk]):
+                out[image] = float("nan") if score is None else score
+        return out
+
+    def put_many(self, method: str, items: dict[str, float]) -> None:
+        self.con.executemany(
+            "INSERT OR REPLACE INTO scores VALUES (?,?,?)", [(method, k, None if v != v else float(v)) for k, v in items.items()]
+        )
+        self.con.commit()
+
+
+class CellCache:
+    """Finished cells: JSON payloads keyed by a cell key."""
+
+    def __init__(self, folder: Path) -> None:
+        self.con = _connect(Path(folder) / "cells.sqlite")
+        self.con.execute("CREATE TABLE IF NOT EXISTS cells (key TEXT PRIMARY KEY, payload TEXT)")
+        self.con.commit()
+
+    def get(self, key: str) -> Any | None:
+        row = self.con.execute("SELECT payload FROM cells WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, payload: Any) -> None:
+        self.con.execute("INSERT OR REPLACE INTO cells VALUES (?,?)", (key, json.dumps(payload)))
+        self.con.commit()
+
+
+class SqliteFeatureCache(FeatureCache):
+    def __init__(self, path: Path, namespace: str) -> None:
+        self.namespace = namespace
+        self.con = _connect(Path(path))
+        self.con.execute("CREATE TABLE IF NOT EXISTS features (ns TEXT, image TEXT, value BLOB, PRIMARY KEY (ns, image))")
+        self.con.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        keys = list(dict.fromkeys(keys))
+        for s in range(0, len(keys), 500):
+            chunk = keys[s : s + 500]
+            q = f"SELECT image, value FROM features WHERE ns=? AND image IN ({','.join('?' * len(chunk))})"
+            for image, blob in self.con.execute(q, [self.namespace, *chunk]):
+                out[image] = np.load(io.BytesIO(blob), allow_pickle=False)
+        return out
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        rows = []
+        for k, v in items.items():
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(v), allow_pickle=False)
+            rows.append((self.namespace, k, buf.getvalue()))
+        self.con.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?)", rows)
+        self.con.commit()
+
+
+class MemoryFeatureCache(FeatureCache):
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        return {k: self.data[k] for k in keys if k in self.data}
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        self.data.update(items)

@@ -1,0 +1,187 @@
+"""The IQA method contract.
+
+A method turns a batch of images into one quality score per image. Zero-shot methods (BRISQUE, NIQE,
+MUSIQ with its published weights) only score; trainable methods (``trainable = True``) are first
+fitted on a training set, then score. The runner owns decoding, batching, devices and caching; a
+method only sees tensors.
+
+Minimal example::
+
+    class Sharpness(Method):
+        name = "sharpness"
+        version = "1"
+        lower_better = False
+
+        def score_batch(self, batch):
+            gray = batch.images.mean(1)
+            return gray.diff(dim=-1).abs().mean((1, 2))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+
+if TYPE_CHECKING:  # torch is imported only where a method actually runs
+    import torch
+
+
+@dataclass
+class Batch:
+    """Images handed to :meth:`Method.score_batch`.
+
+    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device.
+    All images of a batch have the same size: the runner groups images by size (or resizes them to
+    ``Method.input_size`` when the method declares one), so no metric sees padding.
+    """
+
+    images: "torch.Tensor"
+    keys: list[str]  # content hash of each image file: a stable key for per-image caches
+    paths: list[str]
+    indices: list[int]  # positions in the sequence being scored
+
+
+class FeatureCache:
+    """Per-image feature vectors on disk, keyed by image content hash (see :mod:`diqa_bench.cache`)."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def put_many(self, items: dict[str, Any]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class MethodContext:
+    """What the runner tells a method about where it runs."""
+
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps"
+    batch_size: int = 16
+    workers: int = 0
+    seed: int = 0
+    cache_dir: Path | None = None  # a method may keep its own caches below cache_dir / name
+    weights_dir: Path | None = None  # folder of pretrained weight files (config weights_dir / DIQA_BENCH_WEIGHTS)
+    progress: bool = False
+
+    def feature_cache(self, namespace: str) -> FeatureCache:
+        """A disk cache of per-image feature arrays, shared by every cell of every run."""
+        from diqa_bench.cache import SqliteFeatureCache
+
+        if self.cache_dir is None:
+            from diqa_bench.cache import MemoryFeatureCache
+
+            return MemoryFeatureCache()
+        return SqliteFeatureCache(Path(self.cache_dir) / "features.sqlite", namespace)
+
+
+@dataclass
+class TrainSample:
+    """One training image. ``mos_norm`` is the MOS normalised within its own dataset (0 = worst,
+    1 = best, direction already applied), so samples from datasets on different scales can share one
+    regression target. Compare raw ``mos`` only between samples of the same ``dataset``."""
+
+    key: str
+    path: str
+    mos: float
+    mos_norm: float
+    dataset: str
+    domain: str
+    group: str
+    distortion: str | None = None
+
+
+@dataclass
+class TrainingData:
+    """The training set of one grid cell: samples from one or more domains, plus a decoder."""
+
+    samples: list[TrainSample]
+    domains: list[str] = field(default_factory=list)
+    _loader: Any = None  # set by the runner: a callable(samples, batch_size, size, shuffle, seed) -> Iterator[Batch]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batches(
+        self,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        size: tuple[int, int] | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> Iterator[Batch]:
+        """Decode the samples (or those at ``indices``) in batches on the context's device.
+        ``Batch.indices`` point into ``self.samples``. ``size`` resizes to (H, W)."""
+        if self._loader is None:
+            raise RuntimeError("TrainingData has no image loader; the runner sets one")
+        idx = list(range(len(self.samples))) if indices is None else list(indices)
+        return self._loader(self.samples, idx, batch_size, size, shuffle, seed)
+
+
+class Method:
+    """Base class of every IQA method. Subclass it and register the subclass through the
+    ``register_methods`` hook.
+
+    Class attributes a subclass sets:
+
+    - ``name``: unique, used in configs (``methods: [{name: ...}]``) and tables;
+    - ``version``: bump it when scores change; it is part of every cache key;
+    - ``lower_better``: True when a lower score means better quality (BRISQUE, NIQE). May be set per
+      instance in ``__init__`` or ``setup`` (e.g. from a wrapped library's metadata);
+    - ``trainable``: True for methods fitted on a train set (then implement fit/save/load);
+    - ``input_size``: (height, width) the runner resizes to, or None to score images at native size;
+    - ``options_schema``: JSON-schema ``properties`` of the options the method accepts; any other
+      option is a config error;
+    - ``score_range``: (low, high) of the scores, when known (used for tolerances and reports).
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0"
+    description: ClassVar[str] = ""
+    lower_better: bool = False
+    trainable: ClassVar[bool] = False
+    input_size: tuple[int, int] | None = None
+    score_range: tuple[float, float] | None = None
+    options_schema: ClassVar[dict[str, Any]] = {}
+    required_options: ClassVar[list[str]] = []
+
+    def __init__(self, **options: Any) -> None:
+        self.options = dict(options)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def setup(self, ctx: MethodContext) -> None:
+        """Load weights and move to ``ctx.device``. Raise
+        :class:`diqa_bench.errors.MethodUnavailable` with a one-line reason (which file is missing
+        and where to put it) when the method cannot run here."""
+
+    def score_batch(self, batch: Batch) -> "torch.Tensor | Sequence[float]":
+        """Return one score per image of ``batch`` (a tensor or a sequence of floats)."""
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release memory (GPU) after a cell. The default does nothing."""
+
+    # -- trainable methods ---------------------------------------------------------------------
+    def fit(self, data: TrainingData, ctx: MethodContext) -> None:
+        raise NotImplementedError(f"{self.name} is not trainable")
+
+    def save(self, folder: Path) -> None:
+        raise NotImplementedError(f"{self.name} cannot be saved")
+
+    def load(self, folder: Path) -> None:
+        raise NotImplementedError(f"{self.name} cannot be loaded")
+
+    # -- identity --------------------------------------------------------------------------------
+    def cache_token(self) -> str:
+        """Everything the scores depend on: name, version and options (a stable hash)."""
+        blob = json.dumps({"name": self.name, "version": self.version, "options": self.options}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def kind(cls) -> str:
+        return "trainable" if cls.trainable else "zero-shot"
+
+
+REQUIRED_METHOD_ATTRS = ("name", "version", "lower_better")

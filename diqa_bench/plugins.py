@@ -1,0 +1,207 @@
+"""Finding, loading and validating plugins.
+
+Every plugin, in-tree or third-party, is a module named by an entry point in the ``diqa_bench``
+group. ``DIQA_BENCH_PLUGINS=a,b`` loads only those entry points (empty: none). A plugin that fails to
+import or register is reported with a warning naming it and the cause, and the rest go on;
+``--strict-plugins`` or ``DIQA_BENCH_STRICT_PLUGINS=1`` makes that fatal.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from diqa_bench import hookspecs
+from diqa_bench.datasets import REQUIRED_DATASET_ATTRS, Dataset
+from diqa_bench.errors import PluginError, UserError
+from diqa_bench.methods import REQUIRED_METHOD_ATTRS, Method
+
+ENTRY_POINT_GROUP = "diqa_bench"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+
+
+class PluginWarning(UserWarning):
+    pass
+
+
+@dataclass
+class Entry:
+    cls: type
+    plugin: str
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Registry:
+    """Every dataset and method type the loaded plugins registered, with who registered it."""
+
+    def __init__(self) -> None:
+        self.datasets: dict[str, Entry] = {}
+        self.methods: dict[str, Entry] = {}
+        self.plugins: dict[str, PluginInfo] = {}
+
+    # -- the register callbacks handed to the hooks ------------------------------------------
+    def _add(self, kind: str, cls: Any, plugin: str) -> None:
+        table, base, required = (
+            (self.datasets, Dataset, REQUIRED_DATASET_ATTRS)
+            if kind == "dataset"
+            else (self.methods, Method, REQUIRED_METHOD_ATTRS)
+        )
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not a subclass of {base.__module__}.{base.__name__}")
+        for attr in required:
+            if getattr(cls, attr, None) in (None, ""):
+                raise PluginError(f"plugin {plugin!r}: {kind} class {cls.__name__} has no {attr!r}")
+        name = cls.name
+        if not NAME_RE.match(name):
+            raise PluginError(f"plugin {plugin!r}: {kind} name {name!r} must be lower-case letters, digits and - _ . +")
+        if kind == "method" and not isinstance(cls.lower_better, bool):
+            raise PluginError(f"plugin {plugin!r}: method {name!r} has lower_better={cls.lower_better!r}; it must be True or False")
+        if name in table:
+            other = table[name].plugin
+            raise PluginError(f"{kind} name {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}")
+        table[name] = Entry(cls, plugin)
+        info = self.plugins.get(plugin)
+        if info is not None:
+            (info.datasets if kind == "dataset" else info.methods).append(name)
+
+    def register_callback(self, kind: str, plugin: str) -> Callable[[type], None]:
+        def register(cls: type) -> None:
+            self._add(kind, cls, plugin)
+
+        register.__name__ = f"register_{kind}"
+        return register
+
+    # -- lookups -------------------------------------------------------------------------------
+    def method(self, name: str) -> type[Method]:
+        return self._lookup(self.methods, name, "method").cls
+
+    def dataset(self, name: str) -> type[Dataset]:
+        return self._lookup(self.datasets, name, "dataset").cls
+
+    @staticmethod
+    def _lookup(table: dict[str, Entry], name: str, kind: str) -> Entry:
+        if name in table:
+            return table[name]
+        raise UserError(unknown_name_message(kind, name, table))
+
+
+def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listing = ", ".join(known) if known else "none (is the plugin installed? see `diqa-bench plugins`)"
+    return f"unknown {kind} {name!r}.{hint} Known {kind}s: {listing}"
+
+
+def strict_from_env() -> bool:
+    return os.environ.get("DIQA_BENCH_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def selected_plugins() -> set[str] | None:
+    """Names from DIQA_BENCH_PLUGINS, or None when unset (load all). Empty means none."""
+    raw = os.environ.get("DIQA_BENCH_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = ()) -> Registry:
+    """Load entry-point plugins (and ``extra`` (name, module-or-object) pairs, used by tests),
+    call their hooks and return the validated :class:`Registry`."""
+    strict = strict_from_env() if strict is None else strict
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    wanted = selected_plugins()
+
+    def fail(info: PluginInfo, message: str) -> None:
+        info.error = message
+        if strict:
+            raise PluginError(message)
+        warnings.warn(message + " (the other plugins still load; --strict-plugins makes this fatal)", PluginWarning, stacklevel=3)
+
+    candidates: list[tuple[str, Callable[[], Any], PluginInfo]] = []
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if wanted is not None and ep.name not in wanted:
+            continue
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None)
+        candidates.append((ep.name, ep.load, info))
+    for name, obj in extra:
+        info = PluginInfo(name, getattr(obj, "__name__", repr(obj)))
+        candidates.append((name, lambda obj=obj: obj, info))
+
+    if wanted:
+        missing = wanted - {name for name, _, _ in candidates}
+        for name in sorted(missing):
+            info = PluginInfo(name, "?")
+            registry.plugins[name] = info
+            fail(info, f"plugin {name!r} named in DIQA_BENCH_PLUGINS is not installed")
+
+    for name, loader, info in candidates:
+        registry.plugins[name] = info
+        try:
+            module = loader()
+            pm.register(module, name=name)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            fail(info, f"plugin {name!r} ({info.module}) failed to load: {type(exc).__name__}: {exc}")
+            continue
+        info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        plugin_name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        info = registry.plugins.get(plugin_name) or PluginInfo(plugin_name or "?", "?")
+        fail(info, f"plugin {plugin_name!r}: {exc} (a misspelt hook name?)")
+
+    # Call each plugin's hook on its own, so one plugin's exception is reported against it alone.
+    for hook_name, kind in (("register_datasets", "dataset"), ("register_methods", "method")):
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            info = registry.plugins[impl.plugin_name]
+            if info.error:
+                continue
+            before = (dict(registry.datasets), dict(registry.methods))
+            try:
+                impl.function(register=registry.register_callback(kind, impl.plugin_name))
+            except Exception as exc:
+                # Roll back whatever this plugin registered before it failed.
+                registry.datasets, registry.methods = before
+                info.datasets = [n for n in info.datasets if n in registry.datasets]
+                info.methods = [n for n in info.methods if n in registry.methods]
+                reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+                fail(info, f"plugin {impl.plugin_name!r} failed in {hook_name}: {reason}")
+    return registry
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
+    """One-line warnings on the CLI: 'diqa-bench: warning: ...'."""
+    return f"diqa-bench: warning: {message}\n"
+
+
+def install_cli_warning_format() -> None:
+    warnings.formatwarning = format_warning
+    if not sys.warnoptions:
+        warnings.simplefilter("default", PluginWarning)
