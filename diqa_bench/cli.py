@@ -1,0 +1,238 @@
+"""The ``diqa-bench`` command line.
+
+``--help``, ``list``, ``plugins`` and ``validate`` import no torch: they answer in well under a
+second. User errors print one line and exit 2; some failed cells exit 1; all done exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from diqa_bench import __version__
+from diqa_bench.errors import UserError
+
+EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diqa-bench", description="Cross-domain benchmark for no-reference image quality assessment.")
+    p.add_argument("--version", action="version", version=f"diqa-bench {__version__}")
+    p.add_argument("--strict-plugins", action="store_true", help="a plugin that fails to load is fatal (also DIQA_BENCH_STRICT_PLUGINS=1)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a benchmark config and write its leaderboard")
+    r.add_argument("config", help="benchmark YAML, e.g. benchmarks/cross_domain.yaml")
+    r.add_argument("--out", help="results folder (default: the config's output, else results/<config name>/)")
+    r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    r.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(4, CPUs))")
+    r.add_argument("--batch-size", type=int, default=None, help="images per batch (default 16)")
+    r.add_argument("--cache-dir", help="cache folder (default: $DIQA_BENCH_CACHE, else ~/.cache/diqa-bench)")
+    r.add_argument("--weights-dir", help="folder of pretrained weight files (default: config weights_dir, else $DIQA_BENCH_WEIGHTS)")
+    r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
+    r.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+
+    v = sub.add_parser("validate", help="check a config (schema, names, options, data) without running it")
+    v.add_argument("config")
+    v.add_argument("--schema", action="store_true", help="print the config JSON schema and exit")
+
+    ls = sub.add_parser("list", help="list registered methods or datasets")
+    ls.add_argument("what", choices=["methods", "datasets"])
+
+    pl = sub.add_parser("plugins", help="list loaded plugins, their versions and what they registered")
+    pl.add_argument("--json", action="store_true")
+
+    rep = sub.add_parser("report", help="re-render the leaderboard of a results folder (no recomputation)")
+    rep.add_argument("dir")
+
+    sc = sub.add_parser("score", help="score image files or folders with one method; writes path,score CSV")
+    sc.add_argument("-m", "--method", required=True)
+    sc.add_argument("paths", nargs="+")
+    sc.add_argument("--weights", help="weights file (zero-shot methods) or saved fit (trainable methods)")
+    sc.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option (YAML value), repeatable")
+    sc.add_argument("-o", "--output", help="CSV file (default: stdout)")
+    sc.add_argument("--threshold", type=float, help="also print accept/reject per image: accept when the score is at least as good as T")
+    sc.add_argument("--device", default=None)
+    sc.add_argument("--batch-size", type=int, default=16)
+    sc.add_argument("--workers", type=int, default=0)
+    sc.add_argument("--weights-dir")
+
+    mo = sub.add_parser("mos", help="per-image MOS from raw observer ratings (image,observer,rating), with BT.500 screening")
+    mo.add_argument("ratings")
+    mo.add_argument("-o", "--output", help="MOS CSV (default: stdout)")
+    mo.add_argument("--no-screening", action="store_true", help="keep every observer")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from diqa_bench.plugins import install_cli_warning_format
+
+    install_cli_warning_format()
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"diqa-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("diqa-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _registry(args):
+    from diqa_bench.plugins import load_plugins
+
+    return load_plugins(strict=True if args.strict_plugins else None)
+
+
+def cmd_list(args) -> int:
+    reg = _registry(args)
+    table = reg.methods if args.what == "methods" else reg.datasets
+    for name in sorted(table):
+        e = table[name]
+        cls = e.cls
+        extra = f"  [{cls.kind()}{', lower is better' if cls.lower_better is True else ''}]" if args.what == "methods" else ""
+        desc = (cls.description or "").strip().splitlines()[0] if cls.description else ""
+        print(f"{name:<22} {desc}{extra}  (plugin: {e.plugin})")
+    return EXIT_OK
+
+
+def cmd_plugins(args) -> int:
+    reg = _registry(args)
+    infos = [p.as_dict() for p in reg.plugins.values()]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return EXIT_OK
+    for p in infos:
+        ver = f" {p['version']}" if p["version"] else ""
+        status = f"FAILED: {p['error']}" if p["error"] else f"datasets: {', '.join(p['datasets']) or '-'}; methods: {', '.join(p['methods']) or '-'}"
+        print(f"{p['name']}{ver} ({p['module']}): {status}")
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from diqa_bench import config as cfgmod
+
+    if args.schema:
+        print(json.dumps(cfgmod.SCHEMA, indent=2))
+        return EXIT_OK
+    reg = _registry(args)
+    cfg = cfgmod.parse(args.config, reg)
+    problems = []
+    for dom, specs in cfg.domains.items():
+        for s in specs:
+            try:
+                problems += [f"domains.{dom}: dataset {s.name}: {p}" for p in reg.dataset(s.type)(**s.options).check()]
+            except Exception as exc:
+                problems.append(f"domains.{dom}: dataset {s.name}: {exc}")
+    trainable = {m.name for m in cfg.methods if reg.method(m.name).trainable}
+    n_zero = sum(1 for m in cfg.methods if m.name not in trainable)
+    n_cells = (n_zero + len(trainable) * len(cfg.train_sets)) * len(cfg.test_domains) * len(cfg.seeds)
+    if problems:
+        for p in problems:
+            print(f"{cfg.path}: {p}", file=sys.stderr)
+        print(f"{cfg.path}: config is valid, but {len(problems)} dataset(s) are not available (see above)", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells)")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from diqa_bench import config as cfgmod
+
+    reg = _registry(args)
+    cfg = cfgmod.parse(args.config, reg)
+    from diqa_bench.cache import default_cache_dir
+    from diqa_bench.leaderboard import render_terminal
+    from diqa_bench.results import load_results
+    from diqa_bench.runner import RunOptions, run_benchmark
+
+    out = Path(args.out or cfg.output or Path("results") / cfg.name)
+    ro = cfg.run_options
+    opts = RunOptions(
+        out=out,
+        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir(),
+        device=args.device or ro.get("device", "auto"),
+        workers=args.workers if args.workers is not None else ro.get("workers"),
+        batch_size=args.batch_size or ro.get("batch_size", 16),
+        only=args.only,
+        weights_dir=args.weights_dir,
+        progress=False if args.no_progress else None,
+    )
+    if args.only:
+        known = {m.label for m in cfg.methods} | {m.name for m in cfg.methods}
+        unknown = [o for o in args.only if o not in known]
+        if unknown:
+            raise UserError(f"--only: {', '.join(unknown)} not in the config's methods ({', '.join(sorted(known))})")
+    outcomes, paths = run_benchmark(cfg, reg, opts)
+    metrics, info = load_results(out)
+    print(render_terminal(metrics, info))
+    failed = [o for o in outcomes if o.status != "ok"]
+    if failed:
+        print(f"\n{len(failed)} of {len(outcomes)} cells have no result:")
+        for o in failed:
+            print(f"  {o.method} @ {o.train} -> {o.test} (seed {o.seed}): {o.status}: {o.reason}")
+    if info.get("skipped"):
+        print(f"\n{len(info['skipped'])} images skipped (listed in run.json)")
+    print(f"\nResults: {out}/ (LEADERBOARD.md, metrics.csv, scores.csv, run.json)")
+    return EXIT_CELLS_FAILED if failed else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from diqa_bench.leaderboard import render_markdown, render_terminal
+    from diqa_bench.results import atomic_write, load_results
+
+    folder = Path(args.dir)
+    metrics, info = load_results(folder)
+    atomic_write(folder / "LEADERBOARD.md", render_markdown(metrics, info))
+    print(render_terminal(metrics, info))
+    print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}")
+    return EXIT_OK
+
+
+def cmd_score(args) -> int:
+    from diqa_bench.scoring import score_paths
+
+    return score_paths(args, _registry(args))
+
+
+def cmd_mos(args) -> int:
+    import pandas as pd
+
+    from diqa_bench.mos import compute_mos, format_report
+
+    path = Path(args.ratings)
+    if not path.is_file():
+        raise UserError(f"{path}: ratings file not found")
+    ratings = pd.read_csv(path)
+    mos, report = compute_mos(ratings, screening=not args.no_screening)
+    print(format_report(report), file=sys.stderr)
+    if args.output:
+        from diqa_bench.results import atomic_write
+
+        atomic_write(Path(args.output), mos.to_csv(index=False))
+        print(f"wrote {len(mos)} images to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(mos.to_csv(index=False))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "list": cmd_list,
+    "plugins": cmd_plugins,
+    "report": cmd_report,
+    "score": cmd_score,
+    "mos": cmd_mos,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The benchmark grid: which cells a config asks for.
+
+A cell is (method, train set, test domain, seed). A zero-shot method has no train set: it appears
+with train set "-". Work is done in units of (method, train set, seed), each covering every test
+domain, so a trainable method is fitted once per train set and seed, and a zero-shot method scores
+each image once (per-image scores are cached across seeds and runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diqa_bench.config import Config, MethodSpec
+
+ZERO_SHOT_TRAIN = "-"
+
+
+def train_label(domains: tuple[str, ...] | None) -> str:
+    return ZERO_SHOT_TRAIN if not domains else "+".join(domains)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work: a method, its train set (None for zero-shot) and a split seed."""
+
+    method: MethodSpec
+    train: tuple[str, ...] | None
+    seed: int
+    tests: tuple[str, ...]
+
+    @property
+    def train_label(self) -> str:
+        return train_label(self.train)
+
+    def describe(self) -> str:
+        return f"{self.method.label} @ {self.train_label} (seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str  # the method's label in tables
+    train: str  # train_label(...)
+    test: str
+    seed: int
+
+
+def expand(config: Config, trainable: dict[str, bool], only: list[str] | None = None) -> list[Unit]:
+    """Units for every method x train set x seed (zero-shot: method x seed), in config order.
+    ``trainable`` maps method name -> whether it is trainable; ``only`` keeps the given labels."""
+    units: list[Unit] = []
+    tests = tuple(config.test_domains)
+    for m in config.methods:
+        if only and m.label not in only and m.name not in only:
+            continue
+        for seed in config.seeds:
+            if trainable[m.name]:
+                for ts in config.train_sets:
+                    units.append(Unit(m, tuple(ts), seed, tests))
+            else:
+                units.append(Unit(m, None, seed, tests))
+    return units
+
+
+def cells(units: list[Unit]) -> list[Cell]:
+    return [Cell(u.method.label, u.train_label, t, u.seed) for u in units for t in u.tests]

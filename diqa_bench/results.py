@@ -1,0 +1,187 @@
+"""Turning cell outcomes into the stored results of a run, written atomically.
+
+Files in the output folder:
+- ``scores.csv``: one row per image per cell (the raw material; every table derives from it);
+- ``metrics.csv`` / ``metrics.json``: tidy, one row per method x train x test x seed x statistic,
+  plus rows with ``seed = "all"`` aggregated across split seeds (mean, std, pooled-bootstrap CI);
+- ``run.json``: what ran, on what, with which versions, and every cell's status;
+- ``LEADERBOARD.md``: rendered from metrics.csv and run.json (see :mod:`diqa_bench.leaderboard`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diqa_bench import stats
+
+METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std"]
+SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "distortion", "level", "path"]
+AGGREGATE_SEED = "all"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
+    """MOS the cell is judged against: raw MOS when the test domain holds one dataset; the
+    per-dataset range-normalised MOS (0-1, higher better) when it mixes datasets of other scales."""
+    datasets = {r.dataset for r in outcome.images}
+    if len(datasets) <= 1:
+        return np.array([r.mos for r in outcome.images], float), outcome.mos_lower_better
+    return np.array([r.mos_norm for r in outcome.images], float), False
+
+
+def compute_metrics(outcomes, config) -> "Any":
+    """Tidy metrics DataFrame for the successful cells."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    boots: dict[tuple, list[np.ndarray]] = {}
+    for o in outcomes:
+        if o.status != "ok":
+            continue
+        mos, mos_lower = _eval_mos(o)
+        cell = stats.evaluate(
+            np.array(o.scores), mos, lower_better=o.lower_better, mos_lower_better=mos_lower,
+            bootstrap=config.bootstrap, confidence=config.confidence, seed=config.stats_seed,
+        )
+        for name in stats.STATISTICS:
+            lo, hi = cell.ci.get(name, (float("nan"), float("nan")))
+            rows.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, statistic=name, value=cell.values[name], ci_low=lo, ci_high=hi, n=cell.n, std=float("nan")))
+            if name in cell.boot:
+                boots.setdefault((o.method, o.train, o.test, name), []).append(cell.boot[name])
+        if config.acceptability is not None:
+            acc = stats.acceptability(o.train_scores, o.train_mos, o.scores, [r.mos for r in o.images], config.acceptability,
+                                      lower_better=o.lower_better, mos_lower_better=o.mos_lower_better)
+            for name, v in acc.items():
+                rows.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, statistic=name, value=v, ci_low=float("nan"), ci_high=float("nan"), n=cell.n, std=float("nan")))
+    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    if df.empty:
+        return df
+    df["seed"] = df["seed"].astype(str)
+    agg_rows = []
+    for (method, train, test, name), g in df.groupby(["method", "train", "test", "statistic"], sort=False):
+        vals = g["value"].to_numpy(float)
+        lo, hi = stats.pooled_ci(boots.get((method, train, test, name), []), config.confidence)
+        if name not in stats.STATISTICS or not config.bootstrap:
+            lo, hi = float("nan"), float("nan")
+        agg_rows.append(dict(method=method, train=train, test=test, seed=AGGREGATE_SEED, statistic=name, value=float(np.nanmean(vals)),
+                             ci_low=lo, ci_high=hi, n=int(round(g["n"].mean())), std=float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else float("nan")))
+    return pd.concat([df, pd.DataFrame(agg_rows, columns=METRIC_COLUMNS)], ignore_index=True)
+
+
+def scores_frame(outcomes):
+    import pandas as pd
+
+    rows = []
+    for o in outcomes:
+        for r, s in zip(o.images, o.scores):
+            rows.append((r.id, r.dataset, r.domain, o.method, o.train, o.seed, s, r.mos, r.distortion or "", "" if r.level is None else r.level, r.path))
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _git_info(where: Path) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=5)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    from diqa_bench import __version__
+
+    info = {
+        "diqa_bench": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+        "git": _git_info(Path(__file__).resolve().parent),
+    }
+    try:
+        import pyiqa  # noqa: F401  (only when already imported: never pay 8 s for a version string)
+
+        info["pyiqa"] = sys.modules["pyiqa"].__version__ if "pyiqa" in sys.modules else None
+    except Exception:
+        info["pyiqa"] = None
+    return info
+
+
+def cell_records(outcomes) -> list[dict[str, Any]]:
+    return [dict(method=o.method, train=o.train, test=o.test, seed=o.seed, status=o.status, reason=o.reason, n=len(o.scores)) for o in outcomes]
+
+
+def write_all(out: Path, run_info: dict[str, Any], outcomes, config) -> dict[str, Path]:
+    """Write every result file; returns their paths."""
+    from diqa_bench.leaderboard import render_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = compute_metrics(outcomes, config)
+    scores = scores_frame(outcomes)
+    run_info = {**run_info, "cells": cell_records(outcomes)}
+    run_info["failed_cells"] = [c for c in run_info["cells"] if c["status"] != "ok"]
+    paths = {
+        "scores": out / "scores.csv",
+        "metrics": out / "metrics.csv",
+        "metrics_json": out / "metrics.json",
+        "run": out / "run.json",
+        "leaderboard": out / "LEADERBOARD.md",
+    }
+    atomic_write(paths["scores"], scores.to_csv(index=False))
+    atomic_write(paths["metrics"], metrics.to_csv(index=False))
+    atomic_write(paths["metrics_json"], json.dumps(_json_rows(metrics), indent=1))
+    atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
+    atomic_write(paths["leaderboard"], render_markdown(metrics, run_info))
+    return paths
+
+
+def _json_rows(df) -> list[dict[str, Any]]:
+    rows = df.to_dict(orient="records")
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                r[k] = None
+    return rows
+
+
+def load_results(folder: Path):
+    """(metrics DataFrame, run_info) of a stored run, for re-rendering without recomputing."""
+    import pandas as pd
+
+    folder = Path(folder)
+    from diqa_bench.errors import UserError
+
+    for name in ("metrics.csv", "run.json"):
+        if not (folder / name).is_file():
+            raise UserError(f"{folder}: no {name} here; is this a diqa-bench results folder?")
+    metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
+    run_info = json.loads((folder / "run.json").read_text())
+    return metrics, run_info

@@ -1,0 +1,209 @@
+"""Stub plugins and a tiny-benchmark helper, for diqa-bench's own tests and for plugin authors.
+
+The stubs are real (they load, score and fit), just tiny: images are small generated PNGs whose
+MOS falls with the amount of noise added, so a method that measures noise should correlate.
+
+- ``stub-dataset``: N noisy gradient images in G content groups, MOS 1-5 (or DMOS with
+  ``lower_better: true``);
+- ``stub-noise``: zero-shot, lower is better: the mean absolute Laplacian (noise energy). Options
+  ``fail``, ``nan`` and ``unavailable`` make it misbehave, for failure-path tests;
+- ``stub-linear``: trainable: a least-squares line from noise energy to normalised MOS.
+
+Register them with ``load_plugins(extra=[("stub", diqa_bench.testing)])``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diqa_bench.datasets import Dataset, DatasetContext, Record
+from diqa_bench.errors import MethodUnavailable
+from diqa_bench.hookspecs import hookimpl
+from diqa_bench.methods import Method
+
+
+class StubDataset(Dataset):
+    name = "stub-dataset"
+    description = "tiny generated images whose MOS falls with added noise (for tests)"
+    options_schema = {
+        "count": {"type": "integer", "minimum": 3},
+        "groups": {"type": "integer", "minimum": 2},
+        "size": {"type": "integer", "minimum": 8},
+        "seed": {"type": "integer"},
+        "lower_better": {"type": "boolean"},
+        "tag": {"type": "string"},
+    }
+
+    def __init__(self, count: int = 24, groups: int = 6, size: int = 32, seed: int = 0, lower_better: bool = False, tag: str = "") -> None:
+        super().__init__(count=count, groups=groups, size=size, seed=seed, lower_better=lower_better, tag=tag)
+        self.count, self.groups, self.size, self.seed, self.tag = count, groups, size, seed, tag
+        self.lower_better = lower_better
+        self.mos_range = (1.0, 5.0)
+        self.pseudo_mos = True
+
+    def load(self, ctx: DatasetContext) -> list[Record]:
+        from PIL import Image
+
+        folder = Path(ctx.cache_dir) / "stub" / f"{self.count}-{self.groups}-{self.size}-{self.seed}-{self.tag}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.root = folder
+        rng = np.random.default_rng(self.seed)
+        yy, xx = np.mgrid[0 : self.size, 0 : self.size] / self.size
+        records = []
+        for i in range(self.count):
+            g = i % self.groups
+            level = (i // self.groups) % 5
+            base = 0.5 + 0.3 * np.sin(2 * np.pi * (xx * (g + 1) + yy))
+            noise = rng.normal(0, 0.04 * level + 0.005 * rng.random(), base.shape)
+            img = np.clip(np.stack([base, base * 0.9, base * 0.8], -1) + noise[..., None], 0, 1)
+            path = folder / f"img{i:04d}.png"
+            if not path.exists():
+                Image.fromarray((img * 255).round().astype(np.uint8)).save(path)
+            mos = float(np.clip(5 - level - 0.3 * rng.random(), 1, 5))
+            if self.lower_better:
+                mos = 6.0 - mos
+            records.append(Record(id=f"img{i:04d}", path=path.name, mos=mos, group=f"ref{g}", distortion="noise", level=level + 1))
+        return records
+
+
+def _noise_energy(images) -> "Any":
+    import torch
+
+    gray = images.mean(1, keepdim=True)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=images.device).view(1, 1, 3, 3)
+    return torch.nn.functional.conv2d(gray, kernel).abs().mean((1, 2, 3))
+
+
+class StubNoise(Method):
+    name = "stub-noise"
+    version = "1"
+    description = "noise energy (mean |Laplacian|); lower is better (for tests)"
+    lower_better = True
+    options_schema = {"fail": {"type": "boolean"}, "nan": {"type": "boolean"}, "unavailable": {"type": "boolean"}, "weights": {"type": ["string", "null"]}}
+
+    calls = 0  # images scored by all instances: lets tests prove what the cache saved
+
+    def setup(self, ctx) -> None:
+        if self.options.get("unavailable"):
+            raise MethodUnavailable("missing weights file stub.pth: put it in the weights folder (DIQA_BENCH_WEIGHTS)")
+
+    def score_batch(self, batch):
+        if self.options.get("fail"):
+            raise RuntimeError("stub failure on purpose")
+        StubNoise.calls += len(batch.keys)
+        out = _noise_energy(batch.images)
+        if self.options.get("nan"):
+            out[0] = float("nan")
+        return out
+
+
+class StubLinear(Method):
+    name = "stub-linear"
+    version = "1"
+    description = "least-squares line from noise energy to normalised MOS (for tests)"
+    lower_better = False
+    trainable = True
+    options_schema = {"slow": {"type": "boolean"}}
+
+    fits = 0
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.coef: list[float] | None = None
+
+    def fit(self, data, ctx) -> None:
+        feats = np.zeros(len(data))
+        for batch in data.batches():
+            feats[batch.indices] = _noise_energy(batch.images).cpu().numpy()
+        target = np.array([s.mos_norm for s in data.samples])
+        self.coef = np.polyfit(feats, target, 1).tolist()
+        StubLinear.fits += 1
+
+    def score_batch(self, batch):
+        return np.polyval(self.coef, _noise_energy(batch.images).cpu().numpy())
+
+    def save(self, folder: Path) -> None:
+        (Path(folder) / "linear.json").write_text(json.dumps({"coef": self.coef}))
+
+    def load(self, folder: Path) -> None:
+        folder = Path(folder)
+        path = folder / "linear.json" if folder.is_dir() else folder
+        self.coef = json.loads(path.read_text())["coef"]
+
+
+@hookimpl
+def register_datasets(register):
+    register(StubDataset)
+
+
+@hookimpl
+def register_methods(register):
+    register(StubNoise)
+    register(StubLinear)
+
+
+def stub_config(methods: list[dict] | None = None, seeds: list[int] | None = None, **overrides) -> dict[str, Any]:
+    """A small two-domain config over stub datasets; override any key."""
+    cfg: dict[str, Any] = {
+        "name": "stub",
+        "domains": {
+            "a": [{"dataset": "stub-dataset", "name": "stub-a", "options": {"count": 30, "seed": 1, "tag": "a"}}],
+            "b": [{"dataset": "stub-dataset", "name": "stub-b", "options": {"count": 30, "seed": 2, "tag": "b"}}],
+        },
+        "methods": methods or [{"name": "stub-noise"}, {"name": "stub-linear"}],
+        "train_sets": [["a"], ["b"], ["a", "b"]],
+        "test_domains": ["a", "b"],
+        "splits": {"test_ratio": 0.34, "seeds": seeds or [0, 1]},
+        "statistics": {"bootstrap": 200},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+@dataclass
+class BenchmarkResult:
+    out: Path
+    exit_code: int
+    metrics: Any  # pandas DataFrame (tidy)
+    scores: Any  # pandas DataFrame
+    run: dict[str, Any]
+    leaderboard: str
+
+    def value(self, method: str, train: str, test: str, statistic: str = "SROCC", seed: str = "all") -> float:
+        m = self.metrics
+        row = m[(m.method == method) & (m.train == train) & (m.test == test) & (m.statistic == statistic) & (m.seed.astype(str) == str(seed))]
+        if row.empty:
+            raise KeyError(f"no {statistic} for {method} @ {train} -> {test} (seed {seed})")
+        return float(row.value.iloc[0])
+
+
+def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plugins: list[tuple[str, Any]] | None = None, **run_kw) -> BenchmarkResult:
+    """Run a benchmark in ``tmp_path`` (config file, cache and results all inside it) on CPU with
+    the stub plugins plus ``plugins`` (name, module) pairs; returns its stored tables."""
+    import pandas as pd
+    import yaml
+
+    from diqa_bench import config as cfgmod
+    from diqa_bench.plugins import load_plugins
+    from diqa_bench.results import load_results
+    from diqa_bench.runner import RunOptions, run_benchmark
+
+    import diqa_bench.testing as stubs
+
+    tmp_path = Path(tmp_path)
+    cfg_path = tmp_path / "bench.yaml"
+    cfg_path.write_text(yaml.safe_dump(config or stub_config()))
+    registry = load_plugins(extra=[("stub", stubs), *(plugins or [])])
+    cfg = cfgmod.parse(cfg_path, registry)
+    out = Path(run_kw.pop("out", tmp_path / "results"))
+    opts = RunOptions(out=out, cache_dir=Path(run_kw.pop("cache_dir", tmp_path / "cache")), device="cpu", workers=run_kw.pop("workers", 0),
+                      batch_size=run_kw.pop("batch_size", 8), progress=False, **run_kw)
+    outcomes, _ = run_benchmark(cfg, registry, opts, log=lambda msg: None)
+    metrics, info = load_results(out)
+    exit_code = 1 if any(o.status != "ok" for o in outcomes) else 0
+    return BenchmarkResult(out, exit_code, metrics, pd.read_csv(out / "scores.csv"), info, (out / "LEADERBOARD.md").read_text())
