@@ -1,0 +1,136 @@
+"""Dermatology ratings: images rated by several observers (how a database like
+Legit.Health-DIQA-Artificial is collected).
+
+Either raw ratings (``ratings:`` CSV with columns image, observer, rating) -> per-image MOS, std
+and 95% CI through :mod:`diqa_bench.mos` with ITU-R BT.500 observer screening, or a precomputed
+MOS table (``mos:`` CSV with columns image, mos[, std]). The content group (patient) comes from a
+``group_column`` in the ratings/MOS CSV or from a ``metadata`` CSV (image, <group_column>).
+After :meth:`load`, ``screening`` holds the screening report (a dict) for run.json.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from diqa_bench.datasets import Dataset, DatasetContext, Record
+from diqa_bench.errors import DataError
+
+from .tabular import RANGE_SCHEMA, parse_number, read_table, require_columns
+
+
+class DermRatingsDataset(Dataset):
+    name = "derm-ratings"
+    description = "Dermatology photos with per-observer ratings (MOS + BT.500 screening) or a precomputed MOS CSV"
+    options_schema = {
+        "root": {"type": "string", "description": "image folder; image names in the CSVs are relative to it"},
+        "ratings": {"type": ["string", "null"], "description": "raw ratings CSV: image, observer, rating"},
+        "mos": {"type": ["string", "null"], "description": "precomputed MOS CSV: image, mos[, std]"},
+        "metadata": {"type": ["string", "null"], "description": "CSV with image and the group column (patient)"},
+        "group_column": {"type": ["string", "null"], "description": "column naming the patient (content group)"},
+        "scale": RANGE_SCHEMA | {"description": "rating scale [low, high], default [1, 5]"},
+        "lower_better": {"type": "boolean"},
+        "screening": {"type": "boolean", "description": "ITU-R BT.500 observer screening (default true)"},
+    }
+    required_options = ["root"]
+
+    def __init__(
+        self,
+        root: str,
+        ratings: str | None = None,
+        mos: str | None = None,
+        metadata: str | None = None,
+        group_column: str | None = None,
+        scale: list[float] = (1.0, 5.0),
+        lower_better: bool = False,
+        screening: bool = True,
+    ) -> None:
+        super().__init__(root=root, ratings=ratings, mos=mos, metadata=metadata)
+        if (ratings is None) == (mos is None):
+            raise DataError("derm-ratings: give exactly one of 'ratings' (raw per-observer CSV) or 'mos' (precomputed MOS CSV)")
+        self.root = Path(root).expanduser()
+        self.ratings = self._resolve(ratings)
+        self.mos_csv = self._resolve(mos)
+        self.metadata = self._resolve(metadata)
+        self.group_column = group_column
+        low, high = (float(v) for v in scale)
+        if not low < high:
+            raise DataError(f"derm-ratings: scale must be [low, high] with low < high, got {list(scale)}")
+        self.mos_range = (low, high)
+        self.lower_better = bool(lower_better)
+        self.use_screening = bool(screening)
+        self.screening: dict[str, Any] | None = None
+
+    def _resolve(self, path: str | None) -> Path | None:
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        if p.is_absolute() or p.exists():
+            return p
+        return self.root / p  # a bare name is looked up in the image folder
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.root.is_dir():
+            problems.append(f"derm-ratings: image folder not found: {self.root}")
+        for what, p in (("ratings CSV", self.ratings), ("MOS CSV", self.mos_csv), ("metadata CSV", self.metadata)):
+            if p is not None and not p.is_file():
+                problems.append(f"derm-ratings: {what} not found: {p}")
+        return problems
+
+    def load(self, ctx: DatasetContext) -> list[Record]:
+        if self.ratings is not None:
+            table, source = self._mos_from_ratings(), self.ratings
+        else:
+            table, source = self._read_mos(), self.mos_csv
+        groups = self._groups(table, source)
+        records = []
+        for row in table.to_dict("records"):
+            image = str(row["image"]).strip()
+            std = parse_number(row.get("std"))
+            records.append(
+                Record(
+                    id=image,
+                    path=image,
+                    mos=parse_number(row["mos"]),
+                    group=groups.get(image, ""),
+                    std=std if isinstance(std, float) and not math.isnan(std) else None,
+                )
+            )
+        return records
+
+    def _mos_from_ratings(self):
+        from diqa_bench.mos import compute_mos, read_ratings
+
+        raw = read_ratings(str(self.ratings))
+        low, high = self.mos_range
+        outside = raw[(raw["rating"] < low) | (raw["rating"] > high)]
+        if len(outside):
+            r = outside.iloc[0]
+            raise DataError(f"{self.ratings}: rating {r['rating']:g} of image {r['image']!r} by {r['observer']!r} is outside the scale [{low:g}, {high:g}]")
+        table, report = compute_mos(raw, screening=self.use_screening)
+        self.screening = report.as_dict()
+        if self.group_column:
+            full = read_table(self.ratings, "ratings CSV")
+            if self.group_column in full.columns:
+                per_image = full.groupby("image")[self.group_column].first()
+                table[self.group_column] = table["image"].map(per_image)
+        return table
+
+    def _read_mos(self):
+        table = read_table(self.mos_csv, "MOS CSV")
+        require_columns(table, {"image": "image", "mos": "mos"}, self.mos_csv)
+        return table
+
+    def _groups(self, table, source: Path) -> dict[str, str]:
+        col = self.group_column
+        if not col:
+            return {}
+        if self.metadata is not None:
+            meta = read_table(self.metadata, "metadata CSV")
+            require_columns(meta, {"image": "image", "group": col}, self.metadata)
+            return {str(i).strip(): str(g).strip() for i, g in zip(meta["image"], meta[col])}
+        if col not in table.columns:
+            raise DataError(f"derm-ratings: group column {col!r} is in neither {source} nor a metadata CSV")
+        return {str(i).strip(): str(g).strip() for i, g in zip(table["image"], table[col])}

@@ -1,0 +1,134 @@
+"""Generic dataset: a CSV file plus an image root, column names configurable."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from diqa_bench.datasets import Dataset, DatasetContext, Record
+from diqa_bench.errors import DataError
+
+RANGE_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+
+
+def read_table(path: Path, what: str):
+    """Read a CSV as strings (values are parsed field by field, so a bad cell is named, not lost)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what} is empty: {path}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{what} {path} cannot be read as CSV: {exc}") from None
+
+
+def parse_number(text: Any) -> Any:
+    """A CSV cell as float; blank -> NaN; anything else unparsable is returned as-is so that
+    check_records reports it as 'not a number' instead of calling it blank."""
+    if text is None:
+        return math.nan
+    s = str(text).strip()
+    if s == "" or s.lower() in ("nan", "na", "n/a", "null", "none"):
+        return math.nan
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def parse_level(text: Any) -> int | None:
+    value = parse_number(text)
+    if isinstance(value, float) and not math.isnan(value) and value == int(value):
+        return int(value)
+    return None
+
+
+def require_columns(table, columns: dict[str, str | None], path: Path) -> None:
+    missing = [f"{col!r} ({role})" for role, col in columns.items() if col and col not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column {', '.join(missing)}; found {', '.join(map(repr, table.columns))}")
+
+
+class CsvDataset(Dataset):
+    name = "csv"
+    description = "Generic: a CSV (one row per image) plus an image root; MOS range and direction declared"
+    options_schema = {
+        "csv": {"type": "string", "description": "CSV file, one row per image"},
+        "root": {"type": ["string", "null"], "description": "image folder (default: the CSV's folder)"},
+        "image_column": {"type": "string"},
+        "mos_column": {"type": "string"},
+        "group_column": {"type": ["string", "null"], "description": "content group (reference image, patient)"},
+        "split_column": {"type": ["string", "null"], "description": "fixed split: train / test"},
+        "distortion_column": {"type": ["string", "null"]},
+        "level_column": {"type": ["string", "null"]},
+        "std_column": {"type": ["string", "null"]},
+        "mos_range": RANGE_SCHEMA,
+        "lower_better": {"type": "boolean", "description": "true for DMOS-style labels"},
+    }
+    required_options = ["csv", "mos_range"]
+
+    def __init__(
+        self,
+        csv: str,
+        mos_range: list[float],
+        root: str | None = None,
+        image_column: str = "image",
+        mos_column: str = "mos",
+        group_column: str | None = None,
+        split_column: str | None = None,
+        distortion_column: str | None = None,
+        level_column: str | None = None,
+        std_column: str | None = None,
+        lower_better: bool = False,
+    ) -> None:
+        super().__init__(csv=csv, mos_range=mos_range, root=root)
+        self.csv = Path(csv).expanduser()
+        self.root = Path(root).expanduser() if root else self.csv.parent
+        low, high = (float(v) for v in mos_range)
+        if not low < high:
+            raise DataError(f"mos_range must be [low, high] with low < high, got {list(mos_range)}")
+        self.mos_range = (low, high)
+        self.lower_better = bool(lower_better)
+        self.columns = {
+            "image": image_column,
+            "mos": mos_column,
+            "group": group_column,
+            "split": split_column,
+            "distortion": distortion_column,
+            "level": level_column,
+            "std": std_column,
+        }
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.csv.is_file():
+            problems.append(f"csv: CSV file not found: {self.csv}")
+        if not self.root.is_dir():
+            problems.append(f"csv: image root not found: {self.root}")
+        return problems
+
+    def load(self, ctx: DatasetContext) -> list[Record]:
+        table = read_table(self.csv, "CSV")
+        require_columns(table, self.columns, self.csv)
+        c = self.columns
+        records = []
+        for _, row in table.iterrows():
+            image = str(row[c["image"]]).strip()
+            std = parse_number(row[c["std"]]) if c["std"] else None
+            records.append(
+                Record(
+                    id=image,
+                    path=image,
+                    mos=parse_number(row[c["mos"]]),
+                    group=str(row[c["group"]]).strip() if c["group"] else "",
+                    split=(str(row[c["split"]]).strip() or None) if c["split"] else None,
+                    distortion=(str(row[c["distortion"]]).strip() or None) if c["distortion"] else None,
+                    level=parse_level(row[c["level"]]) if c["level"] else None,
+                    std=std if isinstance(std, float) and not math.isnan(std) else None,
+                )
+            )
+        return records
