@@ -1,0 +1,227 @@
+"""Zero-shot pyiqa metrics: ``brisque``, ``niqe``, ``piqe``, ``musiq`` (+ ``-spaq``, ``-ava``,
+``-paq2piq``) and ``pyiqa`` (any pyiqa no-reference metric by name).
+
+Numerics: metrics without learned parameters (BRISQUE, NIQE, PIQE: the classical ones) run in
+float64. In float32, pyiqa's BRISQUE depends on the device and on the batch size: its local
+normalisation computes a variance as E[x^2] - E[x]^2 on 0..255 pixel values, which cancels
+catastrophically in flat regions, so the summation order (CPU vs GPU, batch of 1 vs 5) moves scores
+by up to ~9 points on pyiqa's own calibration images (issue 4, measured on an H200). Doing only that
+normalisation in float64 already gives the float64 scores (checked here on the calibration images),
+so float32 is the error, not float64: every classical score here is the float64 one. Cost: ~2x CPU
+time on these metrics; the MUSIQ family keeps float32 (its weights are float32).
+Where float64 is unsupported (Apple MPS) the classical metrics run on the CPU.
+
+Direction (``lower_better``) and ``score_range`` come from pyiqa's ``DEFAULT_CONFIGS``.
+Weights are resolved offline first (see :mod:`diqa_pyiqa.weights`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from diqa_bench.errors import MethodUnavailable, UserError
+from diqa_bench.methods import Batch, Method, MethodContext
+
+from .metadata import default_configs, metric_info, no_reference_metrics
+from .weights import DEFAULT_DOWNLOAD_TIMEOUT_S, guarded_pyiqa_downloads, resolve_weights, where_to_put
+
+WEIGHTS_OPTION = {"type": ["string", "null"], "description": "weights file (or folder holding it) under pyiqa's file name"}
+TIMEOUT_OPTION = {"type": "number", "minimum": 1, "description": "seconds before a stalled weights download gives up"}
+PRECISION_OPTION = {"enum": ["auto", "float32", "float64"], "description": "auto: float64 for metrics without learned parameters"}
+
+
+def compute_device(device: str, float64: bool) -> str:
+    return "cpu" if float64 and str(device).startswith("mps") else str(device)
+
+
+class PyiqaMetric(Method):
+    """One pyiqa metric. Subclasses set ``name``, ``metric`` (pyiqa's name) and ``checkpoint``
+    (pyiqa's weight file name, from the arch's ``default_model_urls``; None when it has none)."""
+
+    version = "1"
+    metric: ClassVar[str | None] = None
+    checkpoint: ClassVar[str | None] = None
+    float64: ClassVar[bool] = False
+    options_schema: ClassVar[dict[str, Any]] = {"weights": WEIGHTS_OPTION, "download_timeout": TIMEOUT_OPTION}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.metric:
+            info = metric_info(cls.metric)
+            cls.lower_better = info.lower_better
+            cls.score_range = info.score_range
+            cls.description = f"pyiqa {cls.metric}" + (f" ({cls.checkpoint})" if cls.checkpoint else "")
+
+    def __init__(self, weights: str | None = None, download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_S, **options: Any) -> None:
+        super().__init__(**({"weights": weights} if weights else {}), **options)
+        self.weights = weights
+        self.download_timeout = download_timeout
+        self.model = None
+
+    # -- building ------------------------------------------------------------------------------
+    def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
+        """Arguments for ``pyiqa.create_metric`` given a local checkpoint (or None)."""
+        return {"pretrained_model_path": str(checkpoint_path)} if checkpoint_path else {}
+
+    def setup(self, ctx: MethodContext) -> None:
+        path = None
+        if self.checkpoint:
+            path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
+        self.build(ctx.device, path, ctx.weights_dir)
+
+    def build(self, device: str, checkpoint_path=None, weights_dir=None) -> None:
+        """Create the pyiqa model on ``device``. Tests call this directly to get an architecture
+        without a checkpoint."""
+        import pyiqa  # seconds to import: only when a pyiqa method actually runs
+        import torch
+
+        self.device = compute_device(device, self.float64)
+        # pyiqa prints progress to stdout, where ``score`` writes its CSV.
+        with contextlib.redirect_stdout(sys.stderr), guarded_pyiqa_downloads(weights_dir, self.download_timeout):
+            self.model = pyiqa.create_metric(self.metric, device=self.device, **self.metric_kwargs(checkpoint_path))
+        self.model.eval()
+        self.dtype = torch.float64 if self.float64 else torch.float32
+
+    def score_batch(self, batch: Batch):
+        import torch
+
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: setup() was not called")
+        images = batch.images.to(self.device, self.dtype)
+        with torch.inference_mode():
+            scores = self.model(images)
+        return scores.reshape(images.shape[0]).to("cpu", torch.float64)
+
+    def teardown(self) -> None:
+        self.model = None
+        if str(getattr(self, "device", "cpu")).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+class Brisque(PyiqaMetric):
+    name = "brisque"
+    metric = "brisque"
+    checkpoint = "brisque_svm_weights.pth"
+    float64 = True
+
+
+class Niqe(PyiqaMetric):
+    name = "niqe"
+    metric = "niqe"
+    checkpoint = "niqe_modelparameters.mat"
+    float64 = True
+
+
+class Piqe(PyiqaMetric):
+    name = "piqe"
+    metric = "piqe"
+    float64 = True
+    options_schema: ClassVar[dict[str, Any]] = {}  # PIQE has no parameters to load
+
+
+class Musiq(PyiqaMetric):
+    """MUSIQ (multi-scale transformer) with KonIQ-10k weights. Accepts any image size natively."""
+
+    name = "musiq"
+    metric = "musiq"
+    checkpoint = "musiq_koniq_ckpt-e95806b9.pth"
+    head_classes: ClassVar[int] = 1  # AVA predicts a 10-bin score distribution
+
+    def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
+        # With an explicit path pyiqa no longer infers the AVA head; without one, no random download.
+        if checkpoint_path is None:
+            return {"pretrained": False, "num_class": self.head_classes}
+        return {"pretrained_model_path": str(checkpoint_path), "num_class": self.head_classes}
+
+
+class MusiqSpaq(Musiq):
+    name = "musiq-spaq"
+    metric = "musiq-spaq"
+    checkpoint = "musiq_spaq_ckpt-358bb6af.pth"
+
+
+class MusiqAva(Musiq):
+    name = "musiq-ava"
+    metric = "musiq-ava"
+    checkpoint = "musiq_ava_ckpt-e8d3f067.pth"
+    head_classes = 10
+
+
+class MusiqPaq2piq(Musiq):
+    name = "musiq-paq2piq"
+    metric = "musiq-paq2piq"
+    checkpoint = "musiq_paq2piq_ckpt-364c0c84.pth"
+
+
+class PyiqaAny(PyiqaMetric):
+    """Any pyiqa no-reference metric: ``{name: pyiqa, options: {metric: topiq_nr, metric_options: {...}}}``.
+
+    Weights: the ``weights`` option is passed as ``pretrained_model_path``; otherwise pyiqa looks in
+    its cache, and any file it would download is taken from the weights folder when there (copied
+    into pyiqa's cache), refused when offline, and downloaded with a timeout otherwise."""
+
+    name = "pyiqa"
+    description = "any pyiqa no-reference metric (option metric)"
+    options_schema: ClassVar[dict[str, Any]] = {
+        "metric": {"type": "string", "description": "pyiqa metric name, e.g. topiq_nr"},
+        "metric_options": {"type": "object", "description": "keyword arguments for pyiqa.create_metric"},
+        "precision": PRECISION_OPTION,
+        "weights": WEIGHTS_OPTION,
+        "download_timeout": TIMEOUT_OPTION,
+    }
+    required_options: ClassVar[list[str]] = ["metric"]
+
+    def __init__(self, metric: str, metric_options: dict | None = None, precision: str = "auto", **options: Any) -> None:
+        if metric not in default_configs():
+            raise UserError(f"pyiqa has no metric {metric!r}; no-reference metrics: {', '.join(no_reference_metrics())}")
+        info = metric_info(metric)
+        if info.mode != "NR":
+            raise UserError(f"pyiqa metric {metric!r} is full-reference; diqa-bench scores without reference images")
+        super().__init__(metric=metric, metric_options=dict(metric_options or {}), precision=precision, **options)
+        self.metric = metric
+        self.metric_options = dict(metric_options or {})
+        self.precision = precision
+        self.lower_better = info.lower_better
+        self.score_range = info.score_range
+
+    def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
+        kwargs = dict(self.metric_options)
+        if checkpoint_path:
+            kwargs["pretrained_model_path"] = str(checkpoint_path)
+        return kwargs
+
+    def setup(self, ctx: MethodContext) -> None:
+        path = _explicit_file(self.weights) if self.weights else None
+        try:
+            self.build(ctx.device, path, ctx.weights_dir)
+        except MethodUnavailable:
+            raise
+        except Exception as exc:  # pyiqa reports missing backbones, files and packages in many ways
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise MethodUnavailable(f"pyiqa {self.metric} cannot be created: {reason}") from None
+
+    def build(self, device: str, checkpoint_path=None, weights_dir=None) -> None:
+        self.float64 = self.precision == "float64"
+        super().build(device, checkpoint_path, weights_dir)
+        if self.precision == "auto" and not any(p.numel() for p in self.model.net.parameters()):
+            import torch
+
+            self.float64, self.dtype = True, torch.float64
+            self.device = compute_device(self.device, True)
+            self.model.to(self.device)
+
+
+def _explicit_file(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MethodUnavailable(f"weights file {p} not found")
+    return p
+
+
+ZERO_SHOT_METHODS = [Brisque, Niqe, Piqe, Musiq, MusiqSpaq, MusiqAva, MusiqPaq2piq, PyiqaAny]
+__all__ = [cls.__name__ for cls in ZERO_SHOT_METHODS] + ["PyiqaMetric", "where_to_put"]
