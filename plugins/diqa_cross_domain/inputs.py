@@ -1,0 +1,102 @@
+"""Input policy: how an image of any size becomes network input without destroying quality cues.
+
+No blur, colour, contrast or JPEG augmentation ever (they change the very thing being scored);
+training only adds horizontal flips and random crop positions. Images arrive float [0, 1] RGB at
+native resolution; ImageNet normalisation is applied here.
+
+Two policies for large images (option ``input_policy``):
+
+- ``resize`` (default): the short side is resized (antialiased) to ``image_size / 0.875`` (256 for
+  224) and a ``image_size`` square is cropped: centre crop for scoring, random crop for training.
+  One view per image, cheap, keeps global cues (exposure, framing, colour cast); images already at
+  256 px (the default benchmark) are not resampled at all.
+- ``crops``: native resolution is kept up to a short side of ``max_short_side`` (larger images are
+  downscaled to it, which bounds cost for phone photos), and the score is the average over a
+  ``crop_grid`` x ``crop_grid`` grid of ``image_size`` crops covering the image (features are
+  averaged in head mode, scores in finetune mode). Keeps fine cues (noise, slight blur) that
+  resizing hides; training uses one random crop.
+
+Images smaller than ``image_size`` are upscaled so their short side reaches ``image_size``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from diqa_cross_domain.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+CROP_PCT = 0.875
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    kind: str = "resize"
+    image_size: int = 224
+    crop_grid: int = 3
+    max_short_side: int = 768
+
+    def token(self) -> str:
+        if self.kind == "resize":
+            return f"resize{self.image_size}"
+        return f"crops{self.image_size}g{self.crop_grid}m{self.max_short_side}"
+
+    @property
+    def views_per_image(self) -> int:
+        return 1 if self.kind == "resize" else self.crop_grid**2
+
+    def _rescale(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        short = min(h, w)
+        if self.kind == "resize":
+            target = round(self.image_size / CROP_PCT)
+        else:
+            target = min(max(short, self.image_size), self.max_short_side)
+        if short == target:
+            return images
+        scale = target / short
+        size = (max(self.image_size, round(h * scale)), max(self.image_size, round(w * scale)))
+        return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+
+    def eval_views(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B * V, 3, S, S] normalised views (V = views_per_image, image-major)."""
+        images = self._rescale(images)
+        h, w = images.shape[-2:]
+        s = self.image_size
+        if self.kind == "resize":
+            top, left = (h - s) // 2, (w - s) // 2
+            return normalise(images[..., top : top + s, left : left + s])
+        g = self.crop_grid
+        tops = _grid(h - s, g)
+        lefts = _grid(w - s, g)
+        views = torch.stack([images[..., t : t + s, l : l + s] for t in tops for l in lefts], dim=1)
+        return normalise(views.flatten(0, 1))
+
+    def train_views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, 3, S, S]: one random crop per image, flipped horizontally half the time."""
+        images = self._rescale(images)
+        b, _, h, w = images.shape
+        s = self.image_size
+        tops = torch.randint(0, h - s + 1, (b,), generator=generator).tolist()
+        lefts = torch.randint(0, w - s + 1, (b,), generator=generator).tolist()
+        flips = torch.rand(b, generator=generator).lt(0.5).tolist()
+        out = []
+        for img, t, l, flip in zip(images, tops, lefts, flips):
+            crop = img[:, t : t + s, l : l + s]
+            out.append(crop.flip(-1) if flip else crop)
+        return normalise(torch.stack(out))
+
+
+def _grid(span: int, n: int) -> list[int]:
+    """n evenly spaced offsets in [0, span] (repeats allowed when the image is barely larger)."""
+    if n == 1:
+        return [span // 2]
+    return [round(k * span / (n - 1)) for k in range(n)]
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - mean) / std

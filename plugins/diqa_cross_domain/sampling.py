@@ -1,0 +1,42 @@
+"""Which training images a step sees: domain-balanced draws and within-dataset pairs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def sample_probabilities(domains: Sequence[str], weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Per-sample draw probabilities: each domain gets its weight's share of the draws (equal shares
+    by default; a domain missing from ``weights`` gets weight 1), split evenly over its samples, so
+    a large domain does not drown a small one."""
+    weights = dict(weights or {})
+    counts: dict[str, int] = defaultdict(int)
+    for d in domains:
+        counts[d] += 1
+    domain_w = {d: float(weights.get(d, 1.0)) for d in counts}
+    total = sum(domain_w.values())
+    if total <= 0:
+        raise ValueError(f"domain_weights give every training domain weight 0: {domain_w}")
+    probs = np.array([domain_w[d] / total / counts[d] for d in domains], dtype=float)
+    return probs / probs.sum()
+
+
+def balanced_draw(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` sample positions drawn with replacement according to ``probs``."""
+    return rng.choice(len(probs), size=n, replace=True, p=probs)
+
+
+def within_dataset_pairs(datasets: Sequence[str], sample_ids: Sequence[int] | None = None) -> np.ndarray:
+    """All pairs (a, b), a < b, of batch positions whose images come from the same dataset, as an
+    int array [P, 2]. With ``sample_ids`` (the training sample behind each position; balanced
+    draws repeat samples), a sample is never paired with itself."""
+    _, codes = np.unique(np.asarray(datasets, dtype=object).astype(str), return_inverse=True)
+    same = codes[:, None] == codes[None, :]
+    same &= np.triu(np.ones_like(same, dtype=bool), k=1)
+    if sample_ids is not None:
+        ids = np.asarray(sample_ids)
+        same &= ids[:, None] != ids[None, :]
+    return np.argwhere(same).astype(np.int64)
