@@ -1,0 +1,45 @@
+"""Shared fixtures: tests never touch ~/.cache or a model hub.
+
+Core tests that must see only the stub plugins ask for ``no_entry_point_plugins`` (or
+``stub_registry``); tests of the in-tree plugins keep the real entry points.
+"""
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("DIQA_BENCH_CACHE", str(tmp_path_factory.mktemp("diqa-cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def no_entry_point_plugins(monkeypatch):
+    """Load no entry-point plugin: only what a test passes with ``extra=``."""
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
+    monkeypatch.delenv("DIQA_BENCH_STRICT_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def stub_registry(no_entry_point_plugins):
+    """A registry holding the stub plugins alone."""
+    import diqa_bench.testing as stubs
+    from diqa_bench.plugins import load_plugins
+
+    return load_plugins(extra=[("stub", stubs)])
+
+
+@pytest.fixture
+def stub_counters():
+    """Reset the stub methods' call counters (class attributes shared by every instance)."""
+    from diqa_bench.testing import StubLinear, StubNoise
+
+    StubNoise.calls = 0
+    StubLinear.fits = 0
+    yield StubNoise, StubLinear
+    StubNoise.calls = 0
+    StubLinear.fits = 0
