@@ -198,3 +198,15 @@ def test_derm_ratings_needs_exactly_one_label_source(tmp_path):
     with pytest.raises(DataError, match="exactly one"):
         DermRatingsDataset(root=str(tmp_path))
     assert any("ratings CSV not found" in p for p in DermRatingsDataset(root=str(tmp_path), ratings="missing.csv").check())
+
+
+def test_derm_ratings_root_from_environment(tmp_path, ctx, monkeypatch):
+    _ratings_fixture(tmp_path, outlier=False)
+    monkeypatch.delenv("DIQA_DERM_RATINGS_ROOT", raising=False)
+    (msg,) = DermRatingsDataset(ratings="ratings.csv").check()
+    assert "DIQA_DERM_RATINGS_ROOT" in msg
+    monkeypatch.setenv("DIQA_DERM_RATINGS_ROOT", str(tmp_path / "photos"))
+    (tmp_path / "ratings.csv").rename(tmp_path / "photos" / "ratings.csv")
+    ds = DermRatingsDataset(ratings="ratings.csv")
+    assert ds.check() == []
+    assert len(check_records(ds.load(ctx), ds, "derm").records) == 20

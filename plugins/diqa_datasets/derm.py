@@ -4,13 +4,15 @@ Legit.Health-DIQA-Artificial is collected).
 Either raw ratings (``ratings:`` CSV with columns image, observer, rating) -> per-image MOS, std
 and 95% CI through :mod:`diqa_bench.mos` with ITU-R BT.500 observer screening, or a precomputed
 MOS table (``mos:`` CSV with columns image, mos[, std]). The content group (patient) comes from a
-``group_column`` in the ratings/MOS CSV or from a ``metadata`` CSV (image, <group_column>).
+``group_column`` in the ratings/MOS CSV or from a ``metadata`` CSV (image, <group_column>). ``root`` falls back to $DIQA_DERM_RATINGS_ROOT; CSV names
+that are not found as given are looked up in the root.
 After :meth:`load`, ``screening`` holds the screening report (a dict) for run.json.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ class DermRatingsDataset(Dataset):
     name = "derm-ratings"
     description = "Dermatology photos with per-observer ratings (MOS + BT.500 screening) or a precomputed MOS CSV"
     options_schema = {
-        "root": {"type": "string", "description": "image folder; image names in the CSVs are relative to it"},
+        "root": {"type": ["string", "null"], "description": "image folder (else $DIQA_DERM_RATINGS_ROOT); image names in the CSVs are relative to it"},
         "ratings": {"type": ["string", "null"], "description": "raw ratings CSV: image, observer, rating"},
         "mos": {"type": ["string", "null"], "description": "precomputed MOS CSV: image, mos[, std]"},
         "metadata": {"type": ["string", "null"], "description": "CSV with image and the group column (patient)"},
@@ -33,11 +35,11 @@ class DermRatingsDataset(Dataset):
         "lower_better": {"type": "boolean"},
         "screening": {"type": "boolean", "description": "ITU-R BT.500 observer screening (default true)"},
     }
-    required_options = ["root"]
+    env_var = "DIQA_DERM_RATINGS_ROOT"
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         ratings: str | None = None,
         mos: str | None = None,
         metadata: str | None = None,
@@ -49,7 +51,8 @@ class DermRatingsDataset(Dataset):
         super().__init__(root=root, ratings=ratings, mos=mos, metadata=metadata)
         if (ratings is None) == (mos is None):
             raise DataError("derm-ratings: give exactly one of 'ratings' (raw per-observer CSV) or 'mos' (precomputed MOS CSV)")
-        self.root = Path(root).expanduser()
+        root = root or os.environ.get(self.env_var)
+        self.root = Path(root).expanduser() if root else None
         self.ratings = self._resolve(ratings)
         self.mos_csv = self._resolve(mos)
         self.metadata = self._resolve(metadata)
@@ -66,11 +69,13 @@ class DermRatingsDataset(Dataset):
         if path is None:
             return None
         p = Path(path).expanduser()
-        if p.is_absolute() or p.exists():
+        if p.is_absolute() or p.exists() or self.root is None:
             return p
         return self.root / p  # a bare name is looked up in the image folder
 
     def check(self) -> list[str]:
+        if self.root is None:
+            return [f"derm-ratings: no root given: set 'root:' or ${self.env_var} to the folder of your rated dermatology images"]
         problems = []
         if not self.root.is_dir():
             problems.append(f"derm-ratings: image folder not found: {self.root}")
@@ -80,6 +85,8 @@ class DermRatingsDataset(Dataset):
         return problems
 
     def load(self, ctx: DatasetContext) -> list[Record]:
+        if self.root is None:
+            raise DataError(self.check()[0])
         if self.ratings is not None:
             table, source = self._mos_from_ratings(), self.ratings
         else:
