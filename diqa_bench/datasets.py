@@ -50,7 +50,8 @@ class Dataset:
     ``options_schema`` (JSON-schema ``properties`` of accepted options; others are config errors),
     ``required_options``. Instance attributes, set in ``__init__`` or ``load``: ``mos_range``
     (low, high), ``lower_better`` (True for DMOS-style labels), ``pseudo_mos`` (True when labels
-    come from an algorithm, not human raters: reports say so), ``root`` (image paths are resolved
+    come from an algorithm, not human raters: reports say so), ``synthetic`` (True for generated
+    images), ``root`` (image paths are resolved
     against it and must not escape it).
     """
 
@@ -62,6 +63,7 @@ class Dataset:
     mos_range: tuple[float, float] = (0.0, 1.0)
     lower_better: bool = False
     pseudo_mos: bool = False
+    synthetic: bool = False  # generated images (not photographs): reports say so
     root: Path | None = None
 
     def __init__(self, **options: Any) -> None:
