@@ -137,7 +137,8 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def cell_records(outcomes) -> list[dict[str, Any]]:
-    return [dict(method=o.method, train=o.train, test=o.test, seed=o.seed, status=o.status, reason=o.reason, n=len(o.scores)) for o in outcomes]
+    return [dict(method=o.method, train=o.train, test=o.test, seed=o.seed, status=o.status, reason=o.reason, n=len(o.scores),
+                 lower_better=o.lower_better) for o in outcomes]
 
 
 def write_all(out: Path, run_info: dict[str, Any], outcomes, config) -> dict[str, Path]:

@@ -432,7 +432,7 @@ def _to_floats(out: Any) -> list[float]:
     return [float(v) for v in out]
 
 
-def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None):
+def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None, executor=None):
     """Run a whole benchmark and write its results. Returns (outcomes, paths of written files).
     Results are written even when the run is interrupted, with the cells done so far."""
     from datetime import datetime, timezone
@@ -480,7 +480,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     interrupted = False
     try:
-        runner.run(on_unit=lambda unit, result: outcomes.extend(result))
+        runner.run(executor, on_unit=lambda unit, result: outcomes.extend(result))
     except KeyboardInterrupt:
         interrupted = True
         runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
