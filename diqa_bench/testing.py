@@ -196,6 +196,7 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     import diqa_bench.testing as stubs
 
     tmp_path = Path(tmp_path)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cfg_path = tmp_path / "bench.yaml"
     cfg_path.write_text(yaml.safe_dump(config or stub_config()))
     registry = load_plugins(extra=[("stub", stubs), *(plugins or [])])
