@@ -1,0 +1,242 @@
+"""Figures of a stored run (matplotlib, Agg backend, imported only when a report is built).
+
+- ``transfer_srocc.png``: one panel per method, train set (rows) x test domain (columns), mean SROCC
+  over split seeds with its CI in each cell; every panel on the same colour scale and cell size;
+  zero-shot methods are a single row "-".
+- ``scatter_<test>.png``: per test domain, a grid with one panel per method @ train set: score vs
+  MOS (all split seeds), the fitted VQEG logistic, SROCC/PLCC (mean over seeds) in the title.
+- ``per_distortion_<test>.png``: SROCC within each distortion type and within each level.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from diqa_bench.report.stored import StoredRun, safe_name, srocc
+from diqa_bench.stats import fit_logistic
+
+DPI = 120
+CELL_W, CELL_H = 1.25, 0.62  # inches per heatmap cell: room for "0.912" and "[0.851, 0.950]"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _entries(run: StoredRun) -> list[tuple[str, list[str]]]:
+    """Methods in config order with their train sets ("-" for zero-shot) in stored order."""
+    agg = run.aggregate("SROCC")
+    order: dict[str, list[str]] = {}
+    for r in agg.itertuples(index=False):
+        order.setdefault(r.method, [])
+        if r.train not in order[r.method]:
+            order[r.method].append(r.train)
+    for c in run.run_info.get("cells", []):  # failed entries have no metrics but keep their row
+        order.setdefault(c["method"], [])
+        if c["train"] not in order[c["method"]]:
+            order[c["method"]].append(c["train"])
+    return [(m, sorted(ts, key=lambda t: (t != "-", t.count("+"), t))) for m, ts in order.items()]
+
+
+def _text_colour(rgba) -> str:
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _fmt_cell(value: float, lo: float, hi: float) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"{value:.3f}\n[{lo:.2f}, {hi:.2f}]"
+    return f"{value:.3f}"
+
+
+def transfer_heatmap(run: StoredRun, out: Path) -> Path | None:
+    """All methods side by side on one colour scale; None when the run has no results."""
+    plt = _pyplot()
+    from matplotlib import colors
+
+    agg = run.aggregate("SROCC")
+    tests = run.test_domains()
+    entries = _entries(run)
+    if not entries or not tests:
+        return None
+    lookup = {(r.method, r.train, r.test): (r.value, r.ci_low, r.ci_high) for r in agg.itertuples(index=False)}
+    values = [v[0] for v in lookup.values() if np.isfinite(v[0])]
+    vmin = min(0.0, math.floor(min(values) * 10) / 10) if values else 0.0
+    norm = colors.Normalize(vmin=vmin, vmax=1.0)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")
+
+    # Layout in inches: panels top-aligned, each cell the same size, row labels left of each panel.
+    label_w = max(len(t) for _, ts in entries for t in ts) * 0.085 + 0.35
+    gap, top, bottom, bar_w = 0.35, 0.75, 0.75, 0.9
+    panel_w = [label_w + CELL_W * len(tests) for _ in entries]
+    max_rows = max(len(ts) for _, ts in entries)
+    fig_w = sum(panel_w) + gap * (len(entries) - 1) + bar_w + 0.3
+    fig_h = top + CELL_H * max_rows + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
+    x = 0.0
+    image = None
+    for (method, trains), pw in zip(entries, panel_w):
+        grid = np.array([[lookup.get((method, t, d), (np.nan,))[0] for d in tests] for t in trains], float)
+        h = CELL_H * len(trains)
+        ax = fig.add_axes([(x + label_w) / fig_w, (fig_h - top - h) / fig_h, (pw - label_w) / fig_w, h / fig_h])
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+        for i, t in enumerate(trains):
+            for j, d in enumerate(tests):
+                v, lo, hi = lookup.get((method, t, d), (np.nan, np.nan, np.nan))
+                colour = _text_colour(cmap(norm(v))) if np.isfinite(v) else "black"
+                ax.text(j, i, _fmt_cell(v, lo, hi), ha="center", va="center", fontsize=8, color=colour)
+        ax.set_xticks(range(len(tests)), tests, fontsize=9)
+        ax.set_yticks(range(len(trains)), trains, fontsize=9)
+        ax.tick_params(length=0)
+        ax.set_xlabel("test domain", fontsize=9)
+        ax.set_ylabel("train set" if trains != ["-"] else "zero-shot", fontsize=9)
+        ax.set_title(method, fontsize=10, pad=6)
+        x += pw + gap
+    cax = fig.add_axes([(x - gap + 0.25) / fig_w, bottom / fig_h, 0.18 / fig_w, (fig_h - top - bottom) / fig_h])
+    fig.colorbar(image, cax=cax).set_label("SROCC (mean over split seeds)", fontsize=8)
+    cax.tick_params(labelsize=8)
+    fig.suptitle("Cross-domain transfer: SROCC [CI] by train set and test domain", fontsize=11, x=0.02, ha="left", y=1 - 0.2 / fig_h)
+    path = out / "transfer_srocc.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def scatter_grid(run: StoredRun, test: str, out: Path) -> Path | None:
+    """Score vs MOS for every entry on one test domain; None when nothing was scored there."""
+    plt = _pyplot()
+
+    cells = run.cells()
+    entries = [(m, t) for m, ts in _entries(run) for t in ts if any(k[:3] == (m, t, test) for k in cells)]
+    if not entries:
+        return None
+    agg = {(r.method, r.train, r.statistic): r.value for r in run.metrics[(run.metrics["test"] == test) & (run.metrics["seed"].astype(str) == "all")].itertuples(index=False)}
+    ncols = min(4, len(entries))
+    nrows = math.ceil(len(entries) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.3 * nrows + 0.6), dpi=DPI, squeeze=False)
+    mos_label = run.mos_label(test)
+    seed_colours = plt.get_cmap("tab10")
+    for ax, (method, train) in zip(axes.flat, entries):
+        parts = [(k[3], c) for k, c in sorted(cells.items()) if k[:3] == (method, train, test)]
+        for i, (seed, c) in enumerate(parts):
+            ax.scatter(c.score, c.eval_mos, s=9, alpha=0.6, color=seed_colours(i % 10), label=f"seed {seed}", linewidths=0, rasterized=len(c.score) > 2000)
+        score = np.concatenate([c.score for _, c in parts])
+        mos = np.concatenate([c.eval_mos for _, c in parts])
+        lower = parts[0][1].lower_better
+        aligned = -score if lower else score
+        if np.ptp(score) > 0:
+            mapping = fit_logistic(aligned, mos)
+            xs = np.linspace(score.min(), score.max(), 200)
+            ax.plot(xs, mapping(-xs if lower else xs), color="black", lw=1.4, label="logistic fit" if mapping.kind == "logistic4" else "linear fit")
+        s, p = agg.get((method, train, "SROCC"), np.nan), agg.get((method, train, "PLCC"), np.nan)
+        ax.set_title(f"{method} @ {train}\nSROCC {s:.3f}  PLCC {p:.3f}", fontsize=9)
+        ax.set_xlabel("score (" + ("lower = better" if lower else "higher = better") + ")", fontsize=8)
+        ax.set_ylabel(_eval_label(run, test, mos_label), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best", frameon=False)
+    for ax in axes.flat[len(entries):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Test domain {test}: predicted score vs {mos_label} (all split seeds; SROCC/PLCC = mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    path = out / f"scatter_{safe_name(test)}.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _eval_label(run: StoredRun, test: str, mos_label: str) -> str:
+    """DMOS is shown negated (the cells are judged on it that way): say so on the axis."""
+    sets = run.domain_datasets(test)
+    if len(sets) == 1 and sets[0].get("lower_better"):
+        return f"-{mos_label} (higher = better)"
+    return mos_label
+
+
+def per_distortion(run: StoredRun):
+    """SROCC of every entry within each distortion type and within each level, per test domain
+    (mean over split seeds of the per-seed SROCC; n = images per seed, averaged). Empty when the
+    stored scores carry no distortion labels."""
+    import pandas as pd
+
+    columns = ["test", "method", "train", "by", "group", "SROCC", "std", "n", "seeds"]
+    rows = []
+    for (method, train, test, seed), c in run.cells().items():
+        for by, labels in (("distortion", c.distortion), ("level", c.level)):
+            for group in sorted({g for g in labels if g not in ("", "nan")}, key=_natural):
+                mask = labels == group
+                value = srocc(c.aligned_score[mask], c.eval_mos[mask]) if mask.sum() >= 3 else float("nan")
+                rows.append((test, method, train, by, group, value, int(mask.sum())))
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows, columns=["test", "method", "train", "by", "group", "SROCC", "n"])
+    out = df.groupby(["test", "method", "train", "by", "group"], sort=False).agg(
+        SROCC=("SROCC", "mean"), std=("SROCC", "std"), n=("n", "mean"), seeds=("SROCC", "size")).reset_index()
+    out["n"] = out["n"].round().astype(int)
+    return out[columns]
+
+
+def _natural(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def per_distortion_heatmap(table, test: str, out: Path) -> Path | None:
+    """Rows method @ train set; one panel of distortion types and one of levels."""
+    plt = _pyplot()
+    from matplotlib import colors
+
+    sub = table[table["test"] == test]
+    if sub.empty:
+        return None
+    entries = list(dict.fromkeys(zip(sub["method"], sub["train"])))
+    labels = [f"{m} @ {t}" for m, t in entries]
+    panels = [(by, list(dict.fromkeys(sub[sub["by"] == by]["group"]))) for by in ("distortion", "level")]
+    panels = [(by, groups) for by, groups in panels if groups]
+    norm = colors.Normalize(vmin=-1.0, vmax=1.0)  # within-group SROCC can go negative
+    cmap = plt.get_cmap("RdBu").copy()
+    cmap.set_bad("#dddddd")
+    label_w = max(len(s) for s in labels) * 0.075 + 0.4
+    widths = [max(len(g) for g in groups) * 0.07 + 0.7 for _, groups in panels]
+    fig_w = label_w + sum(w * len(g) for w, (_, g) in zip(widths, panels)) + 0.5 * len(panels) + 1.2
+    fig_h = 1.5 + 0.42 * len(entries)
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
+    x = label_w
+    image = None
+    lookup = {(r.method, r.train, r.by, r.group): (r.SROCC, r.n) for r in sub.itertuples(index=False)}
+    for i, ((by, groups), w) in enumerate(zip(panels, widths)):
+        grid = np.array([[lookup.get((m, t, by, g), (np.nan, 0))[0] for g in groups] for m, t in entries], float)
+        pw = w * len(groups)
+        ax = fig.add_axes([x / fig_w, 0.85 / fig_h, pw / fig_w, (fig_h - 1.5) / fig_h])
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+        for r in range(len(entries)):
+            for j in range(len(groups)):
+                v = grid[r, j]
+                ax.text(j, r, f"{v:.2f}" if np.isfinite(v) else "n/a", ha="center", va="center", fontsize=8,
+                        color=_text_colour(cmap(norm(v))) if np.isfinite(v) else "black")
+        ax.set_xticks(range(len(groups)), groups, fontsize=8, rotation=30 if max(len(g) for g in groups) > 8 else 0, ha="right" if max(len(g) for g in groups) > 8 else "center")
+        ax.set_yticks(range(len(entries)), labels if i == 0 else [""] * len(entries), fontsize=8)
+        ax.tick_params(length=0)
+        ax.set_title(f"by {by}", fontsize=9)
+        x += pw + 0.5
+    cax = fig.add_axes([(x - 0.3) / fig_w, 0.85 / fig_h, 0.15 / fig_w, (fig_h - 1.5) / fig_h])
+    fig.colorbar(image, cax=cax).set_label("SROCC within group", fontsize=8)
+    cax.tick_params(labelsize=7)
+    fig.suptitle(f"Test domain {test}: SROCC within each distortion type and level (mean over split seeds)", fontsize=10, x=0.02, ha="left")
+    path = out / f"per_distortion_{safe_name(test)}.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

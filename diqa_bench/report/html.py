@@ -1,0 +1,117 @@
+"""A single self-contained HTML report: tables inline, figures as base64 data URIs, no external
+stylesheet, script or font, so it opens offline and can be mailed as one file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from diqa_bench.leaderboard import leaderboard_rows, protocol_lines
+from diqa_bench.report.significance import WORSE_MARK
+from diqa_bench.report.stored import StoredRun
+
+STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.3em; margin-top: 1.6em; border-bottom: 1px solid #ccc; } h3 { font-size: 1.1em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+tr.best td { font-weight: bold; } .note { color: #555; font-size: 0.9em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _table(header: list[str], rows: list[list[Any]], table_id: str, row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>")
+    return f'<table id="{_e(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+
+
+def _num(v: float, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def render(run: StoredRun, figures: dict[str, Path], significance, per_distortion) -> str:
+    """The report page. ``figures``: "transfer", "scatter:<test>", "distortion:<test>" -> PNG path."""
+    info = run.run_info
+    env = info.get("environment", {})
+    name = info.get("name", "benchmark")
+    parts = [f"<h1>diqa-bench report: {_e(name)}</h1>"]
+    git = env.get("git") or {}
+    parts.append(
+        '<p class="note">'
+        f"diqa-bench {_e(env.get('diqa_bench', '?'))}, torch {_e(env.get('torch', '?'))}, pyiqa {_e(env.get('pyiqa', '?'))}; "
+        f"config hash <code>{_e(info.get('config_hash', '?'))}</code>; device {_e(env.get('device', '?'))}"
+        + (f" ({_e(env['gpu'])})" if env.get("gpu") else "")
+        + (f"; git {_e(str(git.get('commit'))[:12])}{' (dirty)' if git.get('dirty') else ''}" if git.get("commit") else "")
+        + (f"; finished {_e(info['finished_at'])}" if info.get("finished_at") else "")
+        + ". Built from the stored results (scores.csv, metrics.csv, run.json); no method was run.</p>"
+    )
+    marks = {}
+    if significance is not None and len(significance):
+        pooled = significance[significance["seed"] == "all"]
+        marks = {(r.method, r.train, r.test): r.worse for r in pooled.itertuples(index=False)}
+
+    parts.append("<h2>Leaderboard</h2>")
+    parts.append(f'<p class="note">Mean over split seeds [bootstrap CI]. {WORSE_MARK}: SROCC significantly below the best entry of the '
+                 "test domain (paired bootstrap over images, seeds pooled).</p>")
+    for test in run.test_domains():
+        dom = info.get("domains", {}).get(test, {})
+        tags = (["labels are pseudo-MOS"] if dom.get("pseudo_mos") else []) + (["synthetic images"] if dom.get("synthetic") else [])
+        parts.append(f"<h3>Test domain: {_e(test)}{' (' + _e('; '.join(tags)) + ')' if tags else ''}</h3>")
+        header, rows = leaderboard_rows(run.metrics, info, test, markdown=False)
+        classes = []
+        for i, row in enumerate(rows):
+            method, _, train = row[0].partition(" @ ")
+            if marks.get((method, train, test)):
+                row[0] += f" {WORSE_MARK}"
+            classes.append("best" if i == 0 and row[1:2] and row[1] not in ("n/a", "") else "")
+        parts.append(_table(header, rows, f"leaderboard-{test}", classes))
+
+    if "transfer" in figures:
+        parts.append("<h2>Cross-domain transfer</h2>")
+        parts.append(_figure(figures["transfer"], "SROCC by train set (rows) and test domain (columns), mean over split seeds with bootstrap CI"))
+
+    if significance is not None and len(significance):
+        parts.append("<h2>Significance against the best entry</h2>")
+        pooled = significance[significance["seed"] == "all"]
+        rows = [[r.test, f"{r.best_method} @ {r.best_train}", f"{r.method} @ {r.train}", _num(r.delta), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
+                 _num(r.p_value), "yes " + WORSE_MARK if r.worse else "no", r.n] for r in pooled.itertuples(index=False)]
+        parts.append(_table(["Test domain", "Best", "Compared", "ΔSROCC (best - compared)", "CI", "p", "Significantly worse", "n per seed"],
+                            rows, "significance"))
+
+    for test in run.test_domains():
+        key = f"scatter:{test}"
+        if key in figures:
+            parts.append(f"<h2>Predictions vs MOS: {_e(test)}</h2>")
+            parts.append(_figure(figures[key], f"Score vs {run.mos_label(test)} on test domain {test}, with the fitted VQEG logistic"))
+
+    if per_distortion is not None and len(per_distortion):
+        parts.append("<h2>Per-distortion breakdown</h2>")
+        for test in run.test_domains():
+            key = f"distortion:{test}"
+            if key in figures:
+                parts.append(_figure(figures[key], f"SROCC within each distortion type and level, test domain {test}"))
+        rows = [[r.test, f"{r.method} @ {r.train}", r.by, r.group, _num(r.SROCC), _num(r.std), r.n, r.seeds] for r in per_distortion.itertuples(index=False)]
+        parts.append(_table(["Test domain", "Method @ train set", "By", "Group", "SROCC", "std over seeds", "n per seed", "seeds"], rows, "per-distortion"))
+
+    parts.append("<h2>Protocol</h2><ul>" + "".join(f"<li>{_e(line[2:] if line.startswith('- ') else line)}</li>" for line in protocol_lines(info)) + "</ul>")
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>diqa-bench report: {_e(name)}</title>'
+            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
