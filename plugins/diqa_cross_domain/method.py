@@ -410,7 +410,8 @@ class CrossDomain(Method):
             "method": self.name,
             "method_version": self.version,
             "mode": self.mode,
-            "options": self.opts,
+            "options": self.options,  # as given: the cache token is recomputed from them
+            "resolved_options": self.opts,
             "backbone_weights_id": self.weights_id,
             "input_policy": asdict(self.policy),
             "normalisation": {

