@@ -1,0 +1,182 @@
+"""Leaderboard rendering from stored results: golden file, best in bold, failed cells, `report`."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diqa_bench import cli, stats
+from diqa_bench.leaderboard import leaderboard_rows, render_markdown, render_terminal
+from diqa_bench.results import METRIC_COLUMNS
+
+GOLDEN = Path(__file__).parent / "golden" / "leaderboard_stub.md"
+NAN = float("nan")
+
+# (method, train, test, statistic, value, ci_low, ci_high, n); seed "all" unless a 9th item is given
+ROWS = [
+    # test domain a: beta @ a has the best correlations, alpha @ - the lowest RMSE
+    ("alpha", "-", "a", "SROCC", 0.71, 0.60, 0.80, 30),
+    ("alpha", "-", "a", "PLCC", 0.74, 0.65, 0.82, 30),
+    ("alpha", "-", "a", "KRCC", 0.52, 0.44, 0.60, 30),
+    ("alpha", "-", "a", "RMSE", 0.41, 0.35, 0.48, 30),
+    ("alpha", "-", "a", "PLCC_raw", 0.70, 0.61, 0.79, 30),
+    ("alpha", "-", "a", "AUC", 0.88, NAN, NAN, 30),
+    ("alpha", "-", "a", "ACC", 0.80, NAN, NAN, 30),
+    ("alpha", "-", "a", "RETAKE", 0.25, NAN, NAN, 30),
+    ("beta", "a", "a", "SROCC", 0.93, 0.88, 0.96, 30),
+    ("beta", "a", "a", "PLCC", 0.95, 0.91, 0.97, 30),
+    ("beta", "a", "a", "KRCC", 0.79, 0.72, 0.85, 30),
+    ("beta", "a", "a", "RMSE", 0.55, 0.47, 0.62, 30),
+    ("beta", "a+b", "a", "SROCC", 0.85, 0.78, 0.90, 30),
+    ("beta", "a+b", "a", "PLCC", NAN, NAN, NAN, 30),
+    ("beta", "a+b", "a", "KRCC", 0.66, 0.58, 0.73, 30),
+    ("beta", "a+b", "a", "RMSE", 0.62, 0.55, 0.70, 30),
+    # a per-seed row the tables must ignore (they show the across-seed aggregate)
+    ("beta", "a", "a", "SROCC", -0.99, -1.0, -0.9, 30, "0"),
+    # test domain b: a backwards method (negative SROCC is kept) and ties for best
+    ("alpha", "-", "b", "SROCC", -0.35, -0.50, -0.20, 20),
+    ("alpha", "-", "b", "PLCC", 0.40, 0.20, 0.55, 20),
+    ("alpha", "-", "b", "KRCC", -0.25, -0.38, -0.12, 20),
+    ("alpha", "-", "b", "RMSE", 0.90, 0.80, 1.00, 20),
+    ("beta", "a", "b", "SROCC", 0.60, 0.45, 0.72, 20),
+    ("beta", "a", "b", "PLCC", 0.40, 0.22, 0.56, 20),
+    ("beta", "a", "b", "KRCC", 0.45, 0.33, 0.55, 20),
+    ("beta", "a", "b", "RMSE", 0.70, 0.60, 0.80, 20),
+]
+
+CELLS = [
+    {"method": "alpha", "train": "-", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30},
+    {"method": "beta", "train": "a", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30},
+    {"method": "beta", "train": "a+b", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30},
+    # one seed of beta @ a -> b failed, another succeeded: the row shows numbers, not the failure
+    {"method": "beta", "train": "a", "test": "b", "seed": 0, "status": "ok", "reason": "", "n": 20},
+    {"method": "beta", "train": "a", "test": "b", "seed": 1, "status": "failed", "reason": "RuntimeError: flaky", "n": 0},
+    {"method": "gamma", "train": "-", "test": "a", "seed": 0, "status": "not run", "reason": "missing weights file gamma.pth: put it in the weights folder", "n": 0},
+    {"method": "gamma", "train": "-", "test": "b", "seed": 0, "status": "not run", "reason": "missing weights file gamma.pth: put it in the weights folder", "n": 0},
+    {"method": "delta", "train": "b", "test": "b", "seed": 0, "status": "failed", "reason": "RuntimeError: CUDA out of memory", "n": 0},
+]
+
+
+def golden_metrics() -> pd.DataFrame:
+    rows = []
+    for r in ROWS:
+        seed = r[8] if len(r) > 8 else "all"
+        rows.append(dict(zip(METRIC_COLUMNS, [r[0], r[1], r[2], seed, r[3], r[4], r[5], r[6], r[7], NAN])))
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def golden_run_info() -> dict:
+    return {
+        "name": "golden",
+        "config_path": "benchmarks/golden.yaml",
+        "config_hash": "0123456789abcdef",
+        "config": {"test_domains": ["a", "b"]},
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        "environment": {"diqa_bench": "0.1.0", "device": "cpu"},
+        "domains": {
+            "a": {"datasets": [{"name": "stub-a", "type": "stub-dataset", "images": 90}], "pseudo_mos": True, "synthetic": False},
+            "b": {"datasets": [{"name": "stub-b", "type": "stub-dataset", "images": 60}], "pseudo_mos": True, "synthetic": True},
+        },
+        "protocol": {"test_ratio": 0.34, "seeds": [0, 1], "use_split_column": True, "bootstrap": 200, "confidence": 0.95,
+                     "stats_seed": 0, "normalise_mos": "range", "bad_input": "skip", "acceptability": 3.0},
+        "skipped": [{"dataset": "stub-a", "image": "img0007", "reason": "stub-noise: score is NaN or infinite"}],
+        "cells": CELLS,
+        "failed_cells": [c for c in CELLS if c["status"] != "ok"],
+    }
+
+
+def test_markdown_matches_golden_file():
+    text = render_markdown(golden_metrics(), golden_run_info())
+    if os.environ.get("DIQA_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(text)
+    assert GOLDEN.is_file(), f"{GOLDEN} is missing: run with DIQA_UPDATE_GOLDEN=1 to create it"
+    assert text == GOLDEN.read_text(), "leaderboard changed: review it, then DIQA_UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py"
+
+
+def _table(test, markdown=True):
+    header, rows = leaderboard_rows(golden_metrics(), golden_run_info(), test, markdown=markdown)
+    return header, {row[0]: dict(zip(header, row)) for row in rows}, rows
+
+
+def test_header_has_arrows_and_acceptability_columns_only_when_present():
+    header_a, _, _ = _table("a")
+    assert header_a == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "AUC (reject) ↑", "Accuracy ↑", "Retake rate ↓", "n"]
+    header_b, _, _ = _table("b")
+    assert header_b == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "n"]
+
+
+def test_best_values_are_bold_by_direction():
+    _, t, rows = _table("a")
+    assert t["beta @ a"]["SROCC ↑"] == "**0.930 [0.880, 0.960]**"
+    assert t["beta @ a"]["PLCC ↑"].startswith("**")
+    assert not t["alpha @ -"]["SROCC ↑"].startswith("**")
+    # RMSE is lower-is-better: the minimum is bold, not the maximum
+    assert t["alpha @ -"]["RMSE ↓"] == "**0.410 [0.350, 0.480]**"
+    assert not t["beta @ a+b"]["RMSE ↓"].startswith("**")
+    assert not t["beta @ a"]["RMSE ↓"].startswith("**")
+    # a NaN is shown as n/a and never wins
+    assert t["beta @ a+b"]["PLCC ↑"] == "n/a"
+    assert t["beta @ a"]["AUC (reject) ↑"] == "n/a"
+    assert t["alpha @ -"]["AUC (reject) ↑"] == "**0.880**"
+    # rows sorted by SROCC, best first, failed cells last
+    assert [r[0] for r in rows] == ["beta @ a", "beta @ a+b", "alpha @ -", "gamma @ -"]
+
+
+def test_ties_are_all_bold_and_negative_correlations_kept():
+    _, t, _ = _table("b")
+    assert t["alpha @ -"]["PLCC ↑"].startswith("**") and t["beta @ a"]["PLCC ↑"].startswith("**")
+    assert t["alpha @ -"]["SROCC ↑"] == "-0.350 [-0.500, -0.200]"
+    assert t["beta @ a"]["RMSE ↓"].startswith("**")
+
+
+def test_failed_cells_show_their_reason():
+    _, t, _ = _table("a")
+    assert t["gamma @ -"]["SROCC ↑"] == "not run: missing weights file gamma.pth: put it in the weights folder"
+    _, t, _ = _table("b")
+    assert t["delta @ b"]["SROCC ↑"] == "failed: RuntimeError: CUDA out of memory"
+    # beta @ a has one successful seed: it shows numbers, and the flaky seed is not a row of its own
+    assert t["beta @ a"]["n"] == "20"
+    assert list(t).count("beta @ a") == 1
+
+
+def test_terminal_rendering_has_no_markdown_bold():
+    text = render_terminal(golden_metrics(), golden_run_info())
+    assert "**" not in text
+    assert "Test domain: a (pseudo-MOS)" in text and "0.930 [0.880, 0.960]" in text
+
+
+def test_empty_results_render_without_tables():
+    info = golden_run_info()
+    info["cells"] = info["failed_cells"] = []
+    text = render_markdown(pd.DataFrame(columns=METRIC_COLUMNS), info)
+    assert text.count("_No results for this domain._") == 2
+    assert "## Protocol" in text
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_report_rerenders_identically_without_recomputing(tmp_path, monkeypatch, capsys):
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+    cfg = stub_config(methods=[{"name": "stub-noise"}, {"name": "stub-noise", "label": "broken", "options": {"fail": True}}], seeds=[0], train_sets=[])
+    cfg["statistics"] = {"bootstrap": 50}
+    res = run_tiny_benchmark(tmp_path, cfg)
+    original = res.leaderboard
+    assert "failed: RuntimeError: stub failure on purpose" in original
+    (res.out / "scores.csv").unlink()
+    (res.out / "LEADERBOARD.md").unlink()
+
+    def no_recompute(*args, **kw):
+        raise AssertionError("report must not recompute statistics")
+
+    monkeypatch.setattr(stats, "evaluate", no_recompute)
+    assert cli.main(["report", str(res.out)]) == 0
+    assert (res.out / "LEADERBOARD.md").read_text() == original
+    out = capsys.readouterr().out
+    assert "Test domain: a" in out and "Re-rendered" in out
+
+
+def test_report_on_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "no metrics.csv here" in capsys.readouterr().err
