@@ -1,0 +1,365 @@
+"""Run the grid's units on a Ray cluster (``pip install 'diqa-bench[ray]'``).
+
+Each unit becomes one Ray task with the resources the executor declares. The driver's Runner holds
+SQLite connections, so it never travels: a task carries the config (path and raw dict), the run
+options and the plugins to load, and the worker builds its own Runner from them (once per worker
+process, then reused). Per-image scores and fitted models go to the cache folder, which every node
+must reach at the same path; a retried or re-run unit takes whatever it finds there.
+
+Zero-shot units are sharded: before a unit runs, its test images that are not cached yet are
+scored by shard tasks of at most ``shard_size`` images (deduplicated across seeds, which share
+images). The unit itself then reads every score from the cache, in the order a local run uses, so
+the tables are identical to the local executor's.
+
+Results reach ``on_unit`` in unit order (a unit finished early waits for the ones before it), which
+keeps scores.csv and metrics.csv in the local executor's row order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import types
+import uuid
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from diqa_bench.errors import UserError
+
+INSTALL_HINT = "pip install 'diqa-bench[ray]'"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to rebuild the driver's Runner."""
+
+    run_id: str
+    config_path: str
+    config_raw: dict[str, Any]
+    options: Any  # RunOptions, with absolute paths
+    entry_points: tuple[str, ...]  # entry-point plugins, re-discovered on the worker
+    modules: tuple[tuple[str, str], ...]  # other plugins: (name, importable module name)
+    cwd: str  # the driver's folder: relative paths in the config resolve as they do there
+
+
+@dataclass
+class Shard:
+    method: Any  # MethodSpec
+    seed: int
+    images: list[Any]  # ImageRef
+    units: list[int]  # positions of the units waiting for it
+
+
+class RayExecutor:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus_per_task: float = 1,
+        num_gpus_per_task: float = 0,
+        memory: int | None = None,
+        max_retries: int = 2,
+        shard_size: int | None = 1000,
+        runtime_env: dict[str, Any] | None = None,
+        progress: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.address = address
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.memory = memory
+        self.max_retries = max_retries
+        self.shard_size = shard_size
+        self.runtime_env = runtime_env
+        self.progress = progress
+        self.log = log
+
+    # -- connection ------------------------------------------------------------------------------
+    def _connect(self):
+        """Import Ray and join (or start) a cluster. Returns (ray, whether we started the session)."""
+        try:
+            import ray
+        except ImportError:
+            raise UserError(f"the ray executor needs Ray, which is not installed: {INSTALL_HINT}") from None
+        if ray.is_initialized():
+            return ray, False
+        kwargs: dict[str, Any] = {"runtime_env": self.runtime_env} if self.runtime_env else {}
+        if self.address is None:
+            kwargs["include_dashboard"] = False  # a throw-away local cluster needs no web UI
+        try:
+            ray.init(address=self.address, **kwargs)
+        except ConnectionError as exc:
+            raise UserError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
+        return ray, True
+
+    def _task_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus_per_task, "num_gpus": self.num_gpus_per_task, "max_retries": self.max_retries}
+        if self.memory:
+            opts["memory"] = int(self.memory)
+        return opts
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, runner, units, on_unit=None):
+        spec = worker_spec(runner, self.num_cpus_per_task)
+        ray, started = self._connect()
+        try:
+            return self._run(ray, runner, spec, list(units), on_unit)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray, runner, spec: WorkerSpec, units: list, on_unit) -> list:
+        unit_task = ray.remote(_unit_task).options(**self._task_options())
+        shard_task = ray.remote(_shard_task).options(**self._task_options())
+        shards = plan_shards(runner, units, self.shard_size) if self.shard_size else []
+        waiting_on = [0] * len(units)
+        for sh in shards:
+            for u in sh.units:
+                waiting_on[u] += 1
+
+        pending: dict[Any, tuple[str, int]] = {}  # ObjectRef -> ("unit" | "shard", position)
+        started_at: dict[int, float] = {}
+
+        def submit_unit(i: int) -> None:
+            started_at[i] = time.time()
+            pending[unit_task.remote(spec, units[i])] = ("unit", i)
+
+        for j, sh in enumerate(shards):
+            pending[shard_task.remote(spec, sh.method, sh.seed, sh.images)] = ("shard", j)
+        for i in range(len(units)):
+            if waiting_on[i] == 0:
+                submit_unit(i)
+
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(units) + len(shards), unit="task", desc="benchmark (ray)", dynamic_ncols=True)
+        say = bar.write if bar is not None else self.log
+
+        finished: dict[int, list] = {}  # unit position -> outcomes, until every earlier unit is done
+        released = 0
+        outcomes: list = []
+
+        def release() -> None:
+            nonlocal released
+            while released in finished:
+                i = released
+                result = finished.pop(i)
+                outcomes.extend(result)
+                if on_unit is not None:
+                    on_unit(units[i], result)
+                released += 1
+
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ref = done[0]
+                kind, pos = pending.pop(ref)
+                if kind == "shard":
+                    self._shard_done(ray, ref, shards[pos], say)
+                    for u in shards[pos].units:
+                        waiting_on[u] -= 1
+                        if waiting_on[u] == 0:
+                            submit_unit(u)
+                else:
+                    result = self._unit_done(ray, ref, runner, units[pos])
+                    finished[pos] = result
+                    self._report(units[pos], result, pos, len(units), time.time() - started_at[pos], bar, say)
+                if bar is not None:
+                    bar.update(1)
+                release()
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            # What finished is kept, in unit order, even past a gap left by an interruption.
+            for i in sorted(finished):
+                outcomes.extend(finished[i])
+                if on_unit is not None:
+                    on_unit(units[i], finished[i])
+            if bar is not None:
+                bar.close()
+        return outcomes
+
+    def _shard_done(self, ray, ref, shard: Shard, say) -> None:
+        """A failed shard is only logged: its unit scores what is missing and reports the error."""
+        try:
+            error = ray.get(ref)
+        except Exception as exc:
+            error = worker_error(exc)
+        if error:
+            say(f"  shard of {len(shard.images)} images for {shard.method.label} failed ({error}); its units score them")
+
+    def _unit_done(self, ray, ref, runner, unit) -> list:
+        from diqa_bench.datasets import Skip
+        from diqa_bench.runner import CellOutcome
+
+        try:
+            result, skips = ray.get(ref)
+        except Exception as exc:
+            reason = f"the Ray task failed on every attempt ({self.max_retries + 1}): {worker_error(exc)}"
+            lower = bool(getattr(runner.registry.method(unit.method.name), "lower_better", False))
+            return [CellOutcome(unit.method.label, unit.train_label, t, unit.seed, "failed", reason, lower_better=lower) for t in unit.tests]
+        runner.skips.extend(Skip(*s) for s in skips)
+        return result
+
+    def _report(self, unit, result, pos: int, total: int, seconds: float, bar, say) -> None:
+        if bar is not None:
+            bar.set_postfix_str(unit.describe())
+        else:
+            status = ", ".join(sorted({o.status for o in result}))
+            self.log(f"[unit {pos + 1}/{total}] {unit.describe()}: {status} ({seconds:.1f}s)")
+        for o in result:
+            if o.status != "ok":
+                say(f"  {o.method} @ {o.train} -> {o.test} (seed {o.seed}): {o.status}: {o.reason}")
+
+
+# -- driver side helpers ---------------------------------------------------------------------------
+def worker_spec(runner, num_cpus_per_task: float) -> WorkerSpec:
+    """What a worker needs to rebuild ``runner``; checks every plugin can be re-imported there."""
+    from diqa_bench.plugins import ENTRY_POINT_GROUP
+
+    entry_points = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    from_entry_points, modules = [], []
+    for name, info in runner.registry.plugins.items():
+        if info.error:
+            continue
+        if entry_points.get(name) == info.module:
+            from_entry_points.append(name)
+            continue
+        try:
+            module = importlib.import_module(info.module)
+        except ImportError:
+            module = None
+        if not isinstance(module, types.ModuleType):
+            raise UserError(f"plugin {name!r} was registered as an object, not an importable module: Ray workers cannot load it")
+        modules.append((name, info.module))
+    opts = runner.opts
+    # Decoding workers inside a task share the CPUs the task declared.
+    workers = opts.workers if opts.workers is not None else max(0, int(num_cpus_per_task) - 1)
+    options = replace(opts, out=Path(opts.out).absolute(), cache_dir=Path(opts.cache_dir).absolute(), workers=workers, progress=False)
+    return WorkerSpec(uuid.uuid4().hex, str(runner.config.path), runner.config.raw, options, tuple(from_entry_points), tuple(modules), os.getcwd())
+
+
+def plan_shards(runner, units: list, shard_size: int) -> list[Shard]:
+    """Shards of the not-yet-cached test images of zero-shot units. An image is scored once per
+    method configuration, whichever seeds or units need it."""
+    if shard_size < 1:
+        raise UserError(f"shard_size must be at least 1, not {shard_size}")
+    shards: list[Shard] = []
+    owner: dict[tuple[str, str], int] = {}  # (cache token, image key) -> shard position
+    for i, unit in enumerate(units):
+        if unit.train is not None:
+            continue
+        try:
+            token = runner._new_method(unit).cache_token()
+        except Exception:
+            continue  # the unit itself reports why the method cannot be created
+        images = []
+        for test in unit.tests:
+            sides = ("test", "train") if runner.config.acceptability is not None else ("test",)
+            for side in sides:
+                found, why = runner.domain_images(test, unit.seed, side)
+                if not why:
+                    images.extend(found)
+        unique = list({r.key: r for r in images}.values())
+        cached = runner.scores.get_many(token, [r.key for r in unique])
+        todo = []
+        for r in unique:
+            if r.key in cached:
+                continue
+            if (token, r.key) in owner:
+                shard = shards[owner[(token, r.key)]]
+                if i not in shard.units:
+                    shard.units.append(i)
+                continue
+            todo.append(r)
+        for s in range(0, len(todo), shard_size):
+            chunk = todo[s : s + shard_size]
+            shards.append(Shard(unit.method, unit.seed, chunk, [i]))
+            for r in chunk:
+                owner[(token, r.key)] = len(shards) - 1
+    return shards
+
+
+def worker_error(exc: BaseException) -> str:
+    """One line naming what went wrong on the worker."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        from diqa_bench.runner import _reason
+
+        return _reason(cause)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+# -- worker side -----------------------------------------------------------------------------------
+_RUNNER: dict[str, Any] = {}  # run id -> Runner: one per worker process and run, reused by its tasks
+
+
+def worker_runner(spec: WorkerSpec):
+    if spec.run_id in _RUNNER:
+        return _RUNNER[spec.run_id]
+    from diqa_bench import config as cfgmod
+    from diqa_bench.plugins import load_plugins
+    from diqa_bench.runner import Runner
+
+    if os.path.isdir(spec.cwd):
+        os.chdir(spec.cwd)
+    saved = os.environ.get("DIQA_BENCH_PLUGINS")
+    os.environ["DIQA_BENCH_PLUGINS"] = ",".join(spec.entry_points)  # exactly the driver's plugins
+    try:
+        registry = load_plugins(strict=True, extra=[(name, importlib.import_module(mod)) for name, mod in spec.modules])
+    finally:
+        if saved is None:
+            del os.environ["DIQA_BENCH_PLUGINS"]
+        else:
+            os.environ["DIQA_BENCH_PLUGINS"] = saved
+    config = cfgmod.parse(spec.config_path, registry, data=spec.config_raw)
+    quiet = (lambda msg: print(msg, flush=True)) if os.environ.get("DIQA_BENCH_DEBUG") else (lambda msg: None)
+    runner = Runner(config, registry, spec.options, log=quiet)
+    runner.load_datasets()  # the dataset plugins cache their files on disk: cheap after the driver's load
+    _RUNNER.clear()
+    _RUNNER[spec.run_id] = runner
+    return runner
+
+
+def _unit_task(spec: WorkerSpec, unit) -> tuple[list, list[tuple[str, str, str]]]:
+    """Run one unit on a worker; returns its outcomes and the images it skipped."""
+    runner = worker_runner(spec)
+    before = len(runner.skips)
+    result = runner.run_unit(unit)
+    return result, [(s.dataset, s.image, s.reason) for s in runner.skips[before:]]
+
+
+def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> str:
+    """Score a shard of images into the shared score cache. Returns '' or why it failed."""
+    from diqa_bench.runner import _reason
+
+    runner = worker_runner(spec)
+    ctx = runner.method_context(seed)
+    try:
+        method = runner.registry.method(method_spec.name)(**method_spec.options)
+    except Exception as exc:
+        return _reason(exc)
+    state = {"ready": False}
+
+    def ensure_setup() -> None:
+        if not state["ready"]:
+            method.setup(ctx)
+            state["ready"] = True
+
+    try:
+        runner.score_images(method, method.cache_token(), images, ctx, ensure_setup)
+        return ""
+    except Exception as exc:
+        return _reason(exc)
+    finally:
+        try:
+            method.teardown()
+        except Exception:
+            pass

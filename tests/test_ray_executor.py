@@ -1,0 +1,163 @@
+"""The Ray executor on a real local Ray cluster (loopback only): same tables as the local executor,
+workers killed mid-run, and a clear error when Ray is not installed.
+
+One cluster serves the whole module (starting Ray costs tens of seconds on 2 cores); its processes
+are stopped in the fixture's finalizer, which also checks that none of them survives.
+"""
+
+import shutil
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+import diqa_bench.testing as stubs
+from diqa_bench import config as cfgmod
+from diqa_bench.errors import UserError
+from diqa_bench.plugins import load_plugins
+from diqa_bench.ray_executor import RayExecutor
+from diqa_bench.runner import RunOptions, run_benchmark
+from diqa_bench.testing import stub_config
+
+pytestmark = pytest.mark.usefixtures("no_entry_point_plugins")
+
+# A test-only plugin whose method kills its worker process: once per marker file, or every time.
+CRASH_PLUGIN = '''
+import os
+from pathlib import Path
+
+from diqa_bench.hookspecs import hookimpl
+from diqa_bench.testing import StubNoise
+
+
+class CrashingNoise(StubNoise):
+    name = "stub-crash"
+    description = "stub-noise that kills its process (for Ray retry tests)"
+    options_schema = {**StubNoise.options_schema, "marker": {"type": "string"}, "always": {"type": "boolean"}}
+
+    def score_batch(self, batch):
+        marker = Path(self.options["marker"])
+        if self.options.get("always") or not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return super().score_batch(batch)
+
+
+@hookimpl
+def register_methods(register):
+    register(CrashingNoise)
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_dir():
+    folder = Path(tempfile.mkdtemp(prefix="diqa-ray-plugin-"))
+    (folder / "diqa_crash_plugin.py").write_text(textwrap.dedent(CRASH_PLUGIN))
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    sys.modules.pop("diqa_crash_plugin", None)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(plugin_dir):
+    """A local Ray cluster on 127.0.0.1 with two worker slots; the workers import the crash plugin
+    through PYTHONPATH, as nodes of a real cluster would from their environment."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'diqa-bench[ray]')")
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray puts Unix sockets in it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(plugin_dir))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=temp_dir,
+                 log_to_driver=False)
+    processes = psutil.Process().children(recursive=True)
+    try:
+        yield ray
+    finally:
+        processes += psutil.Process().children(recursive=True)  # workers started since
+        ray.shutdown()
+        _, alive = psutil.wait_procs(processes, timeout=15)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not alive, f"Ray processes still running after shutdown: {[p.pid for p in alive]}"
+
+
+def _config(methods, seeds, tmp_path):
+    cfg = stub_config(methods=methods, seeds=seeds)
+    for dom, seed in (("a", 1), ("b", 2)):
+        cfg["domains"][dom][0]["options"] = {"count": 24, "groups": 6, "size": 24, "seed": seed, "tag": dom}
+    cfg["statistics"] = {"bootstrap": 50}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    registry = load_plugins(extra=[("stub", stubs), ("crash", __import__("diqa_crash_plugin"))])
+    return cfgmod.parse(path, registry), registry
+
+
+def _run(cfg, registry, folder: Path, executor=None):
+    opts = RunOptions(out=folder / "results", cache_dir=folder / "cache", device="cpu", workers=0, batch_size=8, progress=False)
+    outcomes, _ = run_benchmark(cfg, registry, opts, log=lambda msg: None, executor=executor)
+    return outcomes, folder / "results"
+
+
+def _assert_same_tables(ray_out: Path, local_out: Path):
+    assert (ray_out / "metrics.csv").read_text() == (local_out / "metrics.csv").read_text()
+    ray_scores, local_scores = pd.read_csv(ray_out / "scores.csv"), pd.read_csv(local_out / "scores.csv")
+    assert len(ray_scores) > 0
+    # Each run has its own cache folder, where the stub dataset writes its images: compare file names.
+    for df in (ray_scores, local_scores):
+        df["path"] = df["path"].map(lambda p: Path(p).name)
+    pd.testing.assert_frame_equal(ray_scores, local_scores)
+
+
+def test_ray_run_gives_the_local_tables(ray_cluster, tmp_path, plugin_dir):
+    cfg, registry = _config([{"name": "stub-noise"}, {"name": "stub-linear"}], [0, 1], tmp_path)
+    # shard_size 5: each zero-shot unit's 16 test images are scored by several shard tasks
+    ray_outcomes, ray_out = _run(cfg, registry, tmp_path / "ray", RayExecutor(shard_size=5, log=lambda msg: None))
+    local_outcomes, local_out = _run(cfg, registry, tmp_path / "local")
+    assert [o.status for o in ray_outcomes] == ["ok"] * 16
+    assert [(o.method, o.train, o.test, o.seed) for o in ray_outcomes] == [(o.method, o.train, o.test, o.seed) for o in local_outcomes]
+    _assert_same_tables(ray_out, local_out)
+    # fitted models land in the results folder, as in a local run
+    assert sorted(p.relative_to(ray_out) for p in (ray_out / "models").rglob("*")) == sorted(p.relative_to(local_out) for p in (local_out / "models").rglob("*"))
+
+
+def test_killed_worker_is_retried_and_a_cell_that_keeps_killing_it_fails(ray_cluster, tmp_path):
+    once, always = str(tmp_path / "crashed-once"), str(tmp_path / "crashed-always")
+    methods = [
+        {"name": "stub-crash", "label": "crash-once", "options": {"marker": once}},
+        {"name": "stub-linear"},
+        {"name": "stub-crash", "label": "crash-always", "options": {"marker": always, "always": True}},
+    ]
+    cfg, registry = _config(methods, [0], tmp_path)
+    # no sharding: the unit task itself dies and is retried
+    outcomes, ray_out = _run(cfg, registry, tmp_path / "ray", RayExecutor(max_retries=1, shard_size=None, log=lambda msg: None))
+    assert Path(once).exists()  # the first attempt did die
+    status = {(o.method, o.test): (o.status, o.reason) for o in outcomes}
+    assert all(status[("crash-once", t)][0] == "ok" for t in ("a", "b"))
+    assert all(o.status == "ok" for o in outcomes if o.method == "stub-linear")
+    for t in ("a", "b"):
+        state, reason = status[("crash-always", t)]
+        assert state == "failed"
+        assert "every attempt (2)" in reason and "worker" in reason.lower(), reason
+
+    # The local run of the cells that can finish (the marker now exists: crash-once does not crash).
+    cfg_local, registry = _config(methods[:2], [0], tmp_path)
+    _, local_out = _run(cfg_local, registry, tmp_path / "local")
+    _assert_same_tables(ray_out, local_out)
+
+
+def test_missing_ray_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    cfg = stub_config(seeds=[0])
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    registry = load_plugins(extra=[("stub", stubs)])
+    opts = RunOptions(out=tmp_path / "out", cache_dir=tmp_path / "cache", device="cpu", workers=0, progress=False)
+    with pytest.raises(UserError, match=r"pip install 'diqa-bench\[ray\]'") as err:
+        run_benchmark(cfgmod.parse(path, registry), registry, opts, log=lambda msg: None, executor=RayExecutor())
+    assert "\n" not in str(err.value)
