@@ -24,7 +24,7 @@ from diqa_bench.errors import DataError
 from .distortions import DISTORTIONS, LEVELS
 
 # Bump when generated pixels or labels change: the cache folder name includes it.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 RECORDS_FILE = "records.json"
 
 # Photos that ship inside the scikit-image wheel (skimage/data/), in order of use. Read straight from
