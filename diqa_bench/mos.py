@@ -79,7 +79,9 @@ def validate_ratings(df: pd.DataFrame, label: str = "ratings") -> pd.DataFrame:
     bad = df.loc[ratings.isna(), "rating"]
     if len(bad):
         row = bad.index[0]
-        raise DataError(f"{label}: rating {df.at[row, 'rating']!r} of image {df.at[row, 'image']!r} by observer {df.at[row, 'observer']!r} is blank or not a number")
+        value = df.at[row, "rating"]
+        shown = "(blank)" if pd.isna(value) else repr(str(value))
+        raise DataError(f"{label}: rating {shown} of image {df.at[row, 'image']!r} by observer {df.at[row, 'observer']!r} is blank or not a number")
     if df["image"].isna().any() or df["observer"].isna().any():
         raise DataError(f"{label}: a row has a blank image or observer")
     df["rating"] = ratings.astype(float)
@@ -125,13 +127,14 @@ def screen_observers(df: pd.DataFrame) -> list[RejectedObserver]:
     return rejected
 
 
-def compute_mos(ratings: pd.DataFrame, screening: bool = True) -> tuple[pd.DataFrame, ScreeningReport]:
+def compute_mos(ratings: pd.DataFrame, screening: bool = True, label: str = "ratings") -> tuple[pd.DataFrame, ScreeningReport]:
     """Per-image MOS, std and 95% CI from raw ratings (columns image, observer, rating).
 
     With ``screening`` the BT.500 beta_2 test rejects unreliable observers first; their ratings
-    are left out of every image's MOS. Returns (table sorted by image, report).
+    are left out of every image's MOS. Returns (table sorted by image, report). Bad input raises a
+    one-line :class:`DataError` naming ``label`` (e.g. the file).
     """
-    df = validate_ratings(ratings)
+    df = validate_ratings(ratings, label)
     rejected = screen_observers(df) if screening else []
     report = ScreeningReport(
         method="ITU-R BT.500 beta_2 (kurtosis) observer screening" if screening else "none (screening disabled)",

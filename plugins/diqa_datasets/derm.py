@@ -116,7 +116,7 @@ class DermRatingsDataset(Dataset):
         if len(outside):
             r = outside.iloc[0]
             raise DataError(f"{self.ratings}: rating {r['rating']:g} of image {r['image']!r} by {r['observer']!r} is outside the scale [{low:g}, {high:g}]")
-        table, report = compute_mos(raw, screening=self.use_screening)
+        table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings))
         self.screening = report.as_dict()
         if self.group_column:
             full = read_table(self.ratings, "ratings CSV")
