@@ -82,6 +82,13 @@ def test_skimage_photos_ship_in_the_wheel():
     folder = Path(skimage.__file__).parent / "data"
     assert [p for p in SKIMAGE_PHOTOS if not (folder / p).is_file()] == []
     assert SkimageNaturalDataset.max_references == len(SKIMAGE_PHOTOS)
+    assert SkimageNaturalDataset(references=len(SKIMAGE_PHOTOS)).check() == []
+
+
+def test_missing_skimage_photo_is_reported_by_check(monkeypatch, tmp_path):
+    monkeypatch.setattr(SkimageNaturalDataset, "photo_path", staticmethod(lambda name: tmp_path / name))
+    problems = SkimageNaturalDataset(references=2).check()
+    assert len(problems) == 2 and "astronaut.png" in problems[0] and "scikit-image" in problems[0]
 
 
 def test_skimage_natural_never_calls_the_downloading_fetchers(tmp_path, monkeypatch):

@@ -170,16 +170,28 @@ class SkimageNaturalDataset(EmbeddedDataset):
     )
     max_references = len(SKIMAGE_PHOTOS)
 
+    @staticmethod
+    def photo_path(filename: str) -> Path:
+        import skimage
+
+        return Path(skimage.__file__).parent / "data" / filename
+
+    def check(self) -> list[str]:
+        return [
+            f"{self.name}: {self.photo_path(f)} is missing from the scikit-image installation (it ships in the wheel; reinstall scikit-image)"
+            for f in SKIMAGE_PHOTOS[: self.references]
+            if not self.photo_path(f).is_file()
+        ]
+
     def reference_names(self) -> list[str]:
         return [Path(p).stem for p in SKIMAGE_PHOTOS[: self.references]]
 
     def make_reference(self, index: int, rng: np.random.Generator) -> np.ndarray:
         from PIL import Image
-        import skimage
 
-        path = Path(skimage.__file__).parent / "data" / SKIMAGE_PHOTOS[index]
+        path = self.photo_path(SKIMAGE_PHOTOS[index])
         if not path.is_file():
-            raise DataError(f"{self.name}: {path} is missing from the scikit-image installation (it should ship in the wheel)")
+            raise DataError(self.check()[0])
         with Image.open(path) as img:
             img = img.convert("RGB")
             side = min(img.size)
