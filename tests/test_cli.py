@@ -1,0 +1,241 @@
+"""The command line: exit codes, light commands that import no torch, `run`, `score`, `plugins`."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from diqa_bench import cli
+from diqa_bench.testing import stub_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(code, env_extra=None, cwd=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=120)
+
+
+# A subprocess that registers the stub plugins (they are not an entry point) and runs the CLI,
+# then reports whether torch got imported.
+NO_TORCH_SCRIPT = """
+import json, sys
+import diqa_bench.cli as cli
+import diqa_bench.testing as stubs
+from diqa_bench.plugins import load_plugins
+cli._registry = lambda args: load_plugins(extra=[("stub", stubs)])
+try:
+    code = cli.main({argv!r})
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({{"code": code, "torch": "torch" in sys.modules}}), file=sys.stderr)
+"""
+
+
+def _run_light(argv, tmp_path):
+    proc = _python(NO_TORCH_SCRIPT.format(argv=argv), {"DIQA_BENCH_PLUGINS": ""}, cwd=tmp_path)
+    return json.loads(proc.stderr.strip().splitlines()[-1]), proc.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, code, expected",
+    [
+        (["--help"], 0, "validate"),
+        (["list", "methods"], 0, "stub-noise"),
+        (["list", "datasets"], 0, "stub-dataset"),
+        (["plugins"], 0, "stub"),
+        (["validate", "bench.yaml"], 0, "OK"),
+        (["validate", "bad.yaml"], 2, ""),
+    ],
+)
+def test_light_commands_import_no_torch(tmp_path, argv, code, expected):
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(stub_config()))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**stub_config(), "sedes": [0]}))
+    result, out = _run_light(argv, tmp_path)
+    assert result["code"] == code
+    assert expected in out
+    assert result["torch"] is False, f"`diqa-bench {' '.join(argv)}` imported torch"
+
+
+ENTRY_POINTS = sorted(ep.name for ep in metadata.entry_points(group="diqa_bench"))
+
+
+@pytest.mark.parametrize("plugin", ENTRY_POINTS)
+def test_list_methods_with_each_installed_plugin_imports_no_torch(plugin):
+    # Plugins must register classes without importing torch at module level (hookspecs contract).
+    proc = _python(
+        """
+        import sys
+        from diqa_bench.cli import main
+        main(["list", "methods"])
+        heavy = [m for m in ("torch", "pyiqa", "timm") if m in sys.modules]
+        print("HEAVY:" + ",".join(heavy))
+        """,
+        {"DIQA_BENCH_PLUGINS": plugin, "DIQA_BENCH_STRICT_PLUGINS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    heavy = proc.stdout.strip().splitlines()[-1]
+    assert heavy == "HEAVY:", f"plugin {plugin!r}: `diqa-bench list methods` imported {heavy[6:]}"
+
+
+# -- in-process commands with the stub registry ---------------------------------------------
+
+
+@pytest.fixture
+def stub_cli(monkeypatch, stub_registry):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    return stub_registry
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert cli.main([]) == 2
+    assert "usage: diqa-bench" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["list", "things"])
+    assert info.value.code == 2
+
+
+def test_list_methods_shows_kind_and_direction(stub_cli, capsys):
+    assert cli.main(["list", "methods"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "[zero-shot, lower is better]" in lines["stub-noise"]
+    assert "[trainable]" in lines["stub-linear"] and "lower is better" not in lines["stub-linear"]
+    assert "(plugin: stub)" in lines["stub-noise"]
+
+
+def test_plugins_json(stub_cli, capsys):
+    assert cli.main(["plugins", "--json"]) == 0
+    (info,) = json.loads(capsys.readouterr().out)
+    assert info["name"] == "stub" and info["error"] is None
+    assert info["methods"] == ["stub-noise", "stub-linear"] and info["datasets"] == ["stub-dataset"]
+
+
+def _run_args(tmp_path, cfg):
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return ["run", str(path), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+            "--workers", "0", "--batch-size", "8", "--no-progress"]
+
+
+def _small(methods):
+    cfg = stub_config(methods=methods, seeds=[0], train_sets=[], test_domains=["a"])
+    cfg["domains"]["a"][0]["options"]["count"] = 18
+    cfg["statistics"] = {"bootstrap": 20}
+    return cfg
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_run_exit_0_when_every_cell_is_done(tmp_path, stub_cli, capsys):
+    assert cli.main(_run_args(tmp_path, _small([{"name": "stub-noise"}]))) == 0
+    out = capsys.readouterr().out
+    assert "Test domain: a" in out and "stub-noise @ -" in out
+    assert f"Results: {tmp_path / 'out'}/" in out
+    assert (tmp_path / "out" / "LEADERBOARD.md").is_file()
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_run_exit_1_when_a_cell_fails_and_tables_are_still_written(tmp_path, stub_cli, capsys):
+    cfg = _small([{"name": "stub-noise"}, {"name": "stub-noise", "label": "broken", "options": {"fail": True}}])
+    assert cli.main(_run_args(tmp_path, cfg)) == 1
+    out = capsys.readouterr().out
+    assert "1 of 2 cells have no result" in out
+    assert "broken @ - -> a (seed 0): failed: RuntimeError: stub failure on purpose" in out
+    assert "failed: RuntimeError" in (tmp_path / "out" / "LEADERBOARD.md").read_text()
+
+
+def test_run_exit_2_on_config_error_and_unknown_only(tmp_path, stub_cli, capsys):
+    assert cli.main(_run_args(tmp_path, {**_small([{"name": "stub-noise"}]), "bootstrap": 10})) == 2
+    assert "unknown key 'bootstrap'" in capsys.readouterr().err
+    assert cli.main(_run_args(tmp_path, _small([{"name": "stub-noise"}])) + ["--only", "stub-nope"]) == 2
+    assert "--only: stub-nope not in the config's methods" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+# -- `diqa-bench score` --------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, sigma in enumerate([0.0, 0.05, 0.15]):
+        img = np.clip(0.5 + rng.normal(0, sigma, (16, 16, 3)), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / ("sub" if i == 2 else "") / f"n{i}.png")
+    (folder / "notes.txt").write_text("not an image, and not listed")
+    return folder
+
+
+def _csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_score_writes_path_score_csv(image_dir, stub_cli, capsys):
+    import torch
+
+    from diqa_bench.images import decode
+    from diqa_bench.testing import _noise_energy
+
+    assert cli.main(["score", "-m", "stub-noise", str(image_dir), "--device", "cpu"]) == 0
+    rows = _csv(capsys.readouterr().out)
+    assert [Path(r["path"]).name for r in rows] == ["n0.png", "n1.png", "n2.png"]
+    assert list(rows[0]) == ["path", "score"]
+    for r in rows:
+        expected = _noise_energy(torch.from_numpy(decode(r["path"])).permute(2, 0, 1)[None]).item()
+        assert float(r["score"]) == pytest.approx(expected, rel=1e-4)
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores)  # noisier images score higher noise energy
+
+
+def test_score_to_file_with_threshold(image_dir, tmp_path, stub_cli, capsys):
+    out = tmp_path / "scores.csv"
+    cli.main(["score", "-m", "stub-noise", str(image_dir), "--device", "cpu"])
+    scores = [float(r["score"]) for r in _csv(capsys.readouterr().out)]
+    threshold = (scores[1] + scores[2]) / 2
+    assert cli.main(["score", "-m", "stub-noise", str(image_dir), "-o", str(out), "--threshold", str(threshold), "--device", "cpu"]) == 0
+    rows = _csv(out.read_text())
+    assert list(rows[0]) == ["path", "score", "decision"]
+    # stub-noise is lower-is-better: the two cleaner images pass, the noisiest is rejected
+    assert [r["decision"] for r in rows] == ["accept", "accept", "reject"]
+    err = capsys.readouterr().err
+    assert "2 accepted, 1 rejected (lower score is better" in err
+
+
+def test_score_reports_an_undecodable_file_and_exits_1(image_dir, stub_cli, capsys):
+    (image_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    assert cli.main(["score", "-m", "stub-noise", str(image_dir), "--device", "cpu", "--threshold", "0.1"]) == 1
+    captured = capsys.readouterr()
+    rows = {Path(r["path"]).name: r for r in _csv(captured.out)}
+    assert rows["broken.jpg"]["score"] == "" and rows["broken.jpg"]["decision"] == "error"
+    assert rows["n0.png"]["score"] != ""
+    assert "broken.jpg" in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["score", "-m", "stub-nois", "x.png"], "Did you mean 'stub-noise'"),
+        (["score", "-m", "stub-linear", "x.png"], "is trainable: pass --weights"),
+        (["score", "-m", "stub-noise", "/nonexistent/folder"], "no such file or folder"),
+        (["score", "-m", "stub-noise", "--option", "colour=red", "x.png"], "'colour'"),
+        (["score", "-m", "stub-noise", "--option", "unavailable=true", "."], "missing weights file stub.pth"),
+    ],
+)
+def test_score_usage_errors_exit_2(tmp_path, monkeypatch, stub_cli, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert cli.main(argv + ["--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
