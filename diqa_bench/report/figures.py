@@ -32,7 +32,7 @@ def _pyplot():
 
 
 def _entries(run: StoredRun) -> list[tuple[str, list[str]]]:
-    """Methods in config order with their train sets ("-" for zero-shot) in stored order."""
+    """Methods with their train sets ("-" for zero-shot), both in the order the run stored them."""
     agg = run.aggregate("SROCC")
     order: dict[str, list[str]] = {}
     for r in agg.itertuples(index=False):
@@ -43,7 +43,7 @@ def _entries(run: StoredRun) -> list[tuple[str, list[str]]]:
         order.setdefault(c["method"], [])
         if c["train"] not in order[c["method"]]:
             order[c["method"]].append(c["train"])
-    return [(m, sorted(ts, key=lambda t: (t != "-", t.count("+"), t))) for m, ts in order.items()]
+    return list(order.items())
 
 
 def _text_colour(rgba) -> str:
@@ -70,23 +70,23 @@ def transfer_heatmap(run: StoredRun, out: Path) -> Path | None:
     if not entries or not tests:
         return None
     lookup = {(r.method, r.train, r.test): (r.value, r.ci_low, r.ci_high) for r in agg.itertuples(index=False)}
+    missing = {(c["method"], c["train"], c["test"]): c["status"] for c in run.run_info.get("cells", []) if c["status"] != "ok"}
     values = [v[0] for v in lookup.values() if np.isfinite(v[0])]
     vmin = min(0.0, math.floor(min(values) * 10) / 10) if values else 0.0
     norm = colors.Normalize(vmin=vmin, vmax=1.0)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
 
     # Layout in inches: panels top-aligned, each cell the same size, row labels left of each panel.
-    label_w = max(len(t) for _, ts in entries for t in ts) * 0.085 + 0.35
-    gap, top, bottom, bar_w = 0.35, 0.75, 0.75, 0.9
-    panel_w = [label_w + CELL_W * len(tests) for _ in entries]
+    label_ws = [max(len(t) for t in ts) * 0.085 + 0.45 for _, ts in entries]
+    gap, top, bottom, bar_w = 0.35, 0.75, 0.6, 0.9
+    panel_w = [lw + CELL_W * len(tests) for lw in label_ws]
     max_rows = max(len(ts) for _, ts in entries)
     fig_w = sum(panel_w) + gap * (len(entries) - 1) + bar_w + 0.3
     fig_h = top + CELL_H * max_rows + bottom
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     x = 0.0
     image = None
-    for (method, trains), pw in zip(entries, panel_w):
+    for (method, trains), pw, label_w in zip(entries, panel_w, label_ws):
         grid = np.array([[lookup.get((method, t, d), (np.nan,))[0] for d in tests] for t in trains], float)
         h = CELL_H * len(trains)
         ax = fig.add_axes([(x + label_w) / fig_w, (fig_h - top - h) / fig_h, (pw - label_w) / fig_w, h / fig_h])
@@ -95,7 +95,8 @@ def transfer_heatmap(run: StoredRun, out: Path) -> Path | None:
             for j, d in enumerate(tests):
                 v, lo, hi = lookup.get((method, t, d), (np.nan, np.nan, np.nan))
                 colour = _text_colour(cmap(norm(v))) if np.isfinite(v) else "black"
-                ax.text(j, i, _fmt_cell(v, lo, hi), ha="center", va="center", fontsize=8, color=colour)
+                text = _fmt_cell(v, lo, hi) if (method, t, d) in lookup else missing.get((method, t, d), "n/a")
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
         ax.set_xticks(range(len(tests)), tests, fontsize=9)
         ax.set_yticks(range(len(trains)), trains, fontsize=9)
         ax.tick_params(length=0)
@@ -207,12 +208,13 @@ def per_distortion_heatmap(table, test: str, out: Path) -> Path | None:
     panels = [(by, list(dict.fromkeys(sub[sub["by"] == by]["group"]))) for by in ("distortion", "level")]
     panels = [(by, groups) for by, groups in panels if groups]
     norm = colors.Normalize(vmin=-1.0, vmax=1.0)  # within-group SROCC can go negative
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#dddddd")
     label_w = max(len(s) for s in labels) * 0.075 + 0.4
-    widths = [max(len(g) for g in groups) * 0.07 + 0.7 for _, groups in panels]
-    fig_w = label_w + sum(w * len(g) for w, (_, g) in zip(widths, panels)) + 0.5 * len(panels) + 1.2
-    fig_h = 1.5 + 0.42 * len(entries)
+    rotated = [max(len(g) for g in groups) > 8 for _, groups in panels]  # long names are tilted, not widened
+    widths = [0.75 if rot else max(0.6, max(len(g) for g in groups) * 0.075 + 0.3) for rot, (_, groups) in zip(rotated, panels)]
+    bottom = 0.45 + (max(len(g) for _, groups in panels for g in groups) * 0.035 if any(rotated) else 0.0)
+    fig_w = label_w + sum(w * len(g) for w, (_, g) in zip(widths, panels)) + 0.5 * len(panels) + 0.9
+    fig_h = bottom + 0.65 + 0.42 * len(entries)
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     x = label_w
     image = None
@@ -220,19 +222,21 @@ def per_distortion_heatmap(table, test: str, out: Path) -> Path | None:
     for i, ((by, groups), w) in enumerate(zip(panels, widths)):
         grid = np.array([[lookup.get((m, t, by, g), (np.nan, 0))[0] for g in groups] for m, t in entries], float)
         pw = w * len(groups)
-        ax = fig.add_axes([x / fig_w, 0.85 / fig_h, pw / fig_w, (fig_h - 1.5) / fig_h])
+        ax = fig.add_axes([x / fig_w, bottom / fig_h, pw / fig_w, (fig_h - bottom - 0.65) / fig_h])
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
         for r in range(len(entries)):
             for j in range(len(groups)):
                 v = grid[r, j]
                 ax.text(j, r, f"{v:.2f}" if np.isfinite(v) else "n/a", ha="center", va="center", fontsize=8,
                         color=_text_colour(cmap(norm(v))) if np.isfinite(v) else "black")
-        ax.set_xticks(range(len(groups)), groups, fontsize=8, rotation=30 if max(len(g) for g in groups) > 8 else 0, ha="right" if max(len(g) for g in groups) > 8 else "center")
+        ax.set_xticks(range(len(groups)), groups, fontsize=8, rotation=30 if rotated[i] else 0, ha="right" if rotated[i] else "center",
+                      rotation_mode="anchor")
         ax.set_yticks(range(len(entries)), labels if i == 0 else [""] * len(entries), fontsize=8)
         ax.tick_params(length=0)
         ax.set_title(f"by {by}", fontsize=9)
+        ax.set_xlabel("distortion type" if by == "distortion" else "distortion level", fontsize=8)
         x += pw + 0.5
-    cax = fig.add_axes([(x - 0.3) / fig_w, 0.85 / fig_h, 0.15 / fig_w, (fig_h - 1.5) / fig_h])
+    cax = fig.add_axes([(x - 0.3) / fig_w, bottom / fig_h, 0.15 / fig_w, (fig_h - bottom - 0.65) / fig_h])
     fig.colorbar(image, cax=cax).set_label("SROCC within group", fontsize=8)
     cax.tick_params(labelsize=7)
     fig.suptitle(f"Test domain {test}: SROCC within each distortion type and level (mean over split seeds)", fontsize=10, x=0.02, ha="left")

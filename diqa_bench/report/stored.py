@@ -9,7 +9,6 @@ per-dataset normalised MOS (0-1, higher better), as the runner does.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,6 +188,3 @@ def safe_name(text: str) -> str:
     """A file-name-safe version of a domain or method label."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=1, default=str)

@@ -1,0 +1,211 @@
+"""Reports (figures, per-distortion table, significance, report.html) built from stored results only.
+
+``write_run`` writes a results folder by hand (scores.csv, metrics.csv, run.json) so that tests
+control every prediction; the other report tests import it from here.
+"""
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diqa_bench import stats
+from diqa_bench.errors import UserError
+from diqa_bench.results import METRIC_COLUMNS, SCORE_COLUMNS
+
+
+def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets=None, failed=(), distortion=None, level=None,
+              config_hash="cfg-a", bootstrap=200, environment=None) -> Path:
+    """A stored run. ``cells``: {(method, train, test, seed): scores}; ``mos``: {test: MOS array},
+    images ``img000``... in that order; ``lower_better``: method labels that are lower-is-better;
+    ``datasets``: {test: [(dataset name, n images, lower_better, content hash)]} splitting the
+    domain's images into consecutive datasets (default: one dataset per domain); ``failed``:
+    (method, train, test) entries stored as failed cells with no scores."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    datasets = datasets or {t: [(f"ds-{t}", len(m), False, f"hash-{t}")] for t, m in mos.items()}
+    owner = {t: [name for name, n, _, _ in sets for _ in range(n)] for t, sets in datasets.items()}
+    dmos = {name: low for sets in datasets.values() for name, _, low, _ in sets}
+    score_rows, metric_rows, boots = [], [], {}
+    for (method, train, test, seed), scores in cells.items():
+        scores = np.asarray(scores, float)
+        m = np.asarray(mos[test], float)
+        names = owner[test]
+        one_set = len(set(names)) == 1
+        # As results._eval_mos: raw MOS on a one-dataset domain, range-normalised (1-5) on a mixed one.
+        eval_mos = m if one_set else np.array([(6 - v if dmos[n] else v) - 1 for v, n in zip(m, names)]) / 4
+        cell = stats.evaluate(scores, eval_mos, lower_better=method in lower_better, mos_lower_better=one_set and dmos[names[0]],
+                              bootstrap=bootstrap, seed=0)
+        for name in stats.STATISTICS:
+            lo, hi = cell.ci[name]
+            metric_rows.append(dict(method=method, train=train, test=test, seed=str(seed), statistic=name, value=cell.values[name],
+                                    ci_low=lo, ci_high=hi, n=cell.n, std=np.nan))
+            boots.setdefault((method, train, test, name), []).append((cell.values[name], cell.boot[name], cell.n))
+        for i, (s, v) in enumerate(zip(scores, m)):
+            score_rows.append(dict(image=f"img{i:03d}", dataset=names[i], domain=test, method=method, train=train, seed=seed, score=s, mos=v,
+                                   distortion="" if distortion is None else distortion[i], level="" if level is None else level[i],
+                                   path=f"/nowhere/img{i:03d}.png"))
+    for (method, train, test, name), parts in boots.items():
+        lo, hi = stats.pooled_ci([p[1] for p in parts])
+        values = [p[0] for p in parts]
+        metric_rows.append(dict(method=method, train=train, test=test, seed="all", statistic=name, value=float(np.mean(values)), ci_low=lo,
+                                ci_high=hi, n=parts[0][2], std=float(np.std(values, ddof=1)) if len(values) > 1 else np.nan))
+    pd.DataFrame(score_rows, columns=SCORE_COLUMNS).to_csv(folder / "scores.csv", index=False)
+    pd.DataFrame(metric_rows, columns=METRIC_COLUMNS).to_csv(folder / "metrics.csv", index=False)
+    run_cells = [dict(method=m, train=tr, test=te, seed=s, status="ok", reason="", n=len(v), lower_better=m in lower_better)
+                 for (m, tr, te, s), v in cells.items()]
+    run_cells += [dict(method=m, train=tr, test=te, seed=0, status="failed", reason="stub failure on purpose", n=0, lower_better=False)
+                  for m, tr, te in failed]
+    env = {"diqa_bench": "0.1.0", "torch": "2.14.1", "pyiqa": "0.1.16", "device": "cpu", "gpu": None,
+           "machine": {"platform": "Linux", "processor": "x86_64", "cpus": 2}, "git": {"commit": "abc", "dirty": False}}
+    env.update(environment or {})
+    run_info = {
+        "name": "handmade", "config_hash": config_hash, "config_path": "bench.yaml",
+        "config": {"test_domains": list(mos)},
+        "environment": env,
+        "protocol": {"test_ratio": 0.3, "seeds": sorted({k[3] for k in cells}), "bootstrap": bootstrap, "confidence": 0.95, "stats_seed": 0,
+                     "normalise_mos": "range", "bad_input": "skip", "acceptability": None, "use_split_column": True},
+        "domains": {t: {"datasets": [dict(name=n, type="handmade", images=k, content_hash=h, error=None, mos_range=[1.0, 5.0],
+                                          pseudo_mos=False, lower_better=low) for n, k, low, h in sets],
+                        "pseudo_mos": False, "synthetic": True} for t, sets in datasets.items()},
+        "skipped": [], "cells": run_cells, "failed_cells": [c for c in run_cells if c["status"] != "ok"],
+    }
+    (folder / "run.json").write_text(json.dumps(run_info, indent=1))
+    return folder
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def mixed_run(folder: Path) -> Path:
+    """Two test domains; 'skin' mixes a MOS and a DMOS dataset; a lower-is-better method; a failed
+    entry; long train-set labels; distortion labels."""
+    rng = np.random.default_rng(3)
+    n = 40
+    mos = {"skin": rng.uniform(1, 5, n), "natural": rng.uniform(1, 5, n)}
+    quality = {t: np.where(np.arange(n) < 25, m, 6 - m) for t, m in mos.items()}  # skin's 15 last images are DMOS
+    quality["natural"] = mos["natural"]
+    cells = {}
+    for seed in (0, 1):
+        for test in mos:
+            cells[("brisque", "-", test, seed)] = -quality[test] + rng.normal(0, 0.8, n)  # lower is better
+            for train in ("skin", "natural", "skin+natural"):
+                cells[("cross-domain", train, test, seed)] = quality[test] + rng.normal(0, 0.3 if train == "skin+natural" else 1.0, n)
+    return write_run(folder, cells, mos, lower_better={"brisque"},
+                     datasets={"skin": [("derm-mos", 25, False, "h1"), ("derm-dmos", 15, True, "h2")], "natural": [("koniq", n, False, "h3")]},
+                     failed=[("musiq", "-", "skin"), ("musiq", "-", "natural")],
+                     distortion=[["blur", "noise", "jpeg compression", "defocus"][i % 4] for i in range(n)], level=[str(1 + i % 3) for i in range(n)])
+
+
+def test_stored_cells_reproduce_stored_srocc_with_direction_and_mixed_domains(tmp_path):
+    from diqa_bench.report.stored import load_run, srocc
+
+    run = load_run(mixed_run(tmp_path))
+    m = run.metrics
+    for (method, train, test, seed), cell in run.cells().items():
+        stored = m[(m.method == method) & (m.train == train) & (m.test == test) & (m.seed == seed) & (m.statistic == "SROCC")].value.iloc[0]
+        assert srocc(cell.aligned_score, cell.eval_mos) == pytest.approx(stored, abs=1e-9)
+    assert m[(m.method == "brisque") & (m.seed == "all") & (m.statistic == "SROCC")].value.min() > 0.5  # negated, not abs()
+
+
+def test_build_report_from_handmade_run(tmp_path):
+    from diqa_bench.report import build_report
+
+    folder = mixed_run(tmp_path)
+    written = build_report(folder)
+    names = {p.name for p in written}
+    assert {"transfer_srocc.png", "scatter_skin.png", "scatter_natural.png", "per_distortion_skin.png", "per_distortion.csv",
+            "significance.csv", "report.html"} <= names
+    for p in written:
+        if p.suffix == ".png":
+            w, h = png_size(p)
+            assert 300 < w < 4000 and 200 < h < 4000, (p.name, w, h)
+    table = pd.read_csv(folder / "per_distortion.csv")
+    assert set(table["by"]) == {"distortion", "level"}
+    assert set(table[table.by == "distortion"]["group"]) == {"blur", "noise", "jpeg compression", "defocus"}
+    assert table["SROCC"].notna().all()
+    assert (table[table.by == "distortion"]["n"] == 10).all()
+    page = (folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 5
+    assert "http://" not in page and "https://" not in page  # nothing to fetch: opens offline
+    assert "failed: stub failure on purpose" in page
+    assert "synthetic images" in page
+
+
+def test_report_without_distortion_labels_has_no_breakdown(tmp_path):
+    from diqa_bench.report import build_report
+
+    rng = np.random.default_rng(0)
+    mos = {"skin": rng.uniform(1, 5, 20)}
+    folder = write_run(tmp_path, {("a", "-", "skin", 0): mos["skin"] + rng.normal(0, 1, 20), ("b", "-", "skin", 0): rng.normal(size=20)}, mos)
+    names = {p.name for p in build_report(folder)}
+    assert "per_distortion.csv" not in names and not any(n.startswith("per_distortion") for n in names)
+    assert {"transfer_srocc.png", "scatter_skin.png", "report.html"} <= names
+
+
+def test_report_needs_a_results_folder_and_directions(tmp_path):
+    from diqa_bench.report import build_report
+
+    with pytest.raises(UserError, match="no metrics.csv"):
+        build_report(tmp_path)
+    folder = mixed_run(tmp_path / "run")
+    info = json.loads((folder / "run.json").read_text())
+    for c in info["cells"]:
+        del c["lower_better"]
+    (folder / "run.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="lower_better"):
+        build_report(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real (stub) benchmark run: one split seed, small bootstrap, to keep it quick."""
+    import os
+
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+    old = os.environ.get("DIQA_BENCH_PLUGINS")
+    os.environ["DIQA_BENCH_PLUGINS"] = ""
+    try:
+        tmp = tmp_path_factory.mktemp("tiny")
+        run_tiny_benchmark(tmp, stub_config(seeds=[0], train_sets=[["a"], ["a", "b"]], statistics={"bootstrap": 50}))
+    finally:
+        if old is None:
+            del os.environ["DIQA_BENCH_PLUGINS"]
+        else:
+            os.environ["DIQA_BENCH_PLUGINS"] = old
+    return tmp
+
+
+def test_report_rerenders_from_stored_results_without_running_a_method(tiny_run, monkeypatch):
+    from diqa_bench.methods import Method
+    from diqa_bench.report import build_report
+    from diqa_bench.testing import StubLinear, StubNoise
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report ran a method")
+
+    for cls, name in [(StubNoise, "score_batch"), (StubLinear, "score_batch"), (StubLinear, "fit"), (Method, "setup")]:
+        monkeypatch.setattr(cls, name, refuse)
+    # The image cache, the decoded images and the fitted models are not needed either.
+    shutil.rmtree(tiny_run / "cache")
+    shutil.rmtree(tiny_run / "results" / "models", ignore_errors=True)
+    folder = tiny_run / "results"
+    before = {p: p.read_bytes() for p in (folder / "scores.csv", folder / "metrics.csv", folder / "run.json")}
+    written = build_report(folder)
+    assert (folder / "figures" / "transfer_srocc.png") in written and (folder / "report.html") in written
+    assert all(p.read_bytes() == data for p, data in before.items())  # stored results untouched
+    sig = pd.read_csv(folder / "significance.csv", dtype={"seed": str})
+    assert set(sig["test"]) == {"a", "b"} and (sig["seed"] == "all").any()
+    # Re-rendering gives the same tables (seeded bootstrap).
+    first = (folder / "significance.csv").read_text()
+    build_report(folder)
+    assert (folder / "significance.csv").read_text() == first
+
