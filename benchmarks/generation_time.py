@@ -24,8 +24,9 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true", help="show the generation progress bars")
     args = parser.parse_args()
 
-    from diqa_bench.datasets import DatasetContext
     from diqa_datasets.embedded import SkimageNaturalDataset, SyntheticSkinDataset
+
+    from diqa_bench.datasets import DatasetContext
 
     print(f"CPU cores available: {len(os.sched_getaffinity(0))}")
     total = total_cpu = 0.0

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from diqa_datasets.tabular import CsvDataset
 from PIL import Image
 
-from diqa_bench.datasets import DatasetContext, Record, check_records
+from diqa_bench.datasets import DatasetContext, check_records
 from diqa_bench.errors import DataError
 from diqa_bench.images import decode
-from diqa_datasets.tabular import CsvDataset
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

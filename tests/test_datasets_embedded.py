@@ -6,14 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from diqa_bench.datasets import DatasetContext, check_records
-from diqa_bench.splits import split_records
-from diqa_datasets.embedded import SKIMAGE_PHOTOS, SkimageNaturalDataset, SyntheticSkinDataset
+from diqa_datasets.embedded import (
+    SKIMAGE_PHOTOS,
+    SkimageNaturalDataset,
+    SyntheticSkinDataset,
+)
 from diqa_datasets.embedded.distortions import DISTORTIONS
 from diqa_datasets.embedded.skin import synthetic_skin
 
-SMALL = dict(references=2, size=64)
+from diqa_bench.datasets import DatasetContext, check_records
+from diqa_bench.splits import split_records
+
+SMALL = {"references": 2, "size": 64}
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -4,14 +4,14 @@ dermatology ratings (raw per-observer and precomputed MOS)."""
 import numpy as np
 import pandas as pd
 import pytest
+from diqa_datasets.derm import DermRatingsDataset
+from diqa_datasets.public import CSIQ, SPAQ, TID2013, KADID10k, KonIQ10k, LIVEChallenge
+from diqa_datasets.tabular import CsvDataset
 from PIL import Image
 
 from diqa_bench.datasets import DatasetContext, check_records
 from diqa_bench.errors import DataError
 from diqa_bench.splits import split_records
-from diqa_datasets.derm import DermRatingsDataset
-from diqa_datasets.public import CSIQ, KADID10k, SPAQ, TID2013, KonIQ10k, LIVEChallenge
-from diqa_datasets.tabular import CsvDataset
 
 
 def _image(path, seed=0, size=(24, 20)):
@@ -57,7 +57,7 @@ def test_csv_dataset_split_column_is_kept(tmp_path, ctx):
     pd.DataFrame({"image": [f"{i}.png" for i in range(4)], "mos": [1, 2, 3, 4], "split": ["train", "train", "test", "test"]}).to_csv(
         tmp_path / "l.csv", index=False)
     ds = CsvDataset(csv=str(tmp_path / "l.csv"), split_column="split", mos_range=[1, 5])
-    train, test = split_records(ds.load(ctx), 0.3, seed=5)
+    _, test = split_records(ds.load(ctx), 0.3, seed=5)
     assert [r.id for r in test] == ["2.png", "3.png"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
@@ -25,7 +25,7 @@ from .tabular import RANGE_SCHEMA, parse_number, read_table, require_columns
 class DermRatingsDataset(Dataset):
     name = "derm-ratings"
     description = "Dermatology photos with per-observer ratings (MOS + BT.500 screening) or a precomputed MOS CSV"
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "root": {"type": ["string", "null"], "description": "image folder (else $DIQA_DERM_RATINGS_ROOT); image names in the CSVs are relative to it"},
         "ratings": {"type": ["string", "null"], "description": "raw ratings CSV: image, observer, rating"},
         "mos": {"type": ["string", "null"], "description": "precomputed MOS CSV: image, mos[, std]"},

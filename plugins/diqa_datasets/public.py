@@ -12,9 +12,10 @@ train/test split.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
@@ -35,7 +36,7 @@ class PublicIQADataset(Dataset):
     default_range: ClassVar[tuple[float, float]] = (0.0, 100.0)
     default_lower_better: ClassVar[bool] = False
 
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "root": {"type": ["string", "null"], "description": "the database folder (else the environment variable)"},
         "meta_info": {"type": ["string", "null"], "description": "pyiqa meta-info CSV (default: found next to root)"},
         "official_split": {"type": "boolean", "description": "use the database's own train/test split column"},
@@ -107,7 +108,7 @@ class PublicIQADataset(Dataset):
                     mos=parse_number(mos),
                     group=ref,
                     split=str(getattr(row, split_col)).strip() if split_col else None,
-                    std=std if isinstance(std, float) and std == std else None,
+                    std=std if isinstance(std, float) and not math.isnan(std) else None,
                 )
             )
         return self._adjust(records)

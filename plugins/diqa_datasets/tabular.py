@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
@@ -56,7 +56,7 @@ def require_columns(table, columns: dict[str, str | None], path: Path) -> None:
 class CsvDataset(Dataset):
     name = "csv"
     description = "Generic: a CSV (one row per image) plus an image root; MOS range and direction declared"
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "csv": {"type": "string", "description": "CSV file, one row per image"},
         "root": {"type": ["string", "null"], "description": "image folder (default: the CSV's folder)"},
         "image_column": {"type": "string"},
@@ -69,7 +69,7 @@ class CsvDataset(Dataset):
         "mos_range": RANGE_SCHEMA,
         "lower_better": {"type": "boolean", "description": "true for DMOS-style labels"},
     }
-    required_options = ["csv", "mos_range"]
+    required_options: ClassVar[list[str]] = ["csv", "mos_range"]
 
     def __init__(
         self,

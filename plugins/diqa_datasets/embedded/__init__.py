@@ -52,7 +52,7 @@ class EmbeddedDataset(Dataset):
     lower_better = False
     pseudo_mos = True
 
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "seed": {"type": "integer", "description": "generator seed (same seed: identical images and pseudo-MOS)"},
         "references": {"type": "integer", "minimum": 1, "description": "pristine reference images"},
         "size": {"type": "integer", "minimum": 32, "maximum": 2048, "description": "image side in pixels"},

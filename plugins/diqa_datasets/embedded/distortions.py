@@ -9,7 +9,7 @@ and glare act in (approximately) linear light, as they do in a camera.
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -50,7 +50,7 @@ def motion_blur(img, level, rng):
     r = length // 2
     kernel = np.zeros((2 * r + 1, 2 * r + 1), np.float64)
     for t in np.linspace(-r, r, 4 * length):
-        kernel[int(round(r + t * np.sin(angle))), int(round(r + t * np.cos(angle)))] += 1
+        kernel[round(r + t * np.sin(angle)), round(r + t * np.cos(angle))] += 1
     return to_uint8(_convolve(img, kernel))
 
 
