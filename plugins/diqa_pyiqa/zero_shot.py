@@ -72,16 +72,16 @@ class PyiqaMetric(Method):
             path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
         self.build(ctx.device, path, ctx.weights_dir)
 
-    def build(self, device: str, checkpoint_path=None, weights_dir=None) -> None:
+    def build(self, device: str, checkpoint_path=None, weights_dir=None, **overrides: Any) -> None:
         """Create the pyiqa model on ``device``. Tests call this directly to get an architecture
-        without a checkpoint."""
+        without a checkpoint (``overrides``: extra ``create_metric`` arguments, e.g. fewer layers)."""
         import pyiqa  # seconds to import: only when a pyiqa method actually runs
         import torch
 
         self.device = compute_device(device, self.float64)
         # pyiqa prints progress to stdout, where ``score`` writes its CSV.
         with contextlib.redirect_stdout(sys.stderr), guarded_pyiqa_downloads(weights_dir, self.download_timeout):
-            self.model = pyiqa.create_metric(self.metric, device=self.device, **self.metric_kwargs(checkpoint_path))
+            self.model = pyiqa.create_metric(self.metric, device=self.device, **self.metric_kwargs(checkpoint_path), **overrides)
         self.model.eval()
         self.dtype = torch.float64 if self.float64 else torch.float32
 
@@ -205,9 +205,9 @@ class PyiqaAny(PyiqaMetric):
             reason = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise MethodUnavailable(f"pyiqa {self.metric} cannot be created: {reason}") from None
 
-    def build(self, device: str, checkpoint_path=None, weights_dir=None) -> None:
+    def build(self, device: str, checkpoint_path=None, weights_dir=None, **overrides: Any) -> None:
         self.float64 = self.precision == "float64"
-        super().build(device, checkpoint_path, weights_dir)
+        super().build(device, checkpoint_path, weights_dir, **overrides)
         if self.precision == "auto" and not any(p.numel() for p in self.model.net.parameters()):
             import torch
 
