@@ -1,0 +1,96 @@
+"""Paired bootstrap of the SROCC difference against the best entry of each test domain."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_report import write_run
+
+
+def _run(tmp_path, extra=None, lower_better=(), seeds=(0, 1), n=60):
+    rng = np.random.default_rng(7)
+    mos = rng.uniform(1, 5, n)
+    good = mos + rng.normal(0, 0.1, n)
+    cells = {}
+    for seed in seeds:
+        cells[("good", "-", "skin", seed)] = good
+        cells[("random", "-", "skin", seed)] = rng.normal(size=n)
+        for name, scores in (extra or {}).items():
+            cells[(name, "-", "skin", seed)] = scores(good)
+    return write_run(tmp_path, cells, {"skin": mos}, lower_better=lower_better)
+
+
+def test_random_predictions_are_significantly_worse_than_mos_plus_noise(tmp_path):
+    from diqa_bench.report.significance import significance
+
+    df = significance(_run(tmp_path))
+    pooled = df[(df.seed == "all")].set_index("method")
+    assert list(pooled.index) == ["random"]
+    row = pooled.loc["random"]
+    assert (row.best_method, row.best_train) == ("good", "-")
+    assert row.delta > 0.5 and row.ci_low > 0 and row.p_value < 0.01 and bool(row.worse)
+    per_seed = df[df.seed != "all"]
+    assert sorted(per_seed.seed) == ["0", "1"] and per_seed.worse.all() and (per_seed.n == 60).all()
+
+
+def test_identical_predictions_give_zero_delta_and_no_significance(tmp_path):
+    from diqa_bench.report.significance import significance
+
+    df = significance(_run(tmp_path, extra={"twin": lambda good: good.copy()}))
+    twin = df[(df.seed == "all") & (df.method.isin(["twin", "good"]))]
+    assert len(twin) == 1  # one of the two is the best, the other is compared with it
+    row = twin.iloc[0]
+    assert row.delta == 0 and row.ci_low == 0 and row.ci_high == 0
+    assert row.p_value == 1 and not row.worse
+
+
+def test_direction_lower_better_is_negated_not_abs(tmp_path):
+    from diqa_bench.report.significance import significance
+
+    flipped = {"inverse-lb": lambda good: -good, "inverse-hb": lambda good: -good}
+    df = significance(_run(tmp_path, extra=flipped, lower_better={"inverse-lb"}))
+    pooled = df[df.seed == "all"].set_index("method")
+    # Declared lower-is-better, the negated scores rank exactly like "good": a tie, not worse.
+    assert not pooled.loc[pooled.index.isin(["inverse-lb", "good"])].worse.any()
+    # Not declared: it ranks images backwards, SROCC about -1, so the delta is about 2.
+    assert pooled.loc["inverse-hb"].delta == pytest.approx(2, abs=0.05) and pooled.loc["inverse-hb"].worse
+
+
+def test_pairing_resamples_the_same_images_for_both_methods(tmp_path):
+    """Two close methods: the paired interval of their SROCC difference is much narrower than the
+    one from independent resamples, because the image sampling noise both share cancels out."""
+    from diqa_bench.report.significance import paired_srocc_delta, significance
+    from diqa_bench.report.stored import load_run, quantile_ci, srocc_rows
+
+    rng = np.random.default_rng(11)
+    mos = rng.uniform(1, 5, 80)
+    shared = mos + rng.normal(0, 1.0, 80)  # errors both methods make: image sampling moves both SROCCs together
+    folder = write_run(tmp_path, {("good", "-", "skin", 0): shared, ("close", "-", "skin", 0): shared + rng.normal(0, 0.4, 80)}, {"skin": mos})
+    row = significance(folder).query("method == 'close' and seed == 'all'").iloc[0]
+    cells = load_run(folder).cells()
+    best, close = cells[("good", "-", "skin", "0")], cells[("close", "-", "skin", "0")]
+    delta, boot, n = paired_srocc_delta(best, close, bootstrap=500, seed=0)
+    assert n == 80 and delta == pytest.approx(row.delta)
+    rng = np.random.default_rng(0)
+    ia, ib = rng.integers(0, n, (2, 500, n))
+    independent = srocc_rows(best.aligned_score[ia], best.eval_mos[ia]) - srocc_rows(close.aligned_score[ib], close.eval_mos[ib])
+    lo_p, hi_p = quantile_ci(boot, 0.95)
+    lo_i, hi_i = quantile_ci(independent, 0.95)
+    assert (hi_p - lo_p) < 0.5 * (hi_i - lo_i)
+    assert row.worse and lo_p > 0 and lo_i < 0  # paired: significant; independent resamples would miss it
+
+
+def test_significance_is_seeded(tmp_path):
+    from diqa_bench.report.significance import significance
+
+    folder = _run(tmp_path)
+    pd.testing.assert_frame_equal(significance(folder), significance(folder))
+    assert not significance(folder, seed=1).equals(significance(folder, seed=2))
+
+
+def test_significance_marks_for_the_leaderboard(tmp_path):
+    from diqa_bench.report.significance import WORSE_MARK, significance_marks
+
+    marks = significance_marks(_run(tmp_path, extra={"twin": lambda good: good.copy()}))
+    assert marks[("random", "-", "skin")] == WORSE_MARK
+    assert [marks.get(("twin", "-", "skin")), marks.get(("good", "-", "skin"))].count("") == 1  # the best is not in the dict
