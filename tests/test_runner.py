@@ -273,3 +273,43 @@ def test_only_runs_the_named_methods(tmp_path, stub_counters):
     res = run_tiny_benchmark(tmp_path, small_config(), only=["stub-linear"])
     assert {c["method"] for c in res.run["cells"]} == {"stub-linear"}
     assert StubNoise.calls == 0 and StubLinear.fits == 3
+
+
+def test_dmos_labels_and_mixed_domains_keep_the_sign(tmp_path, stub_counters):
+    cfg = small_config(seeds=[0], acceptability={"threshold": 3.0})
+    # domain a: DMOS-style labels (lower is better); domain b: MOS and DMOS datasets mixed
+    cfg["domains"]["a"][0]["options"]["lower_better"] = True
+    cfg["domains"]["b"].append({"dataset": "stub-dataset", "name": "stub-b-dmos", "options": {"count": 18, "groups": 6, "size": 24, "seed": 3, "tag": "bd", "lower_better": True}})
+    res = run_tiny_benchmark(tmp_path, cfg)
+    assert res.exit_code == 0
+    for method, train in (("stub-noise", "-"), ("stub-linear", "a"), ("stub-linear", "a+b")):
+        for test in ("a", "b"):
+            assert res.value(method, train, test) > 0.7, (method, train, test)
+    # the acceptability threshold applies on DMOS's own scale: a noise detector still finds bad images
+    assert res.value("stub-noise", "-", "a", "AUC") > 0.8
+    assert "AUC (reject) ↑" in res.leaderboard
+
+
+def test_plugin_author_fixtures(diqa_run_benchmark, diqa_stub_method, diqa_stub_dataset, stub_counters):
+    """What a third-party plugin's tests do: register their own method next to the stubs."""
+    import torch
+
+    from diqa_bench.methods import Method
+
+    class Contrast(Method):
+        name = "contrast"
+        version = "1"
+        lower_better = False
+
+        def score_batch(self, batch):
+            return torch.as_tensor(batch.images).std((1, 2, 3))
+
+    @hookimpl
+    def register_methods(register):
+        register(Contrast)
+
+    assert diqa_stub_method.name == "stub-noise" and diqa_stub_dataset.name == "stub-dataset"
+    res = diqa_run_benchmark(small_config(methods=[{"name": "contrast"}], train_sets=[]), plugins=[("mine", types.SimpleNamespace(register_methods=register_methods))])
+    assert res.exit_code == 0
+    assert set(res.metrics.method) == {"contrast"}
+    assert np.isfinite(res.value("contrast", "-", "a"))
