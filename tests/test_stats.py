@@ -28,10 +28,11 @@ def test_correlations_match_scipy(seed, ties):
     assert cell.ci == {}
 
 
-def test_bootstrap_kendall_matches_scipy_per_resample():
-    score, mos = _data(n=40, ties=True)
+@pytest.mark.parametrize("n", [40, 300])  # vectorised pairs for small test sets, scipy per row for larger ones
+def test_bootstrap_kendall_matches_scipy_per_resample(n):
+    score, mos = _data(n=n, ties=True)
     cell = stats.evaluate(score, mos, bootstrap=5, seed=3)
-    idx = np.random.default_rng(3).integers(0, 40, size=(5, 40))
+    idx = np.random.default_rng(3).integers(0, n, size=(5, n))
     expected = [sps.kendalltau(score[i], mos[i]).statistic for i in idx]
     np.testing.assert_allclose(cell.boot["KRCC"], expected, atol=1e-12)
 
