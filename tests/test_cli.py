@@ -239,3 +239,39 @@ def test_score_usage_errors_exit_2(tmp_path, monkeypatch, stub_cli, capsys, argv
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     assert cli.main(argv + ["--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plugins_lists_a_broken_plugin_with_its_error(monkeypatch, capsys, no_entry_point_plugins):
+    import types
+    import warnings
+
+    import diqa_bench.testing as stubs
+    from diqa_bench import hookimpl
+    from diqa_bench.plugins import load_plugins
+
+    @hookimpl
+    def register_methods(register):
+        raise ImportError("needs libfoo")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        registry = load_plugins(extra=[("stub", stubs), ("broken", types.SimpleNamespace(register_methods=register_methods))])
+    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    assert cli.main(["plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("stub ") and "methods: stub-noise, stub-linear" in line for line in lines)
+    assert any(line.startswith("broken ") and "FAILED: plugin 'broken' failed in register_methods: ImportError: needs libfoo" in line for line in lines)
+
+
+def test_strict_plugins_flag_makes_a_broken_plugin_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken_ep_mod.py").write_text("raise ImportError('needs libfoo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from diqa_bench import plugins
+
+    ep = metadata.EntryPoint(name="broken", value="broken_ep_mod", group=plugins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins, "metadata", type("M", (), {"entry_points": staticmethod(lambda group: [ep])}))
+    monkeypatch.delenv("DIQA_BENCH_PLUGINS", raising=False)
+    assert cli.main(["--strict-plugins", "list", "methods"]) == 2
+    assert "plugin 'broken' (broken_ep_mod) failed to load: ImportError: needs libfoo" in capsys.readouterr().err
+    with pytest.warns(plugins.PluginWarning):
+        assert cli.main(["list", "methods"]) == 0

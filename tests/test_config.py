@@ -210,3 +210,32 @@ def test_validate_schema_prints_the_schema(capsys):
     assert cli.main(["validate", "--schema", "ignored.yaml"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema == config.SCHEMA
+
+
+def test_validate_command_reports_unavailable_data_with_exit_2(tmp_path, monkeypatch, capsys, no_entry_point_plugins):
+    import types
+
+    import diqa_bench.testing as stubs
+    from diqa_bench import hookimpl
+    from diqa_bench.datasets import Dataset
+    from diqa_bench.plugins import load_plugins
+
+    class Missing(Dataset):
+        name = "missing-data"
+
+        def check(self):
+            return ["folder /data/missing not found: download it from https://example.org first"]
+
+    @hookimpl
+    def register_datasets(register):
+        register(Missing)
+
+    registry = load_plugins(extra=[("stub", stubs), ("missing", types.SimpleNamespace(register_datasets=register_datasets))])
+    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    data = stub_config()
+    data["domains"]["b"] = [{"dataset": "missing-data"}]
+    path = _write(tmp_path, data)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "domains.b: dataset missing-data: folder /data/missing not found" in err
+    assert "config is valid, but 1 dataset(s) are not available" in err
