@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from diqa_bench import __version__
-from diqa_bench.errors import UserError
+from diqa_bench.errors import DataError, UserError
 
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
-    except UserError as exc:
+    except (UserError, DataError) as exc:
         print(f"diqa-bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -206,15 +206,14 @@ def cmd_score(args) -> int:
 
 
 def cmd_mos(args) -> int:
-    import pandas as pd
-
     from diqa_bench.mos import compute_mos, format_report
 
     path = Path(args.ratings)
     if not path.is_file():
         raise UserError(f"{path}: ratings file not found")
-    ratings = pd.read_csv(path)
-    mos, report = compute_mos(ratings, screening=not args.no_screening)
+    from diqa_bench.mos import read_ratings
+
+    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path))
     print(format_report(report), file=sys.stderr)
     if args.output:
         from diqa_bench.results import atomic_write

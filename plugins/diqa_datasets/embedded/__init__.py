@@ -21,7 +21,7 @@ import numpy as np
 from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
 
-from .distortions import DISTORTIONS, LEVELS
+from .names import DISTORTION_NAMES, LEVELS
 
 # Bump when generated pixels or labels change: the cache folder name includes it.
 GENERATOR_VERSION = "2"
@@ -56,7 +56,7 @@ class EmbeddedDataset(Dataset):
         "seed": {"type": "integer", "description": "generator seed (same seed: identical images and pseudo-MOS)"},
         "references": {"type": "integer", "minimum": 1, "description": "pristine reference images"},
         "size": {"type": "integer", "minimum": 32, "maximum": 2048, "description": "image side in pixels"},
-        "distortions": {"type": "array", "items": {"enum": list(DISTORTIONS)}, "minItems": 1},
+        "distortions": {"type": "array", "items": {"enum": list(DISTORTION_NAMES)}, "minItems": 1},
         "levels": {"type": "integer", "minimum": 1, "maximum": LEVELS, "description": "levels per distortion (1..levels)"},
         "include_pristine": {"type": "boolean", "description": "also list the undistorted references (pseudo-MOS 5)"},
     }
@@ -70,10 +70,10 @@ class EmbeddedDataset(Dataset):
         levels: int = LEVELS,
         include_pristine: bool = True,
     ) -> None:
-        distortions = list(distortions) if distortions is not None else list(DISTORTIONS)
-        unknown = [d for d in distortions if d not in DISTORTIONS]
+        distortions = list(distortions) if distortions is not None else list(DISTORTION_NAMES)
+        unknown = [d for d in distortions if d not in DISTORTION_NAMES]
         if unknown:
-            raise DataError(f"{self.name}: unknown distortion {unknown[0]!r}; known: {', '.join(DISTORTIONS)}")
+            raise DataError(f"{self.name}: unknown distortion {unknown[0]!r}; known: {', '.join(DISTORTION_NAMES)}")
         if self.max_references is not None and references > self.max_references:
             raise DataError(f"{self.name}: references={references}, but only {self.max_references} photos ship with scikit-image")
         super().__init__(seed=seed, references=references, size=size, distortions=distortions, levels=levels, include_pristine=include_pristine)
@@ -109,6 +109,7 @@ class EmbeddedDataset(Dataset):
         from PIL import Image
         from tqdm import tqdm
 
+        from .distortions import DISTORTIONS
         from .pseudo_mos import pseudo_mos
 
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ class EmbeddedDataset(Dataset):
                     rows.append(self._save(tmp, ref_name, "pristine", ref_u8, 5.0, None, None, Image))
                     bar.update()
                 for d_index, dist in enumerate(self.distortions):
-                    d_seed = list(DISTORTIONS).index(dist) + 1  # stable when the distortion list is filtered
+                    d_seed = DISTORTION_NAMES.index(dist) + 1  # stable when the distortion list is filtered
                     for level in range(1, self.levels + 1):
                         rng = np.random.default_rng([self.seed, index, d_seed, level])
                         out = DISTORTIONS[dist](ref_float, level, rng)

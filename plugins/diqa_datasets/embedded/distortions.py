@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-LEVELS = 5
+from .names import DISTORTION_NAMES, LEVELS
 GAMMA = 2.2
 
 
@@ -127,3 +127,4 @@ DISTORTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarr
     "low_resolution": low_resolution,
     "specular_glare": specular_glare,
 }
+assert tuple(DISTORTIONS) == DISTORTION_NAMES, "names.py must list the distortions in this order"
