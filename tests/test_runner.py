@@ -313,3 +313,19 @@ def test_plugin_author_fixtures(diqa_run_benchmark, diqa_stub_method, diqa_stub_
     assert res.exit_code == 0
     assert set(res.metrics.method) == {"contrast"}
     assert np.isfinite(res.value("contrast", "-", "a"))
+
+
+def test_fit_cache_is_keyed_by_split_and_package_version(tmp_path, monkeypatch, stub_counters):
+    import diqa_bench.runner as runner_mod
+
+    def cfg(ratio):
+        return small_config(methods=[{"name": "stub-linear"}], train_sets=[["a"]], test_domains=["a"], splits={"test_ratio": ratio, "seeds": [0]})
+
+    run_tiny_benchmark(tmp_path, cfg(0.34))
+    run_tiny_benchmark(tmp_path, cfg(0.34))
+    assert StubLinear.fits == 1
+    run_tiny_benchmark(tmp_path, cfg(0.5))
+    assert StubLinear.fits == 2
+    monkeypatch.setattr(runner_mod, "__version__", "999.0")
+    run_tiny_benchmark(tmp_path, cfg(0.5))
+    assert StubLinear.fits == 3
