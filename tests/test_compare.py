@@ -1,40 +1,15 @@
 """Comparing two stored runs: paired and independent deltas, and like-for-like warnings."""
 
-import os
-
 import numpy as np
 import pytest
 
-from test_report import write_run
+from test_report import stub_runs, write_run  # noqa: F401 (stub_runs: a fixture shared with test_report)
 
 
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    """Two real (stub) runs whose configs differ only in the bootstrap size; the second reuses the
-    first one's score cache, so both scored the same images with the same scores."""
-    from diqa_bench.testing import run_tiny_benchmark, stub_config
-
-    tmp = tmp_path_factory.mktemp("compare")
-    old = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ""
-    try:
-        common = dict(seeds=[0], train_sets=[["a"], ["a", "b"]])
-        (tmp / "a").mkdir()
-        (tmp / "b").mkdir()
-        run_tiny_benchmark(tmp / "a", stub_config(statistics={"bootstrap": 50}, **common), cache_dir=tmp / "cache")
-        run_tiny_benchmark(tmp / "b", stub_config(statistics={"bootstrap": 60}, **common), cache_dir=tmp / "cache")
-    finally:
-        if old is None:
-            del os.environ["DIQA_BENCH_PLUGINS"]
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = old
-    return tmp / "a" / "results", tmp / "b" / "results"
-
-
-def test_compare_two_stored_runs_with_different_configs(two_runs):
+def test_compare_two_stored_runs_with_different_configs(stub_runs):
     from diqa_bench.report import compare_runs, format_comparison
 
-    df, warnings = compare_runs(*two_runs)
+    df, warnings = compare_runs(*stub_runs)
     assert any(w.startswith("config differs") for w in warnings)
     assert not any(w.startswith(("data differs", "versions differ", "machine differs")) for w in warnings)
     entries = set(zip(df.method, df.train, df.test))

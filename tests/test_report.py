@@ -5,6 +5,7 @@ control every prediction; the other report tests import it from here.
 """
 
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -78,6 +79,17 @@ def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets
     return folder
 
 
+_BUILT: dict = {}  # session-wide: the fixtures below are imported by other test modules too
+
+
+def _once(key: str, make):
+    """Build a shared fixture once per session, whichever module asks first (a fixture function
+    imported into another module would otherwise be a second fixture, built again)."""
+    if key not in _BUILT:
+        _BUILT[key] = make()
+    return _BUILT[key]
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = Path(path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
@@ -115,11 +127,22 @@ def test_stored_cells_reproduce_stored_srocc_with_direction_and_mixed_domains(tm
     assert m[(m.method == "brisque") & (m.seed == "all") & (m.statistic == "SROCC")].value.min() > 0.5  # negated, not abs()
 
 
-def test_build_report_from_handmade_run(tmp_path):
+@pytest.fixture(scope="session")
+def mixed_report(tmp_path_factory):
+    """The results folder of ``mixed_run`` with its report built (shared with the Chromium test)."""
     from diqa_bench.report import build_report
 
-    folder = mixed_run(tmp_path)
-    written = build_report(folder)
+    def make():
+        folder = mixed_run(tmp_path_factory.mktemp("mixed") / "results")
+        (folder / "written.txt").write_text("\n".join(str(p) for p in build_report(folder)))
+        return folder
+
+    return _once("mixed_report", make)
+
+
+def test_build_report_from_handmade_run(mixed_report):
+    folder = mixed_report
+    written = [Path(p) for p in (folder / "written.txt").read_text().splitlines()]
     names = {p.name for p in written}
     assert {"transfer_srocc.png", "scatter_skin.png", "scatter_natural.png", "per_distortion_skin.png", "per_distortion.csv",
             "significance.csv", "report.html"} <= names
@@ -164,48 +187,52 @@ def test_report_needs_a_results_folder_and_directions(tmp_path):
         build_report(folder)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A real (stub) benchmark run: one split seed, small bootstrap, to keep it quick."""
-    import os
-
+@pytest.fixture(scope="session")
+def stub_runs(tmp_path_factory):
+    """Two real (stub) benchmark runs whose configs differ only in the bootstrap size; the second
+    reuses the first one's score cache, so both scored the same images with the same scores. One
+    split seed and two train sets keep them quick. Shared with test_compare."""
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
-    old = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ""
-    try:
-        tmp = tmp_path_factory.mktemp("tiny")
-        run_tiny_benchmark(tmp, stub_config(seeds=[0], train_sets=[["a"], ["a", "b"]], statistics={"bootstrap": 50}))
-    finally:
-        if old is None:
-            del os.environ["DIQA_BENCH_PLUGINS"]
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = old
-    return tmp
+    def make():
+        tmp = tmp_path_factory.mktemp("stub-runs")
+        old = os.environ.get("DIQA_BENCH_PLUGINS")
+        os.environ["DIQA_BENCH_PLUGINS"] = ""  # the stub plugins alone
+        try:
+            common = dict(seeds=[0], train_sets=[["a"], ["a", "b"]])
+            for name, size in (("a", 50), ("b", 60)):
+                (tmp / name).mkdir()
+                run_tiny_benchmark(tmp / name, stub_config(statistics={"bootstrap": size}, **common), cache_dir=tmp / "cache")
+        finally:
+            if old is None:
+                del os.environ["DIQA_BENCH_PLUGINS"]
+            else:
+                os.environ["DIQA_BENCH_PLUGINS"] = old
+        return tmp / "a" / "results", tmp / "b" / "results"
+
+    return _once("stub_runs", make)
 
 
-def test_report_rerenders_from_stored_results_without_running_a_method(tiny_run, monkeypatch):
+def test_report_rerenders_from_stored_results_without_running_a_method(stub_runs, tmp_path, monkeypatch):
+    import diqa_bench.images
     from diqa_bench.methods import Method
     from diqa_bench.report import build_report
+    from diqa_bench.report.significance import significance
     from diqa_bench.testing import StubLinear, StubNoise
 
     def refuse(*args, **kwargs):
-        raise AssertionError("the report ran a method")
+        raise AssertionError("the report ran a method or decoded an image")
 
-    for cls, name in [(StubNoise, "score_batch"), (StubLinear, "score_batch"), (StubLinear, "fit"), (Method, "setup")]:
-        monkeypatch.setattr(cls, name, refuse)
-    # The image cache, the decoded images and the fitted models are not needed either.
-    shutil.rmtree(tiny_run / "cache")
-    shutil.rmtree(tiny_run / "results" / "models", ignore_errors=True)
-    folder = tiny_run / "results"
+    for owner, name in [(StubNoise, "score_batch"), (StubLinear, "score_batch"), (StubLinear, "fit"), (Method, "setup"), (diqa_bench.images, "decode")]:
+        monkeypatch.setattr(owner, name, refuse)
+    # A copy of the stored tables alone: no fitted models, no cache next to it.
+    folder = tmp_path / "results"
+    shutil.copytree(stub_runs[0], folder, ignore=shutil.ignore_patterns("models", "figures", "report.html"))
     before = {p: p.read_bytes() for p in (folder / "scores.csv", folder / "metrics.csv", folder / "run.json")}
     written = build_report(folder)
     assert (folder / "figures" / "transfer_srocc.png") in written and (folder / "report.html") in written
+    assert {p.name for p in written} >= {"scatter_a.png", "scatter_b.png", "per_distortion_a.png", "per_distortion.csv"}
     assert all(p.read_bytes() == data for p, data in before.items())  # stored results untouched
     sig = pd.read_csv(folder / "significance.csv", dtype={"seed": str})
     assert set(sig["test"]) == {"a", "b"} and (sig["seed"] == "all").any()
-    # Re-rendering gives the same tables (seeded bootstrap).
-    first = (folder / "significance.csv").read_text()
-    build_report(folder)
-    assert (folder / "significance.csv").read_text() == first
-
+    pd.testing.assert_frame_equal(significance(folder), significance(folder))  # seeded: re-rendering gives the same tables

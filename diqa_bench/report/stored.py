@@ -90,6 +90,7 @@ def load_run(folder: Path) -> StoredRun:
     scores = pd.read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
                                                         "seed": str, "distortion": str, "level": str}, keep_default_na=False,
                          na_values={"score": [""], "mos": [""]})
+    _directions(run_info)  # fail now, before any figure is drawn, when the run predates the key
     return StoredRun(folder, metrics, scores, run_info)
 
 
