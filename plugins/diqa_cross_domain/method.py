@@ -286,7 +286,8 @@ class CrossDomain(Method):
         with _deterministic(ctx.seed, self._on_cuda):
             self.head = self._new_head()
             if self.mode == "head":
-                self._fit_head(features, samples, targets, train_idx, val_idx, ctx)
+                with _single_thread(self._on_cuda):
+                    self._fit_head(features, samples, targets, train_idx, val_idx, ctx)
             else:
                 self._fit_finetune(data, targets, train_idx, val_idx, ctx)
         self.training_info = _describe_training(data, train_idx, val_idx, self.history)
@@ -310,7 +311,7 @@ class CrossDomain(Method):
         self.head.feature_mean.copy_(x_train.mean(0))
         self.head.feature_std.copy_(x_train.std(0).clamp_min(1e-6) if len(train_idx) > 1 else torch.ones_like(x_train[0]))
         y = torch.from_numpy(targets).to(self.device)
-        datasets = np.array([s.dataset for s in samples], dtype=object)
+        _, datasets = np.unique([s.dataset for s in samples], return_inverse=True)  # int codes: cheap pairing
         probs = sample_probabilities([samples[i].domain for i in train_idx], self.opts["domain_weights"])
         train_idx = np.asarray(train_idx)
         steps = max(1, math.ceil(len(train_idx) / batch_size))
@@ -319,7 +320,7 @@ class CrossDomain(Method):
         def val_loss() -> float:
             self.head.eval()
             with torch.no_grad():
-                return float(self._loss(self.head(features[val_idx]), y[val_idx], list(datasets[val_idx]), None))
+                return float(self._loss(self.head(features[val_idx]), y[val_idx], datasets[val_idx], None))
 
         def train_epoch() -> float:
             self.head.train()
@@ -327,7 +328,7 @@ class CrossDomain(Method):
             for _ in range(steps):
                 ids = train_idx[balanced_draw(probs, batch_size, rng)]
                 rows = torch.from_numpy(ids).to(self.device)
-                loss = self._loss(self.head(features[rows]), y[rows], list(datasets[ids]), ids)
+                loss = self._loss(self.head(features[rows]), y[rows], datasets[ids], ids)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -488,6 +489,21 @@ def _deterministic(seed: int, cuda: bool):
     finally:
         torch.use_deterministic_algorithms(prev_algos, warn_only=prev_warn)
         torch.backends.cudnn.benchmark = prev_bench
+
+
+@contextlib.contextmanager
+def _single_thread(cuda: bool):
+    """Head training is many tiny matrix products: on CPU one thread is faster than several (no
+    synchronisation per op), and much faster when other processes share the cores."""
+    if cuda:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _describe_training(data: TrainingData, train_idx, val_idx, history) -> dict[str, Any]:

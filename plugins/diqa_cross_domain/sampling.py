@@ -29,11 +29,11 @@ def balanced_draw(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return rng.choice(len(probs), size=n, replace=True, p=probs)
 
 
-def within_dataset_pairs(datasets: Sequence[str], sample_ids: Sequence[int] | None = None) -> np.ndarray:
+def within_dataset_pairs(datasets: Sequence, sample_ids: Sequence[int] | None = None) -> np.ndarray:
     """All pairs (a, b), a < b, of batch positions whose images come from the same dataset, as an
-    int array [P, 2]. With ``sample_ids`` (the training sample behind each position; balanced
+    int array [P, 2]. ``datasets`` holds names or integer codes. With ``sample_ids`` (the training sample behind each position; balanced
     draws repeat samples), a sample is never paired with itself."""
-    _, codes = np.unique(np.asarray(datasets, dtype=object).astype(str), return_inverse=True)
+    _, codes = np.unique(np.asarray(datasets), return_inverse=True)
     same = codes[:, None] == codes[None, :]
     same &= np.triu(np.ones_like(same, dtype=bool), k=1)
     if sample_ids is not None:
