@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
 from test_report import stub_runs, write_run  # noqa: F401 (stub_runs: a fixture shared with test_report)
 
 
-def test_compare_two_stored_runs_with_different_configs(stub_runs):
+def test_compare_two_stored_runs_with_different_configs(stub_runs):  # noqa: F811 (the imported fixture)
     from diqa_bench.report import compare_runs, format_comparison
 
     df, warnings = compare_runs(*stub_runs)
@@ -63,7 +62,7 @@ def test_no_common_images_falls_back_to_independent_bootstraps(tmp_path):
 def test_warnings_name_data_version_and_machine_differences(tmp_path):
     from diqa_bench.report import compare_runs, format_comparison
 
-    same = lambda mos, rng: mos + rng.normal(0, 0.5, 70)  # noqa: E731
+    same = lambda mos, rng: mos + rng.normal(0, 0.5, 70)
     a = _handmade(tmp_path / "a", same)
     b = _handmade(tmp_path / "b", same, config_hash="cfg-b",
                   environment={"torch": "2.15.0", "gpu": "NVIDIA H100", "device": "cuda", "git": {"commit": "def", "dirty": True}})

@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from test_report import mixed_report  # noqa: F401 (a fixture, built once per session)
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,7 +41,7 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture
-def report(mixed_report, tmp_path):
+def report(mixed_report, tmp_path):  # noqa: F811 (the imported fixture)
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium to run the HTML rendering test")
     # Opened from elsewhere, away from its PNGs: everything it shows is inside the one file.

@@ -81,8 +81,8 @@ def transfer_heatmap(run: StoredRun, out: Path) -> Path | None:
     gap, top, bottom, bar_w = 0.35, 0.75, 0.6, 0.9
     panel_w = [lw + CELL_W * len(tests) for lw in label_ws]
     max_rows = max(len(ts) for _, ts in entries)
-    fig_w = sum(panel_w) + gap * (len(entries) - 1) + bar_w + 0.3
-    fig_h = top + CELL_H * max_rows + bottom
+    fig_w = max(7.5, sum(panel_w) + gap * (len(entries) - 1) + bar_w + 0.3)  # room for the title
+    fig_h = top + CELL_H * max(2, max_rows) + bottom  # and for a readable colour bar
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     x = 0.0
     image = None
@@ -105,9 +105,9 @@ def transfer_heatmap(run: StoredRun, out: Path) -> Path | None:
         ax.set_title(method, fontsize=10, pad=6)
         x += pw + gap
     cax = fig.add_axes([(x - gap + 0.25) / fig_w, bottom / fig_h, 0.18 / fig_w, (fig_h - top - bottom) / fig_h])
-    fig.colorbar(image, cax=cax).set_label("SROCC (mean over split seeds)", fontsize=8)
+    fig.colorbar(image, cax=cax).set_label("SROCC", fontsize=9)
     cax.tick_params(labelsize=8)
-    fig.suptitle("Cross-domain transfer: SROCC [CI] by train set and test domain", fontsize=11, x=0.02, ha="left", y=1 - 0.2 / fig_h)
+    fig.suptitle("Cross-domain transfer: SROCC [CI], mean over split seeds", fontsize=11, x=0.02, ha="left", y=1 - 0.2 / fig_h)
     path = out / "transfer_srocc.png"
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from diqa_bench.report.stored import Cell, StoredRun, load_run, quantile_ci, srocc, srocc_rows, two_sided_p
+from diqa_bench.report.stored import (
+    Cell,
+    StoredRun,
+    load_run,
+    quantile_ci,
+    srocc,
+    srocc_rows,
+    two_sided_p,
+)
 
 COLUMNS = ["test", "method", "train", "seed", "best_method", "best_train", "delta", "ci_low", "ci_high", "p_value", "worse", "n"]
 WORSE_MARK = "†"
