@@ -45,8 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="list loaded plugins, their versions and what they registered")
     pl.add_argument("--json", action="store_true")
 
-    rep = sub.add_parser("report", help="re-render the leaderboard of a results folder (no recomputation)")
+    rep = sub.add_parser("report", help="re-render the leaderboard, figures and report.html of a results folder (no rescoring)")
     rep.add_argument("dir")
+    rep.add_argument("--no-figures", action="store_true", help="only LEADERBOARD.md")
+
+    cmp_ = sub.add_parser("compare", help="per method x train x test: how each statistic changed between two runs, and whether significantly")
+    cmp_.add_argument("dir_a")
+    cmp_.add_argument("dir_b")
 
     sc = sub.add_parser("score", help="score image files or folders with one method; writes path,score CSV")
     sc.add_argument("-m", "--method", required=True)
@@ -183,19 +188,27 @@ def cmd_run(args) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     if info.get("skipped"):
         print(f"\n{len(info['skipped'])} images skipped (listed in run.json)")
-    print(f"\nResults: {out}/ (LEADERBOARD.md, metrics.csv, scores.csv, run.json)")
+    print(f"\nResults: {out}/ (LEADERBOARD.md, report.html, metrics.csv, scores.csv, run.json)")
     return EXIT_CELLS_FAILED if failed else EXIT_OK
 
 
 def cmd_report(args) -> int:
-    from diqa_bench.leaderboard import render_markdown, render_terminal
-    from diqa_bench.results import atomic_write, load_results
+    from diqa_bench.leaderboard import render_terminal
+    from diqa_bench.results import load_results, render_leaderboard
 
     folder = Path(args.dir)
     metrics, info = load_results(folder)
-    atomic_write(folder / "LEADERBOARD.md", render_markdown(metrics, info))
+    render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
     print(render_terminal(metrics, info))
-    print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}")
+    print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}" + ("" if args.no_figures else f", {folder / 'report.html'} and {folder / 'figures'}/"))
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from diqa_bench.report import compare_runs, format_comparison
+
+    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
+    print(format_comparison(df, warnings_))
     return EXIT_OK
 
 
@@ -231,6 +244,7 @@ COMMANDS = {
     "list": cmd_list,
     "plugins": cmd_plugins,
     "report": cmd_report,
+    "compare": cmd_compare,
     "score": cmd_score,
     "mos": cmd_mos,
 }

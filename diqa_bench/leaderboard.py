@@ -8,6 +8,7 @@ arrows for direction, the best value of each column in bold, failed cells with t
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from diqa_bench.stats import HIGHER_IS_BETTER
@@ -29,8 +30,10 @@ def _arrow(stat: str) -> str:
     return "↑" if HIGHER_IS_BETTER.get(stat, True) else "↓"
 
 
-def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of one test domain's table."""
+def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = True, marks: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one test domain's table. ``marks``: (method, train, test) -> "†" for
+    entries significantly worse than the domain's best (see :mod:`diqa_bench.report.significance`)."""
+    marks = marks or {}
     agg = metrics[(metrics["test"] == test) & (metrics["seed"].astype(str) == "all")] if len(metrics) else metrics
     stats_present = set(agg["statistic"]) if len(agg) else set()
     columns = MAIN_COLUMNS + [c for c in ACCEPT_COLUMNS if c in stats_present]
@@ -69,7 +72,8 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
                 text = f"**{text}**"
             cells.append(text)
         n = next(iter(e.values()))[3]
-        rows.append([f"{key[0]} @ {key[1]}"] + cells + [str(int(n))])
+        mark = marks.get((key[0], key[1], test), "")
+        rows.append([f"{key[0]} @ {key[1]}" + (f" {mark}" if mark else "")] + cells + [str(int(n))])
 
     # Cells that produced no numbers: every seed failed or was not run.
     ok = set(entries)
@@ -93,7 +97,9 @@ def test_domains(metrics, run_info) -> list[str]:
     return sorted(set(metrics["test"])) if len(metrics) else []
 
 
-def render_markdown(metrics, run_info: dict[str, Any]) -> str:
+def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None) -> str:
+    """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
+    under the tables."""
     from tabulate import tabulate
 
     name = run_info.get("name", "benchmark")
@@ -119,11 +125,21 @@ def render_markdown(metrics, run_info: dict[str, Any]) -> str:
         if info.get("datasets"):
             lines.append("Datasets: " + ", ".join(f"{d['name']} ({d['type']}, {d['images']} images)" for d in info["datasets"]) + ".")
             lines.append("")
-        header, rows = leaderboard_rows(metrics, run_info, test)
+        header, rows = leaderboard_rows(metrics, run_info, test, marks=marks)
         if rows:
             lines.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True))
         else:
             lines.append("_No results for this domain._")
+        lines.append("")
+        if marks and any(v and k[2] == test for k, v in marks.items()):
+            lines.append("† significantly worse SROCC than the best entry of this domain (paired bootstrap over test images, seeds pooled; significance.csv).")
+            lines.append("")
+    if figures:
+        lines.append("## Figures")
+        lines.append("")
+        lines.extend(f"- [{Path(f).stem.replace('_', ' ')}]({f})" for f in figures)
+        lines.append("")
+        lines.append("All tables and figures in one page: [report.html](report.html).")
         lines.append("")
     lines.append("## Protocol")
     lines.append("")

@@ -241,7 +241,10 @@ def worker_spec(runner, num_cpus_per_task: float) -> WorkerSpec:
     opts = runner.opts
     # Decoding workers inside a task share the CPUs the task declared.
     workers = opts.workers if opts.workers is not None else max(0, int(num_cpus_per_task) - 1)
-    options = replace(opts, out=Path(opts.out).absolute(), cache_dir=Path(opts.cache_dir).absolute(), workers=workers, progress=False)
+    # Paths resolved here, so that no worker resolves them against its own folder or environment.
+    weights = str(runner.weights_dir.absolute()) if runner.weights_dir else None
+    options = replace(opts, out=Path(opts.out).absolute(), cache_dir=Path(opts.cache_dir).absolute(), weights_dir=weights, workers=workers,
+                      progress=False)
     return WorkerSpec(uuid.uuid4().hex, str(runner.config.path), runner.config.raw, options, tuple(from_entry_points), tuple(modules), os.getcwd())
 
 

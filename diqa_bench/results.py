@@ -24,7 +24,7 @@ import numpy as np
 from diqa_bench import stats
 
 METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std"]
-SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "distortion", "level", "path"]
+SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "distortion", "level", "path"]
 AGGREGATE_SEED = "all"
 
 
@@ -96,7 +96,7 @@ def scores_frame(outcomes):
     rows = []
     for o in outcomes:
         for r, s in zip(o.images, o.scores):
-            rows.append((r.id, r.dataset, r.domain, o.method, o.train, o.seed, s, r.mos, r.distortion or "", "" if r.level is None else r.level, r.path))
+            rows.append((r.id, r.dataset, r.domain, o.method, o.train, o.seed, s, r.mos, r.mos_norm, r.distortion or "", "" if r.level is None else r.level, r.path))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
@@ -141,9 +141,9 @@ def cell_records(outcomes) -> list[dict[str, Any]]:
                  lower_better=o.lower_better) for o in outcomes]
 
 
-def write_all(out: Path, run_info: dict[str, Any], outcomes, config) -> dict[str, Path]:
-    """Write every result file; returns their paths."""
-    from diqa_bench.leaderboard import render_markdown
+def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bool = True) -> dict[str, Path]:
+    """Write every result file (and, with ``reports``, the figures and report.html); returns the
+    main files' paths."""
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(outcomes, config)
@@ -161,8 +161,43 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config) -> dict[str
     atomic_write(paths["metrics"], metrics.to_csv(index=False))
     atomic_write(paths["metrics_json"], json.dumps(_json_rows(metrics), indent=1))
     atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
-    atomic_write(paths["leaderboard"], render_markdown(metrics, run_info))
+    render_leaderboard(out, metrics, run_info, build_figures=reports)
     return paths
+
+
+def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bool = True) -> str:
+    """(Re-)render LEADERBOARD.md of a results folder from its stored files; with
+    ``build_figures`` also the figures, significance.csv and report.html. A report that cannot be
+    built is a warning, never a lost leaderboard."""
+    import warnings
+
+    from diqa_bench.leaderboard import render_markdown
+
+    if metrics is None or run_info is None:
+        metrics, run_info = load_results(out)
+    marks, figures = None, None
+    if build_figures and len(metrics):
+        try:
+            from diqa_bench.report import build_report
+
+            written = build_report(out)
+            figures = [str(p.relative_to(out)) for p in written if p.suffix == ".png"]
+        except Exception as exc:  # figures are a bonus; the tables must still be written
+            warnings.warn(f"report figures not written: {type(exc).__name__}: {exc}")
+    sig = out / "significance.csv"
+    if sig.is_file():
+        import pandas as pd
+
+        from diqa_bench.report.significance import WORSE_MARK
+
+        df = pd.read_csv(sig, dtype={"seed": str, "method": str, "train": str, "test": str})
+        pooled = df[df["seed"] == "all"]
+        marks = {(r.method, r.train, r.test): (WORSE_MARK if r.worse else "") for r in pooled.itertuples(index=False)}
+    if figures is None and (out / "figures").is_dir():
+        figures = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
+    text = render_markdown(metrics, run_info, marks=marks, figures=figures)
+    atomic_write(out / "LEADERBOARD.md", text)
+    return text
 
 
 def _json_rows(df) -> list[dict[str, Any]]:

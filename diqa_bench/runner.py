@@ -450,7 +450,8 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             domains[dom] = {
                 "datasets": [
                     {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
-                     "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos}
+                     "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos,
+                     "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None}
                     for d in sets
                 ],
                 "pseudo_mos": any(d.pseudo_mos for d in sets),

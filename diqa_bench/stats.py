@@ -93,7 +93,7 @@ def _kendall_rows(x: np.ndarray, y: np.ndarray, chunk: int = 64) -> np.ndarray:
     return out
 
 
-def _all_stats(score: np.ndarray, mos: np.ndarray, mapped: np.ndarray) -> dict[str, np.ndarray]:
+def all_stats(score: np.ndarray, mos: np.ndarray, mapped: np.ndarray) -> dict[str, np.ndarray]:
     """Every statistic for each row of [B, n] arrays."""
     rs = stats.rankdata(score, axis=1)
     rm = stats.rankdata(mos, axis=1)
@@ -139,13 +139,13 @@ def evaluate(
     m = -mos if mos_lower_better else mos
     mapping = fit_logistic(s, m)
     mapped = mapping(s)
-    point = {k: float(v[0]) for k, v in _all_stats(s[None], m[None], mapped[None]).items()}
+    point = {k: float(v[0]) for k, v in all_stats(s[None], m[None], mapped[None]).items()}
     ci: dict[str, tuple[float, float]] = {}
     boot: dict[str, np.ndarray] = {}
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, n, size=(bootstrap, n))
-        boot = _all_stats(s[idx], m[idx], mapped[idx])
+        boot = all_stats(s[idx], m[idx], mapped[idx])
         alpha = (1 - confidence) / 2
         for k, v in boot.items():
             v = v[np.isfinite(v)]

@@ -29,8 +29,8 @@ def _boot_stats(score: np.ndarray, mos: np.ndarray, idx: np.ndarray) -> tuple[di
     """Point statistics and their values on the resamples ``idx`` [B, n] of one cell's images."""
     mapping = stats.fit_logistic(score, mos)
     mapped = mapping(score)
-    point = {k: float(v[0]) for k, v in stats._all_stats(score[None], mos[None], mapped[None]).items()}
-    return point, stats._all_stats(score[idx], mos[idx], mapped[idx])
+    point = {k: float(v[0]) for k, v in stats.all_stats(score[None], mos[None], mapped[None]).items()}
+    return point, stats.all_stats(score[idx], mos[idx], mapped[idx])
 
 
 def _common(a: Cell, b: Cell) -> tuple[np.ndarray, np.ndarray]:
