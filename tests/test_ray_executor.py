@@ -69,15 +69,18 @@ def plugin_dir():
 def ray_cluster(plugin_dir):
     """A local Ray cluster on 127.0.0.1 with two worker slots; the workers import the crash plugin
     through PYTHONPATH, as nodes of a real cluster would from their environment."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'diqa-bench[ray]')")
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray puts Unix sockets in it
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(plugin_dir))
+        # Ray advertises the machine's outward address even when told 127.0.0.1, unless it believes
+        # clusters are off (its setting for laptops): then every process listens on loopback only.
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=temp_dir,
-                 log_to_driver=False)
+        mp.setenv("PYTHONPATH", str(plugin_dir))
+        ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'diqa-bench[ray]')")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
     processes = psutil.Process().children(recursive=True)
     try:
+        assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
         yield ray
     finally:
         processes += psutil.Process().children(recursive=True)  # workers started since
@@ -114,6 +117,7 @@ def _assert_same_tables(ray_out: Path, local_out: Path):
     pd.testing.assert_frame_equal(ray_scores, local_scores)
 
 
+@pytest.mark.slow  # starting Ray and its workers takes ~30 s on 2 cores
 def test_ray_run_gives_the_local_tables(ray_cluster, tmp_path, plugin_dir):
     cfg, registry = _config([{"name": "stub-noise"}, {"name": "stub-linear"}], [0, 1], tmp_path)
     # shard_size 5: each zero-shot unit's 16 test images are scored by several shard tasks
@@ -126,6 +130,7 @@ def test_ray_run_gives_the_local_tables(ray_cluster, tmp_path, plugin_dir):
     assert sorted(p.relative_to(ray_out) for p in (ray_out / "models").rglob("*")) == sorted(p.relative_to(local_out) for p in (local_out / "models").rglob("*"))
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_and_a_cell_that_keeps_killing_it_fails(ray_cluster, tmp_path):
     once, always = str(tmp_path / "crashed-once"), str(tmp_path / "crashed-always")
     methods = [
