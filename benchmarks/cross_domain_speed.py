@@ -20,13 +20,13 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from diqa_cross_domain.method import CrossDomain
+from PIL import Image
 
-from diqa_bench.images import training_loader  # noqa: E402
-from diqa_bench.methods import Batch, MethodContext, TrainingData, TrainSample  # noqa: E402
-from diqa_cross_domain.method import CrossDomain  # noqa: E402
+from diqa_bench.images import training_loader
+from diqa_bench.methods import Batch, MethodContext, TrainingData, TrainSample
 
 
 def make_images(folder: Path, n: int, size: int, seed: int = 0) -> list[TrainSample]:
@@ -68,7 +68,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1")
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--cell-images", type=int, default=0, help="also time one default head-mode cell on this many images")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     where = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"

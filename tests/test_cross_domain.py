@@ -5,7 +5,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +14,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from PIL import Image  # noqa: E402
+from diqa_cross_domain.backbones import build_backbone, packaged_lite0_weights
+from diqa_cross_domain.inputs import InputPolicy
+from diqa_cross_domain.losses import (
+    fidelity_loss,
+    l1_loss,
+    mse_loss,
+    pair_targets,
+    quality_loss,
+)
+from diqa_cross_domain.method import CHECKPOINT_NAME, CrossDomain
+from diqa_cross_domain.sampling import (
+    balanced_draw,
+    sample_probabilities,
+    within_dataset_pairs,
+)
+from PIL import Image
 
-from diqa_bench.errors import MethodUnavailable  # noqa: E402
-from diqa_bench.images import training_loader  # noqa: E402
-from diqa_bench.methods import MethodContext, TrainingData, TrainSample  # noqa: E402
-from diqa_cross_domain.backbones import build_backbone, packaged_lite0_weights  # noqa: E402
-from diqa_cross_domain.inputs import InputPolicy  # noqa: E402
-from diqa_cross_domain.losses import fidelity_loss, l1_loss, mse_loss, pair_targets, quality_loss  # noqa: E402
-from diqa_cross_domain.method import CHECKPOINT_NAME, CrossDomain  # noqa: E402
-from diqa_cross_domain.sampling import balanced_draw, sample_probabilities, within_dataset_pairs  # noqa: E402
+from diqa_bench.errors import MethodUnavailable
+from diqa_bench.images import training_loader
+from diqa_bench.methods import MethodContext, TrainingData, TrainSample
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine threads that wait on
+    each other make every op many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 SIZE = 64
 FAST = {"image_size": SIZE, "val_ratio": 0}  # tiny inputs, no validation carve-out on 4 groups
@@ -159,6 +178,12 @@ def image_set(tmp_path_factory):
     return samples
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One feature cache for the tests that do not count extractions: each image is embedded once."""
+    return tmp_path_factory.mktemp("cross_domain_cache")
+
+
 def _data(samples, cache_dir):
     ctx = MethodContext(device="cpu", batch_size=8, cache_dir=cache_dir)
     return TrainingData(samples=samples, _loader=training_loader(ctx)), ctx
@@ -188,10 +213,10 @@ def test_head_training_lowers_the_loss_and_reuses_cached_features(image_set, tmp
     assert second.features_extracted == 0 and torch.equal(_scores(second, data), torch.from_numpy(scores))
 
 
-def test_early_stopping_uses_a_group_aware_validation_split(image_set, tmp_path):
-    data, ctx = _data(image_set * 2, tmp_path)  # 8 "scenes" worth of groups after renaming below
-    for i, s in enumerate(data.samples[20:]):
-        data.samples[20 + i] = TrainSample(**{**s.__dict__, "group": s.group + "-copy", "key": s.key + "-copy"})
+def test_early_stopping_uses_a_group_aware_validation_split(image_set, shared_cache):
+    # The images twice over, the copies in groups of their own: 8 groups.
+    copies = [TrainSample(**{**s.__dict__, "group": s.group + "-copy"}) for s in image_set]
+    data, ctx = _data(image_set + copies, shared_cache)
     method = CrossDomain(image_size=SIZE, epochs=200, patience=3, val_ratio=0.25, loss="fidelity")
     method.setup(ctx)
     method.fit(data, ctx)
@@ -200,8 +225,8 @@ def test_early_stopping_uses_a_group_aware_validation_split(image_set, tmp_path)
     assert info["epochs_run"] < 200 and "val_loss" in method.history[0]
 
 
-def test_checkpoint_round_trip_gives_identical_scores(image_set, tmp_path):
-    data, ctx = _data(image_set, tmp_path / "cache")
+def test_checkpoint_round_trip_gives_identical_scores(image_set, shared_cache, tmp_path):
+    data, ctx = _data(image_set, shared_cache)
     method = CrossDomain(epochs=5, loss="mse", **FAST)
     method.setup(ctx)
     method.fit(data, ctx)
@@ -223,8 +248,8 @@ def test_checkpoint_round_trip_gives_identical_scores(image_set, tmp_path):
 
 
 def test_finetune_checkpoint_round_trip(image_set, tmp_path):
-    data, ctx = _data(image_set[:10], tmp_path)
-    method = CrossDomain(mode="finetune", epochs=1, batch_size=5, **FAST)
+    data, ctx = _data(image_set[::4], tmp_path)  # 5 images, 2 datasets
+    method = CrossDomain(mode="finetune", epochs=1, batch_size=3, **FAST)
     method.setup(ctx)
     method.fit(data, ctx)
     assert method.mode == "finetune" and method.features_extracted == 0 and len(method.history) == 1

@@ -30,7 +30,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,10 +39,20 @@ from torch import nn
 from diqa_bench.errors import ConfigError, DataError, MethodUnavailable
 from diqa_bench.methods import Batch, Method, MethodContext, TrainingData
 from diqa_bench.splits import split_items
-from diqa_cross_domain.backbones import DEFAULT_BACKBONE, IMAGENET_MEAN, IMAGENET_STD, build_backbone, resolve_weights
+from diqa_cross_domain.backbones import (
+    DEFAULT_BACKBONE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_backbone,
+    resolve_weights,
+)
 from diqa_cross_domain.inputs import InputPolicy
 from diqa_cross_domain.losses import quality_loss
-from diqa_cross_domain.sampling import balanced_draw, sample_probabilities, within_dataset_pairs
+from diqa_cross_domain.sampling import (
+    balanced_draw,
+    sample_probabilities,
+    within_dataset_pairs,
+)
 
 CHECKPOINT_NAME = "cross_domain.pt"
 CHECKPOINT_FORMAT = 1
@@ -95,7 +105,7 @@ class CrossDomain(Method):
     lower_better = False
     trainable = True
     input_size = None  # native resolution; the input policy resizes or crops
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "backbone": {"type": "string", "description": "timm model name"},
         "backbone_weights": {"type": ["string", "null"], "description": "ImageNet weights file of the backbone"},
         "mode": {"enum": ["auto", "head", "finetune"]},
