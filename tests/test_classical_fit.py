@@ -160,7 +160,7 @@ def test_refit_features_are_pyiqas(tmp_path, monkeypatch):
     if not (SHARED / "brisque_svm_weights.pth").is_file() or not (SHARED / "niqe_modelparameters.mat").is_file():
         pytest.skip(f"LIVE parameter files not found in {SHARED}")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    samples = synthetic_blur_set(tmp_path / "images", groups=1, height=192, width=192)
+    samples = synthetic_blur_set(tmp_path / "images", groups=1, height=96, width=192)
     ctx = MethodContext(weights_dir=SHARED, cache_dir=tmp_path)
     batch: Batch = next(iter(batches(samples, ctx)))
 

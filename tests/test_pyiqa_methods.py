@@ -97,16 +97,25 @@ def test_batch_of_one_and_sixteen_agree(name, monkeypatch):
     assert np.abs(together - alone).max() <= 1e-4 * (high - low)
 
 
-def test_classical_metrics_run_in_float64(monkeypatch):
+@pytest.mark.parametrize("name", ["brisque", "piqe"])
+def test_classical_metrics_run_in_float64(name, monkeypatch):
     import torch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    method = classical("piqe")
+    method = classical(name)
     seen = []
     real = method.model.forward
     monkeypatch.setattr(method.model, "forward", lambda x, *a, **k: (seen.append(x.dtype), real(x, *a, **k))[1])
     method.score_batch(batch_of(textures(2, 64, 64)))
     assert seen == [torch.float64]
+
+
+def test_niqe_rejects_images_smaller_than_its_blocks(monkeypatch):
+    from diqa_bench.errors import DataError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="img0.png: NIQE needs at least 96x96"):
+        classical("niqe").score_batch(batch_of(textures(1, 64, 200)))
 
 
 def test_musiq_architecture_with_random_weights_batches_any_size():

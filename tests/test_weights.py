@@ -30,6 +30,9 @@ def place(folder: Path, name: str = BRISQUE_FILE) -> Path:
 def isolated(monkeypatch, tmp_path):
     """Empty pyiqa cache, no weights env, no network: any download attempt fails the test."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    from pyiqa.utils import download_util  # pyiqa fixes its cache folder when imported
+
+    monkeypatch.setattr(download_util, "DEFAULT_CACHE_DIR", str(tmp_path / "torch" / "hub" / "pyiqa"))
     monkeypatch.delenv("DIQA_BENCH_WEIGHTS", raising=False)
     monkeypatch.delenv("DIQA_BENCH_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

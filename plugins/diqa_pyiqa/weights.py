@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 from contextlib import contextmanager
@@ -28,7 +29,11 @@ DEFAULT_DOWNLOAD_TIMEOUT_S = 15.0
 
 
 def pyiqa_cache_dir() -> Path:
-    """Where pyiqa keeps downloaded weights (``pyiqa.utils.download_util.DEFAULT_CACHE_DIR``)."""
+    """Where pyiqa keeps downloaded weights (``pyiqa.utils.download_util.DEFAULT_CACHE_DIR``, fixed
+    when pyiqa is imported; before that, what it will be: ``<torch hub dir>/pyiqa``)."""
+    loaded = sys.modules.get("pyiqa.utils.download_util")
+    if loaded is not None:
+        return Path(loaded.DEFAULT_CACHE_DIR)
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "pyiqa"

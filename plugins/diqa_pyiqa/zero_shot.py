@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from diqa_bench.errors import MethodUnavailable, UserError
+from diqa_bench.errors import DataError, MethodUnavailable, UserError
 from diqa_bench.methods import Batch, Method, MethodContext
 
 from .metadata import default_configs, metric_info, no_reference_metrics
@@ -115,6 +115,12 @@ class Niqe(PyiqaMetric):
     metric = "niqe"
     checkpoint = "niqe_modelparameters.mat"
     float64 = True
+
+    def score_batch(self, batch: Batch):
+        height, width = batch.images.shape[-2:]
+        if min(height, width) < 96:  # NIQE fits a Gaussian to 96x96 blocks; pyiqa fails obscurely below
+            raise DataError(f"{batch.paths[0]}: NIQE needs at least 96x96 pixels, got {height}x{width}")
+        return super().score_batch(batch)
 
 
 class Piqe(PyiqaMetric):
