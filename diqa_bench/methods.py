@@ -91,6 +91,7 @@ class TrainSample:
     domain: str
     group: str
     distortion: str | None = None
+    id: str = ""  # the image's id within its dataset
 
 
 @dataclass

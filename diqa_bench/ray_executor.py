@@ -186,13 +186,12 @@ class RayExecutor:
         return outcomes
 
     def _shard_done(self, ray, ref, shard: Shard, say) -> None:
-        """A failed shard is only logged: its unit scores what is missing and reports the error."""
+        """A shard that failed leaves its images to its units, which score them or report why they
+        cannot (a method error is theirs to report; a worker that kept dying is only logged here)."""
         try:
-            error = ray.get(ref)
+            ray.get(ref)
         except Exception as exc:
-            error = worker_error(exc)
-        if error:
-            say(f"  shard of {len(shard.images)} images for {shard.method.label} failed ({error}); its units score them")
+            say(f"  shard of {len(shard.images)} images for {shard.method.label} failed ({worker_error(exc)}); its units score them")
 
     def _unit_done(self, ray, ref, runner, unit) -> list:
         from diqa_bench.datasets import Skip
@@ -201,7 +200,10 @@ class RayExecutor:
         try:
             result, skips = ray.get(ref)
         except Exception as exc:
-            reason = f"the Ray task failed on every attempt ({self.max_retries + 1}): {worker_error(exc)}"
+            if isinstance(exc, ray.exceptions.RayTaskError):  # raised by our code on the worker: not retried
+                reason = f"on the Ray worker: {worker_error(exc)}"
+            else:  # the worker process or its node died, on every attempt
+                reason = f"the Ray task failed on every attempt ({self.max_retries + 1}): {worker_error(exc)}"
             lower = bool(getattr(runner.registry.method(unit.method.name), "lower_better", False))
             return [CellOutcome(unit.method.label, unit.train_label, t, unit.seed, "failed", reason, lower_better=lower) for t in unit.tests]
         runner.skips.extend(Skip(*s) for s in skips)
@@ -316,7 +318,13 @@ def worker_runner(spec: WorkerSpec):
     saved = os.environ.get("DIQA_BENCH_PLUGINS")
     os.environ["DIQA_BENCH_PLUGINS"] = ",".join(spec.entry_points)  # exactly the driver's plugins
     try:
-        registry = load_plugins(strict=True, extra=[(name, importlib.import_module(mod)) for name, mod in spec.modules])
+        modules = []
+        for name, mod in spec.modules:
+            try:
+                modules.append((name, importlib.import_module(mod)))
+            except ImportError as exc:
+                raise UserError(f"plugin {name!r}: module {mod!r} cannot be imported on this Ray node ({exc}); install it there or put it on PYTHONPATH") from None
+        registry = load_plugins(strict=True, extra=modules)
     finally:
         if saved is None:
             del os.environ["DIQA_BENCH_PLUGINS"]
@@ -339,16 +347,15 @@ def _unit_task(spec: WorkerSpec, unit) -> tuple[list, list[tuple[str, str, str]]
     return result, [(s.dataset, s.image, s.reason) for s in runner.skips[before:]]
 
 
-def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> str:
-    """Score a shard of images into the shared score cache. Returns '' or why it failed."""
-    from diqa_bench.runner import _reason
-
+def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
+    """Score a shard of images into the shared score cache. A method error is left to the units
+    (they hit it again and report it with their cells), so it is swallowed here."""
     runner = worker_runner(spec)
     ctx = runner.method_context(seed)
     try:
         method = runner.registry.method(method_spec.name)(**method_spec.options)
-    except Exception as exc:
-        return _reason(exc)
+    except Exception:
+        return
     state = {"ready": False}
 
     def ensure_setup() -> None:
@@ -358,9 +365,8 @@ def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> str:
 
     try:
         runner.score_images(method, method.cache_token(), images, ctx, ensure_setup)
-        return ""
-    except Exception as exc:
-        return _reason(exc)
+    except Exception:
+        pass
     finally:
         try:
             method.teardown()

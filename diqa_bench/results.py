@@ -181,7 +181,7 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
             from diqa_bench.report import build_report
 
             written = build_report(out)
-            figures = [str(p.relative_to(out)) for p in written if p.suffix == ".png"]
+            figures = sorted(str(p.relative_to(out)) for p in written if p.suffix == ".png")
         except Exception as exc:  # figures are a bonus; the tables must still be written
             warnings.warn(f"report figures not written: {type(exc).__name__}: {exc}")
     sig = out / "significance.csv"

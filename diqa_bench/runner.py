@@ -332,7 +332,7 @@ class Runner:
                 for r in self._refs(ds, train_pos):
                     if r.key in self.decode_skips:
                         continue
-                    samples.append(TrainSample(r.key, r.path, r.mos, r.mos_norm, r.dataset, r.domain, r.group, r.distortion))
+                    samples.append(TrainSample(r.key, r.path, r.mos, r.mos_norm, r.dataset, r.domain, r.group, r.distortion, r.id))
         if not samples:
             raise DataError(f"train set {unit.train_label} has no images")
         key = stable_hash(
@@ -382,7 +382,13 @@ class Runner:
 
         def load(samples, positions, batch_size, size, shuffle, seed):
             def on_error(pos: int, msg: str) -> None:
-                raise DataError(f"training image {msg}")
+                if self.config.bad_input == "error":
+                    raise DataError(f"training image {msg}")
+                # skip policy: the method trains without it; the image is listed as skipped
+                sample = samples[pos]
+                if sample.key not in self.decode_skips:
+                    self.decode_skips[sample.key] = msg
+                    self.skips.append(Skip(sample.dataset, sample.id or Path(sample.path).name, msg))
 
             return iter_batches(
                 [s.path for s in samples], [s.key for s in samples], positions, batch_size=batch_size or ctx.batch_size,

@@ -48,6 +48,7 @@ def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets
             boots.setdefault((method, train, test, name), []).append((cell.values[name], cell.boot[name], cell.n))
         for i, (s, v) in enumerate(zip(scores, m)):
             score_rows.append(dict(image=f"img{i:03d}", dataset=names[i], domain=test, method=method, train=train, seed=seed, score=s, mos=v,
+                                   mos_norm=((6 - v if dmos[names[i]] else v) - 1) / 4,
                                    distortion="" if distortion is None else distortion[i], level="" if level is None else level[i],
                                    path=f"/nowhere/img{i:03d}.png"))
     for (method, train, test, name), parts in boots.items():

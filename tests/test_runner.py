@@ -249,7 +249,6 @@ def test_corrupt_test_image_fails_the_cell_when_bad_input_is_error(tmp_path, stu
     assert cell["status"] == "failed" and "test3.png" in cell["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug: _training_loader raises DataError for an undecodable training image even with bad_input: skip")
 def test_corrupt_training_image_is_skipped_and_reported(tmp_path, stub_counters):
     res = run_tiny_benchmark(tmp_path, _fixed_config(["train2"], [{"name": "stub-linear"}]), plugins=[("fixed", FIXED_PLUGIN)])
     assert res.run["cells"][0]["status"] == "ok", res.run["cells"][0]["reason"]

@@ -4,8 +4,6 @@ A method receives a Batch (float RGB tensors in [0, 1], same size, on the run's 
 returns one score per image. The harness does decoding, batching, caching and statistics.
 """
 
-import torch
-
 from diqa_bench.methods import Method
 
 
@@ -17,6 +15,8 @@ class LaplacianVariance(Method):
     options_schema = {"grayscale": {"type": "boolean"}}
 
     def score_batch(self, batch):
+        import torch  # imported here, not at module level: `diqa-bench list` must stay instant
+
         x = batch.images.mean(1, keepdim=True)
         kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device).view(1, 1, 3, 3)
         return torch.nn.functional.conv2d(x, kernel).var(dim=(1, 2, 3))
