@@ -1,8 +1,9 @@
 """Throughput of the cross-domain model: training (head and finetune modes) and inference, in
 images per second, at batch sizes 1, 32 and 128, on CUDA when available (else CPU).
 
-    .venv/bin/python benchmarks/cross_domain_speed.py                 # ~2 min on 2 CPU cores
+    .venv/bin/python benchmarks/cross_domain_speed.py                 # ~2 min on 2 idle CPU cores
     .venv/bin/python benchmarks/cross_domain_speed.py --images 512 --device cuda
+    .venv/bin/python benchmarks/cross_domain_speed.py --threads 1     # a CPU shared with other jobs
 
 Training numbers come from ``CrossDomain.fit`` itself on generated 256x256 PNG files (decoding
 included, one epoch, no validation split); inference from ``score_batch`` on in-memory batches.
@@ -62,7 +63,7 @@ def timed_fit(samples, ctx, **options) -> tuple[CrossDomain, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=128, help="images per measurement (default 128)")
+    parser.add_argument("--images", type=int, default=64, help="images per measurement (default 64)")
     parser.add_argument("--size", type=int, default=256, help="side of the generated square images")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1")
@@ -102,7 +103,8 @@ def main() -> None:
             rows.setdefault("inference (score_batch)", []).append(f"{inference_rate(method, args, bs, device):12.1f}")
         for label, cells in rows.items():
             print(f"{label:<40}" + "".join(cells))
-        print("(images/s; head fit at bs=1 trains with batches of 2, the smallest a ranking loss can use)")
+        print(f"(images/s; fit batches hold at most --images={len(samples)} images; head fit at bs=1 trains "
+              "with batches of 2, the smallest a ranking loss can use)")
 
         if args.cell_images:
             cell = make_images(tmp, args.cell_images, args.size, seed=1)

@@ -140,6 +140,7 @@ class CrossDomain(Method):
         self.head: QualityHead | None = None
         self.weights_id: str | None = None
         self.feature_cache = None
+        self._built: tuple | None = None  # what the current backbone was built from
         self.features_extracted = 0  # images sent through the backbone for the feature cache
         self.history: list[dict[str, float]] = []
         self.training_info: dict[str, Any] = {}
@@ -186,6 +187,10 @@ class CrossDomain(Method):
     def _build_backbone(self, pretrained: bool) -> None:
         """The backbone on the device; ``pretrained=False`` skips the ImageNet weights (a finetune
         checkpoint brings its own)."""
+        built = (self.opts["backbone"], self.opts["backbone_weights"], self.mode, pretrained, str(self.device))
+        if self.backbone is not None and self._built == built:
+            return  # e.g. the runner's setup() followed by load() of a fit made with the same backbone
+        self._built = built
         if pretrained:
             from diqa_bench.cache import file_hash
 
@@ -448,8 +453,10 @@ class CrossDomain(Method):
         meta = json.loads(state["meta"])
         if meta.get("method") != self.name or meta.get("format") != CHECKPOINT_FORMAT:
             raise DataError(f"{path}: not a cross-domain checkpoint (format {CHECKPOINT_FORMAT})")
-        self.opts = {**DEFAULTS, **meta["options"]}
-        self.options = dict(meta["options"])  # the cache token follows the checkpoint's options
+        # The checkpoint's options win, except where this machine keeps the backbone file.
+        local = {k: v for k, v in self.options.items() if k == "backbone_weights"}
+        self.options = {**meta["options"], **local}  # the cache token follows the checkpoint's options
+        self.opts = {**DEFAULTS, **self.options}
         self._checkpoint = {**state, "meta": meta}
         if self.ctx is not None:
             self._apply_checkpoint()
