@@ -204,6 +204,7 @@ class SkimageNaturalDataset(EmbeddedDataset):
 class SyntheticSkinDataset(EmbeddedDataset):
     name = "synthetic-skin"
     kind = "synthetic skin images"
+    synthetic = True  # generated images, not photographs: the leaderboard says so
     description = (
         "Synthetic skin images (procedural: Fitzpatrick I-VI tones, pores, hair, lesions), with 9 teledermatology "
         "distortions x 5 levels; labels are pseudo-MOS (full-reference metric ensemble), not human ratings"
