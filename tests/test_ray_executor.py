@@ -156,6 +156,18 @@ def test_killed_worker_is_retried_and_a_cell_that_keeps_killing_it_fails(ray_clu
     _assert_same_tables(ray_out, local_out)
 
 
+def test_plugin_the_workers_cannot_import_fails_its_cells_with_a_clear_reason(ray_cluster, tmp_path, monkeypatch):
+    driver_only = tmp_path / "driver_only"
+    driver_only.mkdir()
+    (driver_only / "diqa_driver_only_plugin.py").write_text("# a plugin module that exists on the driver alone\n")
+    monkeypatch.syspath_prepend(str(driver_only))
+    cfg, registry = _config([{"name": "stub-noise"}], [0], tmp_path)
+    registry = load_plugins(extra=[("stub", stubs), ("driver-only", __import__("diqa_driver_only_plugin"))])
+    outcomes, _ = _run(cfg, registry, tmp_path / "ray", RayExecutor(shard_size=None, log=lambda msg: None))
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert "'diqa_driver_only_plugin' cannot be imported on this Ray node" in outcomes[0].reason
+
+
 def test_missing_ray_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     cfg = stub_config(seeds=[0])
