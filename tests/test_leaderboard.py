@@ -156,6 +156,7 @@ def test_empty_results_render_without_tables():
 
 
 @pytest.mark.usefixtures("no_entry_point_plugins")
+@pytest.mark.filterwarnings("ignore:report figures not written")  # scores.csv is deleted on purpose
 def test_report_rerenders_identically_without_recomputing(tmp_path, monkeypatch, capsys):
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
