@@ -140,8 +140,9 @@ def test_niqe_fit_refits_the_pristine_gaussian(tmp_path, counted_extraction):
 
 
 def test_niqe_fit_needs_enough_pristine_blocks(small_set, tmp_path):
-    from diqa_bench.errors import DataError, UserError
     from diqa_pyiqa.refit import NiqeFit
+
+    from diqa_bench.errors import DataError
 
     ctx = MethodContext(cache_dir=tmp_path)
     with pytest.raises(DataError, match="at least 96x96"):
@@ -151,11 +152,10 @@ def test_niqe_fit_needs_enough_pristine_blocks(small_set, tmp_path):
 def test_refit_features_are_pyiqas(tmp_path, monkeypatch):
     """With the LIVE parameters, the cached features reproduce pyiqa's BRISQUE and NIQE scores."""
     import torch
-    from pyiqa.archs.brisque_arch import rbf_kernel, scale_features
-
     from diqa_pyiqa import features
     from diqa_pyiqa.refit import NiqeFit
     from diqa_pyiqa.zero_shot import Brisque, Niqe
+    from pyiqa.archs.brisque_arch import rbf_kernel, scale_features
 
     if not (SHARED / "brisque_svm_weights.pth").is_file() or not (SHARED / "niqe_modelparameters.mat").is_file():
         pytest.skip(f"LIVE parameter files not found in {SHARED}")

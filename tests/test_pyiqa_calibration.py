@@ -24,7 +24,7 @@ WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
 
 def calibration_dir() -> Path:
     spec = importlib.util.find_spec("pyiqa")
-    return Path(list(spec.submodule_search_locations)[0]).parent / "ResultsCalibra" / "dist_dir"
+    return Path(next(iter(spec.submodule_search_locations))).parent / "ResultsCalibra" / "dist_dir"
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,9 @@ def test_reproduces_pyiqa_published_scores(name, calibration_batch, monkeypatch,
         pytest.skip(f"LIVE parameter files not found at {WEIGHTS}")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # nothing may come from a personal pyiqa cache
-    from diqa_bench.methods import MethodContext
     from diqa_pyiqa.zero_shot import Brisque, Niqe
+
+    from diqa_bench.methods import MethodContext
 
     method = {"brisque": Brisque, "niqe": Niqe}[name]()
     method.setup(MethodContext(weights_dir=WEIGHTS))

@@ -50,10 +50,9 @@ def test_registers_every_method():
 
 
 def test_direction_and_range_come_from_pyiqa_metadata():
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-
     from diqa_pyiqa.refit import BrisqueFit, NiqeFit
     from diqa_pyiqa.zero_shot import ZERO_SHOT_METHODS, PyiqaAny
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
     for cls in ZERO_SHOT_METHODS:
         if cls.metric:
@@ -124,7 +123,6 @@ def test_musiq_architecture_with_random_weights_batches_any_size():
     One transformer layer and small rescaled sizes keep it fast on a CPU; the multi-scale patching
     of the native-resolution image is pyiqa's, unchanged."""
     import torch
-
     from diqa_pyiqa.zero_shot import Musiq, MusiqAva
 
     torch.manual_seed(0)

@@ -135,9 +135,15 @@ def test_failed_download_uses_a_timeout_and_leaves_no_file(isolated, monkeypatch
 
 def test_checkpoint_names_are_pyiqas(isolated):
     """The file names come from pyiqa's pretrained URLs (its arch modules' default_model_urls)."""
+    from diqa_pyiqa.zero_shot import (
+        Brisque,
+        Musiq,
+        MusiqAva,
+        MusiqPaq2piq,
+        MusiqSpaq,
+        Niqe,
+    )
     from pyiqa.archs import brisque_arch, musiq_arch, niqe_arch
-
-    from diqa_pyiqa.zero_shot import Brisque, Musiq, MusiqAva, MusiqPaq2piq, MusiqSpaq, Niqe
 
     def file_of(url):
         return url.rsplit("/", 1)[-1]

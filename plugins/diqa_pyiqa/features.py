@@ -10,9 +10,9 @@ pyiqa's scores with the LIVE parameters).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import cache
 from importlib.metadata import version
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ EXTRACTOR_VERSION = "1"
 NIQE_BLOCK = 96
 
 
-@lru_cache(maxsize=None)
+@cache
 def feature_namespace(kind: str) -> str:
     return f"diqa_pyiqa/{kind}/v{EXTRACTOR_VERSION}/pyiqa-{version('pyiqa')}/float64"
 

@@ -19,7 +19,7 @@ def default_configs() -> dict[str, dict[str, Any]]:
     spec = importlib.util.find_spec("pyiqa")
     if spec is None or not spec.submodule_search_locations:
         return {}
-    source = Path(list(spec.submodule_search_locations)[0]) / "default_model_configs.py"
+    source = Path(next(iter(spec.submodule_search_locations))) / "default_model_configs.py"
     module_spec = importlib.util.spec_from_file_location("_diqa_pyiqa_default_configs", source)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

@@ -155,7 +155,7 @@ class BrisqueFit(_RefitMethod):
 
     def save(self, folder: Path) -> None:
         lo, scale, sv, coef, intercept, gamma = self.params
-        arrays = dict(feature_min=lo, feature_scale=scale, support_vectors=sv, dual_coef=coef, intercept=np.array(intercept), gamma=np.array(gamma))
+        arrays = {"feature_min": lo, "feature_scale": scale, "support_vectors": sv, "dual_coef": coef, "intercept": np.array(intercept), "gamma": np.array(gamma)}
         self._write(folder, arrays, {"cv": getattr(self, "cv_report", None), "n_train": getattr(self, "n_train", None)})
 
     def load(self, folder: Path) -> None:
@@ -210,7 +210,7 @@ class NiqeFit(_RefitMethod):
                 f"usable 96x96 blocks; at least {blocks.shape[1] + 1} are needed (lower quantile or larger images)"
             )
         self.mu, self.cov = blocks.mean(axis=0), np.cov(blocks, rowvar=False)
-        self.fit_info = {"pristine_images": len(chosen), "blocks": int(len(blocks)), "mos_norm_threshold": threshold}
+        self.fit_info = {"pristine_images": len(chosen), "blocks": len(blocks), "mos_norm_threshold": threshold}
         self.fitted = True
 
     def set_model(self, mu: np.ndarray, cov: np.ndarray) -> None:

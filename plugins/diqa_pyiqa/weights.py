@@ -82,12 +82,14 @@ def download(url: str, target: Path, timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT
     tmp_path: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{file_name}.", delete=False) as tmp:
-                tmp_path = Path(tmp.name)
-                shutil.copyfileobj(response, tmp, length=1 << 20)
+        with (
+            urllib.request.urlopen(url, timeout=timeout_s) as response,
+            tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{file_name}.", delete=False) as tmp,
+        ):
+            tmp_path = Path(tmp.name)
+            shutil.copyfileobj(response, tmp, length=1 << 20)
         os.replace(tmp_path, target)
-    except Exception as exc:  # no network, DNS failure, HTTP error, full disk: all mean "not here"
+    except Exception as exc:  # noqa: BLE001 - no network, DNS failure, HTTP error, full disk: all mean "not here"
         if tmp_path is not None:
             tmp_path.unlink(missing_ok=True)
         reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -26,7 +26,12 @@ from diqa_bench.errors import DataError, MethodUnavailable, UserError
 from diqa_bench.methods import Batch, Method, MethodContext
 
 from .metadata import default_configs, metric_info, no_reference_metrics
-from .weights import DEFAULT_DOWNLOAD_TIMEOUT_S, guarded_pyiqa_downloads, resolve_weights, where_to_put
+from .weights import (
+    DEFAULT_DOWNLOAD_TIMEOUT_S,
+    guarded_pyiqa_downloads,
+    resolve_weights,
+    where_to_put,
+)
 
 WEIGHTS_OPTION = {"type": ["string", "null"], "description": "weights file (or folder holding it) under pyiqa's file name"}
 TIMEOUT_OPTION = {"type": "number", "minimum": 1, "description": "seconds before a stalled weights download gives up"}
@@ -207,7 +212,7 @@ class PyiqaAny(PyiqaMetric):
             self.build(ctx.device, path, ctx.weights_dir)
         except MethodUnavailable:
             raise
-        except Exception as exc:  # pyiqa reports missing backbones, files and packages in many ways
+        except Exception as exc:  # noqa: BLE001 - pyiqa reports missing backbones, files and packages in many ways
             reason = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise MethodUnavailable(f"pyiqa {self.metric} cannot be created: {reason}") from None
 
