@@ -43,3 +43,13 @@ def stub_counters():
     yield StubNoise, StubLinear
     StubNoise.calls = 0
     StubLinear.fits = 0
+
+
+@pytest.fixture
+def no_report_figures(monkeypatch):
+    """Runs write tables only: figures and report.html (matplotlib, seconds per run) are tested
+    on their own, so harness tests skip them."""
+    from diqa_bench import results
+
+    render = results.render_leaderboard
+    monkeypatch.setattr(results, "render_leaderboard", lambda out, metrics=None, run_info=None, build_figures=True: render(out, metrics, run_info, build_figures=False))

@@ -137,7 +137,7 @@ def _small(methods):
     return cfg
 
 
-@pytest.mark.usefixtures("no_entry_point_plugins")
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 def test_run_exit_0_when_every_cell_is_done(tmp_path, stub_cli, capsys):
     assert cli.main(_run_args(tmp_path, _small([{"name": "stub-noise"}]))) == 0
     out = capsys.readouterr().out
@@ -146,7 +146,7 @@ def test_run_exit_0_when_every_cell_is_done(tmp_path, stub_cli, capsys):
     assert (tmp_path / "out" / "LEADERBOARD.md").is_file()
 
 
-@pytest.mark.usefixtures("no_entry_point_plugins")
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 def test_run_exit_1_when_a_cell_fails_and_tables_are_still_written(tmp_path, stub_cli, capsys):
     cfg = _small([{"name": "stub-noise"}, {"name": "stub-noise", "label": "broken", "options": {"fail": True}}])
     assert cli.main(_run_args(tmp_path, cfg)) == 1

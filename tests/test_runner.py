@@ -12,7 +12,7 @@ from diqa_bench.datasets import Dataset, Record
 from diqa_bench.runner import Runner
 from diqa_bench.testing import StubLinear, StubNoise, run_tiny_benchmark, stub_config
 
-pytestmark = pytest.mark.usefixtures("no_entry_point_plugins")
+pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 
 
 def small_config(methods=None, seeds=(0,), **overrides):
