@@ -67,8 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "mix_weight": 0.5,
     "rank_sigma": 0.1,
     "domain_weights": None,
-    "epochs": None,  # head: 200, finetune: 20
-    "patience": None,  # head: 20, finetune: 4
+    "epochs": None,  # head: 150, finetune: 20
+    "patience": None,  # head: 10, finetune: 4
     "batch_size": None,  # head: 64, finetune: the run's batch size
     "lr": 1e-3,
     "backbone_lr_scale": 0.1,
@@ -80,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "crop_grid": 3,
     "max_short_side": 768,
 }
-MODE_DEFAULTS = {"head": {"epochs": 200, "patience": 20, "batch_size": 64}, "finetune": {"epochs": 20, "patience": 4}}
+MODE_DEFAULTS = {"head": {"epochs": 150, "patience": 10, "batch_size": 64}, "finetune": {"epochs": 20, "patience": 4}}
 
 
 class QualityHead(nn.Module):
