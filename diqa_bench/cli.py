@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--weights-dir", help="folder of pretrained weight files (default: config weights_dir, else $DIQA_BENCH_WEIGHTS)")
     r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
     r.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    r.add_argument("--no-report", action="store_true", help="tables only: no figures, significance or report.html")
 
     v = sub.add_parser("validate", help="check a config (schema, names, options, data) without running it")
     v.add_argument("config")
@@ -169,6 +170,7 @@ def cmd_run(args) -> int:
         only=args.only,
         weights_dir=args.weights_dir,
         progress=False if args.no_progress else None,
+        reports=not args.no_report,
     )
     if args.only:
         known = {m.label for m in cfg.methods} | {m.name for m in cfg.methods}

@@ -58,6 +58,12 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         v = entries[key].get("SROCC", (float("nan"),))[0]
         return (_nan(v), -(v if not _nan(v) else 0), key)
 
+    seed_counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for c in run_info.get("cells", []):
+        if c["test"] == test:
+            ok_n, all_n = seed_counts.get((c["method"], c["train"]), (0, 0))
+            seed_counts[(c["method"], c["train"])] = (ok_n + (c["status"] == "ok"), all_n + 1)
+
     rows = []
     for key in sorted(order, key=sort_key):
         e = entries[key]
@@ -73,7 +79,11 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
             cells.append(text)
         n = next(iter(e.values()))[3]
         mark = marks.get((key[0], key[1], test), "")
-        rows.append([f"{key[0]} @ {key[1]}" + (f" {mark}" if mark else "")] + cells + [str(int(n))])
+        label = f"{key[0]} @ {key[1]}" + (f" {mark}" if mark else "")
+        ok_seeds, all_seeds = seed_counts.get(key, (0, 0))
+        if ok_seeds < all_seeds:  # the mean covers fewer seeds than the protocol says: show it
+            label += f" ({ok_seeds} of {all_seeds} seeds)"
+        rows.append([label] + cells + [str(int(n))])
 
     # Cells that produced no numbers: every seed failed or was not run.
     ok = set(entries)

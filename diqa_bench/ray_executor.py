@@ -114,6 +114,7 @@ class RayExecutor:
         unit_task = ray.remote(_unit_task).options(**self._task_options())
         shard_task = ray.remote(_shard_task).options(**self._task_options())
         shards = plan_shards(runner, units, self.shard_size) if self.shard_size else []
+        spec_ref = ray.put(spec)  # stored once in the object store; each task receives the object itself
         waiting_on = [0] * len(units)
         for sh in shards:
             for u in sh.units:
@@ -124,10 +125,10 @@ class RayExecutor:
 
         def submit_unit(i: int) -> None:
             started_at[i] = time.time()
-            pending[unit_task.remote(spec, units[i])] = ("unit", i)
+            pending[unit_task.remote(spec_ref, units[i])] = ("unit", i)
 
         for j, sh in enumerate(shards):
-            pending[shard_task.remote(spec, sh.method, sh.seed, sh.images)] = ("shard", j)
+            pending[shard_task.remote(spec_ref, sh.method, sh.seed, sh.images)] = ("shard", j)
         for i in range(len(units)):
             if waiting_on[i] == 0:
                 submit_unit(i)

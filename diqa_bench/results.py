@@ -71,8 +71,8 @@ def compute_metrics(outcomes, config) -> "Any":
             if name in cell.boot:
                 boots.setdefault((o.method, o.train, o.test, name), []).append(cell.boot[name])
         if config.acceptability is not None:
-            acc = stats.acceptability(o.train_scores, o.train_mos, o.scores, [r.mos for r in o.images], config.acceptability,
-                                      lower_better=o.lower_better, mos_lower_better=o.mos_lower_better)
+            bad_test = stats.unacceptable([r.mos for r in o.images], config.acceptability, [r.mos_lower_better for r in o.images])
+            acc = stats.gate_statistics(o.train_scores, o.train_bad, o.scores, bad_test, lower_better=o.lower_better)
             for name, v in acc.items():
                 rows.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, statistic=name, value=v, ci_low=float("nan"), ci_high=float("nan"), n=cell.n, std=float("nan")))
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)

@@ -27,6 +27,7 @@ from diqa_bench.grid import Unit, expand
 from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
 from diqa_bench.plugins import Registry
 from diqa_bench.splits import split_records
+from diqa_bench.stats import unacceptable
 
 
 def resolve_device(requested: str | None) -> str:
@@ -76,6 +77,7 @@ class ImageRef:
     group: str
     distortion: str | None
     level: int | None
+    mos_lower_better: bool = False  # DMOS-style label (its dataset's direction)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class CellOutcome:
     lower_better: bool = False
     mos_lower_better: bool = False
     train_scores: list[float] = field(default_factory=list)  # on the test domain's train split (acceptability threshold)
-    train_mos: list[float] = field(default_factory=list)
+    train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
     cached: bool = False
 
 
@@ -107,6 +109,7 @@ class RunOptions:
     only: list[str] | None = None
     weights_dir: str | None = None
     progress: bool | None = None  # None: bars on a terminal, plain lines otherwise
+    reports: bool = True  # figures, significance and report.html next to the tables
 
 
 class Runner:
@@ -172,7 +175,8 @@ class Runner:
         recs = [ds.records[p] for p in positions]
         norm = normalise_mos([r.mos for r in ds.records], ds.obj, self.config.normalise_mos)
         return [
-            ImageRef(ds.keys[p], r.path, r.id, ds.name, ds.domain, float(r.mos), float(norm[p]), f"{ds.name}/{r.content_group}", r.distortion, r.level)
+            ImageRef(ds.keys[p], r.path, r.id, ds.name, ds.domain, float(r.mos), float(norm[p]), f"{ds.name}/{r.content_group}", r.distortion, r.level,
+                     bool(ds.obj.lower_better))
             for p, r in zip(positions, recs)
         ]
 
@@ -313,9 +317,9 @@ class Runner:
             tr_images, why = self.domain_images(o.test, o.seed, "train")
             if not why:
                 tr_scores = self.score_images(method, token, tr_images, ctx, ensure_setup)
-                pairs = [(s, r.mos) for s, r in zip(tr_scores, tr_images) if math.isfinite(s)]
-                o.train_scores = [p[0] for p in pairs]
-                o.train_mos = [p[1] for p in pairs]
+                pairs = [(s, r) for s, r in zip(tr_scores, tr_images) if math.isfinite(s)]
+                o.train_scores = [s for s, _ in pairs]
+                o.train_bad = [bool(x) for x in unacceptable([r.mos for _, r in pairs], self.config.acceptability, [r.mos_lower_better for _, r in pairs])]
         o.status, o.reason = "ok", ""
 
     def _fit(self, unit: Unit, method: Method, ctx: MethodContext, ensure_setup) -> tuple[str, Callable[[], None]]:
@@ -491,7 +495,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     except KeyboardInterrupt:
         interrupted = True
         runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
-    paths = write_all(options.out, {**info(), "interrupted": interrupted}, outcomes, config)
+    paths = write_all(options.out, {**info(), "interrupted": interrupted}, outcomes, config, reports=options.reports)
     if interrupted:
         raise KeyboardInterrupt
     return outcomes, paths

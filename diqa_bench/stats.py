@@ -164,10 +164,23 @@ def pooled_ci(samples: list[np.ndarray], confidence: float = 0.95) -> tuple[floa
     return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
 
 
-def acceptability(score_train, mos_train, score_test, mos_test, threshold: float, *, lower_better=False, mos_lower_better=False) -> dict[str, float]:
-    """Deployment view of a quality gate: images with MOS below ``threshold`` are unacceptable.
+def unacceptable(mos, threshold: float, mos_lower_better=False) -> np.ndarray:
+    """Which images a service should reject: MOS below ``threshold`` (above it for DMOS-style
+    labels), on each image's own dataset scale."""
+    mos = np.asarray(mos, float)
+    flip = np.broadcast_to(np.asarray(mos_lower_better, bool), mos.shape)
+    return np.where(flip, mos > threshold, mos < threshold)
 
-    AUC: ROC AUC of the (direction-aligned) score for detecting unacceptable test images.
+
+def acceptability(score_train, mos_train, score_test, mos_test, threshold: float, *, lower_better=False, mos_lower_better=False) -> dict[str, float]:
+    """Deployment view of a quality gate: images with MOS below ``threshold`` are unacceptable
+    (see :func:`gate_statistics`)."""
+    return gate_statistics(score_train, unacceptable(mos_train, threshold, mos_lower_better), score_test,
+                           unacceptable(mos_test, threshold, mos_lower_better), lower_better=lower_better)
+
+
+def gate_statistics(score_train, bad_train, score_test, bad_test, *, lower_better=False) -> dict[str, float]:
+    """AUC: ROC AUC of the (direction-aligned) score for detecting unacceptable test images.
     ACC: test accuracy of accept/reject at the score threshold chosen on the train set (the one
     with the best train accuracy). RETAKE: share of test images that threshold rejects.
     Zero-shot methods have no train scores of their own; the caller passes the train split's
@@ -175,14 +188,11 @@ def acceptability(score_train, mos_train, score_test, mos_test, threshold: float
     """
     from sklearn.metrics import roc_auc_score
 
-    def align(s, m):
-        s = -np.asarray(s, float) if lower_better else np.asarray(s, float)
-        m = np.asarray(m, float)
-        bad = (m > threshold) if mos_lower_better else (m < threshold)
-        return s, bad
+    def align(s):
+        return -np.asarray(s, float) if lower_better else np.asarray(s, float)
 
-    s_tr, bad_tr = align(score_train, mos_train)
-    s_te, bad_te = align(score_test, mos_test)
+    s_tr, bad_tr = align(score_train), np.asarray(bad_train, bool)
+    s_te, bad_te = align(score_test), np.asarray(bad_test, bool)
     out = {"AUC": float("nan"), "ACC": float("nan"), "RETAKE": float("nan")}
     if 0 < bad_te.sum() < len(bad_te):
         out["AUC"] = float(roc_auc_score(bad_te, -s_te))

@@ -1,0 +1,311 @@
+"""Speed of diqa-bench's runner against pyiqa's own loop, on the same images in one run.
+
+    python benchmarks/perf.py                       # all parts, CPU, 64 images per size
+    python benchmarks/perf.py --parts metrics --images 200 --device cuda --methods piqe brisque niqe musiq cross-domain
+    python benchmarks/perf.py --parts grid          # default grid: naive per-unit vs runner, cold and warm
+    python benchmarks/perf.py --parts memory        # peak RSS (and GPU memory) for 1,000 and 10,000 images
+
+Parts:
+1. ``metrics``: generated JPEGs (512x384 and 1024x768). pyiqa's way: ``pyiqa.create_metric`` called
+   on one file path at a time (pyiqa decodes each image itself, as its benchmark script does), in
+   float32. diqa-bench's way: the runner's DataLoader (worker processes decode, same-size batches)
+   feeding the method, in float32 (same precision as pyiqa) and in float64 (what the runner uses
+   for the classical metrics). Prints images/s and ratios.
+2. ``grid``: the default benchmark's grid (``--config``; by default benchmarks/cross_domain.yaml
+   with fewer references so the naive run ends in minutes): (a) naive: every unit from scratch with
+   an empty cache (nothing shared between cells), (b) the runner with a cold cache, (c) the runner
+   again with the warm cache. The embedded images are generated once beforehand and shared by all
+   three, so generation time is in none of them.
+3. ``memory``: peak RSS for 1,000 and 10,000 generated images through the full runner (stub
+   method; see benchmarks/scale.py), and peak GPU memory on CUDA.
+
+Everything it prints is also appended, with the machine, GPU and versions, to benchmarks/PERF.md
+(``--no-write`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LINES: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    LINES.append(line)
+
+
+# -- images ------------------------------------------------------------------------------------
+def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
+    """``count`` distinct JPEGs of ``size`` (w, h): crops of scikit-image's bundled photos with
+    a little noise, so no two files are the same."""
+    import skimage
+    from PIL import Image
+
+    data = Path(skimage.__file__).parent / "data"
+    photos = [Image.open(data / n).convert("RGB") for n in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")]
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    w, h = size
+    for i in range(count):
+        src = photos[i % len(photos)].resize((w + 32, h + 32), Image.Resampling.BICUBIC)
+        x, y = rng.integers(0, 32, 2)
+        arr = np.asarray(src.crop((x, y, x + w, y + h)), dtype=np.float32)
+        arr = np.clip(arr + rng.normal(0, 2 + 6 * rng.random(), arr.shape), 0, 255).astype(np.uint8)
+        p = folder / f"img{i:05d}.jpg"
+        Image.fromarray(arr).save(p, quality=int(rng.integers(40, 95)))
+        paths.append(p)
+    return paths
+
+
+# -- part 1: metrics ---------------------------------------------------------------------------
+PYIQA_WEIGHTS = {"brisque": "brisque_svm_weights.pth", "niqe": "niqe_modelparameters.mat"}
+
+
+def pyiqa_loop(name: str, paths: list[Path], device: str, weights_dir: Path | None) -> tuple[float, list[float]]:
+    import pyiqa
+    import torch
+
+    kw = {}
+    if name in PYIQA_WEIGHTS and weights_dir:
+        kw["pretrained_model_path"] = str(weights_dir / PYIQA_WEIGHTS[name])
+    if name.startswith("musiq"):
+        kw = {"pretrained": False}  # random weights: speed only
+    metric = pyiqa.create_metric(name, device=device, **kw)
+    metric(str(paths[0]))  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    scores = []
+    with torch.inference_mode():
+        for p in paths:
+            scores.append(float(metric(str(p))))
+    sync(device)
+    return len(paths) / (time.perf_counter() - t0), scores
+
+
+def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int):
+    """Score through the same machinery a benchmark uses: DataLoader workers decode, same-size batches."""
+    from diqa_bench.cache import file_hash
+    from diqa_bench.images import iter_batches
+    from diqa_bench.methods import MethodContext
+    from diqa_bench.plugins import load_plugins
+    from diqa_bench.runner import _to_floats
+
+    reg = load_plugins()
+    cls = reg.method(name)
+    method = cls()
+    if float64 is not None and hasattr(method, "float64"):
+        method.float64 = float64
+    ctx = MethodContext(device=device, batch_size=batch_size, workers=workers, weights_dir=weights_dir)
+    if name.startswith("musiq"):
+        method.build(device, None)  # random weights: speed only
+    elif name == "cross-domain":
+        method.setup(ctx)
+        method.init_untrained(ctx) if hasattr(method, "init_untrained") else None
+    else:
+        method.setup(ctx)
+    keys = [file_hash(p) for p in paths]
+    strs = [str(p) for p in paths]
+    # warm-up on one batch (first-call allocations, kernel selection)
+    for b in iter_batches(strs[:batch_size], keys[:batch_size], range(min(batch_size, len(strs))), batch_size=batch_size, device=device, workers=0,
+                          size=method.input_size):
+        method.score_batch(b)
+    sync(device)
+    t0 = time.perf_counter()
+    scores = {}
+    for b in iter_batches(strs, keys, range(len(strs)), batch_size=batch_size, device=device, workers=workers, size=method.input_size):
+        scores.update(zip(b.indices, _to_floats(method.score_batch(b))))
+    sync(device)
+    rate = len(paths) / (time.perf_counter() - t0)
+    return rate, [scores[i] for i in range(len(paths))]
+
+
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def part_metrics(args, tmp: Path) -> None:
+    say("## 1. Metrics: pyiqa's one-image loop vs the diqa-bench runner")
+    say("")
+    say(f"{args.images} JPEGs per size; device {args.device}; runner batch {args.batch_size}, {args.workers} decode workers.")
+    say("")
+    say("| method | size | pyiqa loop img/s (float32) | runner img/s float32 | ratio | runner img/s float64 | ratio | max abs diff float32 vs pyiqa |")
+    say("|---|---|---|---|---|---|---|---|")
+    for w, h in args.sizes:
+        paths = make_jpegs(tmp / f"{w}x{h}", args.images, (w, h))
+        for name in args.methods:
+            classical = name in ("brisque", "niqe", "piqe")
+            try:
+                base, base_scores = pyiqa_loop(name, paths, args.device, args.weights_dir) if name != "cross-domain" else (float("nan"), None)
+                r32, s32 = runner_path(name, paths, args.device, args.weights_dir, False if classical else None, args.batch_size, args.workers)
+                r64, _ = runner_path(name, paths, args.device, args.weights_dir, True, args.batch_size, args.workers) if classical else (float("nan"), None)
+            except Exception as exc:  # a benchmark row that cannot run says why
+                say(f"| {name} | {w}x{h} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |")
+                continue
+            diff = float(np.max(np.abs(np.array(base_scores) - np.array(s32)))) if base_scores is not None and not name.startswith("musiq") else float("nan")
+            say(f"| {name} | {w}x{h} | {base:.1f} | {r32:.1f} | {r32 / base:.2f}x | {r64:.1f} | {r64 / base:.2f}x | {diff:.3g} |")
+    say("")
+
+
+# -- part 2: grid ------------------------------------------------------------------------------
+def reduced_config(src: Path, dst: Path, references: int) -> Path:
+    import yaml
+
+    cfg = yaml.safe_load(src.read_text())
+    for specs in cfg["domains"].values():
+        for s in specs:
+            if s["dataset"] in ("synthetic-skin", "skimage-natural"):
+                s.setdefault("options", {})["references"] = references
+    cfg["statistics"] = {"bootstrap": 200}
+    dst.write_text(yaml.safe_dump(cfg))
+    return dst
+
+
+def part_grid(args, tmp: Path) -> None:
+    from diqa_bench import config as cfgmod
+    from diqa_bench.plugins import load_plugins
+    from diqa_bench.runner import RunOptions, Runner, run_benchmark
+
+    src = Path(args.config)
+    cfg_path = reduced_config(src, tmp / "grid.yaml", args.references) if args.references else src
+    reg = load_plugins()
+    cfg = cfgmod.parse(cfg_path, reg)
+    shared = tmp / "shared-datasets"
+
+    def opts(cache: Path, out: Path) -> RunOptions:
+        cache.mkdir(parents=True, exist_ok=True)
+        if not (cache / "datasets").exists():
+            (cache / "datasets").symlink_to(shared, target_is_directory=True)
+        return RunOptions(out=out, cache_dir=cache, device=args.device, workers=args.workers, batch_size=args.batch_size, progress=False,
+                          weights_dir=str(args.weights_dir) if args.weights_dir else None)
+
+    quiet = lambda msg: None  # noqa: E731
+    shared.mkdir(parents=True)
+    Runner(cfg, reg, opts(tmp / "gen-cache", tmp / "gen-out"), quiet).load_datasets()  # generate once, outside every timing
+
+    t0 = time.perf_counter()
+    outcomes, _ = run_benchmark(cfg, reg, opts(tmp / "cache", tmp / "out-cold"), quiet)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_benchmark(cfg, reg, opts(tmp / "cache", tmp / "out-warm"), quiet)
+    warm = time.perf_counter() - t0
+
+    # naive: each unit alone, with an empty cache (what a script looping over cells would do)
+    t0 = time.perf_counter()
+    runner = Runner(cfg, reg, opts(tmp / "naive-0", tmp / "naive-out"), quiet)
+    runner.load_datasets()
+    units = runner.units()
+    for i, unit in enumerate(units):
+        fresh = Runner(cfg, reg, opts(tmp / f"naive-{i + 1}", tmp / "naive-out"), quiet)
+        fresh.datasets = runner.datasets
+        fresh.run_unit(unit)
+    naive = time.perf_counter() - t0
+
+    ok = sum(o.status == "ok" for o in outcomes)
+    say("## 2. The grid: naive per-unit runs vs the runner")
+    say("")
+    say(f"Config `{src}`" + (f" with {args.references} references per embedded domain" if args.references else "") +
+        f": {len(units)} units, {len(outcomes)} cells ({ok} with results); device {args.device}.")
+    say("")
+    say("| run | seconds | vs naive |")
+    say("|---|---|---|")
+    say(f"| naive (every unit from an empty cache) | {naive:.1f} | 1.00x |")
+    say(f"| runner, cold cache | {cold:.1f} | {naive / cold:.2f}x faster |")
+    say(f"| runner, warm cache (re-run) | {warm:.1f} | {warm / cold * 100:.1f}% of the cold run |")
+    say("")
+
+
+# -- part 3: memory ----------------------------------------------------------------------------
+def part_memory(args, tmp: Path) -> None:
+    say("## 3. Peak memory vs dataset size")
+    say("")
+    out = subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes", *map(str, args.memory_sizes), "--workers", str(args.workers)],
+                         capture_output=True, text=True, check=True)
+    for line in out.stdout.strip().splitlines():
+        say(f"    {line}")
+    if str(args.device).startswith("cuda"):
+        import torch
+
+        say(f"    peak GPU memory during this process's metric runs: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    say("")
+
+
+def machine() -> list[str]:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    try:
+        from importlib.metadata import version
+
+        pyiqa_v = version("pyiqa")
+    except Exception:
+        pyiqa_v = "?"
+    return [
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs; GPU: {gpu}",
+        f"- versions: Python {platform.python_version()}, torch {torch.__version__}, pyiqa {pyiqa_v}",
+        f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", default=["metrics", "grid", "memory"], choices=["metrics", "grid", "memory"])
+    ap.add_argument("--images", type=int, default=64, help="images per size (part 1)")
+    ap.add_argument("--sizes", nargs="+", default=["512x384", "1024x768"])
+    ap.add_argument("--methods", nargs="+", default=["piqe", "brisque", "niqe"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--weights-dir", type=Path, default=Path(os.environ["DIQA_BENCH_WEIGHTS"]) if os.environ.get("DIQA_BENCH_WEIGHTS") else (REPO.parent / "shared" / "weights"))
+    ap.add_argument("--config", default=str(REPO / "benchmarks" / "cross_domain.yaml"))
+    ap.add_argument("--references", type=int, default=3, help="references per embedded domain in part 2 (0: as in the config)")
+    ap.add_argument("--memory-sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    if not args.weights_dir.is_dir():
+        args.weights_dir = None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    say(f"# diqa-bench performance run ({' '.join(args.parts)})")
+    say("")
+    say("Command: `python benchmarks/perf.py " + " ".join(sys.argv[1:]) + "`")
+    say("")
+    LINES.extend(machine())
+    print("\n".join(machine()))
+    say("")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["DIQA_BENCH_CACHE"] = str(tmp / "default-cache")
+        if "metrics" in args.parts:
+            part_metrics(args, tmp)
+        if "grid" in args.parts:
+            part_grid(args, tmp)
+        if "memory" in args.parts:
+            part_memory(args, tmp)
+    if not args.no_write:
+        with open(HERE / "PERF.md", "a", encoding="utf-8") as f:
+            f.write("\n".join(LINES) + "\n\n")
+        print(f"appended to {HERE / 'PERF.md'}")
+
+
+if __name__ == "__main__":
+    main()
