@@ -12,7 +12,7 @@ export DIQA_BENCH_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)/*),$(SHARED_WEIGH
 $(VENV)/.installed: pyproject.toml plugins/example-plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[test]' -e plugins/example-plugin
+	$(BIN)/pip install --quiet -e '.[test,ray]' -e plugins/example-plugin
 	touch $@
 
 install: $(VENV)/.installed

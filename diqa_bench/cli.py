@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
     r.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
     r.add_argument("--no-report", action="store_true", help="tables only: no figures, significance or report.html")
+    r.add_argument("--executor", choices=["local", "ray"], help="where cells run (default: the config's executor, else local)")
+    r.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (default: start a local one)")
 
     v = sub.add_parser("validate", help="check a config (schema, names, options, data) without running it")
     v.add_argument("config")
@@ -177,7 +179,13 @@ def cmd_run(args) -> int:
         unknown = [o for o in args.only if o not in known]
         if unknown:
             raise UserError(f"--only: {', '.join(unknown)} not in the config's methods ({', '.join(sorted(known))})")
-    outcomes, paths = run_benchmark(cfg, reg, opts)
+    executor_opts = {**cfg.executor, **({"type": args.executor} if args.executor else {}), **({"address": args.ray_address} if args.ray_address else {})}
+    executor = None
+    if executor_opts.pop("type", "local") == "ray":
+        from diqa_bench.ray_executor import RayExecutor
+
+        executor = RayExecutor(**executor_opts, progress=not args.no_progress and sys.stderr.isatty())
+    outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
     metrics, info = load_results(out)
     print(render_terminal(metrics, info))
     missing = [o for o in outcomes if o.status != "ok"]

@@ -92,6 +92,20 @@ SCHEMA: dict[str, Any] = {
         },
         "bad_input": {"enum": ["error", "skip"], "description": "bad images / labels: stop the cell, or skip and report them"},
         "weights_dir": {"type": ["string", "null"], "description": "folder of pretrained weight files"},
+        "executor": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "where cells run: local (default) or a Ray cluster (pip install 'diqa-bench[ray]')",
+            "properties": {
+                "type": {"enum": ["local", "ray"]},
+                "address": {"type": ["string", "null"], "description": "Ray cluster address (default: start a local one)"},
+                "num_cpus_per_task": {"type": "number", "exclusiveMinimum": 0},
+                "num_gpus_per_task": {"type": "number", "minimum": 0},
+                "memory": {"type": ["integer", "null"], "minimum": 1},
+                "max_retries": {"type": "integer", "minimum": 0},
+                "shard_size": {"type": ["integer", "null"], "minimum": 1, "description": "test images per scoring shard"},
+            },
+        },
         "output": {"type": "string", "description": "results folder (default results/<name>)"},
         "device": {"type": "string"},
         "batch_size": {"type": "integer", "minimum": 1},
@@ -143,6 +157,7 @@ class Config:
     weights_dir: str | None
     output: str | None
     run_options: dict[str, Any] = field(default_factory=dict)
+    executor: dict[str, Any] = field(default_factory=dict)
 
 
 def _path(parts) -> str:
@@ -293,4 +308,5 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         weights_dir=data.get("weights_dir"),
         output=data.get("output"),
         run_options={k: data[k] for k in ("device", "batch_size", "workers") if k in data},
+        executor=dict(data.get("executor") or {}),
     )

@@ -482,6 +482,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                 "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
                 "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
                 "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers,
+                "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
             },
             "domains": domains,
             "screening": runner.screening,
