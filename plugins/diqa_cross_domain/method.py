@@ -26,15 +26,12 @@ import contextlib
 import copy
 import json
 import math
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from diqa_bench.errors import ConfigError, DataError, MethodUnavailable
 from diqa_bench.methods import Batch, Method, MethodContext, TrainingData
@@ -46,13 +43,18 @@ from diqa_cross_domain.backbones import (
     build_backbone,
     resolve_weights,
 )
-from diqa_cross_domain.inputs import InputPolicy
-from diqa_cross_domain.losses import quality_loss
 from diqa_cross_domain.sampling import (
     balanced_draw,
     sample_probabilities,
     within_dataset_pairs,
 )
+
+if TYPE_CHECKING:  # torch is imported inside the methods: `diqa-bench list` must not pay for it
+    import torch
+    from torch import nn
+
+    from diqa_cross_domain.inputs import InputPolicy
+    from diqa_cross_domain.networks import QualityHead
 
 CHECKPOINT_NAME = "cross_domain.pt"
 CHECKPOINT_FORMAT = 1
@@ -81,21 +83,6 @@ DEFAULTS: dict[str, Any] = {
     "max_short_side": 768,
 }
 MODE_DEFAULTS = {"head": {"epochs": 150, "patience": 10, "batch_size": 64}, "finetune": {"epochs": 20, "patience": 4}}
-
-
-class QualityHead(nn.Module):
-    """Feature standardisation (statistics of the training features in head mode, identity in
-    finetune mode) followed by a one-hidden-layer MLP predicting normalised MOS."""
-
-    def __init__(self, in_features: int, hidden: int) -> None:
-        super().__init__()
-        self.register_buffer("feature_mean", torch.zeros(in_features))
-        self.register_buffer("feature_std", torch.ones(in_features))
-        self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 1))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = (features.float() - self.feature_mean) / self.feature_std
-        return self.mlp(x).squeeze(-1)
 
 
 class CrossDomain(Method):
@@ -128,6 +115,8 @@ class CrossDomain(Method):
     }
 
     def __init__(self, **options: Any) -> None:
+        import torch
+
         super().__init__(**options)
         unknown = sorted(set(options) - set(DEFAULTS))
         if unknown:
@@ -149,6 +138,8 @@ class CrossDomain(Method):
     # -- configuration -----------------------------------------------------------------------------
     @property
     def policy(self) -> InputPolicy:
+        from diqa_cross_domain.inputs import InputPolicy
+
         o = self.opts
         return InputPolicy(o["input_policy"], o["image_size"], o["crop_grid"], o["max_short_side"])
 
@@ -164,6 +155,8 @@ class CrossDomain(Method):
         return self.device.type == "cuda"
 
     def _autocast(self):
+        import torch
+
         if self._on_cuda:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -174,6 +167,8 @@ class CrossDomain(Method):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self, ctx: MethodContext) -> None:
+        import torch
+
         self.ctx = ctx
         self.device = torch.device(ctx.device)
         if self._checkpoint is not None:
@@ -187,6 +182,8 @@ class CrossDomain(Method):
     def _build_backbone(self, pretrained: bool) -> None:
         """The backbone on the device; ``pretrained=False`` skips the ImageNet weights (a finetune
         checkpoint brings its own)."""
+        import torch
+
         built = (self.opts["backbone"], self.opts["backbone_weights"], self.mode, pretrained, str(self.device))
         if self.backbone is not None and self._built == built:
             return  # e.g. the runner's setup() followed by load() of a fit made with the same backbone
@@ -210,9 +207,13 @@ class CrossDomain(Method):
         self.feature_cache = self.ctx.feature_cache(self._feature_namespace()) if (self.ctx and self.mode == "head") else None
 
     def _new_head(self) -> QualityHead:
+        from diqa_cross_domain.networks import QualityHead
+
         return QualityHead(self.backbone.num_features, self.opts["head_hidden"]).to(self.device)
 
     def teardown(self) -> None:
+        import torch
+
         self.backbone = None
         self.head = None
         if self._on_cuda:
@@ -221,6 +222,8 @@ class CrossDomain(Method):
     # -- features ----------------------------------------------------------------------------------
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features of the eval views, averaged over views: [B, F] float32."""
+        import torch
+
         views = self.policy.eval_views(images.to(self.device))
         if self._on_cuda:
             views = views.contiguous(memory_format=torch.channels_last)
@@ -231,6 +234,8 @@ class CrossDomain(Method):
     def _cached_features(self, keys: list[str], compute) -> dict[str, np.ndarray]:
         """Features for ``keys`` from the cache; ``compute(missing_keys)`` yields (keys, images)
         batches for the rest, which are embedded and stored."""
+        import torch
+
         found = self.feature_cache.get_many(keys) if self.feature_cache is not None else {}
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
@@ -245,6 +250,8 @@ class CrossDomain(Method):
         return found
 
     def _training_features(self, data: TrainingData, ctx: MethodContext) -> torch.Tensor:
+        import torch
+
         samples = data.samples
         first_position = {}
         for i, s in enumerate(samples):
@@ -259,6 +266,8 @@ class CrossDomain(Method):
 
     # -- scoring -----------------------------------------------------------------------------------
     def score_batch(self, batch: Batch) -> torch.Tensor:
+        import torch
+
         if self.head is None:
             raise RuntimeError("cross-domain: fit() or load() a checkpoint before scoring")
         self.head.eval()
@@ -271,6 +280,8 @@ class CrossDomain(Method):
 
     def _predict_images(self, images: torch.Tensor) -> torch.Tensor:
         """Finetune mode: scores averaged over the eval views."""
+        import torch
+
         views = self.policy.eval_views(images.to(self.device))
         if self._on_cuda:
             views = views.contiguous(memory_format=torch.channels_last)
@@ -280,6 +291,8 @@ class CrossDomain(Method):
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, data: TrainingData, ctx: MethodContext) -> None:
+        from diqa_cross_domain.networks import deterministic, single_thread
+
         if self.ctx is None or self.backbone is None:
             self.setup(ctx)
         samples = data.samples
@@ -298,21 +311,27 @@ class CrossDomain(Method):
         # Features first: decoding draws from torch's global RNG only when something is missing
         # from the cache, so seeding afterwards makes a fit independent of the cache's state.
         features = self._training_features(data, ctx) if self.mode == "head" else None
-        with _deterministic(ctx.seed, self._on_cuda):
+        with deterministic(ctx.seed, self._on_cuda):
             self.head = self._new_head()
             if self.mode == "head":
-                with _single_thread(self._on_cuda):
+                with single_thread(self._on_cuda):
                     self._fit_head(features, samples, targets, train_idx, val_idx, ctx)
             else:
                 self._fit_finetune(data, targets, train_idx, val_idx, ctx)
         self.training_info = _describe_training(data, train_idx, val_idx, self.history)
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor, datasets: list[str], sample_ids) -> torch.Tensor:
+        import torch
+
+        from diqa_cross_domain.losses import quality_loss
+
         pairs = within_dataset_pairs(datasets, sample_ids)
         pair_tensor = torch.from_numpy(pairs).to(pred.device) if len(pairs) else None
         return quality_loss(self.opts["loss"], pred, target, pair_tensor, self.opts["mix_weight"], self.opts["rank_sigma"])
 
     def _optimizer(self, epochs: int):
+        import torch
+
         groups = [{"params": list(self.head.parameters()), "lr": self.opts["lr"]}]
         if self.mode == "finetune":
             groups.append({"params": list(self.backbone.parameters()), "lr": self.opts["lr"] * self.opts["backbone_lr_scale"]})
@@ -320,6 +339,8 @@ class CrossDomain(Method):
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
 
     def _fit_head(self, features, samples, targets, train_idx, val_idx, ctx) -> None:
+        import torch
+
         rng = np.random.default_rng(ctx.seed)
         epochs, patience, batch_size = (self._setting(k, ctx) for k in ("epochs", "patience", "batch_size"))
         x_train = features[train_idx]
@@ -333,11 +354,15 @@ class CrossDomain(Method):
         opt, sched = self._optimizer(epochs)
 
         def val_loss() -> float:
+            import torch
+
             self.head.eval()
             with torch.no_grad():
                 return float(self._loss(self.head(features[val_idx]), y[val_idx], datasets[val_idx], None))
 
         def train_epoch() -> float:
+            import torch
+
             self.head.train()
             total = 0.0
             for _ in range(steps):
@@ -353,6 +378,10 @@ class CrossDomain(Method):
         self._train_loop(epochs, patience, train_epoch, val_loss if len(val_idx) else None, sched, lambda: self.head)
 
     def _fit_finetune(self, data: TrainingData, targets, train_idx, val_idx, ctx) -> None:
+        import torch
+
+        from diqa_cross_domain.networks import Joined
+
         rng = np.random.default_rng(ctx.seed)
         generator = torch.Generator().manual_seed(ctx.seed)
         epochs, patience, batch_size = (self._setting(k, ctx) for k in ("epochs", "patience", "batch_size"))
@@ -362,9 +391,11 @@ class CrossDomain(Method):
         y = torch.from_numpy(targets).to(self.device)
         self.backbone.requires_grad_(True)
         opt, sched = self._optimizer(epochs)
-        model = _Joined(self.backbone, self.head)
+        model = Joined(self.backbone, self.head)
 
         def train_epoch() -> float:
+            import torch
+
             model.train()
             total, n = 0.0, 0
             draw = train_idx[balanced_draw(probs, len(train_idx), rng)].tolist()
@@ -383,6 +414,8 @@ class CrossDomain(Method):
             return total / max(n, 1)
 
         def val_loss() -> float:
+            import torch
+
             model.eval()
             preds, ids = [], []
             with torch.no_grad():
@@ -417,6 +450,8 @@ class CrossDomain(Method):
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
+        import torch
+
         if self.head is None:
             raise RuntimeError("cross-domain: nothing to save before fit()")
         folder = Path(folder)
@@ -444,6 +479,8 @@ class CrossDomain(Method):
         (folder / "cross_domain.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     def load(self, folder: Path) -> None:
+        import torch
+
         path = Path(folder)
         if path.is_dir():
             path = path / CHECKPOINT_NAME
@@ -480,49 +517,6 @@ class CrossDomain(Method):
         self.head.eval()
 
 
-class _Joined(nn.Module):
-    def __init__(self, backbone: nn.Module, head: QualityHead) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-
-@contextlib.contextmanager
-def _deterministic(seed: int, cuda: bool):
-    """Seeded, deterministic where torch allows; the global flags are restored afterwards."""
-    if cuda:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.manual_seed(seed)
-    prev_algos = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_bench = torch.backends.cudnn.benchmark
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev_algos, warn_only=prev_warn)
-        torch.backends.cudnn.benchmark = prev_bench
-
-
-@contextlib.contextmanager
-def _single_thread(cuda: bool):
-    """Head training is many tiny matrix products: on CPU one thread is faster than several (no
-    synchronisation per op), and much faster when other processes share the cores."""
-    if cuda:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _describe_training(data: TrainingData, train_idx, val_idx, history) -> dict[str, Any]:
     per_dataset: dict[str, dict[str, Any]] = {}
     for s in data.samples:
@@ -544,6 +538,7 @@ def _describe_training(data: TrainingData, train_idx, val_idx, history) -> dict[
 
 def _versions() -> dict[str, str]:
     import timm
+    import torch
 
     import diqa_bench
 

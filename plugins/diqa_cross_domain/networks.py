@@ -1,0 +1,67 @@
+"""The torch modules and training contexts of the cross-domain model (imported only when it runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+from torch import nn
+
+
+class QualityHead(nn.Module):
+    """Feature standardisation (statistics of the training features in head mode, identity in
+    finetune mode) followed by a one-hidden-layer MLP predicting normalised MOS."""
+
+    def __init__(self, in_features: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_std", torch.ones(in_features))
+        self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = (features.float() - self.feature_mean) / self.feature_std
+        return self.mlp(x).squeeze(-1)
+
+
+class Joined(nn.Module):
+    def __init__(self, backbone: nn.Module, head: QualityHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+@contextlib.contextmanager
+def deterministic(seed: int, cuda: bool):
+    """Seeded, deterministic where torch allows; the global flags are restored afterwards."""
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    prev_algos = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_algos, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+@contextlib.contextmanager
+def single_thread(cuda: bool):
+    """Head training is many tiny matrix products: on CPU one thread is faster than several (no
+    synchronisation per op), and much faster when other processes share the cores."""
+    if cuda:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
