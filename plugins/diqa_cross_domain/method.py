@@ -9,7 +9,9 @@ Training (``fit``):
   dataset only) or ``mix`` (``(1 - mix_weight) * l1 + mix_weight * fidelity``);
 - AdamW, cosine learning-rate schedule over the epochs, early stopping on a validation split carved
   group-aware out of the train set (``val_ratio``), best epoch restored; seeded from ``ctx.seed``;
-- ``mode: head`` freezes the backbone: each image's features are computed once and kept in the
+- ``mode: head`` freezes the backbone and reads it at several depths (``features: multilevel``:
+  mean and std of every stage plus the pooled embedding; see
+  :class:`diqa_cross_domain.networks.MultiLevelFeatures`): each image's features are computed once and kept in the
   shared feature cache (keyed by image content hash, namespaced by backbone, weights and input
   policy), so every cell of a benchmark reuses them and only a small MLP trains. ``mode: finetune``
   trains everything (bf16 autocast and channels_last on CUDA). ``mode: auto`` (default) picks
@@ -58,7 +60,7 @@ if TYPE_CHECKING:  # torch is imported inside the methods: `diqa-bench list` mus
 
 CHECKPOINT_NAME = "cross_domain.pt"
 CHECKPOINT_FORMAT = 1
-FEATURE_VERSION = "1"  # bump when the way features are computed changes
+FEATURE_VERSION = "2"  # bump when the way features are computed changes
 MIN_VAL_GROUPS = 4  # fewer content groups than this: no validation split, train on everything
 
 DEFAULTS: dict[str, Any] = {
@@ -81,13 +83,14 @@ DEFAULTS: dict[str, Any] = {
     "image_size": 224,
     "crop_grid": 3,
     "max_short_side": 768,
+    "features": "multilevel",
 }
 MODE_DEFAULTS = {"head": {"epochs": 150, "patience": 10, "batch_size": 64}, "finetune": {"epochs": 20, "patience": 4}}
 
 
 class CrossDomain(Method):
     name = "cross-domain"
-    version = "1"
+    version = "2"
     description = "ImageNet backbone + quality head trained across domains (domain-balanced, within-dataset ranking)"
     lower_better = False
     trainable = True
@@ -112,6 +115,7 @@ class CrossDomain(Method):
         "image_size": {"type": "integer", "minimum": 32},
         "crop_grid": {"type": "integer", "minimum": 1, "maximum": 5},
         "max_short_side": {"type": "integer", "minimum": 32},
+        "features": {"enum": ["multilevel", "pooled"], "description": "head mode: mean+std of every stage plus the pooled embedding, or the pooled embedding alone"},
     }
 
     def __init__(self, **options: Any) -> None:
@@ -163,7 +167,7 @@ class CrossDomain(Method):
 
     def _feature_namespace(self) -> str:
         precision = "bf16" if self._on_cuda else "fp32"
-        return f"cross-domain/f{FEATURE_VERSION}/{self.opts['backbone']}/{self.weights_id}/{self.policy.token()}/{precision}"
+        return f"cross-domain/f{FEATURE_VERSION}/{self.opts['backbone']}/{self.weights_id}/{self.policy.token()}/{precision}/{self.opts['features']}"
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self, ctx: MethodContext) -> None:
@@ -203,6 +207,10 @@ class CrossDomain(Method):
             model = model.to(memory_format=torch.channels_last)
         if self.mode == "head":
             model.requires_grad_(False)
+            if self.opts["features"] == "multilevel":
+                from diqa_cross_domain.networks import MultiLevelFeatures
+
+                model = MultiLevelFeatures(model)
         self.backbone = model.eval()
         self.feature_cache = self.ctx.feature_cache(self._feature_namespace()) if (self.ctx and self.mode == "head") else None
 

@@ -65,3 +65,35 @@ def single_thread(cuda: bool):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class MultiLevelFeatures(nn.Module):
+    """A frozen backbone read at several depths: for every stage timm lists in ``feature_info``, the
+    spatial mean and standard deviation of its activations, next to the final pooled embedding.
+
+    Why: the final embedding of an ImageNet classifier is trained to ignore blur, noise and
+    compression (they do not change the class), while early stages respond to exactly those; the
+    standard deviation of a stage's activations tracks lost texture and added noise. Quality
+    models on frozen features commonly read several depths for this reason."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        info = list(getattr(backbone, "feature_info", []) or [])
+        self._stage_outputs: list[torch.Tensor] = []
+        for stage in info:
+            backbone.get_submodule(stage["module"]).register_forward_hook(self._keep)
+        self.num_features = backbone.num_features + 2 * sum(stage["num_chs"] for stage in info)
+
+    def _keep(self, module, inputs, output) -> None:
+        self._stage_outputs.append(output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._stage_outputs = []
+        pooled = self.backbone(x).float()
+        parts = [pooled]
+        for out in self._stage_outputs:
+            out = out.float()
+            parts += [out.mean((2, 3)), out.std((2, 3))]
+        self._stage_outputs = []
+        return torch.cat(parts, 1)
