@@ -191,8 +191,11 @@ def cmd_run(args) -> int:
     missing = [o for o in outcomes if o.status != "ok"]
     if missing:
         print(f"\n{len(missing)} of {len(outcomes)} cells have no result:")
+        grouped: dict[tuple[str, str, str], list[str]] = {}
         for o in missing:
-            print(f"  {o.method} @ {o.train} -> {o.test} (seed {o.seed}): {o.status}: {o.reason}")
+            grouped.setdefault((o.method, o.train, f"{o.status}: {o.reason}"), []).append(f"{o.test}/seed {o.seed}")
+        for (method, train, why), where in grouped.items():
+            print(f"  {method} @ {train} ({len(where)} cell{'s' if len(where) > 1 else ''}: {', '.join(where)}): {why}")
     # "not run" (a method that cannot run on this machine, e.g. missing weights) is reported but is
     # not a failure of the run; a cell that crashed, or produced NaN scores, is.
     failed = [o for o in outcomes if o.status == "failed"]

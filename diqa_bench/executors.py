@@ -33,13 +33,13 @@ class LocalExecutor:
                 bar.update(1)
             else:
                 self.log(f"[{i}/{len(units)}] {unit.describe()}: {status} ({time.time() - t0:.1f}s)")
-            for o in result:
-                if o.status != "ok":
-                    msg = f"  {o.method} @ {o.train} -> {o.test} (seed {o.seed}): {o.status}: {o.reason}"
-                    if bar is not None:
-                        bar.write(msg)
-                    else:
-                        self.log(msg)
+            reasons = dict.fromkeys(f"{o.status}: {o.reason}" for o in result if o.status != "ok")
+            for why in reasons:  # a unit's cells usually fail for one reason: say it once
+                msg = f"  {unit.describe()}: {why}"
+                if bar is not None:
+                    bar.write(msg)
+                else:
+                    self.log(msg)
         if bar is not None:
             bar.close()
         return outcomes

@@ -92,8 +92,22 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         if c["test"] == test and c["status"] != "ok" and (c["method"], c["train"]) not in ok:
             reasons.setdefault((c["method"], c["train"]), f"{c['status']}: {c['reason']}")
     for (m, t), why in reasons.items():
-        rows.append([f"{m} @ {t}", why] + [""] * (len(columns) - 1) + [""])
+        short = why if len(why) <= REASON_WIDTH else why[: REASON_WIDTH - 1].rstrip() + "…"
+        rows.append([f"{m} @ {t}", short] + [""] * (len(columns) - 1) + [""])
     return header, rows
+
+
+REASON_WIDTH = 60  # longer reasons are cut in the table and given in full below it
+
+
+def missing_notes(run_info: dict[str, Any], test: str) -> list[str]:
+    """One line per method @ train set of this test domain whose cells have no result, with the
+    full reason and the seeds it applies to."""
+    grouped: dict[tuple[str, str, str], list[int]] = {}
+    for c in run_info.get("cells", []):
+        if c["test"] == test and c["status"] != "ok":
+            grouped.setdefault((c["method"], c["train"], f"{c['status']}: {c['reason']}"), []).append(c["seed"])
+    return [f"{m} @ {t} (seed {', '.join(map(str, sorted(seeds)))}): {why}" for (m, t, why), seeds in grouped.items()]
 
 
 def _nan(v) -> bool:
@@ -141,6 +155,12 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         else:
             lines.append("_No results for this domain._")
         lines.append("")
+        notes = missing_notes(run_info, test)
+        if notes:
+            lines.append("Cells without results:")
+            lines.append("")
+            lines.extend(f"- {n}" for n in notes)
+            lines.append("")
         if marks and any(v and k[2] == test for k, v in marks.items()):
             lines.append("† significantly worse SROCC than the best entry of this domain (paired bootstrap over test images, seeds pooled; significance.csv).")
             lines.append("")
@@ -200,5 +220,6 @@ def render_terminal(metrics, run_info: dict[str, Any]) -> str:
         header, rows = leaderboard_rows(metrics, run_info, test, markdown=False)
         info = run_info.get("domains", {}).get(test, {})
         note = " (pseudo-MOS)" if info.get("pseudo_mos") else ""
-        parts.append(f"Test domain: {test}{note}\n" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True))
+        notes = "".join(f"\n  {n}" for n in missing_notes(run_info, test))
+        parts.append(f"Test domain: {test}{note}\n" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes)
     return "\n\n".join(parts)
