@@ -152,7 +152,7 @@ def test_run_exit_1_when_a_cell_fails_and_tables_are_still_written(tmp_path, stu
     assert cli.main(_run_args(tmp_path, cfg)) == 1
     out = capsys.readouterr().out
     assert "1 of 2 cells have no result" in out
-    assert "broken @ - -> a (seed 0): failed: RuntimeError: stub failure on purpose" in out
+    assert "broken @ - (1 cell: a/seed 0): failed: RuntimeError: stub failure on purpose" in out
     assert "failed: RuntimeError" in (tmp_path / "out" / "LEADERBOARD.md").read_text()
 
 
