@@ -54,7 +54,12 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(str(path), timeout=60)
-    con.execute("PRAGMA journal_mode=WAL")
+    # WAL suits many processes on one machine; network file systems need a rollback journal
+    # (DIQA_BENCH_SQLITE_JOURNAL=DELETE), since WAL relies on shared memory between processes.
+    journal = os.environ.get("DIQA_BENCH_SQLITE_JOURNAL", "WAL").upper()
+    if journal not in ("WAL", "DELETE", "TRUNCATE", "PERSIST"):
+        raise ValueError(f"DIQA_BENCH_SQLITE_JOURNAL={journal!r}: use WAL, DELETE, TRUNCATE or PERSIST")
+    con.execute(f"PRAGMA journal_mode={journal}")
     con.execute("PRAGMA synchronous=NORMAL")
     return con
 
