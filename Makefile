@@ -11,7 +11,6 @@ export DIQA_BENCH_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)/*),$(SHARED_WEIGH
 
 $(VENV)/.installed: pyproject.toml plugins/example-plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -e '.[test,ray]' -e plugins/example-plugin
 	touch $@
 
