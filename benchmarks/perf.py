@@ -26,14 +26,13 @@ Everything it prints is also appended, with the machine, GPU and versions, to be
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,8 +97,11 @@ def pyiqa_loop(name: str, paths: list[Path], device: str, weights_dir: Path | No
     return len(paths) / (time.perf_counter() - t0), scores
 
 
-def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int):
-    """Score through the same machinery a benchmark uses: DataLoader workers decode, same-size batches."""
+def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int,
+                processes: int = 1):
+    """Score through the same machinery a benchmark uses: on the CPU with ``processes > 1``, one
+    single-threaded process per core (diqa_bench.parallel); otherwise DataLoader workers decode
+    and same-size batches go to the method in this process."""
     from diqa_bench.cache import file_hash
     from diqa_bench.images import iter_batches
     from diqa_bench.methods import MethodContext
@@ -121,6 +123,21 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
         method.setup(ctx)
     keys = [file_hash(p) for p in paths]
     strs = [str(p) for p in paths]
+    if processes > 1 and device == "cpu" and name not in ("cross-domain",) and not name.startswith("musiq"):
+        from diqa_bench.parallel import recipe_for, score_in_processes, warm_up
+
+        recipe = recipe_for(method, reg, ctx)
+        if float64 is not None:
+            recipe = replace(recipe, options={**recipe.options, "precision": "float64" if float64 else "float32"})
+        # warm-up: start the processes and build the metric in each (pyiqa's loop is timed after
+        # create_metric too)
+        warm_up(recipe, processes)
+        t0 = time.perf_counter()
+        scores = {}
+        for done in score_in_processes(recipe, strs, keys, processes, lambda pos, msg: None):
+            scores.update(done)
+        rate = len(paths) / (time.perf_counter() - t0)
+        return rate, [scores[k] for k in keys]
     # warm-up on one batch (first-call allocations, kernel selection)
     for b in iter_batches(strs[:batch_size], keys[:batch_size], range(min(batch_size, len(strs))), batch_size=batch_size, device=device, workers=0,
                           size=method.input_size):
@@ -182,7 +199,7 @@ def reduced_config(src: Path, dst: Path, references: int) -> Path:
 def part_grid(args, tmp: Path) -> None:
     from diqa_bench import config as cfgmod
     from diqa_bench.plugins import load_plugins
-    from diqa_bench.runner import RunOptions, Runner, run_benchmark
+    from diqa_bench.runner import Runner, RunOptions, run_benchmark
 
     src = Path(args.config)
     cfg_path = reduced_config(src, tmp / "grid.yaml", args.references) if args.references else src

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     r.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(4, CPUs))")
     r.add_argument("--batch-size", type=int, default=None, help="images per batch (default 16)")
+    r.add_argument("--processes", type=int, default=None,
+                   help="CPU only: score zero-shot methods in N single-threaded processes (default: one per CPU core)")
     r.add_argument("--cache-dir", help="cache folder (default: $DIQA_BENCH_CACHE, else ~/.cache/diqa-bench)")
     r.add_argument("--weights-dir", help="folder of pretrained weight files (default: config weights_dir, else $DIQA_BENCH_WEIGHTS)")
     r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
@@ -173,6 +175,7 @@ def cmd_run(args) -> int:
         weights_dir=args.weights_dir,
         progress=False if args.no_progress else None,
         reports=not args.no_report,
+        processes=args.processes if args.processes is not None else (os.cpu_count() or 1),
     )
     if args.only:
         known = {m.label for m in cfg.methods} | {m.name for m in cfg.methods}

@@ -19,12 +19,25 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from diqa_bench import __version__
-from diqa_bench.cache import CellCache, ScoreCache, default_cache_dir, file_hash, stable_hash
+from diqa_bench.cache import (
+    CellCache,
+    ScoreCache,
+    file_hash,
+    stable_hash,
+)
 from diqa_bench.config import Config
-from diqa_bench.datasets import Dataset, DatasetContext, Record, Skip, check_records, normalise_mos
+from diqa_bench.datasets import (
+    Dataset,
+    DatasetContext,
+    Record,
+    Skip,
+    check_records,
+    normalise_mos,
+)
 from diqa_bench.errors import DataError, MethodUnavailable, UserError
 from diqa_bench.grid import Unit, expand
 from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
+from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
 from diqa_bench.plugins import Registry
 from diqa_bench.splits import split_records
 from diqa_bench.stats import unacceptable
@@ -110,6 +123,7 @@ class RunOptions:
     weights_dir: str | None = None
     progress: bool | None = None  # None: bars on a terminal, plain lines otherwise
     reports: bool = True  # figures, significance and report.html next to the tables
+    processes: int = 1  # CPU only: zero-shot methods score in this many single-threaded processes
 
 
 class Runner:
@@ -120,6 +134,7 @@ class Runner:
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = resolve_device(options.device)
         self.workers = options.workers if options.workers is not None else min(4, os.cpu_count() or 1)
+        self.processes = max(1, int(options.processes or 1))
         self.cache_dir = Path(options.cache_dir)
         self.scores = ScoreCache(self.cache_dir)
         self.cells = CellCache(self.cache_dir)
@@ -228,8 +243,18 @@ class Runner:
                     raise DataError(msg)
                 errors[todo[pos]] = msg
 
+            recipe = None
+            if self.processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(todo) > CHUNK:
+                recipe = recipe_for(method, self.registry, ctx)
+            if recipe is not None:  # one process per core (see diqa_bench.parallel)
+                for done in score_in_processes(recipe, paths, todo, self.processes, on_error):
+                    self.scores.put_many(token, done)
+                    have.update(done)
             pending: dict[str, float] = {}
-            for batch in iter_batches(paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers, size=method.input_size, on_error=on_error):
+            batches = () if recipe is not None else iter_batches(
+                paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers, size=method.input_size, on_error=on_error
+            )
+            for batch in batches:
                 out = method.score_batch(batch)
                 values = _to_floats(out)
                 if len(values) != len(batch.keys):
@@ -481,7 +506,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                 "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column,
                 "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
                 "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
-                "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers,
+                "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes,
                 "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
             },
             "domains": domains,

@@ -53,7 +53,7 @@ class PyiqaMetric(Method):
     metric: ClassVar[str | None] = None
     checkpoint: ClassVar[str | None] = None
     float64: ClassVar[bool] = False
-    options_schema: ClassVar[dict[str, Any]] = {"weights": WEIGHTS_OPTION, "download_timeout": TIMEOUT_OPTION}
+    options_schema: ClassVar[dict[str, Any]] = {"weights": WEIGHTS_OPTION, "download_timeout": TIMEOUT_OPTION, "precision": PRECISION_OPTION}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -65,6 +65,8 @@ class PyiqaMetric(Method):
 
     def __init__(self, weights: str | None = None, download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_S, **options: Any) -> None:
         super().__init__(**({"weights": weights} if weights else {}), **options)
+        if options.get("precision", "auto") != "auto":  # e.g. float32, to compare with pyiqa as shipped
+            self.float64 = options["precision"] == "float64"
         self.weights = weights
         self.download_timeout = download_timeout
         self.model = None
@@ -135,7 +137,7 @@ class Piqe(PyiqaMetric):
     name = "piqe"
     metric = "piqe"
     float64 = True
-    options_schema: ClassVar[dict[str, Any]] = {}  # PIQE has no parameters to load
+    options_schema: ClassVar[dict[str, Any]] = {"precision": PRECISION_OPTION}  # PIQE has no parameters to load
 
 
 class Musiq(PyiqaMetric):

@@ -1,0 +1,48 @@
+"""Zero-shot scoring in one single-threaded process per core (diqa_bench.parallel)."""
+
+import pandas as pd
+import pytest
+
+from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+
+
+def _bigger(cfg):
+    for specs in cfg["domains"].values():
+        specs[0]["options"]["count"] = 60  # more test images than one chunk, so the pool is used
+    return cfg
+
+
+def test_processes_give_the_same_tables_as_one_process(tmp_path):
+    from diqa_bench import parallel
+
+    cfg = _bigger(stub_config(methods=[{"name": "stub-noise"}], seeds=[0, 1], train_sets=[]))
+    one = run_tiny_benchmark(tmp_path / "one", cfg, processes=1)
+    parallel.shutdown_pools()
+    two = run_tiny_benchmark(tmp_path / "two", cfg, processes=2)
+    assert 2 in parallel._POOLS, "the two-process run did not use the pool"
+    assert two.run["protocol"]["processes"] == 2
+    cols = ["image", "dataset", "method", "seed", "score"]
+    a = one.scores[cols].sort_values(cols[:4]).reset_index(drop=True)
+    b = two.scores[cols].sort_values(cols[:4]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(one.metrics, two.metrics)
+
+
+def test_a_method_error_in_a_worker_fails_its_cells_with_the_reason(tmp_path):
+    cfg = _bigger(stub_config(methods=[{"name": "stub-noise", "options": {"fail": True}}], seeds=[0], train_sets=[]))
+    res = run_tiny_benchmark(tmp_path, cfg, processes=2)
+    assert {c["status"] for c in res.run["cells"]} == {"failed"}
+    assert all("stub failure on purpose" in c["reason"] for c in res.run["cells"])
+
+
+def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
+    from diqa_bench.methods import MethodContext
+    from diqa_bench.parallel import recipe_for
+    from diqa_bench.testing import StubNoise
+
+    ok = recipe_for(StubNoise(), stub_registry, MethodContext(batch_size=16))
+    assert ok is not None and ok.modules == (("stub", "diqa_bench.testing"),) and ok.batch_size == 4
+    stub_registry.plugins["stub"].module = "not.a.module"
+    assert recipe_for(StubNoise(), stub_registry, MethodContext()) is None
