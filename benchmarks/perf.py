@@ -162,7 +162,7 @@ def sync(device: str) -> None:
 def part_metrics(args, tmp: Path) -> None:
     say("## 1. Metrics: pyiqa's one-image loop vs the diqa-bench runner")
     say("")
-    say(f"{args.images} JPEGs per size; device {args.device}; runner batch {args.batch_size}, {args.workers} decode workers.")
+    say(f"{args.images} JPEGs per size; device {args.device}; runner: " + (f"{args.processes} single-threaded processes, batches of 4 (start-up excluded, as pyiqa's create_metric is)" if args.device == "cpu" and args.processes > 1 else f"batch {args.batch_size}, {args.workers} decode workers") + ".")
     say("")
     say("| method | size | pyiqa loop img/s (float32) | runner img/s float32 | ratio | runner img/s float64 | ratio | max abs diff float32 vs pyiqa |")
     say("|---|---|---|---|---|---|---|---|")
@@ -172,8 +172,8 @@ def part_metrics(args, tmp: Path) -> None:
             classical = name in ("brisque", "niqe", "piqe")
             try:
                 base, base_scores = pyiqa_loop(name, paths, args.device, args.weights_dir) if name != "cross-domain" else (float("nan"), None)
-                r32, s32 = runner_path(name, paths, args.device, args.weights_dir, False if classical else None, args.batch_size, args.workers)
-                r64, _ = runner_path(name, paths, args.device, args.weights_dir, True, args.batch_size, args.workers) if classical else (float("nan"), None)
+                r32, s32 = runner_path(name, paths, args.device, args.weights_dir, False if classical else None, args.batch_size, args.workers, args.processes)
+                r64, _ = runner_path(name, paths, args.device, args.weights_dir, True, args.batch_size, args.workers, args.processes) if classical else (float("nan"), None)
             except Exception as exc:  # a benchmark row that cannot run says why
                 say(f"| {name} | {w}x{h} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |")
                 continue
@@ -212,6 +212,7 @@ def part_grid(args, tmp: Path) -> None:
         if not (cache / "datasets").exists():
             (cache / "datasets").symlink_to(shared, target_is_directory=True)
         return RunOptions(out=out, cache_dir=cache, device=args.device, workers=args.workers, batch_size=args.batch_size, progress=False,
+                          processes=args.processes, reports=False,
                           weights_dir=str(args.weights_dir) if args.weights_dir else None)
 
     quiet = lambda msg: None  # noqa: E731
@@ -291,6 +292,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="CPU scoring processes (the runner's default)")
     ap.add_argument("--weights-dir", type=Path, default=Path(os.environ["DIQA_BENCH_WEIGHTS"]) if os.environ.get("DIQA_BENCH_WEIGHTS") else (REPO.parent / "shared" / "weights"))
     ap.add_argument("--config", default=str(REPO / "benchmarks" / "cross_domain.yaml"))
     ap.add_argument("--references", type=int, default=3, help="references per embedded domain in part 2 (0: as in the config)")
