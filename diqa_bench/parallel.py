@@ -133,9 +133,9 @@ def pool(processes: int) -> ProcessPoolExecutor:
 
 
 @atexit.register
-def shutdown_pools() -> None:
+def shutdown_pools(wait: bool = False) -> None:
     for p in _POOLS.values():
-        p.shutdown(wait=False, cancel_futures=True)
+        p.shutdown(wait=wait, cancel_futures=True)
     _POOLS.clear()
 
 

@@ -8,6 +8,14 @@ from diqa_bench.testing import run_tiny_benchmark, stub_config
 pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 
 
+@pytest.fixture(autouse=True)
+def _stop_pools():
+    yield
+    from diqa_bench import parallel
+
+    parallel.shutdown_pools(wait=True)  # no worker process outlives its test
+
+
 def _bigger(cfg):
     for specs in cfg["domains"].values():
         specs[0]["options"]["count"] = 60  # more test images than one chunk, so the pool is used

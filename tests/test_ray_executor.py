@@ -70,6 +70,7 @@ def ray_cluster(plugin_dir):
     """A local Ray cluster on 127.0.0.1 with two worker slots; the workers import the crash plugin
     through PYTHONPATH, as nodes of a real cluster would from their environment."""
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray puts Unix sockets in it
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # other tests' helpers are not Ray's
     with pytest.MonkeyPatch.context() as mp:
         # Ray advertises the machine's outward address even when told 127.0.0.1, unless it believes
         # clusters are off (its setting for laptops): then every process listens on loopback only.
@@ -78,12 +79,12 @@ def ray_cluster(plugin_dir):
         mp.setenv("PYTHONPATH", str(plugin_dir))
         ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'diqa-bench[ray]')")
         ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
-    processes = psutil.Process().children(recursive=True)
+    processes = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     try:
         assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
         yield ray
     finally:
-        processes += psutil.Process().children(recursive=True)  # workers started since
+        processes += [p for p in psutil.Process().children(recursive=True) if p.pid not in before]  # workers started since
         ray.shutdown()
         _, alive = psutil.wait_procs(processes, timeout=15)
         shutil.rmtree(temp_dir, ignore_errors=True)
