@@ -357,15 +357,10 @@ def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
         method = runner.registry.method(method_spec.name)(**method_spec.options)
     except Exception:
         return
-    state = {"ready": False}
-
-    def ensure_setup() -> None:
-        if not state["ready"]:
-            method.setup(ctx)
-            state["ready"] = True
+    from diqa_bench.runner import once
 
     try:
-        runner.score_images(method, method.cache_token(), images, ctx, ensure_setup)
+        runner.score_images(method, method.cache_token(), images, ctx, once(lambda: method.setup(ctx)))
     except Exception:
         pass
     finally:

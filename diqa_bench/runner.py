@@ -279,13 +279,7 @@ class Runner:
             method = self._new_method(unit)
         except Exception as exc:
             return self._fail_all(outcomes, f"cannot create method: {type(exc).__name__}: {exc}", "failed")
-        state = {"ready": False}
-
-        def ensure_setup() -> None:
-            if not state["ready"]:
-                method.setup(ctx)
-                state["ready"] = True
-
+        ensure_setup = once(lambda: method.setup(ctx))
         try:
             if unit.train is None:
                 token, ready = method.cache_token(), ensure_setup
@@ -379,13 +373,11 @@ class Runner:
         done = model_dir / "DONE"
         token = f"fit:{key}"
         if done.exists():
-            loaded = {"done": False}
 
+            @once
             def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
-                if not loaded["done"]:
-                    ensure_setup()
-                    method.load(model_dir)
-                    loaded["done"] = True
+                ensure_setup()
+                method.load(model_dir)
         else:
             ensure_setup()
             data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
@@ -450,6 +442,18 @@ class Runner:
         units = self.units()
         executor = executor or LocalExecutor(progress=self._progress_enabled(), log=self.log)
         return executor.run(self, units, on_unit)
+
+
+def once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` wrapped to run at most once (a method's setup, a fitted model's load)."""
+    state = {"done": False}
+
+    def call() -> None:
+        if not state["done"]:
+            fn()
+            state["done"] = True
+
+    return call
 
 
 def _reason(exc: BaseException) -> str:
