@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-CHUNK = 16  # images per task: small enough to balance the cores, large enough to batch
+CHUNK = 16  # at most this many images per task (fewer when there are few images)
 CPU_BATCH = 4  # images per batch inside a worker
 
 
@@ -144,7 +144,9 @@ def score_in_processes(recipe: MethodRecipe, paths: list[str], keys: list[str], 
     """Yield dicts of key -> score as chunks finish (the caller commits them to the cache as they
     come, so an interrupted run keeps them). Decode errors go to ``on_error(position, message)``;
     a method that raises stops the scoring with that exception."""
-    chunks = [(s, paths[s : s + CHUNK], keys[s : s + CHUNK]) for s in range(0, len(paths), CHUNK)]
+    # About four chunks per process, so no process idles while another finishes a long tail.
+    size = max(CPU_BATCH, min(CHUNK, -(-len(paths) // (4 * processes))))
+    chunks = [(s, paths[s : s + size], keys[s : s + size]) for s in range(0, len(paths), size)]
     executor = pool(processes)
     futures = {executor.submit(_score_chunk, recipe, p, k): start for start, p, k in chunks}
     try:
