@@ -118,7 +118,7 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
         method.build(device, None)  # random weights: speed only
     elif name == "cross-domain":
         method.setup(ctx)
-        method.init_untrained(ctx) if hasattr(method, "init_untrained") else None
+        method.head = method._new_head().eval()  # untrained head: speed only (backbone + head forward)
     else:
         method.setup(ctx)
     keys = [file_hash(p) for p in paths]
@@ -178,7 +178,11 @@ def part_metrics(args, tmp: Path) -> None:
                 say(f"| {name} | {w}x{h} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |")
                 continue
             diff = float(np.max(np.abs(np.array(base_scores) - np.array(s32)))) if base_scores is not None and not name.startswith("musiq") else float("nan")
-            say(f"| {name} | {w}x{h} | {base:.1f} | {r32:.1f} | {r32 / base:.2f}x | {r64:.1f} | {r64 / base:.2f}x | {diff:.3g} |")
+            def num(v: float, fmt: str = ".1f", suffix: str = "") -> str:
+                return "n/a" if v != v else f"{v:{fmt}}{suffix}"
+
+            say(f"| {name} | {w}x{h} | {num(base)} | {num(r32)} | {num(r32 / base, '.2f', 'x')} | {num(r64)} | "
+                f"{num(r64 / base, '.2f', 'x')} | {num(diff, '.3g')} |")
     say("")
 
 

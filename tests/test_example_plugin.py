@@ -63,3 +63,20 @@ def test_installed_entry_point_loads_when_installed(monkeypatch):
     assert set(reg.plugins) == {"example"}
     assert "example-blur" in reg.datasets and "laplacian-variance" in reg.methods
     assert reg.plugins["example"].version == "0.1.0"
+
+
+def test_grayscale_option_changes_the_scores_and_the_cache_key(diqa_example):
+    import torch
+
+    from diqa_bench.methods import Batch
+    from diqa_example.method import LaplacianVariance
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32)
+    images[1, 0] = 0.5  # flat red channel: only the per-channel score notices
+    batch = Batch(images=images, keys=["a", "b"], paths=["a", "b"], indices=[0, 1])
+    grey, colour = LaplacianVariance(), LaplacianVariance(grayscale=False)
+    assert grey.cache_token() != colour.cache_token()
+    g, c = grey.score_batch(batch), colour.score_batch(batch)
+    assert g.shape == c.shape == (2,)
+    assert c[1] < c[0] and not torch.allclose(g, c)

@@ -12,11 +12,18 @@ class LaplacianVariance(Method):
     version = "1"  # part of every cache key: bump it when the scores change
     description = "variance of the Laplacian (sharpness; example plugin)"
     lower_better = False  # sharper images score higher
-    options_schema = {"grayscale": {"type": "boolean"}}
+    # Options arrive as keyword arguments; any option not declared here is a config error.
+    options_schema = {"grayscale": {"type": "boolean", "description": "Laplacian of the grey image (default) or of each colour channel"}}
+
+    def __init__(self, grayscale: bool = True):
+        super().__init__(grayscale=grayscale)  # the options go into the cache key
+        self.grayscale = grayscale
 
     def score_batch(self, batch):
         import torch  # imported here, not at module level: `diqa-bench list` must stay instant
 
-        x = batch.images.mean(1, keepdim=True)
-        kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device).view(1, 1, 3, 3)
-        return torch.nn.functional.conv2d(x, kernel).var(dim=(1, 2, 3))
+        x = batch.images.mean(1, keepdim=True) if self.grayscale else batch.images
+        channels = x.shape[1]
+        kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device)
+        laplacian = torch.nn.functional.conv2d(x, kernel.expand(channels, 1, 3, 3), groups=channels)
+        return laplacian.var(dim=(2, 3)).mean(1)
