@@ -1,7 +1,8 @@
 """Speed of diqa-bench's runner against pyiqa's own loop, on the same images in one run.
 
     python benchmarks/perf.py                       # all parts, CPU, 64 images per size
-    python benchmarks/perf.py --parts metrics --images 200 --device cuda --methods piqe brisque niqe musiq cross-domain
+    python benchmarks/perf.py --parts metrics --images 1000 --loop-images 150 --device cuda --workers 8 --batch-size 64 \
+        --methods piqe brisque niqe musiq cross-domain
     python benchmarks/perf.py --parts grid          # default grid: naive per-unit vs runner, cold and warm
     python benchmarks/perf.py --parts memory        # peak RSS (and GPU memory) for 1,000 and 10,000 images
 
@@ -49,9 +50,10 @@ def say(line: str = "") -> None:
 
 
 # -- images ------------------------------------------------------------------------------------
-def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
-    """``count`` distinct JPEGs of ``size`` (w, h): crops of scikit-image's bundled photos with
-    a little noise, so no two files are the same."""
+def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0, distinct: int = 256) -> list[Path]:
+    """``count`` paths to JPEGs of ``size`` (w, h): up to ``distinct`` different files (crops of
+    scikit-image's bundled photos with a little noise), then the same files again in order, so
+    large counts cost no generation time. Every path is decoded and scored each time."""
     import skimage
     from PIL import Image
 
@@ -61,7 +63,7 @@ def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     w, h = size
-    for i in range(count):
+    for i in range(min(count, distinct)):
         src = photos[i % len(photos)].resize((w + 32, h + 32), Image.Resampling.BICUBIC)
         x, y = rng.integers(0, 32, 2)
         arr = np.asarray(src.crop((x, y, x + w, y + h)), dtype=np.float32)
@@ -69,7 +71,7 @@ def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -
         p = folder / f"img{i:05d}.jpg"
         Image.fromarray(arr).save(p, quality=int(rng.integers(40, 95)))
         paths.append(p)
-    return paths
+    return [paths[i % len(paths)] for i in range(count)]
 
 
 # -- part 1: metrics ---------------------------------------------------------------------------
@@ -97,20 +99,14 @@ def pyiqa_loop(name: str, paths: list[Path], device: str, weights_dir: Path | No
     return len(paths) / (time.perf_counter() - t0), scores
 
 
-def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int,
-                processes: int = 1):
-    """Score through the same machinery a benchmark uses: on the CPU with ``processes > 1``, one
-    single-threaded process per core (diqa_bench.parallel); otherwise DataLoader workers decode
-    and same-size batches go to the method in this process."""
-    from diqa_bench.cache import file_hash
-    from diqa_bench.images import iter_batches
+def build_method(name: str, device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int):
+    """The method as the runner builds it (MUSIQ and the cross-domain model with random or untrained
+    weights: these rows measure speed only). Returns (method, registry, context)."""
     from diqa_bench.methods import MethodContext
     from diqa_bench.plugins import load_plugins
-    from diqa_bench.runner import _to_floats
 
     reg = load_plugins()
-    cls = reg.method(name)
-    method = cls()
+    method = reg.method(name)()
     if float64 is not None and hasattr(method, "float64"):
         method.float64 = float64
     ctx = MethodContext(device=device, batch_size=batch_size, workers=workers, weights_dir=weights_dir)
@@ -121,6 +117,20 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
         method.head = method._new_head().eval()  # untrained head: speed only (backbone + head forward)
     else:
         method.setup(ctx)
+    return method, reg, ctx
+
+
+def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int,
+                processes: int = 1, decoder: str = "pil"):
+    """Score through the same machinery a benchmark uses: on the CPU with ``processes > 1``, one
+    single-threaded process per core (diqa_bench.parallel); otherwise DataLoader workers decode
+    (``decoder``: PIL in the workers, or nvJPEG on the GPU) and same-size batches go to the method
+    in this process."""
+    from diqa_bench.cache import file_hash
+    from diqa_bench.images import iter_batches
+    from diqa_bench.runner import _to_floats
+
+    method, reg, ctx = build_method(name, device, weights_dir, float64, batch_size, workers)
     keys = [file_hash(p) for p in paths]
     strs = [str(p) for p in paths]
     if processes > 1 and device == "cpu" and name not in ("cross-domain",) and not name.startswith("musiq"):
@@ -138,18 +148,145 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
             scores.update(done)
         rate = len(paths) / (time.perf_counter() - t0)
         return rate, [scores[k] for k in keys]
-    # warm-up on one batch (first-call allocations, kernel selection)
-    for b in iter_batches(strs[:batch_size], keys[:batch_size], range(min(batch_size, len(strs))), batch_size=batch_size, device=device, workers=0,
-                          size=method.input_size):
+
+    def batches(n: int, w: int):
+        return iter_batches(strs[:n], keys[:n], range(n), batch_size=batch_size, device=device, workers=w, size=method.input_size, decoder=decoder)
+
+    for b in batches(min(batch_size, len(strs)), 0):  # warm-up on one batch (first-call allocations, kernel selection)
         method.score_batch(b)
     sync(device)
     t0 = time.perf_counter()
     scores = {}
-    for b in iter_batches(strs, keys, range(len(strs)), batch_size=batch_size, device=device, workers=workers, size=method.input_size):
+    for b in batches(len(strs), workers):
         scores.update(zip(b.indices, _to_floats(method.score_batch(b))))
     sync(device)
     rate = len(paths) / (time.perf_counter() - t0)
     return rate, [scores[i] for i in range(len(paths))]
+
+
+def forward_rate(name: str, paths: list[Path], device: str, weights_dir: Path | None, batch_size: int, workers: int, total: int) -> float:
+    """The method alone on one batch already on the device, in the runner's precision: the ceiling
+    a data path can at best reach."""
+    from diqa_bench.images import iter_batches
+
+    method, _, _ = build_method(name, device, weights_dir, None, batch_size, workers)
+    strs = [str(p) for p in paths[:batch_size]]
+    batch = next(iter(iter_batches(strs, strs, range(len(strs)), batch_size=batch_size, device=device, size=method.input_size)))
+    method.score_batch(batch)
+    sync(device)
+    repeats = max(2, total // len(batch.keys))
+    fresh = [replace(batch, keys=[f"{k}#{r}" for k in batch.keys]) for r in range(repeats)]  # no feature cache hits
+    t0 = time.perf_counter()
+    for b in fresh:
+        method.score_batch(b)
+    sync(device)
+    return repeats * len(batch.keys) / (time.perf_counter() - t0)
+
+
+def one_image_loop(name: str, paths: list[Path], device: str, weights_dir: Path | None) -> float:
+    """For a method pyiqa does not have (the cross-domain model): the same model called the way
+    pyiqa's loop calls a metric, one image at a time, decoded by PIL in this process."""
+    import torch
+
+    from diqa_bench.images import decode
+    from diqa_bench.methods import Batch
+
+    method, _, _ = build_method(name, device, weights_dir, None, 1, 0)
+
+    def one(p: Path):
+        t = torch.from_numpy(decode(p)).permute(2, 0, 1)[None].to(device)
+        return method.score_batch(Batch(images=t, keys=[str(p)], paths=[str(p)], indices=[0]))
+
+    one(paths[0])
+    sync(device)
+    t0 = time.perf_counter()
+    for p in paths:
+        one(p)
+    sync(device)
+    return len(paths) / (time.perf_counter() - t0)
+
+
+def decode_rate(paths: list[Path], device: str, batch_size: int, workers: int, decoder: str) -> float:
+    """Images/s from JPEG files to float batches on the device, no method: the data path alone."""
+    from diqa_bench.images import iter_batches
+
+    strs = [str(p) for p in paths]
+    for _ in iter_batches(strs[:batch_size], strs, range(min(batch_size, len(strs))), batch_size=batch_size, device=device, decoder=decoder):
+        pass
+    sync(device)
+    t0 = time.perf_counter()
+    n = 0
+    for b in iter_batches(strs, strs, range(len(strs)), batch_size=batch_size, device=device, workers=workers, decoder=decoder):
+        n += len(b.keys)
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def part_metrics_gpu(args, tmp: Path) -> None:
+    """Part 1 on a CUDA device: pyiqa's loop, the method's forward ceiling, the decode ceilings, and
+    the runner end to end with PIL (in worker processes) and nvJPEG (on the GPU) decoding."""
+    import torch
+
+    from diqa_bench.images import nvjpeg_available
+
+    on_cuda = str(args.device).startswith("cuda")
+    gpu = torch.cuda.get_device_name(torch.device(args.device)) if on_cuda else args.device
+    nvjpeg = nvjpeg_available(args.device) if on_cuda else True  # on the CPU (a smoke test of this part): torchvision's libjpeg
+    say(f"## 1. Metrics on {gpu}: pyiqa's one-image loop vs the diqa-bench runner")
+    say("")
+    say(f"{args.images} JPEG paths per size ({min(args.images, 256)} distinct files, repeated), pyiqa's loop on the first {args.loop_images}; "
+        f"runner batches of {args.batch_size}, {args.workers} decode worker processes. "
+        "Forward: the method alone on one batch already on the GPU. Ceiling: the slower of forward and the faster decoder. "
+        "Classical metrics run in float64 in the runner (its default; pyiqa runs float32), so a float32 runner column is given too. "
+        "MUSIQ has random weights and the cross-domain model an untrained head (speed only); the cross-domain 'pyiqa loop' is "
+        "the same model called one image at a time." + ("" if nvjpeg else " nvJPEG is not available here: its columns are n/a."))
+    say("")
+    say("| size | decode: PIL, workers | decode: nvJPEG |")
+    say("|---|---|---|")
+    sets = {}
+    for w, h in args.sizes:
+        paths = sets[(w, h)] = make_jpegs(tmp / f"{w}x{h}", args.images, (w, h))
+        pil = decode_rate(paths, args.device, args.batch_size, args.workers, "pil")
+        nv = decode_rate(paths, args.device, args.batch_size, args.workers, "nvjpeg") if nvjpeg else float("nan")
+        sets[(w, h, "decode")] = max(pil, nv if nv == nv else 0)
+        say(f"| {w}x{h} | {pil:.0f} img/s | {num(nv, '.0f')} img/s |")
+    say("")
+    say("| method | size | pyiqa loop | forward | runner, PIL decode | runner, nvJPEG | runner float32, nvJPEG | best vs pyiqa | best / ceiling | peak GPU MiB | max abs diff float32 vs pyiqa |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    for w, h in args.sizes:
+        paths = sets[(w, h)]
+        for name in args.methods:
+            classical = name in ("brisque", "niqe", "piqe")
+            if on_cuda:
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                few = paths[: args.loop_images]
+                if name == "cross-domain":
+                    base, base_scores = one_image_loop(name, few, args.device, args.weights_dir), None
+                else:
+                    base, base_scores = pyiqa_loop(name, few, args.device, args.weights_dir)
+                fwd = forward_rate(name, paths, args.device, args.weights_dir, args.batch_size, args.workers, args.images)
+                r_pil, _ = runner_path(name, paths, args.device, args.weights_dir, None, args.batch_size, args.workers, decoder="pil")
+                r_nv = runner_path(name, paths, args.device, args.weights_dir, None, args.batch_size, args.workers, decoder="nvjpeg")[0] if nvjpeg else float("nan")
+                r32 = float("nan")
+                diff = float("nan")
+                if classical:
+                    r32 = runner_path(name, paths, args.device, args.weights_dir, False, args.batch_size, args.workers, decoder="nvjpeg")[0] if nvjpeg else float("nan")
+                    _, s32 = runner_path(name, few, args.device, args.weights_dir, False, args.batch_size, args.workers, decoder="pil")
+                    diff = float(np.max(np.abs(np.array(base_scores) - np.array(s32))))
+            except Exception as exc:  # a benchmark row that cannot run says why
+                say(f"| {name} | {w}x{h} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | | | | |")
+                continue
+            best = max(r_pil, r_nv if r_nv == r_nv else 0)
+            ceiling = min(fwd, sets[(w, h, "decode")])
+            peak = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else float("nan")
+            say(f"| {name} | {w}x{h} | {num(base)} | {num(fwd)} | {num(r_pil)} | {num(r_nv)} | {num(r32)} | {num(best / base, '.1f', 'x')} | "
+                f"{num(100 * best / ceiling, '.0f', '%')} | {num(peak, '.0f')} | {num(diff, '.3g')} |")
+    say("")
+
+
+def num(v: float, fmt: str = ".1f", suffix: str = "") -> str:
+    return "n/a" if v != v else f"{v:{fmt}}{suffix}"
 
 
 def sync(device: str) -> None:
@@ -178,9 +315,6 @@ def part_metrics(args, tmp: Path) -> None:
                 say(f"| {name} | {w}x{h} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | |")
                 continue
             diff = float(np.max(np.abs(np.array(base_scores) - np.array(s32)))) if base_scores is not None and not name.startswith("musiq") else float("nan")
-            def num(v: float, fmt: str = ".1f", suffix: str = "") -> str:
-                return "n/a" if v != v else f"{v:{fmt}}{suffix}"
-
             say(f"| {name} | {w}x{h} | {num(base)} | {num(r32)} | {num(r32 / base, '.2f', 'x')} | {num(r64)} | "
                 f"{num(r64 / base, '.2f', 'x')} | {num(diff, '.3g')} |")
     say("")
@@ -259,14 +393,10 @@ def part_grid(args, tmp: Path) -> None:
 def part_memory(args, tmp: Path) -> None:
     say("## 3. Peak memory vs dataset size")
     say("")
-    out = subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes", *map(str, args.memory_sizes), "--workers", str(args.workers)],
+    out = subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes", *map(str, args.memory_sizes), "--workers", str(args.workers), "--device", args.device],
                          capture_output=True, text=True, check=True)
     for line in out.stdout.strip().splitlines():
         say(f"    {line}")
-    if str(args.device).startswith("cuda"):
-        import torch
-
-        say(f"    peak GPU memory during this process's metric runs: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     say("")
 
 
@@ -291,6 +421,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", default=["metrics", "grid", "memory"], choices=["metrics", "grid", "memory"])
     ap.add_argument("--images", type=int, default=64, help="images per size (part 1)")
+    ap.add_argument("--loop-images", type=int, default=None, help="images for pyiqa's one-image loop (default: --images; CUDA part 1 only)")
     ap.add_argument("--sizes", nargs="+", default=["512x384", "1024x768"])
     ap.add_argument("--methods", nargs="+", default=["piqe", "brisque", "niqe"])
     ap.add_argument("--device", default="cpu")
@@ -304,6 +435,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    args.loop_images = min(args.loop_images or args.images, args.images)
     if not args.weights_dir.is_dir():
         args.weights_dir = None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -319,7 +451,7 @@ def main() -> None:
         tmp = Path(tmp)
         os.environ["DIQA_BENCH_CACHE"] = str(tmp / "default-cache")
         if "metrics" in args.parts:
-            part_metrics(args, tmp)
+            (part_metrics_gpu if str(args.device).startswith("cuda") else part_metrics)(args, tmp)
         if "grid" in args.parts:
             part_grid(args, tmp)
         if "memory" in args.parts:

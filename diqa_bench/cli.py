@@ -28,10 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="benchmark YAML, e.g. benchmarks/cross_domain.yaml")
     r.add_argument("--out", help="results folder (default: the config's output, else results/<config name>/)")
     r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    r.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(4, CPUs))")
+    r.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(4, CPUs); min(8, CPUs) on CUDA)")
     r.add_argument("--batch-size", type=int, default=None, help="images per batch (default 16)")
     r.add_argument("--processes", type=int, default=None,
                    help="CPU only: score zero-shot methods in N single-threaded processes (default: one per CPU core)")
+    r.add_argument("--decode", choices=["auto", "cpu", "gpu"], default=None,
+                   help="where JPEGs are decoded: auto (default: on the GPU with nvJPEG when the device is CUDA), cpu (PIL), gpu")
     r.add_argument("--cache-dir", help="cache folder (default: $DIQA_BENCH_CACHE, else ~/.cache/diqa-bench)")
     r.add_argument("--weights-dir", help="folder of pretrained weight files (default: config weights_dir, else $DIQA_BENCH_WEIGHTS)")
     r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
@@ -69,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=16)
     sc.add_argument("--workers", type=int, default=0)
     sc.add_argument("--weights-dir")
+    sc.add_argument("--decode", choices=["auto", "cpu", "gpu"], default=None,
+                   help="where JPEGs are decoded: auto (default: on the GPU with nvJPEG when the device is CUDA), cpu (PIL), gpu")
 
     mo = sub.add_parser("mos", help="per-image MOS from raw observer ratings (image,observer,rating), with BT.500 screening")
     mo.add_argument("ratings")
@@ -176,6 +180,7 @@ def cmd_run(args) -> int:
         progress=False if args.no_progress else None,
         reports=not args.no_report,
         processes=args.processes if args.processes is not None else (os.cpu_count() or 1),
+        decode=args.decode or ro.get("decode", "auto"),
     )
     if args.only:
         known = {m.label for m in cfg.methods} | {m.name for m in cfg.methods}

@@ -110,6 +110,7 @@ SCHEMA: dict[str, Any] = {
         "device": {"type": "string"},
         "batch_size": {"type": "integer", "minimum": 1},
         "workers": {"type": "integer", "minimum": 0},
+        "decode": {"enum": ["auto", "cpu", "gpu"], "description": "where JPEGs are decoded (auto: nvJPEG on a CUDA device)"},
     },
 }
 
@@ -307,6 +308,6 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         acceptability=(data.get("acceptability") or {}).get("threshold"),
         weights_dir=data.get("weights_dir"),
         output=data.get("output"),
-        run_options={k: data[k] for k in ("device", "batch_size", "workers") if k in data},
+        run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode") if k in data},
         executor=dict(data.get("executor") or {}),
     )

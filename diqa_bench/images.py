@@ -8,15 +8,17 @@ non-image files raise :class:`~diqa_bench.errors.DataError` with the path and th
 
 from __future__ import annotations
 
+import io
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from diqa_bench.errors import DataError
+from diqa_bench.errors import DataError, UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 _EXIF_ORIENTATION = 0x0112
@@ -90,11 +92,18 @@ def list_images(paths: Sequence[str | Path]) -> list[Path]:
 
 
 class _DecodeDataset:
-    """torch Dataset: index -> (index, float tensor [3,H,W] or None, error or None)."""
+    """torch Dataset: index -> (index, payload or None, error or None).
 
-    def __init__(self, paths: Sequence[str], size: tuple[int, int] | None) -> None:
+    The payload is a float tensor [3,H,W] in [0,1] (CPU device: decoded and resized here, in the
+    worker), or, for a CUDA device, something cheaper to ship and finish on the GPU: a uint8 tensor
+    [3,H,W] (a quarter of the bytes through the worker pipe) or, with ``raw_jpeg``, a :class:`_Jpeg`
+    holding the file's bytes for nvJPEG."""
+
+    def __init__(self, paths: Sequence[str], size: tuple[int, int] | None, finish_on_device: bool = False, raw_jpeg: bool = False) -> None:
         self.paths = list(paths)
         self.size = size
+        self.finish_on_device = finish_on_device
+        self.raw_jpeg = raw_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -102,15 +111,157 @@ class _DecodeDataset:
     def __getitem__(self, i: int):
         import torch
 
+        if self.raw_jpeg:
+            jpeg = _read_jpeg(self.paths[i])
+            if jpeg is not None:
+                return i, jpeg, None
         try:
-            arr = decode(self.paths[i])
+            if self.finish_on_device:
+                arr = decode_uint8(self.paths[i])
+            else:
+                arr = decode(self.paths[i])
         except DataError as exc:
             return i, None, str(exc)
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
-        if self.size is not None and tuple(t.shape[1:]) != tuple(self.size):
-            t = torch.nn.functional.interpolate(t[None], size=self.size, mode="bilinear", antialias=True, align_corners=False)[0]
-            t = t.clamp_(0, 1)
+        if not self.finish_on_device:
+            t = _resize(t[None], self.size)[0]
         return i, t, None
+
+
+def decode_uint8(path: str | Path) -> np.ndarray:
+    """Like :func:`decode`, but 8-bit images stay uint8 [H, W, 3] (the caller divides by 255);
+    16-bit and float images come back as :func:`decode` gives them."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("RGB", "L", "P", "PA", "RGBA", "LA", "CMYK", "YCbCr"):
+                return decode(path)
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            if img.mode != "RGB":
+                img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "PA") else img.convert("RGB")
+            return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
+    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return decode(path)  # the same one-line errors as decode()
+
+
+def _resize(t, size: tuple[int, int] | None):
+    """[B,3,H,W] float in [0,1] -> resized to ``size`` (bilinear, antialiased), or unchanged."""
+    import torch
+
+    if size is None or tuple(t.shape[-2:]) == tuple(size):
+        return t
+    return torch.nn.functional.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+# -- JPEG decoding on the GPU (nvJPEG, through torchvision) -----------------------------------------
+@dataclass
+class _Jpeg:
+    """A JPEG's bytes (uint8 tensor) and its EXIF orientation, read in a worker for nvJPEG."""
+
+    data: Any
+    orientation: int
+
+
+def _read_jpeg(path: str) -> _Jpeg | None:
+    """The file's bytes when nvJPEG can decode it exactly as PIL would be asked to (a baseline or
+    progressive YCbCr JPEG, 8-bit); None for anything else (PNG, CMYK, greyscale, broken), which
+    then takes the PIL path and, if broken, its one-line error."""
+    import torch
+
+    try:
+        raw = Path(path).read_bytes()
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.format != "JPEG" or img.mode != "RGB":
+                return None
+            try:
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            except Exception:  # a broken EXIF block is not a broken image
+                orientation = 1
+    except Exception:
+        return None
+    return _Jpeg(torch.frombuffer(bytearray(raw), dtype=torch.uint8), int(orientation) if orientation in range(1, 9) else 1)
+
+
+def _orient(t, orientation: int):
+    """Apply an EXIF orientation to a [C,H,W] tensor, as PIL's ``ImageOps.exif_transpose`` does."""
+    import torch
+
+    if orientation == 2:
+        return t.flip(2)
+    if orientation == 3:
+        return t.flip(1, 2)
+    if orientation == 4:
+        return t.flip(1)
+    if orientation == 5:
+        return t.transpose(1, 2)
+    if orientation == 6:
+        return torch.rot90(t, -1, (1, 2))
+    if orientation == 7:
+        return t.transpose(1, 2).flip(1, 2)
+    if orientation == 8:
+        return torch.rot90(t, 1, (1, 2))
+    return t
+
+
+def _decode_jpegs(jpegs: list[_Jpeg], device: str) -> list:
+    """Decode a batch with torchvision (nvJPEG on CUDA, libjpeg on CPU). Entries that fail come
+    back as None (the caller decodes them with PIL, which gives the one-line reason)."""
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision 0.29 marks its decoders deprecated
+        try:
+            out = decode_jpeg([j.data for j in jpegs], mode=ImageReadMode.RGB, device=device)
+        except Exception:  # one bad file fails the whole batch: retry one by one
+            out = []
+            for j in jpegs:
+                try:
+                    out.append(decode_jpeg(j.data, mode=ImageReadMode.RGB, device=device))
+                except Exception:
+                    out.append(None)
+    return [None if t is None else _orient(t, j.orientation) for t, j in zip(out, jpegs)]
+
+
+_NVJPEG_OK: dict[str, bool] = {}
+
+
+def nvjpeg_available(device: str) -> bool:
+    """Whether torchvision can decode JPEGs on this CUDA device (checked once on a tiny image)."""
+    if device not in _NVJPEG_OK:
+        try:
+            import torch
+
+            buf = io.BytesIO()
+            Image.new("RGB", (16, 8), (200, 30, 60)).save(buf, format="JPEG")
+            img = _decode_jpegs([_Jpeg(torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8), 1)], device)[0]
+            _NVJPEG_OK[device] = img is not None and tuple(img.shape) == (3, 8, 16)
+        except Exception:
+            _NVJPEG_OK[device] = False
+    return _NVJPEG_OK[device]
+
+
+DECODE_CHOICES = ("auto", "cpu", "gpu")
+
+
+def resolve_decoder(decode: str | None, device: str) -> str:
+    """Which decoder a run uses: ``"nvjpeg"`` (JPEGs decoded on the GPU; other files still by PIL)
+    or ``"pil"``. ``decode``: auto (nvJPEG on a CUDA device when torchvision has it), cpu, gpu."""
+    decode = decode or "auto"
+    if decode not in DECODE_CHOICES:
+        raise UserError(f"decode {decode!r}: choose one of {', '.join(DECODE_CHOICES)}")
+    on_cuda = str(device).startswith("cuda")
+    if decode == "cpu" or (decode == "auto" and not on_cuda):
+        return "pil"
+    if not on_cuda:
+        raise UserError(f"--decode gpu needs a CUDA device; this run uses {device}")
+    if not nvjpeg_available(str(device)):
+        if decode == "gpu":
+            raise UserError("--decode gpu: this torchvision cannot decode JPEGs on the GPU (use --decode cpu)")
+        return "pil"
+    return "nvjpeg"
 
 
 def _collate(items):
@@ -137,12 +288,17 @@ def iter_batches(
     shuffle: bool = False,
     seed: int = 0,
     on_error: Callable[[int, str], None] | None = None,
+    decoder: str = "pil",
 ):
     """Yield :class:`~diqa_bench.methods.Batch` objects of same-size images on ``device``.
 
     ``positions`` index into ``paths``/``keys``; ``Batch.indices`` carries them back. Images that
     fail to decode are passed to ``on_error(position, message)`` (or raise when it is None).
-    Worker processes decode; pinned memory and non-blocking copies feed a CUDA device.
+
+    Worker processes read and decode. On a CUDA device they ship uint8 pixels (or, with
+    ``decoder="nvjpeg"``, the JPEG bytes, decoded in batches by nvJPEG on the GPU) through pinned
+    memory with non-blocking copies; conversion to float and resizing happen on the GPU.
+    ``decoder="nvjpeg"`` on a CPU device uses torchvision's CPU JPEG decoder (tests use that).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -173,22 +329,35 @@ def iter_batches(
         return
 
     on_cuda = str(device).startswith("cuda")
+    raw_jpeg = decoder == "nvjpeg"
+    finish_on_device = on_cuda or raw_jpeg
     loader = DataLoader(
-        _DecodeDataset(paths, size),
+        _DecodeDataset(paths, size, finish_on_device=finish_on_device, raw_jpeg=raw_jpeg),
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=_collate,
-        pin_memory=False,
+        pin_memory=on_cuda,  # pinned in a background thread, so the copies below can be asynchronous
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
     for items in loader:
         good_items = []
-        for pos, tensor, err in items:
+        jpegs = [(pos, payload) for pos, payload, err in items if isinstance(payload, _Jpeg)]
+        if jpegs:
+            decoded = _decode_jpegs([j for _, j in jpegs], str(device))
+            for (pos, _), img in zip(jpegs, decoded):
+                if img is None:  # nvJPEG refused it: PIL decodes it, or says why it cannot
+                    try:
+                        img = torch.from_numpy(np.ascontiguousarray(decode_uint8(paths[pos]))).permute(2, 0, 1)
+                    except DataError as exc:
+                        report(pos, str(exc))
+                        continue
+                good_items.append((pos, img))
+        for pos, payload, err in items:
             if err is not None:
                 report(pos, err)
-            else:
-                good_items.append((pos, tensor))
+            elif not isinstance(payload, _Jpeg):
+                good_items.append((pos, payload))
         if not good_items:
             continue
         # Header and decoded sizes can disagree for odd files; split rather than fail the batch.
@@ -196,11 +365,14 @@ def iter_batches(
         for pos, tensor in good_items:
             by_shape[tuple(tensor.shape)].append((pos, tensor))
         for group in by_shape.values():
-            stacked = torch.stack([t for _, t in group])
-            if on_cuda:
-                stacked = stacked.pin_memory().to(device, non_blocking=True)
-            elif str(device) != "cpu":
-                stacked = stacked.to(device)
+            if finish_on_device:
+                stacked = torch.stack([t.to(device, non_blocking=True) for _, t in group])
+                stacked = stacked.float().div_(255) if stacked.dtype == torch.uint8 else stacked.float()
+                stacked = _resize(stacked, size)
+            else:
+                stacked = torch.stack([t for _, t in group])
+                if str(device) != "cpu":
+                    stacked = stacked.to(device)
             idx = [p for p, _ in group]
             yield Batch(images=stacked, keys=[keys[p] for p in idx], paths=[str(paths[p]) for p in idx], indices=idx)
 
@@ -220,6 +392,7 @@ def training_loader(ctx):
             size=size,
             shuffle=shuffle,
             seed=seed,
+            decoder=ctx.decoder,
         )
 
     return load

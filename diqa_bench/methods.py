@@ -65,10 +65,15 @@ class MethodContext:
     cache_dir: Path | None = None  # a method may keep its own caches below cache_dir / name
     weights_dir: Path | None = None  # folder of pretrained weight files (config weights_dir / DIQA_BENCH_WEIGHTS)
     progress: bool = False
+    decoder: str = "pil"  # "pil", or "nvjpeg" (JPEGs decoded on the GPU): part of every cache key it affects
 
     def feature_cache(self, namespace: str) -> FeatureCache:
-        """A disk cache of per-image feature arrays, shared by every cell of every run."""
+        """A disk cache of per-image feature arrays, shared by every cell of every run. Features of
+        nvJPEG-decoded pixels are kept apart from PIL-decoded ones (the pixels differ slightly)."""
         from diqa_bench.cache import SqliteFeatureCache
+
+        if self.decoder != "pil":
+            namespace = f"{namespace}|{self.decoder}"
 
         if self.cache_dir is None:
             from diqa_bench.cache import MemoryFeatureCache

@@ -124,6 +124,7 @@ class RunOptions:
     progress: bool | None = None  # None: bars on a terminal, plain lines otherwise
     reports: bool = True  # figures, significance and report.html next to the tables
     processes: int = 1  # CPU only: zero-shot methods score in this many single-threaded processes
+    decode: str = "auto"  # auto: JPEGs decoded on the GPU (nvJPEG) when the device is CUDA; cpu; gpu
 
 
 class Runner:
@@ -133,7 +134,11 @@ class Runner:
         self.opts = options
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = resolve_device(options.device)
-        self.workers = options.workers if options.workers is not None else min(4, os.cpu_count() or 1)
+        from diqa_bench.images import resolve_decoder
+
+        self.decoder = resolve_decoder(options.decode, self.device)
+        # a GPU eats decoded images faster than a CPU method does: more decode workers by default there
+        self.workers = options.workers if options.workers is not None else min(8 if self.device.startswith("cuda") else 4, os.cpu_count() or 1)
         self.processes = max(1, int(options.processes or 1))
         self.cache_dir = Path(options.cache_dir)
         self.scores = ScoreCache(self.cache_dir)
@@ -218,7 +223,12 @@ class Runner:
             cache_dir=self.cache_dir,
             weights_dir=self.weights_dir,
             progress=self._progress_enabled(),
+            decoder=self.decoder,
         )
+
+    def _decoded(self, token: str) -> str:
+        """Scores from nvJPEG-decoded pixels differ slightly from PIL's: they never share cache entries."""
+        return token if self.decoder == "pil" else f"{token}|{self.decoder}"
 
     def _new_method(self, unit: Unit) -> Method:
         cls = self.registry.method(unit.method.name)
@@ -252,7 +262,8 @@ class Runner:
                     have.update(done)
             pending: dict[str, float] = {}
             batches = () if recipe is not None else iter_batches(
-                paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers, size=method.input_size, on_error=on_error
+                paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers, size=method.input_size, on_error=on_error,
+                decoder=ctx.decoder,
             )
             for batch in batches:
                 out = method.score_batch(batch)
@@ -282,7 +293,7 @@ class Runner:
         ensure_setup = once(lambda: method.setup(ctx))
         try:
             if unit.train is None:
-                token, ready = method.cache_token(), ensure_setup
+                token, ready = self._decoded(method.cache_token()), ensure_setup
             else:
                 token, ready = self._fit(unit, method, ctx, ensure_setup)
             for test in unit.tests:
@@ -367,6 +378,7 @@ class Runner:
                 "split_column": self.config.use_split_column,
                 "normalise": self.config.normalise_mos,
                 "diqa_bench": __version__,
+                **({"decoder": self.decoder} if self.decoder != "pil" else {}),
             }
         )
         model_dir = self.cache_dir / "models" / key
@@ -413,7 +425,7 @@ class Runner:
 
             return iter_batches(
                 [s.path for s in samples], [s.key for s in samples], positions, batch_size=batch_size or ctx.batch_size,
-                device=ctx.device, workers=ctx.workers, size=size, shuffle=shuffle, seed=seed, on_error=on_error,
+                device=ctx.device, workers=ctx.workers, size=size, shuffle=shuffle, seed=seed, on_error=on_error, decoder=ctx.decoder,
             )
 
         return load
@@ -510,7 +522,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                 "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column,
                 "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
                 "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
-                "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes,
+                "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes, "decoder": runner.decoder,
                 "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
             },
             "domains": domains,

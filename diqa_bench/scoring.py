@@ -31,7 +31,7 @@ def _parse_options(pairs: list[str]) -> dict:
 def score_paths(args, registry) -> int:
     from diqa_bench.cache import file_hash
     from diqa_bench.config import validate_options
-    from diqa_bench.images import iter_batches, list_images
+    from diqa_bench.images import iter_batches, list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
     from diqa_bench.runner import _to_floats, resolve_device
 
@@ -52,8 +52,9 @@ def score_paths(args, registry) -> int:
         raise UserError("no image files found in " + " ".join(args.paths))
 
     weights_dir = args.weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
-    ctx = MethodContext(device=resolve_device(args.device), batch_size=args.batch_size, workers=args.workers,
-                        weights_dir=Path(weights_dir) if weights_dir else None)
+    device = resolve_device(args.device)
+    ctx = MethodContext(device=device, batch_size=args.batch_size, workers=args.workers,
+                        weights_dir=Path(weights_dir) if weights_dir else None, decoder=resolve_decoder(args.decode, device))
     method = cls(**options)
     try:
         method.setup(ctx)
@@ -68,7 +69,8 @@ def score_paths(args, registry) -> int:
     errors: dict[int, str] = {}
     keys = [file_hash(p) if p.exists() else "" for p in paths]
     for batch in iter_batches([str(p) for p in paths], keys, range(len(paths)), batch_size=ctx.batch_size, device=ctx.device,
-                              workers=ctx.workers, size=method.input_size, on_error=lambda pos, msg: errors.__setitem__(pos, msg)):
+                              workers=ctx.workers, size=method.input_size, on_error=lambda pos, msg: errors.__setitem__(pos, msg),
+                              decoder=ctx.decoder):
         scores.update(zip(batch.indices, _to_floats(method.score_batch(batch))))
 
     buf = io.StringIO()

@@ -183,7 +183,7 @@ class BenchmarkResult:
 
 
 def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plugins: list[tuple[str, Any]] | None = None, **run_kw) -> BenchmarkResult:
-    """Run a benchmark in ``tmp_path`` (config file, cache and results all inside it) on CPU with
+    """Run a benchmark in ``tmp_path`` (config file, cache and results all inside it) on CPU (or ``device=``) with
     the stub plugins plus ``plugins`` (name, module) pairs; returns its stored tables."""
     import pandas as pd
     import yaml
@@ -202,7 +202,7 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     registry = load_plugins(extra=[("stub", stubs), *(plugins or [])])
     cfg = cfgmod.parse(cfg_path, registry)
     out = Path(run_kw.pop("out", tmp_path / "results"))
-    opts = RunOptions(out=out, cache_dir=Path(run_kw.pop("cache_dir", tmp_path / "cache")), device="cpu", workers=run_kw.pop("workers", 0),
+    opts = RunOptions(out=out, cache_dir=Path(run_kw.pop("cache_dir", tmp_path / "cache")), device=run_kw.pop("device", "cpu"), workers=run_kw.pop("workers", 0),
                       batch_size=run_kw.pop("batch_size", 8), progress=False, **run_kw)
     outcomes, _ = run_benchmark(cfg, registry, opts, log=lambda msg: None)
     metrics, info = load_results(out)
