@@ -30,10 +30,9 @@ step() {  # step NAME SECONDS COMMAND...: run, log to $OUT/NAME.log, report time
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, torchvision, pyiqa, diqa_bench; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'pyiqa', pyiqa.__version__, 'cpus', __import__('os').cpu_count())"
 
-step tests 120 python3 -m pytest -q -s -p no:cacheprovider tests/test_gpu.py tests/test_gpu_decode_path.py
-step perf512 150 python3 benchmarks/perf.py --parts metrics --device cuda --sizes 512x384 --images 1000 --loop-images 150 \
+step tests 90 python3 -m pytest -q -s -p no:cacheprovider tests/test_gpu.py tests/test_gpu_decode_path.py
+step perf512 130 python3 benchmarks/perf.py --parts metrics --device cuda --sizes 512x384 --images 1000 --loop-images 150 \
   --workers 8 --batch-size 64 --methods piqe brisque niqe musiq cross-domain --no-write
-step perf1024 100 python3 benchmarks/perf.py --parts metrics --device cuda --sizes 1024x768 --images 500 --loop-images 60 \
+step perf1024 110 python3 benchmarks/perf.py --parts metrics --device cuda --sizes 1024x768 --images 500 --loop-images 60 \
   --workers 8 --batch-size 32 --methods piqe brisque niqe musiq cross-domain --no-write
-step cdspeed 50 python3 benchmarks/cross_domain_speed.py --images 256 --device cuda
-step memory 50 python3 benchmarks/perf.py --parts memory --device cuda --workers 8 --no-write
+step cdspeed 45 python3 benchmarks/cross_domain_speed.py --images 256 --device cuda --batch-sizes 32 128

@@ -121,7 +121,7 @@ def build_method(name: str, device: str, weights_dir: Path | None, float64: bool
 
 
 def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | None, float64: bool | None, batch_size: int, workers: int,
-                processes: int = 1, decoder: str = "pil"):
+                processes: int = 1, decoder: str = "pil", loader: str = "auto"):
     """Score through the same machinery a benchmark uses: on the CPU with ``processes > 1``, one
     single-threaded process per core (diqa_bench.parallel); otherwise DataLoader workers decode
     (``decoder``: PIL in the workers, or nvJPEG on the GPU) and same-size batches go to the method
@@ -150,7 +150,8 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
         return rate, [scores[k] for k in keys]
 
     def batches(n: int, w: int):
-        return iter_batches(strs[:n], keys[:n], range(n), batch_size=batch_size, device=device, workers=w, size=method.input_size, decoder=decoder)
+        return iter_batches(strs[:n], keys[:n], range(n), batch_size=batch_size, device=device, workers=w, size=method.input_size, decoder=decoder,
+                            loader=loader)
 
     for b in batches(min(batch_size, len(strs)), 0):  # warm-up on one batch (first-call allocations, kernel selection)
         method.score_batch(b)
@@ -206,25 +207,59 @@ def one_image_loop(name: str, paths: list[Path], device: str, weights_dir: Path 
     return len(paths) / (time.perf_counter() - t0)
 
 
-def decode_rate(paths: list[Path], device: str, batch_size: int, workers: int, decoder: str) -> float:
-    """Images/s from JPEG files to float batches on the device, no method: the data path alone."""
+def decode_rate(paths: list[Path], device: str, batch_size: int, workers: int, decoder: str, loader: str = "auto") -> float:
+    """Images/s from JPEG files to float batches on the device, no method: the runner's data path alone."""
     from diqa_bench.images import iter_batches
 
     strs = [str(p) for p in paths]
-    for _ in iter_batches(strs[:batch_size], strs, range(min(batch_size, len(strs))), batch_size=batch_size, device=device, decoder=decoder):
+    for _ in iter_batches(strs[:batch_size], strs, range(min(batch_size, len(strs))), batch_size=batch_size, device=device, workers=workers,
+                          decoder=decoder, loader=loader):
         pass
     sync(device)
     t0 = time.perf_counter()
     n = 0
-    for b in iter_batches(strs, strs, range(len(strs)), batch_size=batch_size, device=device, workers=workers, decoder=decoder):
+    for b in iter_batches(strs, strs, range(len(strs)), batch_size=batch_size, device=device, workers=workers, decoder=decoder, loader=loader):
         n += len(b.keys)
     sync(device)
     return n / (time.perf_counter() - t0)
 
 
+def raw_decoder_rates(paths: list[Path], device: str, batch_size: int) -> tuple[float, float]:
+    """The machine's decode ceilings, files already in memory: nvJPEG on batches of ``batch_size``
+    (torchvision), and PIL on one core times the core count (perfect scaling: an upper bound)."""
+    import io
+    import warnings
+
+    import torch
+    from PIL import Image
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    blobs = [p.read_bytes() for p in dict.fromkeys(paths)]
+    t0 = time.perf_counter()
+    for b in blobs[:64]:
+        with Image.open(io.BytesIO(b)) as img:
+            np.asarray(img.convert("RGB"))
+    pil_all_cores = min(64, len(blobs)) / (time.perf_counter() - t0) * (os.cpu_count() or 1)
+    nv = float("nan")
+    if str(device).startswith("cuda"):
+        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            decode_jpeg(data[:batch_size], mode=ImageReadMode.RGB, device=device)
+            sync(device)
+            t0 = time.perf_counter()
+            n = 0
+            for s in range(0, len(data), batch_size):
+                n += len(decode_jpeg(data[s:s + batch_size], mode=ImageReadMode.RGB, device=device))
+            sync(device)
+        nv = n / (time.perf_counter() - t0)
+    return nv, pil_all_cores
+
+
 def part_metrics_gpu(args, tmp: Path) -> None:
-    """Part 1 on a CUDA device: pyiqa's loop, the method's forward ceiling, the decode ceilings, and
-    the runner end to end with PIL (in worker processes) and nvJPEG (on the GPU) decoding."""
+    """Part 1 on a CUDA device: pyiqa's loop, the method's forward ceiling, the machine's decode
+    ceilings, and the runner end to end: PIL in a thread pool (the default on CUDA), PIL in
+    DataLoader processes, and nvJPEG (``--decode gpu``)."""
     import torch
 
     from diqa_bench.images import nvjpeg_available
@@ -235,53 +270,51 @@ def part_metrics_gpu(args, tmp: Path) -> None:
     say(f"## 1. Metrics on {gpu}: pyiqa's one-image loop vs the diqa-bench runner")
     say("")
     say(f"{args.images} JPEG paths per size ({min(args.images, 256)} distinct files, repeated), pyiqa's loop on the first {args.loop_images}; "
-        f"runner batches of {args.batch_size}, {args.workers} decode worker processes. "
-        "Forward: the method alone on one batch already on the GPU. Ceiling: the slower of forward and the faster decoder. "
-        "Classical metrics run in float64 in the runner (its default; pyiqa runs float32), so a float32 runner column is given too. "
-        "MUSIQ has random weights and the cross-domain model an untrained head (speed only); the cross-domain 'pyiqa loop' is "
-        "the same model called one image at a time." + ("" if nvjpeg else " nvJPEG is not available here: its columns are n/a."))
+        f"runner batches of {args.batch_size}, {args.workers} decode threads (or processes). "
+        "Forward: the method alone on one batch already on the GPU, in the runner's precision (float64 for the classical metrics, "
+        "float32 in pyiqa's loop). Ceiling: the slower of forward and the machine's faster decoder (nvJPEG on in-memory batches, "
+        "or PIL on one core times the cores). Default: PIL decoding in threads (scores identical to CPU runs); nvJPEG is "
+        "`--decode gpu`. MUSIQ has random weights and the cross-domain model an untrained head (speed only); the cross-domain "
+        "'pyiqa loop' is the same model called one image at a time.")
     say("")
-    say("| size | decode: PIL, workers | decode: nvJPEG |")
-    say("|---|---|---|")
+    say("| size | nvJPEG, in memory | PIL, 1 core x cores | runner path: PIL threads | PIL threads x2 | PIL processes | nvJPEG |")
+    say("|---|---|---|---|---|---|---|")
     sets = {}
     for w, h in args.sizes:
         paths = sets[(w, h)] = make_jpegs(tmp / f"{w}x{h}", args.images, (w, h))
-        pil = decode_rate(paths, args.device, args.batch_size, args.workers, "pil")
-        nv = decode_rate(paths, args.device, args.batch_size, args.workers, "nvjpeg") if nvjpeg else float("nan")
-        sets[(w, h, "decode")] = max(pil, nv if nv == nv else 0)
-        say(f"| {w}x{h} | {pil:.0f} img/s | {num(nv, '.0f')} img/s |")
+        nv_raw, pil_raw = raw_decoder_rates(paths, args.device, args.batch_size)
+        rates = [decode_rate(paths, args.device, args.batch_size, args.workers, "pil", "threads"),
+                 decode_rate(paths, args.device, args.batch_size, 2 * args.workers, "pil", "threads"),
+                 decode_rate(paths, args.device, args.batch_size, args.workers, "pil", "processes"),
+                 decode_rate(paths, args.device, args.batch_size, args.workers, "nvjpeg", "threads") if nvjpeg else float("nan")]
+        sets[(w, h, "decode")] = max(v for v in (nv_raw, pil_raw) if v == v)
+        say(f"| {w}x{h} | {num(nv_raw, '.0f')} | {pil_raw:.0f} | " + " | ".join(num(r, ".0f") for r in rates) + " |")
     say("")
-    say("| method | size | pyiqa loop | forward | runner, PIL decode | runner, nvJPEG | runner float32, nvJPEG | best vs pyiqa | best / ceiling | peak GPU MiB | max abs diff float32 vs pyiqa |")
+    say("| method | size | pyiqa loop | forward | runner (PIL, threads) | runner (PIL, processes) | runner (nvJPEG) | default vs pyiqa | best vs pyiqa | best / ceiling | peak GPU MiB |")
     say("|---|---|---|---|---|---|---|---|---|---|---|")
     for w, h in args.sizes:
         paths = sets[(w, h)]
         for name in args.methods:
-            classical = name in ("brisque", "niqe", "piqe")
             if on_cuda:
                 torch.cuda.reset_peak_memory_stats()
             try:
                 few = paths[: args.loop_images]
                 if name == "cross-domain":
-                    base, base_scores = one_image_loop(name, few, args.device, args.weights_dir), None
+                    base = one_image_loop(name, few, args.device, args.weights_dir)
                 else:
-                    base, base_scores = pyiqa_loop(name, few, args.device, args.weights_dir)
+                    base = pyiqa_loop(name, few, args.device, args.weights_dir)[0]
                 fwd = forward_rate(name, paths, args.device, args.weights_dir, args.batch_size, args.workers, args.images)
-                r_pil, _ = runner_path(name, paths, args.device, args.weights_dir, None, args.batch_size, args.workers, decoder="pil")
+                run = {loader: runner_path(name, paths, args.device, args.weights_dir, None, args.batch_size, args.workers, loader=loader)[0]
+                       for loader in ("threads", "processes")}
                 r_nv = runner_path(name, paths, args.device, args.weights_dir, None, args.batch_size, args.workers, decoder="nvjpeg")[0] if nvjpeg else float("nan")
-                r32 = float("nan")
-                diff = float("nan")
-                if classical:
-                    r32 = runner_path(name, paths, args.device, args.weights_dir, False, args.batch_size, args.workers, decoder="nvjpeg")[0] if nvjpeg else float("nan")
-                    _, s32 = runner_path(name, few, args.device, args.weights_dir, False, args.batch_size, args.workers, decoder="pil")
-                    diff = float(np.max(np.abs(np.array(base_scores) - np.array(s32))))
             except Exception as exc:  # a benchmark row that cannot run says why
                 say(f"| {name} | {w}x{h} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | | | | | | |")
                 continue
-            best = max(r_pil, r_nv if r_nv == r_nv else 0)
+            best = max(v for v in (run["threads"], run["processes"], r_nv) if v == v)
             ceiling = min(fwd, sets[(w, h, "decode")])
             peak = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else float("nan")
-            say(f"| {name} | {w}x{h} | {num(base)} | {num(fwd)} | {num(r_pil)} | {num(r_nv)} | {num(r32)} | {num(best / base, '.1f', 'x')} | "
-                f"{num(100 * best / ceiling, '.0f', '%')} | {num(peak, '.0f')} | {num(diff, '.3g')} |")
+            say(f"| {name} | {w}x{h} | {num(base)} | {num(fwd)} | {num(run['threads'])} | {num(run['processes'])} | {num(r_nv)} | "
+                f"{num(run['threads'] / base, '.1f', 'x')} | {num(best / base, '.1f', 'x')} | {num(100 * best / ceiling, '.0f', '%')} | {num(peak, '.0f')} |")
     say("")
 
 

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--processes", type=int, default=None,
                    help="CPU only: score zero-shot methods in N single-threaded processes (default: one per CPU core)")
     r.add_argument("--decode", choices=["auto", "cpu", "gpu"], default=None,
-                   help="where JPEGs are decoded: auto (default: on the GPU with nvJPEG when the device is CUDA), cpu (PIL), gpu")
+                   help="where JPEGs are decoded: auto or cpu (default: PIL, identical scores on every machine), gpu (nvJPEG: faster, scores differ slightly)")
     r.add_argument("--cache-dir", help="cache folder (default: $DIQA_BENCH_CACHE, else ~/.cache/diqa-bench)")
     r.add_argument("--weights-dir", help="folder of pretrained weight files (default: config weights_dir, else $DIQA_BENCH_WEIGHTS)")
     r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--workers", type=int, default=0)
     sc.add_argument("--weights-dir")
     sc.add_argument("--decode", choices=["auto", "cpu", "gpu"], default=None,
-                   help="where JPEGs are decoded: auto (default: on the GPU with nvJPEG when the device is CUDA), cpu (PIL), gpu")
+                   help="where JPEGs are decoded: auto or cpu (default: PIL, identical scores on every machine), gpu (nvJPEG: faster, scores differ slightly)")
 
     mo = sub.add_parser("mos", help="per-image MOS from raw observer ratings (image,observer,rating), with BT.500 screening")
     mo.add_argument("ratings")

@@ -110,7 +110,7 @@ SCHEMA: dict[str, Any] = {
         "device": {"type": "string"},
         "batch_size": {"type": "integer", "minimum": 1},
         "workers": {"type": "integer", "minimum": 0},
-        "decode": {"enum": ["auto", "cpu", "gpu"], "description": "where JPEGs are decoded (auto: nvJPEG on a CUDA device)"},
+        "decode": {"enum": ["auto", "cpu", "gpu"], "description": "where JPEGs are decoded: auto/cpu (PIL), gpu (nvJPEG, CUDA only)"},
     },
 }
 

@@ -247,20 +247,21 @@ DECODE_CHOICES = ("auto", "cpu", "gpu")
 
 
 def resolve_decoder(decode: str | None, device: str) -> str:
-    """Which decoder a run uses: ``"nvjpeg"`` (JPEGs decoded on the GPU; other files still by PIL)
-    or ``"pil"``. ``decode``: auto (nvJPEG on a CUDA device when torchvision has it), cpu, gpu."""
+    """Which decoder a run uses: ``"pil"`` (the default everywhere) or ``"nvjpeg"`` (JPEGs decoded on
+    the GPU; other files still by PIL). ``decode``: auto or cpu (PIL), gpu (nvJPEG; CUDA only).
+
+    nvJPEG is faster but not bit-identical to libjpeg (it upsamples chroma differently): on an H200
+    it moved PIQE scores by up to 4 points on a 0-100 scale, so it is opt-in, and scores, fits and
+    features from it are cached apart from PIL's. Default runs score the same on every machine."""
     decode = decode or "auto"
     if decode not in DECODE_CHOICES:
         raise UserError(f"decode {decode!r}: choose one of {', '.join(DECODE_CHOICES)}")
-    on_cuda = str(device).startswith("cuda")
-    if decode == "cpu" or (decode == "auto" and not on_cuda):
+    if decode != "gpu":
         return "pil"
-    if not on_cuda:
+    if not str(device).startswith("cuda"):
         raise UserError(f"--decode gpu needs a CUDA device; this run uses {device}")
     if not nvjpeg_available(str(device)):
-        if decode == "gpu":
-            raise UserError("--decode gpu: this torchvision cannot decode JPEGs on the GPU (use --decode cpu)")
-        return "pil"
+        raise UserError("--decode gpu: this torchvision cannot decode JPEGs on the GPU (use --decode cpu)")
     return "nvjpeg"
 
 
@@ -289,16 +290,21 @@ def iter_batches(
     seed: int = 0,
     on_error: Callable[[int, str], None] | None = None,
     decoder: str = "pil",
+    loader: str = "auto",
 ):
     """Yield :class:`~diqa_bench.methods.Batch` objects of same-size images on ``device``.
 
     ``positions`` index into ``paths``/``keys``; ``Batch.indices`` carries them back. Images that
     fail to decode are passed to ``on_error(position, message)`` (or raise when it is None).
 
-    Worker processes read and decode. On a CUDA device they ship uint8 pixels (or, with
-    ``decoder="nvjpeg"``, the JPEG bytes, decoded in batches by nvJPEG on the GPU) through pinned
-    memory with non-blocking copies; conversion to float and resizing happen on the GPU.
-    ``decoder="nvjpeg"`` on a CPU device uses torchvision's CPU JPEG decoder (tests use that).
+    ``workers`` read and decode ahead of the method. ``loader``: "processes" (torch DataLoader
+    worker processes; the default on CPU devices) or "threads" (a persistent thread pool in this
+    process; the default on CUDA, where it avoids starting processes for every cell and shipping
+    pixels between them: PIL and nvJPEG release the GIL while they decode). On a CUDA device,
+    uint8 pixels (or, with ``decoder="nvjpeg"``, the JPEG bytes, decoded in batches by nvJPEG on
+    the GPU) go through pinned memory with non-blocking copies; conversion to float and resizing
+    happen on the GPU. ``decoder="nvjpeg"`` on a CPU device uses torchvision's CPU JPEG decoder
+    (tests use that).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -331,16 +337,22 @@ def iter_batches(
     on_cuda = str(device).startswith("cuda")
     raw_jpeg = decoder == "nvjpeg"
     finish_on_device = on_cuda or raw_jpeg
-    loader = DataLoader(
-        _DecodeDataset(paths, size, finish_on_device=finish_on_device, raw_jpeg=raw_jpeg),
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=on_cuda,  # pinned in a background thread, so the copies below can be asynchronous
-        persistent_workers=False,
-        prefetch_factor=4 if workers > 0 else None,
-    )
-    for items in loader:
+    dataset = _DecodeDataset(paths, size, finish_on_device=finish_on_device, raw_jpeg=raw_jpeg)
+    if loader == "auto":
+        loader = "threads" if on_cuda else "processes"
+    if loader == "threads":
+        loaded = _threaded(dataset, batches, max(1, workers))
+    else:
+        loaded = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=on_cuda,  # pinned in a background thread, so the copies below can be asynchronous
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+    for items in loaded:
         good_items = []
         jpegs = [(pos, payload) for pos, payload, err in items if isinstance(payload, _Jpeg)]
         if jpegs:
@@ -362,11 +374,11 @@ def iter_batches(
             continue
         # Header and decoded sizes can disagree for odd files; split rather than fail the batch.
         by_shape: dict[tuple, list] = defaultdict(list)
-        for pos, tensor in good_items:
-            by_shape[tuple(tensor.shape)].append((pos, tensor))
+        for pos, tensor in good_items:  # (16-bit files arrive as float, nvJPEG's on the GPU)
+            by_shape[(tuple(tensor.shape), tensor.dtype, tensor.device.type)].append((pos, tensor))
         for group in by_shape.values():
             if finish_on_device:
-                stacked = torch.stack([t.to(device, non_blocking=True) for _, t in group])
+                stacked = _to_device([t for _, t in group], device)
                 stacked = stacked.float().div_(255) if stacked.dtype == torch.uint8 else stacked.float()
                 stacked = _resize(stacked, size)
             else:
@@ -375,6 +387,51 @@ def iter_batches(
                     stacked = stacked.to(device)
             idx = [p for p, _ in group]
             yield Batch(images=stacked, keys=[keys[p] for p in idx], paths=[str(paths[p]) for p in idx], indices=idx)
+
+
+_POOL: dict[int, Any] = {}
+
+
+def _threaded(dataset: _DecodeDataset, batches: list[list[int]], threads: int, ahead: int = 4):
+    """Yield each batch's decoded items, loading up to ``ahead`` batches in a thread pool that
+    lives as long as the process (no start-up cost per cell)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOL.get(threads)
+    if pool is None:
+        pool = _POOL[threads] = ThreadPoolExecutor(threads, thread_name_prefix="diqa-decode")
+    todo = iter(batches)
+    pending: deque = deque()
+
+    def submit() -> None:
+        batch = next(todo, None)
+        if batch is not None:
+            pending.append([pool.submit(dataset.__getitem__, i) for i in batch])
+
+    for _ in range(ahead):
+        submit()
+    try:
+        while pending:
+            futures = pending.popleft()
+            submit()
+            yield [f.result() for f in futures]
+    finally:  # the caller stopped early: drop what is queued
+        for futures in pending:
+            for f in futures:
+                f.cancel()
+
+
+def _to_device(tensors: list, device: str):
+    """Stack same-shape CPU tensors (or tensors already on ``device``) into one batch on ``device``:
+    CPU ones through one pinned buffer and one asynchronous copy."""
+    import torch
+
+    if tensors[0].device.type != "cpu" or str(device) == "cpu":  # a group shares one device
+        return torch.stack([t.to(device) for t in tensors])
+    pinned = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
+    torch.stack(tensors, out=pinned)
+    return pinned.to(device, non_blocking=True)
 
 
 def training_loader(ctx):

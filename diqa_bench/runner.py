@@ -124,7 +124,7 @@ class RunOptions:
     progress: bool | None = None  # None: bars on a terminal, plain lines otherwise
     reports: bool = True  # figures, significance and report.html next to the tables
     processes: int = 1  # CPU only: zero-shot methods score in this many single-threaded processes
-    decode: str = "auto"  # auto: JPEGs decoded on the GPU (nvJPEG) when the device is CUDA; cpu; gpu
+    decode: str = "auto"  # auto/cpu: PIL; gpu: nvJPEG on a CUDA device (faster, scores differ slightly)
 
 
 class Runner:

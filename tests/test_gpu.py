@@ -85,7 +85,7 @@ def test_classical_metrics_agree_between_cpu_and_cuda_in_float64(jpegs, name):
     cpu32 = _scores(name, pixels, "cpu", float64=False)
     print(f"\n{name}: float64 CUDA vs CPU max abs diff {np.abs(gpu - cpu).max():.3g}; "
           f"float32 CUDA vs CPU {np.abs(gpu32 - cpu32).max():.3g}; float32 vs float64 on CUDA {np.abs(gpu32 - gpu).max():.3g}")
-    np.testing.assert_allclose(gpu, cpu, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6)  # NIQE: 1.5e-6 relative on an H200 (pyiqa has float32 steps)
 
 
 @pytest.mark.parametrize("name", ["brisque", "niqe", "piqe"])
@@ -142,11 +142,13 @@ def test_cross_domain_fits_and_scores_on_cuda(tmp_path, mode):
     torch.testing.assert_close(again.score_batch(batch), scores, rtol=1e-3, atol=1e-3)
 
 
-def test_tiny_benchmark_runs_on_cuda_with_nvjpeg(tmp_path):
+@pytest.mark.parametrize("decode, decoder", [("auto", "pil"), ("gpu", "nvjpeg")])
+def test_tiny_benchmark_runs_on_cuda(tmp_path, decode, decoder):
+    """A whole run on CUDA (the stub images are PNG: this checks the plumbing and the keys)."""
     from diqa_bench.testing import run_tiny_benchmark
 
-    res = run_tiny_benchmark(tmp_path, device="cuda", workers=2)
+    res = run_tiny_benchmark(tmp_path, device="cuda", workers=2, decode=decode)
     assert res.exit_code == 0
-    assert res.run["protocol"]["decoder"] == "nvjpeg"
+    assert res.run["protocol"]["decoder"] == decoder
     assert str(res.run["environment"]["device"]).startswith("cuda")
     assert np.isfinite(res.value("stub-linear", "a+b", "a"))

@@ -81,6 +81,7 @@ def test_byte_path_resizes_after_decoding(tmp_path):
 
 
 def test_resolve_decoder():
+    assert resolve_decoder("auto", "cuda") == "pil"  # nvJPEG only when asked: it moves scores a little
     assert resolve_decoder("auto", "cpu") == "pil"
     assert resolve_decoder(None, "cpu") == "pil"
     assert resolve_decoder("cpu", "cpu") == "pil"
@@ -96,3 +97,34 @@ def test_decoder_is_part_of_feature_cache_keys(tmp_path):
     gpu = MethodContext(cache_dir=tmp_path, decoder="nvjpeg").feature_cache("m/f1")
     assert gpu.get_many(["img"]) == {}
     assert list(MethodContext(cache_dir=tmp_path).feature_cache("m/f1").get_many(["img"])) == ["img"]
+
+
+@pytest.mark.parametrize("decoder", ["pil", "nvjpeg"])
+def test_thread_loader_matches_process_loader(tmp_path, decoder):
+    """The CUDA default (a thread pool in this process) gives what DataLoader processes give,
+    errors included, and a consumer that stops early leaves nothing hanging."""
+    paths = []
+    for i, shape in enumerate([(32, 48)] * 5 + [(40, 24)] * 3):
+        p = tmp_path / f"t{i}.jpg"
+        Image.fromarray(_photo(*shape, i)).save(p, quality=85)
+        paths.append(str(p))
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    paths.append(str(tmp_path / "bad.jpg"))
+    keys = [f"k{i}" for i in range(len(paths))]
+
+    def collect(loader, workers):
+        errs, out = {}, {}
+        for b in iter_batches(paths, keys, range(len(paths)), batch_size=3, workers=workers, decoder=decoder, loader=loader,
+                              on_error=lambda pos, msg: errs.__setitem__(pos, msg)):
+            for j, i in enumerate(b.indices):
+                out[i] = b.images[j].numpy()
+        return out, errs
+
+    threads, t_err = collect("threads", 3)
+    procs, p_err = collect("processes", 2)
+    assert t_err == p_err and list(t_err) == [8]
+    assert threads.keys() == procs.keys() == set(range(8))
+    for i in threads:
+        np.testing.assert_array_equal(threads[i], procs[i])
+    first = next(iter(iter_batches(paths, keys, range(8), batch_size=2, workers=2, decoder=decoder, loader="threads")))
+    assert len(first.keys) == 2
