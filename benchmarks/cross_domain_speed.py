@@ -90,17 +90,22 @@ def main() -> None:
         # Warm-up: first-call costs (allocator, kernels, lazy imports) stay out of the numbers.
         timed_fit(samples[:4], ctx(4, "warmup"), mode="finetune", batch_size=4, **common)
 
-        print(f"\n{'measure':<40}" + "".join(f"{'bs=' + str(b):>12}" for b in args.batch_sizes))
         rows: dict[str, list[str]] = {}
+
+        def row(label: str, bs: int, value: float, fmt: str) -> None:
+            rows.setdefault(label, []).append(f"{value:12{fmt}}")
+            print(f"  {label}, bs={bs}: {value:{fmt}} images/s", flush=True)  # as it comes: a time limit keeps what was measured
+
         for bs in args.batch_sizes:
             method, seconds = timed_fit(samples, ctx(bs, f"cold{bs}"), mode="head", batch_size=max(bs, 2), **common)
-            rows.setdefault("head fit, cold cache (extract + train)", []).append(f"{len(samples) / seconds:12.1f}")
+            row("head fit, cold cache (extract + train)", bs, len(samples) / seconds, ".1f")
             epochs = 20
             _, seconds = timed_fit(samples, ctx(bs, f"cold{bs}"), mode="head", **{**common, "epochs": epochs}, batch_size=max(bs, 2))
-            rows.setdefault(f"head fit, warm cache ({epochs} epochs)", []).append(f"{len(samples) * epochs / seconds:12.0f}")
+            row(f"head fit, warm cache ({epochs} epochs)", bs, len(samples) * epochs / seconds, ".0f")
             method, seconds = timed_fit(samples, ctx(bs, "finetune"), mode="finetune", batch_size=max(bs, 2), **common)
-            rows.setdefault("finetune fit (1 epoch)", []).append(f"{len(samples) / seconds:12.1f}")
-            rows.setdefault("inference (score_batch)", []).append(f"{inference_rate(method, args, bs, device):12.1f}")
+            row("finetune fit (1 epoch)", bs, len(samples) / seconds, ".1f")
+            row("inference (score_batch)", bs, inference_rate(method, args, bs, device), ".1f")
+        print(f"\n{'measure':<40}" + "".join(f"{'bs=' + str(b):>12}" for b in args.batch_sizes))
         for label, cells in rows.items():
             print(f"{label:<40}" + "".join(cells))
         print(f"(images/s; fit batches hold at most --images={len(samples)} images; head fit at bs=1 trains "

@@ -298,9 +298,10 @@ def iter_batches(
     fail to decode are passed to ``on_error(position, message)`` (or raise when it is None).
 
     ``workers`` read and decode ahead of the method. ``loader``: "processes" (torch DataLoader
-    worker processes; the default on CPU devices) or "threads" (a persistent thread pool in this
-    process; the default on CUDA, where it avoids starting processes for every cell and shipping
-    pixels between them: PIL and nvJPEG release the GIL while they decode). On a CUDA device,
+    worker processes; the default, except for nvJPEG) or "threads" (a persistent thread pool in
+    this process: no start-up per cell and no pixels between processes, but Python work in the
+    threads competes with the method's kernel launches for the GIL; the default for nvJPEG, whose
+    threads only read bytes). On a CUDA device,
     uint8 pixels (or, with ``decoder="nvjpeg"``, the JPEG bytes, decoded in batches by nvJPEG on
     the GPU) go through pinned memory with non-blocking copies; conversion to float and resizing
     happen on the GPU. ``decoder="nvjpeg"`` on a CPU device uses torchvision's CPU JPEG decoder
@@ -338,8 +339,9 @@ def iter_batches(
     raw_jpeg = decoder == "nvjpeg"
     finish_on_device = on_cuda or raw_jpeg
     dataset = _DecodeDataset(paths, size, finish_on_device=finish_on_device, raw_jpeg=raw_jpeg)
-    if loader == "auto":
-        loader = "threads" if on_cuda else "processes"
+    if loader == "auto":  # measured on an H200 (benchmarks/PERF.md): processes win when PIL decodes,
+        # threads when they only read bytes for nvJPEG
+        loader = "threads" if raw_jpeg and on_cuda else "processes"
     if loader == "threads":
         loaded = _threaded(dataset, batches, max(1, workers))
     else:
@@ -427,8 +429,9 @@ def _to_device(tensors: list, device: str):
     CPU ones through one pinned buffer and one asynchronous copy."""
     import torch
 
-    if tensors[0].device.type != "cpu" or str(device) == "cpu":  # a group shares one device
-        return torch.stack([t.to(device) for t in tensors])
+    first = tensors[0]  # a group shares one device, and pinning too
+    if first.device.type != "cpu" or str(device) == "cpu" or first.is_pinned():
+        return torch.stack([t.to(device, non_blocking=True) for t in tensors])
     pinned = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
     torch.stack(tensors, out=pinned)
     return pinned.to(device, non_blocking=True)
