@@ -258,8 +258,8 @@ def raw_decoder_rates(paths: list[Path], device: str, batch_size: int) -> tuple[
 
 def part_metrics_gpu(args, tmp: Path) -> None:
     """Part 1 on a CUDA device: pyiqa's loop, the method's forward ceiling, the machine's decode
-    ceilings, and the runner end to end: PIL in a thread pool (the default on CUDA), PIL in
-    DataLoader processes, and nvJPEG (``--decode gpu``)."""
+    ceilings, and the runner end to end: PIL in DataLoader processes (the default), PIL in a
+    thread pool, and nvJPEG (``--decode gpu``, its bytes read in threads)."""
     import torch
 
     from diqa_bench.images import nvjpeg_available
@@ -273,7 +273,7 @@ def part_metrics_gpu(args, tmp: Path) -> None:
         f"runner batches of {args.batch_size}, {args.workers} decode threads (or processes). "
         "Forward: the method alone on one batch already on the GPU, in the runner's precision (float64 for the classical metrics, "
         "float32 in pyiqa's loop). Ceiling: the slower of forward and the machine's faster decoder (nvJPEG on in-memory batches, "
-        "or PIL on one core times the cores). Default: PIL decoding in threads (scores identical to CPU runs); nvJPEG is "
+        "or PIL on one core times the cores). Default: PIL decoding in worker processes (scores identical to CPU runs); nvJPEG is "
         "`--decode gpu`. MUSIQ has random weights and the cross-domain model an untrained head (speed only); the cross-domain "
         "'pyiqa loop' is the same model called one image at a time.")
     say("")
@@ -290,7 +290,7 @@ def part_metrics_gpu(args, tmp: Path) -> None:
         sets[(w, h, "decode")] = max(v for v in (nv_raw, pil_raw) if v == v)
         say(f"| {w}x{h} | {num(nv_raw, '.0f')} | {pil_raw:.0f} | " + " | ".join(num(r, ".0f") for r in rates) + " |")
     say("")
-    say("| method | size | pyiqa loop | forward | runner (PIL, threads) | runner (PIL, processes) | runner (nvJPEG) | default vs pyiqa | best vs pyiqa | best / ceiling | peak GPU MiB |")
+    say("| method | size | pyiqa loop | forward | runner (PIL, threads) | runner (PIL, processes) | runner (nvJPEG) | default (processes) vs pyiqa | best vs pyiqa | best / ceiling | peak GPU MiB |")
     say("|---|---|---|---|---|---|---|---|---|---|---|")
     for w, h in args.sizes:
         paths = sets[(w, h)]
@@ -314,7 +314,7 @@ def part_metrics_gpu(args, tmp: Path) -> None:
             ceiling = min(fwd, sets[(w, h, "decode")])
             peak = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else float("nan")
             say(f"| {name} | {w}x{h} | {num(base)} | {num(fwd)} | {num(run['threads'])} | {num(run['processes'])} | {num(r_nv)} | "
-                f"{num(run['threads'] / base, '.1f', 'x')} | {num(best / base, '.1f', 'x')} | {num(100 * best / ceiling, '.0f', '%')} | {num(peak, '.0f')} |")
+                f"{num(run['processes'] / base, '.1f', 'x')} | {num(best / base, '.1f', 'x')} | {num(100 * best / ceiling, '.0f', '%')} | {num(peak, '.0f')} |")
     say("")
 
 
