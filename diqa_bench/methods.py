@@ -166,6 +166,12 @@ class Method:
         """Return one score per image of ``batch`` (a tensor or a sequence of floats)."""
         raise NotImplementedError
 
+    def score_from_cache(self, keys: list[str]) -> dict[str, float]:
+        """Scores for those of ``keys`` (image content hashes) this method can give without the
+        pixels, e.g. from per-image features it cached earlier; the runner decodes only the rest.
+        Must equal what :meth:`score_batch` would return. The default gives none."""
+        return {}
+
     def teardown(self) -> None:
         """Release memory (GPU) after a cell. The default does nothing."""
 

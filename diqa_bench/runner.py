@@ -244,6 +244,13 @@ class Runner:
         todo = [k for k in unique if k not in have]
         if todo:
             ensure_setup()
+            wanted = set(todo)
+            early = {k: float(v) for k, v in method.score_from_cache(todo).items() if k in wanted}
+            if early:  # scored from the method's own caches (e.g. features): no decoding
+                self.scores.put_many(token, early)
+                have.update(early)
+                todo = [k for k in todo if k not in early]
+        if todo:
             path_of = {r.key: r.path for r in images}
             paths = [path_of[k] for k in todo]
             errors: dict[str, str] = {}

@@ -180,3 +180,21 @@ def test_refit_features_are_pyiqas(tmp_path, monkeypatch):
     niqe = Niqe()
     niqe.setup(ctx)
     np.testing.assert_allclose(np.asarray(niqe_fit.score_batch(batch)), np.asarray(niqe.score_batch(batch)), atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["brisque-fit", "niqe-fit"])
+def test_score_from_cache_equals_score_batch(tmp_path, kind):
+    """Images whose features are cached are scored without decoding, to the same values."""
+    from diqa_pyiqa.refit import BrisqueFit, NiqeFit
+
+    samples = synthetic_blur_set(tmp_path / "images", groups=3, height=192, width=384)
+    ctx = MethodContext(cache_dir=tmp_path, seed=0)
+    method = BrisqueFit(cv_folds=2) if kind == "brisque-fit" else NiqeFit(quantile=0.25)
+    method.setup(ctx)
+    assert method.score_from_cache([s.key for s in samples]) == {}  # not fitted yet
+    method.fit(data_of(samples[:8], ctx), ctx)
+    from_pixels = score_all(method, samples, ctx)  # caches the features of the other 4 too
+    keys = [s.key for s in samples] + ["never-seen"]
+    from_cache = method.score_from_cache(keys)
+    assert set(from_cache) == {s.key for s in samples}
+    np.testing.assert_allclose([from_cache[s.key] for s in samples], from_pixels, rtol=1e-12, atol=1e-12)

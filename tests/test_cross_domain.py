@@ -247,6 +247,20 @@ def test_checkpoint_round_trip_gives_identical_scores(image_set, shared_cache, t
     assert torch.allclose(_scores(from_file, data), before, atol=1e-5)
 
 
+def test_head_mode_scores_cached_features_without_pixels(image_set, shared_cache):
+    data, ctx = _data(image_set, shared_cache)
+    method = CrossDomain(epochs=5, **FAST)
+    method.setup(ctx)
+    method.fit(data, ctx)  # caches every image's features
+    from_pixels = _scores(method, data)
+    cached = method.score_from_cache([s.key for s in image_set] + ["unseen"])
+    assert set(cached) == {s.key for s in image_set}
+    np.testing.assert_allclose([cached[s.key] for s in image_set], from_pixels.numpy(), rtol=1e-6, atol=1e-6)
+    finetune = CrossDomain(mode="finetune", **FAST)
+    finetune.setup(ctx)
+    assert finetune.score_from_cache([s.key for s in image_set]) == {}  # no features to reuse in finetune mode
+
+
 def test_finetune_checkpoint_round_trip(image_set, tmp_path):
     data, ctx = _data(image_set[::4], tmp_path)  # 5 images, 2 datasets
     method = CrossDomain(mode="finetune", epochs=1, batch_size=3, **FAST)

@@ -328,3 +328,46 @@ def test_fit_cache_is_keyed_by_split_and_package_version(tmp_path, monkeypatch, 
     monkeypatch.setattr(runner_mod, "__version__", "999.0")
     run_tiny_benchmark(tmp_path, cfg(0.5))
     assert StubLinear.fits == 3
+
+
+def test_images_a_method_scores_from_its_cache_are_not_decoded(tmp_path, stub_counters, monkeypatch):
+    """score_from_cache: the runner hands over only what the method cannot score without pixels,
+    and those scores land in the results like any other."""
+    import diqa_bench.images as images_mod
+
+    decoded: list[str] = []
+    real_decode = images_mod.decode
+
+    def counting_decode(path):
+        decoded.append(str(path))
+        return real_decode(path)
+
+    monkeypatch.setattr(images_mod, "decode", counting_decode)
+
+    class Remembering(StubLinear):
+        name = "remembering"
+        seen: dict = {}
+
+        def score_batch(self, batch):
+            out = super().score_batch(batch)
+            Remembering.seen.update(zip(batch.keys, map(float, out)))
+            return out
+
+        def score_from_cache(self, keys):
+            return {k: Remembering.seen[k] for k in keys if k in Remembering.seen}
+
+    @hookimpl
+    def register_methods(register):
+        register(Remembering)
+
+    plugin = ("mine", types.SimpleNamespace(register_methods=register_methods))
+    cfg = small_config(methods=[{"name": "remembering"}], train_sets=[["a"]], test_domains=["a"])
+    first = run_tiny_benchmark(tmp_path / "one", cfg, plugins=[plugin])
+    decoded_first = len(decoded)
+    decoded.clear()
+    # another cache: the fit and the scores are recomputed, but the method remembers every test image
+    second = run_tiny_benchmark(tmp_path / "two", cfg, plugins=[plugin])
+    assert first.exit_code == second.exit_code == 0
+    train_images = decoded_first - len(Remembering.seen)
+    assert 0 < len(decoded) <= train_images  # only the fit decoded images, no test image was
+    assert first.value("remembering", "a", "a") == second.value("remembering", "a", "a")

@@ -286,6 +286,21 @@ class CrossDomain(Method):
                 return self.head(feats).float().cpu()
             return self._predict_images(batch.images).cpu()
 
+    def score_from_cache(self, keys: list[str]) -> dict[str, float]:
+        # head mode: images whose backbone features are cached need no decoding
+        import torch
+
+        if self.mode != "head" or self.head is None or self.feature_cache is None:
+            return {}
+        found = self.feature_cache.get_many(keys)
+        have = [k for k in dict.fromkeys(keys) if k in found]
+        if not have:
+            return {}
+        self.head.eval()
+        with torch.inference_mode():
+            feats = torch.from_numpy(np.stack([found[k] for k in have])).to(self.device)
+            return dict(zip(have, self.head(feats).float().cpu().tolist()))
+
     def _predict_images(self, images: torch.Tensor) -> torch.Tensor:
         """Finetune mode: scores averaged over the eval views."""
         import torch

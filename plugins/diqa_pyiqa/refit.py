@@ -63,6 +63,22 @@ class _RefitMethod(Method):
             raise RuntimeError(f"{self.name}: fit() or load() first")
         return features.cached_batch_features(self.cache, self.extract, batch, self.device)
 
+    def score_batch(self, batch: Batch):
+        return self._score_features(self._features_of(batch))
+
+    def score_from_cache(self, keys: list[str]) -> dict[str, float]:
+        # features were cached when the image was seen by any fit or cell: no decoding needed
+        if self.cache is None or not self.fitted:
+            return {}
+        found = self.cache.get_many(keys)
+        have = [k for k in dict.fromkeys(keys) if k in found]
+        if not have:
+            return {}
+        return dict(zip(have, map(float, self._score_features([np.asarray(found[k]) for k in have]))))
+
+    def _score_features(self, feats: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
     def _train_features(self, data: TrainingData, ctx: MethodContext) -> list[np.ndarray]:
         if self.cache is None:
             self.setup(ctx)
@@ -150,8 +166,8 @@ class BrisqueFit(_RefitMethod):
         self.params = (np.asarray(lo), np.asarray(scale), np.asarray(sv), np.asarray(coef), float(intercept), float(gamma))
         self.fitted = True
 
-    def score_batch(self, batch: Batch):
-        return _predict(np.stack(self._features_of(batch)), *self.params)
+    def _score_features(self, feats: list[np.ndarray]) -> np.ndarray:
+        return _predict(np.stack(feats), *self.params)
 
     def save(self, folder: Path) -> None:
         lo, scale, sv, coef, intercept, gamma = self.params
@@ -218,8 +234,8 @@ class NiqeFit(_RefitMethod):
         self.mu, self.cov = np.ravel(np.asarray(mu, dtype=np.float64)), np.asarray(cov, dtype=np.float64)
         self.fitted = True
 
-    def score_batch(self, batch: Batch):
-        return np.array([features.niqe_distance(f, self.mu, self.cov) for f in self._features_of(batch)])
+    def _score_features(self, feats: list[np.ndarray]) -> np.ndarray:
+        return np.array([features.niqe_distance(f, self.mu, self.cov) for f in feats])
 
     def save(self, folder: Path) -> None:
         self._write(folder, {"mu_prisparam": self.mu, "cov_prisparam": self.cov}, {"fit": getattr(self, "fit_info", None), "quantile": self.quantile})
