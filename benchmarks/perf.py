@@ -267,7 +267,7 @@ def part_metrics_gpu(args, tmp: Path) -> None:
     on_cuda = str(args.device).startswith("cuda")
     gpu = torch.cuda.get_device_name(torch.device(args.device)) if on_cuda else args.device
     nvjpeg = nvjpeg_available(args.device) if on_cuda else True  # on the CPU (a smoke test of this part): torchvision's libjpeg
-    say(f"## 1. Metrics on {gpu}: pyiqa's one-image loop vs the diqa-bench runner")
+    say(f"### 1. Metrics on {gpu}: pyiqa's one-image loop vs the diqa-bench runner")
     say("")
     say(f"{args.images} JPEG paths per size ({min(args.images, 256)} distinct files, repeated), pyiqa's loop on the first {args.loop_images}; "
         f"runner batches of {args.batch_size}, {args.workers} decode threads (or processes). "
@@ -330,7 +330,7 @@ def sync(device: str) -> None:
 
 
 def part_metrics(args, tmp: Path) -> None:
-    say("## 1. Metrics: pyiqa's one-image loop vs the diqa-bench runner")
+    say("### 1. Metrics: pyiqa's one-image loop vs the diqa-bench runner")
     say("")
     say(f"{args.images} JPEGs per size; device {args.device}; runner: " + (f"{args.processes} single-threaded processes, batches of 4 (start-up excluded, as pyiqa's create_metric is)" if args.device == "cpu" and args.processes > 1 else f"batch {args.batch_size}, {args.workers} decode workers") + ".")
     say("")
@@ -409,7 +409,7 @@ def part_grid(args, tmp: Path) -> None:
     naive = time.perf_counter() - t0
 
     ok = sum(o.status == "ok" for o in outcomes)
-    say("## 2. The grid: naive per-unit runs vs the runner")
+    say("### 2. The grid: naive per-unit runs vs the runner")
     say("")
     say(f"Config `{src}`" + (f" with {args.references} references per embedded domain" if args.references else "") +
         f": {len(units)} units, {len(outcomes)} cells ({ok} with results); device {args.device}.")
@@ -424,7 +424,7 @@ def part_grid(args, tmp: Path) -> None:
 
 # -- part 3: memory ----------------------------------------------------------------------------
 def part_memory(args, tmp: Path) -> None:
-    say("## 3. Peak memory vs dataset size")
+    say("### 3. Peak memory vs dataset size")
     say("")
     out = subprocess.run([sys.executable, str(HERE / "scale.py"), "--sizes", *map(str, args.memory_sizes), "--workers", str(args.workers), "--device", args.device],
                          capture_output=True, text=True, check=True)
@@ -473,7 +473,7 @@ def main() -> None:
         args.weights_dir = None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    say(f"# diqa-bench performance run ({' '.join(args.parts)})")
+    say(f"## Run: {' '.join(args.parts)} (rename to the next run number)")
     say("")
     say("Command: `python benchmarks/perf.py " + " ".join(sys.argv[1:]) + "`")
     say("")

@@ -161,6 +161,8 @@ def test_run_exit_2_on_config_error_and_unknown_only(tmp_path, stub_cli, capsys)
     assert "unknown key 'bootstrap'" in capsys.readouterr().err
     assert cli.main(_run_args(tmp_path, _small([{"name": "stub-noise"}])) + ["--only", "stub-nope"]) == 2
     assert "--only: stub-nope not in the config's methods" in capsys.readouterr().err
+    assert cli.main(_run_args(tmp_path, _small([{"name": "stub-noise"}])) + ["--device", "cpu", "--decode", "gpu"]) == 2
+    assert "--decode gpu needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
@@ -232,6 +234,7 @@ def test_score_reports_an_undecodable_file_and_exits_1(image_dir, stub_cli, caps
         (["score", "-m", "stub-noise", "/nonexistent/folder"], "no such file or folder"),
         (["score", "-m", "stub-noise", "--option", "colour=red", "x.png"], "'colour'"),
         (["score", "-m", "stub-noise", "--option", "unavailable=true", "."], "missing weights file stub.pth"),
+        (["score", "-m", "stub-noise", "--decode", "gpu", "x.png"], "--decode gpu needs a CUDA device"),
     ],
 )
 def test_score_usage_errors_exit_2(tmp_path, monkeypatch, stub_cli, capsys, argv, message):
