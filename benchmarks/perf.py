@@ -139,9 +139,9 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
         recipe = recipe_for(method, reg, ctx)
         if float64 is not None:
             recipe = replace(recipe, options={**recipe.options, "precision": "float64" if float64 else "float32"})
-        # warm-up: start the processes and build the metric in each (pyiqa's loop is timed after
-        # create_metric too)
-        warm_up(recipe, processes)
+        # warm-up: start the processes, build the metric and score one image in each (pyiqa's loop
+        # is timed after create_metric and one call too)
+        warm_up(recipe, processes, sample=strs[0])
         t0 = time.perf_counter()
         scores = {}
         for done in score_in_processes(recipe, strs, keys, processes, lambda pos, msg: None):
