@@ -4,6 +4,9 @@ Decoding rules (the same for every method, so scores never depend on who decoded
 EXIF orientation is applied; greyscale, palette and CMYK images become RGB; an alpha channel is
 dropped; 16-bit images keep their precision (scaled by 1/65535). Truncated, corrupt, empty or
 non-image files raise :class:`~diqa_bench.errors.DataError` with the path and the decoder's reason.
+
+PIL decodes by default, on every device. ``decoder="nvjpeg"`` (``--decode gpu``) decodes colour
+JPEGs on the GPU instead: faster, but not bit-identical to libjpeg (see :func:`resolve_decoder`).
 """
 
 from __future__ import annotations
@@ -164,9 +167,8 @@ class _Jpeg:
 
 
 def _read_jpeg(path: str) -> _Jpeg | None:
-    """The file's bytes when nvJPEG can decode it exactly as PIL would be asked to (a baseline or
-    progressive YCbCr JPEG, 8-bit); None for anything else (PNG, CMYK, greyscale, broken), which
-    then takes the PIL path and, if broken, its one-line error."""
+    """The file's bytes when it is a colour (YCbCr) JPEG for nvJPEG; None for anything else (PNG,
+    CMYK, greyscale, broken), which then takes the PIL path and, if broken, its one-line error."""
     import torch
 
     try:
