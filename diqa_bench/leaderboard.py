@@ -196,6 +196,9 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
         "- Images: decoded once per method at native resolution (EXIF rotation applied, converted to RGB); images of the same size "
         "are batched together, so no resizing alters a metric unless the method declares a fixed input size.",
     ]
+    if p.get("decoder") == "nvjpeg":
+        out.append("- Decoding: colour JPEGs were decoded on the GPU by nvJPEG (`--decode gpu`), whose pixels differ slightly from "
+                     "libjpeg's: scores can differ from a run decoded by PIL (the default).")
     if p.get("acceptability") is not None:
         out.append(
             f"- Acceptability: MOS below {p['acceptability']} is unacceptable. AUC: how well the score detects unacceptable images; "

@@ -184,3 +184,12 @@ def test_report_rerenders_identically_without_recomputing(tmp_path, monkeypatch,
 def test_report_on_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "no metrics.csv here" in capsys.readouterr().err
+
+
+def test_protocol_says_when_jpegs_were_decoded_by_nvjpeg():
+    from diqa_bench.leaderboard import protocol_lines
+
+    plain = protocol_lines({"protocol": {"seeds": [0], "decoder": "pil"}})
+    gpu = protocol_lines({"protocol": {"seeds": [0], "decoder": "nvjpeg"}})
+    assert not any("nvJPEG" in line for line in plain)
+    assert [line for line in gpu if line not in plain] == [next(line for line in gpu if "nvJPEG" in line)]
