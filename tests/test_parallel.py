@@ -54,3 +54,23 @@ def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
     assert ok is not None and ok.modules == (("stub", "diqa_bench.testing"),) and ok.batch_size == 4
     stub_registry.plugins["stub"].module = "not.a.module"
     assert recipe_for(StubNoise(), stub_registry, MethodContext()) is None
+
+
+def _tunables():
+    import os
+
+    return os.environ.get("GLIBC_TUNABLES")
+
+
+def test_workers_start_with_huge_pages_for_malloc_and_the_parent_is_untouched(monkeypatch):
+    from diqa_bench import parallel
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    executor = parallel.pool(2)
+    assert len(parallel._POOLS[2]._processes) == 2  # both workers started while the setting was in place
+    assert {executor.submit(_tunables).result() for _ in range(4)} == {"glibc.malloc.hugetlb=1"}
+    assert _tunables() is None
+    parallel.shutdown_pools(wait=True)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # a user's tunables are kept
+    assert parallel.pool(1).submit(_tunables).result() == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert _tunables() == "glibc.malloc.arena_max=2"
