@@ -133,7 +133,8 @@ def warm_up(recipe: MethodRecipe, processes: int, sample: str | None = None) -> 
 # older ones ignore it). The classical metrics allocate and free the same large tensors for every
 # image, and each 4 KiB page of them was faulted in again: in float64, PIQE's system time exceeded
 # its user time, with about 37,000 page faults per 512x384 image. With 2 MiB pages a worker scored
-# PIQE in float64 at 11.2 instead of 5.1 img/s (13,529 instead of 647,079 faults for 16 images).
+# PIQE in float64 at 11.2 instead of 5.1 img/s (13,529 instead of 647,079 faults for 16 images;
+# benchmarks/PERF.md, run 7, has the pool's numbers).
 WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
 
 
