@@ -16,6 +16,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DIQA_BENCH_OFFLINE=1
 [ -d .devcarry/weights ] && export DIQA_BENCH_WEIGHTS=$PWD/.devcarry/weights
 export DIQA_BENCH_CACHE=/tmp/diqa-cache
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "gpu_check: torch sees no CUDA device here"; exit 1; }
 if compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
@@ -29,7 +30,6 @@ step() {  # step NAME SECONDS COMMAND...: run, log to $OUT/NAME.log, report time
   echo "=== $name: exit $rc after $((SECONDS - t0))s"
   tail -n 40 "$OUT/$name.log"
 }
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "gpu_check: torch sees no CUDA device here"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch, torchvision, pyiqa, diqa_bench; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'pyiqa', pyiqa.__version__, 'cpus', __import__('os').cpu_count())"
 
