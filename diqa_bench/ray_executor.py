@@ -262,7 +262,7 @@ def plan_shards(runner, units: list, shard_size: int) -> list[Shard]:
         if unit.train is not None:
             continue
         try:
-            token = runner._new_method(unit).cache_token()
+            token = runner.zero_shot_token(runner._new_method(unit))
         except Exception:
             continue  # the unit itself reports why the method cannot be created
         images = []
@@ -360,7 +360,7 @@ def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
     from diqa_bench.runner import once
 
     try:
-        runner.score_images(method, method.cache_token(), images, ctx, once(lambda: method.setup(ctx)))
+        runner.score_images(method, runner.zero_shot_token(method), images, ctx, once(lambda: method.setup(ctx)))
     except Exception:
         pass
     finally:

@@ -226,8 +226,10 @@ class Runner:
             decoder=self.decoder,
         )
 
-    def _decoded(self, token: str) -> str:
-        """Scores from nvJPEG-decoded pixels differ slightly from PIL's: they never share cache entries."""
+    def zero_shot_token(self, method: Method) -> str:
+        """The score-cache token of a zero-shot method in this run. Scores from nvJPEG-decoded
+        pixels differ slightly from PIL's, so they never share cache entries."""
+        token = method.cache_token()
         return token if self.decoder == "pil" else f"{token}|{self.decoder}"
 
     def _new_method(self, unit: Unit) -> Method:
@@ -300,7 +302,7 @@ class Runner:
         ensure_setup = once(lambda: method.setup(ctx))
         try:
             if unit.train is None:
-                token, ready = self._decoded(method.cache_token()), ensure_setup
+                token, ready = self.zero_shot_token(method), ensure_setup
             else:
                 token, ready = self._fit(unit, method, ctx, ensure_setup)
             for test in unit.tests:

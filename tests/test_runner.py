@@ -371,3 +371,20 @@ def test_images_a_method_scores_from_its_cache_are_not_decoded(tmp_path, stub_co
     train_images = decoded_first - len(Remembering.seen)
     assert 0 < len(decoded) <= train_images  # only the fit decoded images, no test image was
     assert first.value("remembering", "a", "a") == second.value("remembering", "a", "a")
+
+
+def test_zero_shot_score_token_depends_on_the_decoder(tmp_path, stub_registry):
+    """Every place that reads or writes zero-shot scores (units, Ray shards) uses one token, and
+    an nvJPEG run's token differs from a PIL run's."""
+    from diqa_bench import config as cfgmod
+    from diqa_bench.runner import RunOptions
+    import yaml
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(small_config()))
+    cfg = cfgmod.parse(path, stub_registry)
+    runner = Runner(cfg, stub_registry, RunOptions(out=tmp_path / "out", cache_dir=tmp_path / "cache", device="cpu"))
+    method = StubNoise()
+    assert runner.zero_shot_token(method) == method.cache_token()
+    runner.decoder = "nvjpeg"  # what --decode gpu resolves to on a CUDA machine
+    assert runner.zero_shot_token(method) == method.cache_token() + "|nvjpeg"
