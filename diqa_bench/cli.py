@@ -108,12 +108,15 @@ def _registry(args):
 def cmd_list(args) -> int:
     reg = _registry(args)
     table = reg.methods if args.what == "methods" else reg.datasets
-    for name in sorted(table):
+    hidden = [name for name in table if getattr(table[name].cls, "unusable", None)]
+    for name in sorted(set(table) - set(hidden)):
         e = table[name]
         cls = e.cls
         extra = f"  [{cls.kind()}{', lower is better' if cls.lower_better is True else ''}]" if args.what == "methods" else ""
         desc = (cls.description or "").strip().splitlines()[0] if cls.description else ""
         print(f"{name:<22} {desc}{extra}  (plugin: {e.plugin})")
+    if hidden:
+        print(f"({len(hidden)} more names are known but not usable here, e.g. full-reference pyiqa metrics: {', '.join(sorted(hidden)[:6])}, ...)")
     return EXIT_OK
 
 
@@ -139,12 +142,23 @@ def cmd_validate(args) -> int:
     reg = _registry(args)
     cfg = cfgmod.parse(args.config, reg)
     problems = []
+    train_images: dict[str, int | None] = {}  # domain -> images on the train side (None: hashed split, never empty)
     for dom, specs in cfg.domains.items():
         for s in specs:
             try:
-                problems += [f"domains.{dom}: dataset {s.name}: {p}" for p in reg.dataset(s.type)(**s.options).check()]
+                obj = reg.dataset(s.type)(**s.options)
+                found = obj.check()
+                if not found and hasattr(obj, "describe"):  # reads the metadata as the run does, opens no image
+                    line, errors, n_train = _describe_dataset(obj.describe(), cfg)
+                    print(f"{cfg.path}: domains.{dom}: dataset {s.name}: {line}")
+                    found += errors
+                    train_images[dom] = None if n_train is None or train_images.get(dom, 0) is None else train_images.get(dom, 0) + n_train
+                problems += [f"domains.{dom}: dataset {s.name}: {p}" for p in found]
             except Exception as exc:
                 problems.append(f"domains.{dom}: dataset {s.name}: {exc}")
+    for ts in cfg.train_sets:
+        if all(train_images.get(d, None) == 0 for d in ts):
+            problems.append(f"train set {'+'.join(ts)} has no images: its datasets' own splits put none on the train side")
     trainable = {m.name for m in cfg.methods if reg.method(m.name).trainable}
     n_zero = sum(1 for m in cfg.methods if m.name not in trainable)
     n_cells = (n_zero + len(trainable) * len(cfg.train_sets)) * len(cfg.test_domains) * len(cfg.seeds)
@@ -155,6 +169,45 @@ def cmd_validate(args) -> int:
         return EXIT_USAGE
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells)")
     return EXIT_OK
+
+
+def _describe_dataset(summary: dict, cfg) -> tuple[str, list[str], int | None]:
+    """One line about a dataset's metadata for ``validate``, the errors the run would stop on
+    (under the config's bad_input policy), and its train-side image count (None: hashed split)."""
+    rows, splits = summary["rows"], dict(summary.get("splits") or {})
+    errors: list[str] = []
+    parts = [f"{rows} rows"]
+    labelled = rows > 0 and "unsplit" not in splits
+    n_train: int | None = None
+    if cfg.protocol == "full":
+        parts.append("all scored (protocol full)")
+        n_train = 0
+    elif labelled and cfg.use_split_column:
+        n_train = splits.get("train", 0)
+        shown = [f"train {n_train}", f"val {splits.get('val', 0)} (not used)", f"test {splits.get('test', 0)}"]
+        if splits.get("unused"):
+            shown.append(f"unused {splits['unused']}")
+        parts.append(", ".join(shown) + (f" from {summary['split_source']}" if summary.get("split_source") else ""))
+        if not splits.get("test"):
+            errors.append("its own split puts no image on the test side")
+    else:
+        parts.append(f"hashed group split, test ratio {cfg.test_ratio}, {summary.get('groups', rows)} groups")
+    if summary.get("preprocessing"):
+        parts.append(summary["preprocessing"])
+    for key, what in (("missing", "image files missing or empty"), ("bad_mos", "MOS values blank, not numbers or outside the range"), ("duplicates", "duplicate image ids")):
+        n = summary.get(key, 0)
+        if not n:
+            continue
+        first = ", ".join(map(str, summary.get(f"{key}_first", [])))
+        text = f"{n} {what} (first: {first})"
+        if cfg.bad_input == "error":
+            errors.append(text + "; bad_input: error stops the run on the first")
+        else:
+            parts.append(text + "; the run skips them")
+    bad = summary.get("missing", 0) + summary.get("bad_mos", 0)
+    if rows == 0 or bad >= rows:
+        errors.append("no usable images")
+    return "; ".join(parts), errors, n_train
 
 
 def cmd_run(args) -> int:

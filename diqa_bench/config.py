@@ -72,6 +72,7 @@ SCHEMA: dict[str, Any] = {
                 "test_ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}, "uniqueItems": True},
                 "use_split_column": {"type": "boolean", "description": "use a dataset's own split labels when every record has one"},
+                "protocol": {"enum": ["split", "full"], "description": "split: train/test sides (default); full: zero-shot methods scored on every image, no training side"},
             },
         },
         "statistics": {
@@ -115,7 +116,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 DEFAULTS = {
-    "splits": {"test_ratio": 0.3, "seeds": [0], "use_split_column": True},
+    "splits": {"test_ratio": 0.3, "seeds": [0], "use_split_column": True, "protocol": "split"},
     "statistics": {"bootstrap": 1000, "confidence": 0.95, "seed": 0},
     "normalise_mos": "range",
     "bad_input": "skip",
@@ -159,6 +160,7 @@ class Config:
     output: str | None
     run_options: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "split"  # "full": every image is a test image (zero-shot only)
 
 
 def _path(parts) -> str:
@@ -276,6 +278,8 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
             if m.name not in registry.methods:
                 raise ConfigError(f"{file}: methods[{i}].name: " + unknown_name_message("method", m.name, registry.methods))
             cls = registry.methods[m.name].cls
+            if getattr(cls, "unusable", None):
+                raise ConfigError(f"{file}: methods[{i}].name: {cls.unusable}")
             validate_options(m.options, cls.options_schema, cls.required_options, f"methods[{i}].options", file)
             if cls.trainable and not train_sets:
                 raise ConfigError(f"{file}: methods[{i}]: {m.name!r} is trainable, but the config declares no train_sets")
@@ -287,6 +291,8 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
                 validate_options(s.options, cls.options_schema, cls.required_options, f"domains.{dom}[{j}].options", file)
 
     splits = {**DEFAULTS["splits"], **data.get("splits", {})}
+    if splits["protocol"] == "full" and train_sets:
+        raise ConfigError(f"{file}: splits.protocol: 'full' scores every image of each test domain, so nothing is left to train on; remove train_sets (zero-shot methods only) or use protocol 'split'")
     st = {**DEFAULTS["statistics"], **data.get("statistics", {})}
     name = data.get("name") or path.stem
     return Config(
@@ -310,4 +316,5 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         output=data.get("output"),
         run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode") if k in data},
         executor=dict(data.get("executor") or {}),
+        protocol=str(splits["protocol"]),
     )

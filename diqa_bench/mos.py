@@ -2,7 +2,8 @@
 
 Input: one row per rating, columns ``image``, ``observer``, ``rating``. Output: one row per image
 with ``mos``, ``std``, ``n`` (observers kept), ``ci95`` (half-width of the 95% confidence interval,
-``1.96 * std / sqrt(n)`` as in BT.500) and ``ci_low`` / ``ci_high``.
+``1.96 * std / sqrt(n)`` as in BT.500) and ``ci_low`` / ``ci_high`` (clipped to the rating scale
+when it is given: a MOS cannot lie outside it).
 
 Screening follows ITU-R BT.500 (Annex 1, "screening of the observers", the beta_2 test): for each
 image, the ratings are called normal when their kurtosis beta_2 = m4 / m2^2 lies in [2, 4]. An
@@ -10,6 +11,17 @@ observer's rating counts as high (P) when it is >= mean + k*std and low (Q) when
 with k = 2 for normal images and sqrt(20) otherwise. The observer is rejected when
 (P + Q) / (images rated) > 0.05 and |P - Q| / (P + Q) < 0.3: many outlying ratings, on both
 sides (a consistently severe or lenient rater is kept: their bias is not noise).
+
+The kurtosis test looks at one image at a time, so a rater who answers at random or reverses the
+scale can pass it (with few observers the image's own spread hides them). A second test looks at
+each rater across images: the Pearson correlation of their ratings with the mean of the other
+raters on the same images (leave-one-out). A rater whose correlation is below
+``MIN_RATER_CORRELATION`` is rejected, worst first, recomputing the others' means after each
+rejection; a rater who gives every image the same rating is rejected too (no information).
+
+Inter-rater reliability (split-half): each image's raters are split into two random halves, the
+two half-means are correlated across images (Pearson) and Spearman-Brown corrected to the full
+panel, averaged over random splits; the interval is a bootstrap over images.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ RATING_COLUMNS = ("image", "observer", "rating")
 OUTSIDE_RATIO_LIMIT = 0.05
 ASYMMETRY_LIMIT = 0.3
 Z_95 = 1.96
+MIN_RATER_CORRELATION = 0.3  # random raters sit near 0, reversed ones near -1, attentive ones well above
+MIN_COMMON_IMAGES = 10  # fewer shared images make a rater's correlation too noisy to judge
 
 
 @dataclass
@@ -50,6 +64,8 @@ class ScreeningReport:
     images: int
     ratings: int
     rejected: list[RejectedObserver] = field(default_factory=list)
+    correlations: dict[str, float | None] = field(default_factory=dict)  # rater -> r with the leave-one-out mean (final panel)
+    reliability: dict[str, Any] = field(default_factory=dict)  # split-half, Spearman-Brown corrected, with its interval
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "rejected"}
@@ -127,31 +143,146 @@ def screen_observers(df: pd.DataFrame) -> list[RejectedObserver]:
     return rejected
 
 
-def compute_mos(ratings: pd.DataFrame, screening: bool = True, label: str = "ratings") -> tuple[pd.DataFrame, ScreeningReport]:
+def _matrix(df: pd.DataFrame) -> pd.DataFrame:
+    return df.pivot(index="image", columns="observer", values="rating")
+
+
+def rater_correlations(df: pd.DataFrame) -> dict[str, tuple[float | None, int]]:
+    """Per rater: (Pearson r of their ratings with the mean of the other raters on the same images,
+    images shared). r is None when it cannot be computed (fewer than 3 shared images, or no spread
+    in the others' means); NaN when the rater gave every image the same rating."""
+    m = _matrix(df)
+    values = m.to_numpy(dtype=float)
+    have = ~np.isnan(values)
+    total = np.where(have, values, 0.0).sum(axis=1)
+    count = have.sum(axis=1)
+    out: dict[str, tuple[float | None, int]] = {}
+    for j, observer in enumerate(m.columns):
+        rows = have[:, j] & (count > 1)
+        own = values[rows, j]
+        others = (total[rows] - own) / (count[rows] - 1)
+        n = int(rows.sum())
+        if n < 3 or np.std(others) == 0:
+            out[str(observer)] = (None, n)
+        elif np.std(own) == 0:
+            out[str(observer)] = (float("nan"), n)
+        else:
+            out[str(observer)] = (float(np.corrcoef(own, others)[0, 1]), n)
+    return out
+
+
+def screen_by_correlation(df: pd.DataFrame, min_correlation: float = MIN_RATER_CORRELATION, min_common: int = MIN_COMMON_IMAGES) -> tuple[list[RejectedObserver], dict[str, float | None]]:
+    """Reject raters whose ratings do not follow the others' (random, reversed or constant raters),
+    worst first, recomputing after each rejection. Returns (rejected, final correlations)."""
+    rejected: list[RejectedObserver] = []
+    kept = df
+    while kept["observer"].nunique() > 2:
+        corr = rater_correlations(kept)
+        judged = {o: (r, n) for o, (r, n) in corr.items() if r is not None and n >= min_common}
+        if not judged:
+            break
+        worst, (r, n) = min(judged.items(), key=lambda kv: -2.0 if math.isnan(kv[1][0]) else kv[1][0])
+        if not math.isnan(r) and r >= min_correlation:
+            break
+        if math.isnan(r):
+            reason = f"gave the same rating to all {n} images they shared with other raters (no information)"
+        else:
+            reason = (f"ratings correlate at r = {r:.2f} with the other raters' mean over {n} images "
+                      f"(< {min_correlation}: {'reversed scale' if r < -min_correlation else 'unrelated to the others'})")
+        rejected.append(RejectedObserver(worst, int((kept["observer"] == worst).sum()), 0, 0, reason))
+        kept = kept[kept["observer"] != worst]
+    final = {o: (None if r is None or math.isnan(r) else round(r, 4)) for o, (r, _) in rater_correlations(kept).items()}
+    return rejected, final
+
+
+def split_half_reliability(df: pd.DataFrame, splits: int = 50, bootstrap: int = 300, confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Split-half inter-rater reliability with the Spearman-Brown correction (see the module
+    docstring), and a percentile bootstrap interval over images."""
+    m = _matrix(df)
+    values = m.to_numpy(dtype=float)
+    have = ~np.isnan(values)
+    rows = have.sum(axis=1) >= 2
+    values, have = values[rows], have[rows]
+    n_img = int(rows.sum())
+    method = f"split-half: random halves of each image's raters, Pearson r of the half-means, Spearman-Brown corrected, mean of {splits} splits"
+    if n_img < 3:
+        return {"method": method, "value": None, "images": n_img, "note": "fewer than 3 images rated by two or more raters"}
+    rng = np.random.default_rng(seed)
+    counts = have.sum(axis=1)
+    half = (counts // 2)[:, None]
+    a_means, b_means = [], []
+    filled = np.where(have, values, 0.0)
+    for _ in range(splits):
+        keys = np.where(have, rng.random(values.shape), np.inf)
+        rank = np.argsort(np.argsort(keys, axis=1), axis=1)
+        in_a = have & (rank < half)
+        in_b = have & ~in_a
+        a_means.append((filled * in_a).sum(axis=1) / in_a.sum(axis=1))
+        b_means.append((filled * in_b).sum(axis=1) / in_b.sum(axis=1))
+    a, b = np.array(a_means), np.array(b_means)
+
+    def corrected(ia: np.ndarray, ib: np.ndarray) -> float:
+        xa = ia - ia.mean(axis=1, keepdims=True)
+        xb = ib - ib.mean(axis=1, keepdims=True)
+        den = np.sqrt((xa**2).sum(axis=1) * (xb**2).sum(axis=1))
+        r = np.where(den > 0, (xa * xb).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+        sb = 2 * r / (1 + r)
+        return float(np.nanmean(sb)) if np.isfinite(sb).any() else float("nan")
+
+    value = corrected(a, b)
+    boots = []
+    for _ in range(bootstrap):
+        idx = rng.integers(0, n_img, n_img)
+        boots.append(corrected(a[:, idx], b[:, idx]))
+    boots = np.array([v for v in boots if math.isfinite(v)])
+    alpha = (1 - confidence) / 2
+    low, high = (float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))) if len(boots) else (None, None)
+    return {"method": method, "value": None if math.isnan(value) else round(value, 4), "ci_low": None if low is None else round(low, 4),
+            "ci_high": None if high is None else round(high, 4), "confidence": confidence, "images": n_img, "bootstrap": bootstrap}
+
+
+def compute_mos(
+    ratings: pd.DataFrame,
+    screening: bool = True,
+    label: str = "ratings",
+    scale: tuple[float, float] | None = None,
+    min_correlation: float = MIN_RATER_CORRELATION,
+) -> tuple[pd.DataFrame, ScreeningReport]:
     """Per-image MOS, std and 95% CI from raw ratings (columns image, observer, rating).
 
-    With ``screening`` the BT.500 beta_2 test rejects unreliable observers first; their ratings
-    are left out of every image's MOS. Returns (table sorted by image, report). Bad input raises a
+    With ``screening`` the BT.500 beta_2 test, then the rater-correlation test, reject unreliable
+    observers first; their ratings are left out of every image's MOS. ``scale`` (low, high) clips
+    the intervals to the rating scale. Returns (table sorted by image, report). Bad input raises a
     one-line :class:`DataError` naming ``label`` (e.g. the file).
     """
     df = validate_ratings(ratings, label)
     rejected = screen_observers(df) if screening else []
+    correlations: dict[str, float | None] = {}
+    if screening:
+        more, correlations = screen_by_correlation(df[~df["observer"].isin({r.observer for r in rejected})], min_correlation)
+        rejected += more
     report = ScreeningReport(
-        method="ITU-R BT.500 beta_2 (kurtosis) observer screening" if screening else "none (screening disabled)",
+        method=(f"ITU-R BT.500 beta_2 (kurtosis) observer screening, then rater-vs-others correlation (leave-one-out mean, reject r < {min_correlation})"
+                if screening else "none (screening disabled)"),
         observers=int(df["observer"].nunique()),
         images=int(df["image"].nunique()),
         ratings=len(df),
         rejected=rejected,
+        correlations=correlations,
     )
     kept = df[~df["observer"].isin({r.observer for r in rejected})]
     lost = sorted(set(df["image"]) - set(kept["image"]))
     if lost:
         raise DataError(f"image {lost[0]!r} has no ratings left after observer screening ({len(lost)} such images)")
+    report.reliability = split_half_reliability(kept)
     g = kept.groupby("image")["rating"]
     out = pd.DataFrame({"mos": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.size()})
     out["ci95"] = Z_95 * out["std"] / np.sqrt(out["n"])
     out["ci_low"] = out["mos"] - out["ci95"]
     out["ci_high"] = out["mos"] + out["ci95"]
+    if scale is not None:
+        out["ci_low"] = out["ci_low"].clip(lower=float(scale[0]))
+        out["ci_high"] = out["ci_high"].clip(upper=float(scale[1]))
     out = out.reset_index().sort_values("image", kind="stable").reset_index(drop=True)
     return out, report
 
@@ -166,4 +297,7 @@ def format_report(report: ScreeningReport) -> str:
     else:
         lines.append(f"{len(report.rejected)} observer(s) rejected:")
         lines += [f"  {r.observer}: {r.reason}" for r in report.rejected]
+    rel = report.reliability or {}
+    if rel.get("value") is not None:
+        lines.append(f"inter-rater reliability {rel['value']:.3f} ({rel['confidence']:.0%} interval {rel['ci_low']:.3f} to {rel['ci_high']:.3f}; {rel['method']})")
     return "\n".join(lines)

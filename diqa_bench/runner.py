@@ -39,7 +39,7 @@ from diqa_bench.grid import Unit, expand
 from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
 from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
 from diqa_bench.plugins import Registry
-from diqa_bench.splits import split_records
+from diqa_bench.splits import check_split_labels, split_records
 from diqa_bench.stats import unacceptable
 
 
@@ -172,6 +172,7 @@ class Runner:
             self.log(f"loading dataset {spec.name} ({spec.type}) for domain {domain}")
             records = obj.load(ctx)
             checked = check_records(list(records), obj, spec.name, self.config.bad_input)
+            check_split_labels(checked.records, spec.name)  # an unknown label fails here, not in every cell
         except (DataError, UserError, OSError) as exc:
             self.log(f"dataset {spec.name}: {exc}")
             return LoadedDataset(spec.name, domain, spec.type, cls.__new__(cls), [], [], "", error=str(exc))
@@ -188,7 +189,7 @@ class Runner:
     def _split(self, ds: LoadedDataset, seed: int) -> tuple[list[int], list[int]]:
         """(train positions, test positions) of one dataset for one seed; group-aware."""
         pos_of = {id(r): i for i, r in enumerate(ds.records)}
-        train, test = split_records(ds.records, self.config.test_ratio, seed, self.config.use_split_column)
+        train, test = split_records(ds.records, self.config.test_ratio, seed, self.config.use_split_column, getattr(self.config, "protocol", "split"))
         return [pos_of[id(r)] for r in train], [pos_of[id(r)] for r in test]
 
     def _refs(self, ds: LoadedDataset, positions: Iterable[int]) -> list[ImageRef]:
@@ -511,7 +512,8 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                 "datasets": [
                     {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
                      "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos,
-                     "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None}
+                     "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None,
+                     **_data_protocol(d)}
                     for d in sets
                 ],
                 "pseudo_mos": any(d.pseudo_mos for d in sets),
@@ -528,7 +530,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             "environment": environment(runner.device),
             "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
             "protocol": {
-                "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column,
+                "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
                 "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
                 "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
                 "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes, "decoder": runner.decoder,
@@ -550,6 +552,22 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     if interrupted:
         raise KeyboardInterrupt
     return outcomes, paths
+
+
+def _data_protocol(d: LoadedDataset) -> dict[str, Any]:
+    """What a dataset did to its images and splits, for run.json: preprocessing (e.g. pyiqa's
+    resize), where its split came from, and how many images each split label holds."""
+    if d.error:
+        return {}
+    out: dict[str, Any] = {}
+    if getattr(d.obj, "preprocessing", None):
+        out["preprocessing"] = d.obj.preprocessing
+    if getattr(d.obj, "split_source", None):
+        out["split_source"] = d.obj.split_source
+    labels = check_split_labels(d.records, d.name)
+    if set(labels) != {"unsplit"}:
+        out["split_counts"] = dict(labels)
+    return out
 
 
 def _unique_skips(skips: list[Skip]) -> list[Skip]:

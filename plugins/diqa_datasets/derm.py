@@ -4,9 +4,12 @@ Legit.Health-DIQA-Artificial is collected).
 Either raw ratings (``ratings:`` CSV with columns image, observer, rating) -> per-image MOS, std
 and 95% CI through :mod:`diqa_bench.mos` with ITU-R BT.500 observer screening, or a precomputed
 MOS table (``mos:`` CSV with columns image, mos[, std]). The content group (patient) comes from a
-``group_column`` in the ratings/MOS CSV or from a ``metadata`` CSV (image, <group_column>). ``root`` falls back to $DIQA_DERM_RATINGS_ROOT; CSV names
-that are not found as given are looked up in the root.
-After :meth:`load`, ``screening`` holds the screening report (a dict) for run.json.
+``patient_column`` (or ``group_column``) in the ratings/MOS CSV or from a ``metadata`` CSV whose
+image column is named by ``image_column`` (HAM10000's ``image_id``, say; names match with or without
+the file extension). ``root`` falls back to $DIQA_DERM_RATINGS_ROOT; CSV names that are not found
+as given are looked up in the root.
+After :meth:`load`, ``screening`` holds the screening report (a dict: rejected raters, each rater's
+correlation with the others, split-half reliability) for run.json and the leaderboard.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ class DermRatingsDataset(Dataset):
         "root": {"type": ["string", "null"], "description": "image folder (else $DIQA_DERM_RATINGS_ROOT); image names in the CSVs are relative to it"},
         "ratings": {"type": ["string", "null"], "description": "raw ratings CSV: image, observer, rating"},
         "mos": {"type": ["string", "null"], "description": "precomputed MOS CSV: image, mos[, std]"},
-        "metadata": {"type": ["string", "null"], "description": "CSV with image and the group column (patient)"},
-        "group_column": {"type": ["string", "null"], "description": "column naming the patient (content group)"},
+        "metadata": {"type": ["string", "null"], "description": "CSV with an image column and the patient column"},
+        "image_column": {"type": "string", "description": "the metadata CSV's image column (default image)"},
+        "patient_column": {"type": ["string", "null"], "description": "column naming the patient (content group), in the metadata or ratings/MOS CSV"},
+        "group_column": {"type": ["string", "null"], "description": "same as patient_column"},
+        "min_rater_correlation": {"type": "number", "minimum": -1, "maximum": 1, "description": "reject raters correlating less with the others' mean (default 0.3)"},
         "scale": RANGE_SCHEMA | {"description": "rating scale [low, high], default [1, 5]"},
         "lower_better": {"type": "boolean"},
         "screening": {"type": "boolean", "description": "ITU-R BT.500 observer screening (default true)"},
@@ -47,8 +53,13 @@ class DermRatingsDataset(Dataset):
         scale: list[float] = (1.0, 5.0),
         lower_better: bool = False,
         screening: bool = True,
+        image_column: str = "image",
+        patient_column: str | None = None,
+        min_rater_correlation: float | None = None,
     ) -> None:
         super().__init__(root=root, ratings=ratings, mos=mos, metadata=metadata)
+        if patient_column and group_column and patient_column != group_column:
+            raise DataError(f"derm-ratings: patient_column {patient_column!r} and group_column {group_column!r} disagree; give one")
         if (ratings is None) == (mos is None):
             raise DataError("derm-ratings: give exactly one of 'ratings' (raw per-observer CSV) or 'mos' (precomputed MOS CSV)")
         root = root or os.environ.get(self.env_var)
@@ -56,7 +67,9 @@ class DermRatingsDataset(Dataset):
         self.ratings = self._resolve(ratings)
         self.mos_csv = self._resolve(mos)
         self.metadata = self._resolve(metadata)
-        self.group_column = group_column
+        self.group_column = patient_column or group_column
+        self.image_column = image_column
+        self.min_rater_correlation = min_rater_correlation
         low, high = (float(v) for v in scale)
         if not low < high:
             raise DataError(f"derm-ratings: scale must be [low, high] with low < high, got {list(scale)}")
@@ -84,7 +97,7 @@ class DermRatingsDataset(Dataset):
                 problems.append(f"derm-ratings: {what} not found: {p}")
         return problems
 
-    def load(self, ctx: DatasetContext) -> list[Record]:
+    def load(self, ctx: DatasetContext | None) -> list[Record]:
         if self.root is None:
             raise DataError(self.check()[0])
         if self.ratings is not None:
@@ -116,7 +129,8 @@ class DermRatingsDataset(Dataset):
         if len(outside):
             r = outside.iloc[0]
             raise DataError(f"{self.ratings}: rating {r['rating']:g} of image {r['image']!r} by {r['observer']!r} is outside the scale [{low:g}, {high:g}]")
-        table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings))
+        extra = {"min_correlation": self.min_rater_correlation} if self.min_rater_correlation is not None else {}
+        table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings), scale=self.mos_range, **extra)
         self.screening = report.as_dict()
         if self.group_column:
             full = read_table(self.ratings, "ratings CSV")
@@ -136,8 +150,28 @@ class DermRatingsDataset(Dataset):
             return {}
         if self.metadata is not None:
             meta = read_table(self.metadata, "metadata CSV")
-            require_columns(meta, {"image": "image", "group": col}, self.metadata)
-            return {str(i).strip(): str(g).strip() for i, g in zip(meta["image"], meta[col])}
+            require_columns(meta, {"image": self.image_column, "patient": col}, self.metadata)
+            by_name = {str(i).strip(): str(g).strip() for i, g in zip(meta[self.image_column], meta[col])}
+            by_stem = {Path(k).stem: v for k, v in by_name.items()}
+            images = [str(i).strip() for i in table["image"]]
+            found = {i: by_name.get(i, by_stem.get(Path(i).stem)) for i in images}
+            absent = [i for i, g in found.items() if g is None]
+            if absent:
+                raise DataError(f"{self.metadata}: {len(absent)} rated image(s) have no row in column {self.image_column!r} (first: {absent[0]!r})")
+            return found
         if col not in table.columns:
-            raise DataError(f"derm-ratings: group column {col!r} is in neither {source} nor a metadata CSV")
+            raise DataError(f"derm-ratings: patient column {col!r} is in neither {source} nor a metadata CSV")
         return {str(i).strip(): str(g).strip() for i, g in zip(table["image"], table[col])}
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata summary for ``validate``: ratings, screening and patients are all computed from
+        the CSVs (no image is opened), exactly as the run computes them."""
+        from .tabular import summarise_records
+
+        problems = self.check()
+        if problems:
+            raise DataError(problems[0])
+        out = summarise_records(self.load(None), self.root, self.mos_range, "derm-ratings")
+        if self.screening:
+            out["screening"] = f"{len(self.screening['rejected'])} of {self.screening['observers']} raters rejected"
+        return out

@@ -1,11 +1,13 @@
 """pyiqa's own metric metadata (direction, score range, mode), read without importing pyiqa.
 
 ``import pyiqa`` takes seconds and pulls in torch; listing methods must stay instant, so the
-metric table (``pyiqa/default_model_configs.py``, a plain dict) is executed on its own.
+metric table (``pyiqa/default_model_configs.py``, a dict literal) is parsed, not executed: each
+entry is read with :func:`ast.literal_eval`, and an entry that is not a literal is left out.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,10 +22,32 @@ def default_configs() -> dict[str, dict[str, Any]]:
     if spec is None or not spec.submodule_search_locations:
         return {}
     source = Path(next(iter(spec.submodule_search_locations))) / "default_model_configs.py"
-    module_spec = importlib.util.spec_from_file_location("_diqa_pyiqa_default_configs", source)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return dict(module.DEFAULT_CONFIGS)
+    try:
+        return parse_default_configs(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return {}
+
+
+def parse_default_configs(text: str) -> dict[str, dict[str, Any]]:
+    """The ``DEFAULT_CONFIGS`` mapping of a ``default_model_configs.py`` source text, written as a
+    dict literal or ``OrderedDict({...})``; nothing in the file is executed."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DEFAULT_CONFIGS" for t in node.targets):
+            value = node.value
+            if isinstance(value, ast.Call) and value.args:
+                value = value.args[0]
+            if not isinstance(value, ast.Dict):
+                raise ValueError("DEFAULT_CONFIGS is not a dict literal")
+            out: dict[str, dict[str, Any]] = {}
+            for key, item in zip(value.keys, value.values):
+                try:
+                    name, cfg = ast.literal_eval(key), ast.literal_eval(item)
+                except ValueError:
+                    continue
+                if isinstance(name, str) and isinstance(cfg, dict):
+                    out[name] = cfg
+            return out
+    raise ValueError("no DEFAULT_CONFIGS assignment")
 
 
 def parse_score_range(text: str | None) -> tuple[float, float] | None:
@@ -60,3 +84,7 @@ def metric_info(name: str) -> MetricInfo:
 
 def no_reference_metrics() -> list[str]:
     return sorted(k for k, v in default_configs().items() if v.get("metric_mode") == "NR")
+
+
+def full_reference_metrics() -> list[str]:
+    return sorted(k for k, v in default_configs().items() if v.get("metric_mode") == "FR")
