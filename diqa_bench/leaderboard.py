@@ -175,7 +175,41 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
     lines.append("")
     lines.extend(protocol_lines(run_info))
     lines.append("")
+    lines.extend(data_section(run_info))
     return "\n".join(lines)
+
+
+def data_section(run_info: dict[str, Any]) -> list[str]:
+    """'## Data and raters': per dataset, what was done to its images and where its split came
+    from; per rated dataset, which raters the screening rejected and the inter-rater reliability.
+    Empty when there is nothing of the kind to say."""
+    out: list[str] = []
+    if run_info.get("protocol", {}).get("split_protocol") == "full":
+        out.append("- Protocol full: every image of each test domain is scored (no training side; zero-shot methods only).")
+    for dom in run_info.get("domains", {}).values():
+        for d in dom.get("datasets", []):
+            bits = []
+            pre = d.get("preprocessing")
+            if pre:
+                bits.append(f"images resized to a {pre.get('resize_short_side')}-pixel short side before scoring ({pre.get('method')})")
+            if d.get("split_source"):
+                counts = d.get("split_counts", {})
+                shown = ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test", "unused") if counts.get(k))
+                bits.append(f"split from {d['split_source']} ({shown}; validation and unused images are neither trained nor tested on)")
+            if bits:
+                out.append(f"- {d['name']}: " + "; ".join(bits) + ".")
+    for name, rep in (run_info.get("screening") or {}).items():
+        rejected = rep.get("rejected", [])
+        line = f"- Raters of {name}: {rep.get('observers')} raters, {rep.get('images')} images, {rep.get('ratings')} ratings; screening: {rep.get('method')}. "
+        line += (f"Rejected {len(rejected)}: " + "; ".join(f"{r['observer']} ({r['reason']})" for r in rejected) + ".") if rejected else "No rater rejected."
+        rel = rep.get("reliability") or {}
+        if rel.get("value") is not None:
+            line += (f" Inter-rater reliability of the kept raters: {rel['value']:.3f} ({int(100 * rel.get('confidence', 0.95))}% bootstrap interval "
+                     f"{rel['ci_low']:.3f} to {rel['ci_high']:.3f} over {rel.get('images')} images; {rel.get('method')}).")
+        out.append(line)
+    if not out:
+        return []
+    return ["## Data and raters", "", *out, ""]
 
 
 def protocol_lines(run_info: dict[str, Any]) -> list[str]:

@@ -122,12 +122,16 @@ def group_kfold(groups: Sequence[str], k: int, seed: int) -> list[tuple[list[int
 
 
 # -- pyiqa split files ----------------------------------------------------------------------------
+class RefusedGlobal(pickle.UnpicklingError):
+    """A split file asked for a class or function: refused, nothing was run."""
+
+
 class DataOnlyUnpickler(pickle.Unpickler):
     """An unpickler that refuses every global, so a split file can never run code: only what the
     pickle protocol encodes directly loads (dict, list, tuple, int, float, str, bytes, bool, None)."""
 
     def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a split file may hold only dicts, lists and numbers")
+        raise RefusedGlobal(f"refused to load {module}.{name}: a split file may hold only dicts, lists and numbers")
 
 
 def read_split_file(path, split_index: object = 1) -> dict[str, list[int]]:
@@ -139,9 +143,9 @@ def read_split_file(path, split_index: object = 1) -> dict[str, list[int]]:
     try:
         with open(path, "rb") as fh:
             data = DataOnlyUnpickler(fh).load()
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise DataError(f"split file {path}: {exc}") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as exc:
         raise DataError(f"split file {path} is not a readable pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise DataError(f"split file {path}: expected a dict of splits, found {type(data).__name__}")

@@ -74,9 +74,10 @@ def _pyiqa_layout(tmp_path, cls, header, rows, image_names):
 @pytest.mark.parametrize(
     "cls, header, rows, names, mos_range, lower_better",
     [
-        (KonIQ10k, ["img_name", "mos", "std", "split"], [["1.jpg", 55.0, 10.0, "train"], ["2.jpg", 70.0, 8.0, "test"]], ["1.jpg", "2.jpg"], (0, 100), False),
+        (KonIQ10k, ["img_name", "mos", "std", "split", "c1", "c2", "c3", "c4", "c5", "c_total"],
+         [["1.jpg", 55.0, 0.5, 0, 0.0, 0.1, 0.5, 0.4, 0.0, 100], ["2.jpg", 70.0, 0.6, 2, 0.0, 0.0, 0.3, 0.6, 0.1, 104]], ["1.jpg", "2.jpg"], (0, 100), False),
         (SPAQ, ["Image name", "MOS", "Brightness"], [["00001.png", 42.0, 40.0], ["00002.png", 81.0, 70.0]], ["00001.png", "00002.png"], (0, 100), False),
-        (KADID10k, ["ref_img", "dist_img", "dmos", "var"], [["I01.png", "I01_01_01.png", 4.5, 0.1], ["I01.png", "I01_01_05.png", 1.9, 0.2], ["I02.png", "I02_03_02.png", 3.0, 0.3]],
+        (KADID10k, ["ref_name", "dist_name", "dmos", "std"], [["I01.png", "I01_01_01.png", 4.5, 0.1], ["I01.png", "I01_01_05.png", 1.9, 0.2], ["I02.png", "I02_03_02.png", 3.0, 0.3]],
          ["I01_01_01.png", "I01_01_05.png", "I02_03_02.png"], (1, 5), False),
         (CSIQ, ["ref_name", "dist_name", "dmos"], [["1600.png", "1600.AWGN.1.png", 0.06], ["1600.png", "1600.AWGN.5.png", 0.7], ["aerial_city.png", "aerial_city.BLUR.2.png", 0.2]],
          ["1600.AWGN.1.png", "1600.AWGN.5.png", "aerial_city.BLUR.2.png"], (0, 1), True),
@@ -86,7 +87,7 @@ def _pyiqa_layout(tmp_path, cls, header, rows, image_names):
 )
 def test_public_databases_in_pyiqa_layout(tmp_path, ctx, cls, header, rows, names, mos_range, lower_better):
     base = _pyiqa_layout(tmp_path, cls, header, rows, names)
-    ds = cls(root=str(base))
+    ds = cls(root=str(base), **({"resize": None} if cls is SPAQ else {}))
     assert ds.check() == []
     recs = check_records(ds.load(ctx), ds, cls.name).records
     assert [r.id for r in recs] == names
@@ -112,10 +113,13 @@ def test_koniq_on_the_1_to_5_scale_declares_it(tmp_path, ctx):
 
 
 def test_koniq_official_split(tmp_path, ctx):
-    base = _pyiqa_layout(tmp_path, KonIQ10k, ["img_name", "mos", "std", "split"], [["1.jpg", 55.0, 1, "train"], ["2.jpg", 70.0, 1, "test"]], ["1.jpg", "2.jpg"])
+    base = _pyiqa_layout(tmp_path, KonIQ10k, ["img_name", "mos", "std", "split"], [["1.jpg", 55.0, 1, 0], ["2.jpg", 70.0, 1, 2], ["3.jpg", 60.0, 1, 1]],
+                         ["1.jpg", "2.jpg", "3.jpg"])
     recs = KonIQ10k(root=str(base), official_split=True).load(ctx)
-    assert [r.split for r in recs] == ["train", "test"]
-    assert [r.split for r in KonIQ10k(root=str(base)).load(ctx)] == [None, None]
+    assert [r.split for r in recs] == ["train", "test", "val"]
+    assert [r.split for r in KonIQ10k(root=str(base)).load(ctx)] == [None, None, None]
+    train, test = split_records(recs, 0.3, seed=0)
+    assert [r.id for r in train] == ["1.jpg"] and [r.id for r in test] == ["2.jpg"]  # validation: neither side
 
 
 def test_livec_drops_the_seven_training_images(tmp_path, ctx):
