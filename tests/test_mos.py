@@ -70,3 +70,80 @@ def test_bad_ratings_give_one_line_errors(frame, message):
     with pytest.raises(DataError, match=message) as info:
         compute_mos(frame)
     assert "\n" not in str(info.value)
+
+
+def _panel(n_images=40, good=7, bad=None, seed=1):
+    """Integer 1-5 ratings from ``good`` attentive raters (noise 0.6) plus one ``bad`` rater."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(1.5, 4.5, n_images)
+    rows = []
+    for o in range(good):
+        r = np.clip(np.round(truth + rng.normal(0, 0.6, n_images)), 1, 5)
+        rows += [(f"i{i:02d}", f"good{o}", r[i]) for i in range(n_images)]
+    if bad == "inverted":
+        r = np.clip(np.round(6 - truth + rng.normal(0, 0.6, n_images)), 1, 5)
+    elif bad == "random":
+        r = rng.integers(1, 6, n_images).astype(float)
+    elif bad == "constant":
+        r = np.full(n_images, 3.0)
+    if bad:
+        rows += [(f"i{i:02d}", "bad", r[i]) for i in range(n_images)]
+    return pd.DataFrame(rows, columns=["image", "observer", "rating"])
+
+
+@pytest.mark.parametrize("good, bad, words", [(7, "inverted", "reversed scale"), (3, "random", "unrelated to the others"), (3, "inverted", "reversed scale"),
+                                              (4, "constant", "same rating")])
+def test_inverted_random_and_constant_raters_are_rejected(good, bad, words):
+    df = _panel(good=good, bad=bad)
+    # the kurtosis test alone keeps them: it judges one image at a time
+    from diqa_bench.mos import screen_observers
+
+    assert "bad" not in [r.observer for r in screen_observers(df)]
+    mos, report = compute_mos(df, scale=(1, 5))
+    assert [r.observer for r in report.rejected] == ["bad"]
+    assert words in report.rejected[0].reason
+    assert (mos["n"] == good).all()
+    assert set(report.correlations) == {f"good{o}" for o in range(good)}
+    assert all(r > 0.3 for r in report.correlations.values())
+
+
+def test_attentive_panel_keeps_everyone_and_reports_reliability():
+    df = _panel(good=5)
+    _, report = compute_mos(df)
+    assert report.rejected == []
+    rel = report.reliability
+    assert 0.6 < rel["ci_low"] <= rel["value"] <= rel["ci_high"] < 1.0
+    assert rel["images"] == 40 and "Spearman-Brown" in rel["method"]
+    assert "inter-rater reliability" in format_report(report)
+    # a noisier panel is less reliable
+    noisy = df.copy()
+    noisy["rating"] = noisy["rating"] + np.random.default_rng(0).normal(0, 2.0, len(noisy))
+    assert compute_mos(noisy, screening=False)[1].reliability["value"] < rel["value"] - 0.2
+
+
+def test_intervals_are_clipped_to_the_rating_scale():
+    rows = [("a", f"o{k}", r) for k, r in enumerate([5, 5, 5, 4])] + [("b", f"o{k}", r) for k, r in enumerate([1, 1, 2, 1])]
+    df = pd.DataFrame(rows, columns=["image", "observer", "rating"])
+    unclipped, _ = compute_mos(df, screening=False)
+    assert unclipped["ci_high"].max() > 5 and unclipped["ci_low"].min() < 1
+    mos, _ = compute_mos(df, screening=False, scale=(1, 5))
+    assert mos["ci_high"].max() == 5 and mos["ci_low"].min() == 1
+    assert mos.loc[mos.image == "a", "ci_low"].item() == pytest.approx(unclipped.loc[unclipped.image == "a", "ci_low"].item())
+
+
+def test_leaderboard_data_section_reports_raters_and_preprocessing():
+    from diqa_bench.leaderboard import data_section
+
+    _, report = compute_mos(_panel(good=3, bad="random"), scale=(1, 5))
+    info = {
+        "protocol": {"split_protocol": "full"},
+        "domains": {"d": {"datasets": [{"name": "spaq", "preprocessing": {"resize_short_side": 448, "method": "PIL bilinear"},
+                                        "split_source": "split file spaq_seed123.pkl, split 1", "split_counts": {"train": 8, "val": 1, "test": 2}}]}},
+        "screening": {"derm": report.as_dict()},
+    }
+    text = "\n".join(data_section(info))
+    assert text.startswith("## Data and raters")
+    assert "Protocol full" in text
+    assert "spaq: images resized to a 448-pixel short side" in text and "train 8, val 1, test 2" in text
+    assert "Rejected 1: bad (" in text and "Inter-rater reliability of the kept raters" in text
+    assert data_section({"domains": {}}) == []

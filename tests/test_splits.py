@@ -97,3 +97,36 @@ def test_split_items_and_group_kfold_are_group_aware():
         seen += val
     assert sorted(seen) == list(range(30))  # every item validated exactly once
     assert group_kfold(groups, 5, seed=1) == folds
+
+
+def test_protocol_full_scores_every_image_and_reports_raters(tmp_path):
+    """A zero-shot run under protocol full scores whole datasets; a rated dataset's screening and
+    reliability reach run.json and LEADERBOARD.md."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    truth = rng.uniform(1.5, 4.5, 24)
+    rows = []
+    for i, t in enumerate(truth):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(photos / f"p{i % 6}_{i}.png")
+        rows += [(f"p{i % 6}_{i}.png", f"r{o}", int(np.clip(round(t + rng.normal(0, 0.5)), 1, 5)), f"p{i % 6}") for o in range(4)]
+        rows.append((f"p{i % 6}_{i}.png", "reversed", int(np.clip(round(6 - t), 1, 5)), f"p{i % 6}"))
+    pd.DataFrame(rows, columns=["image", "observer", "rating", "patient"]).to_csv(photos / "ratings.csv", index=False)
+    cfg = stub_config(methods=[{"name": "stub-noise"}], seeds=[0], train_sets=[], test_domains=["a", "derm"])
+    cfg["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "patient_column": "patient"}}]
+    cfg["splits"] = {"protocol": "full", "seeds": [0]}
+    res = run_tiny_benchmark(tmp_path / "run", cfg)
+    assert res.exit_code == 0
+    srocc = res.metrics[(res.metrics.statistic == "SROCC") & (res.metrics.seed.astype(str) == "all")]
+    assert dict(zip(srocc.test, srocc.n)) == {"a": 30, "derm": 24}  # every image, no hashed test fraction
+    assert res.run["protocol"]["split_protocol"] == "full"
+    screening = res.run["screening"]["derm-ratings"]
+    assert [r["observer"] for r in screening["rejected"]] == ["reversed"]
+    assert screening["reliability"]["value"] is not None
+    assert "Protocol full" in res.leaderboard and "Raters of derm-ratings" in res.leaderboard
