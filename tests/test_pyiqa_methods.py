@@ -46,7 +46,9 @@ def test_registers_every_method():
 
     names = []
     diqa_pyiqa.register_methods(register=lambda cls: names.append(cls.name))
-    assert names == ["brisque", "niqe", "piqe", "musiq", "musiq-spaq", "musiq-ava", "musiq-paq2piq", "pyiqa", "brisque-fit", "niqe-fit"]
+    assert names[:10] == ["brisque", "niqe", "piqe", "musiq", "musiq-spaq", "musiq-ava", "musiq-paq2piq", "pyiqa", "brisque-fit", "niqe-fit"]
+    # then every other pyiqa metric under its own (lower-cased) name, once
+    assert {"topiq_nr", "clipiqa", "maniqa", "lpips"} <= set(names[10:]) and len(names) == len(set(names))
 
 
 def test_direction_and_range_come_from_pyiqa_metadata():
