@@ -111,6 +111,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": {"type": "integer", "minimum": 1},
         "workers": {"type": "integer", "minimum": 0},
         "decode": {"enum": ["auto", "cpu", "gpu"], "description": "where JPEGs are decoded: auto/cpu (PIL), gpu (nvJPEG, CUDA only)"},
+        "max_image_pixels": {"type": "integer", "minimum": 1, "description": "larger images are bad input, checked before decoding (default 40000000)"},
     },
 }
 
@@ -308,6 +309,6 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         acceptability=(data.get("acceptability") or {}).get("threshold"),
         weights_dir=data.get("weights_dir"),
         output=data.get("output"),
-        run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode") if k in data},
+        run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode", "max_image_pixels") if k in data},
         executor=dict(data.get("executor") or {}),
     )

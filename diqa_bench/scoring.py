@@ -35,6 +35,12 @@ def score_paths(args, registry) -> int:
     from diqa_bench.methods import MethodContext
     from diqa_bench.runner import _to_floats, resolve_device
 
+    if args.max_pixels is not None:
+        if args.max_pixels < 1:
+            raise UserError(f"--max-pixels {args.max_pixels}: expected a positive number of pixels")
+        from diqa_bench.images import set_image_limits
+
+        set_image_limits(args.max_pixels)
     cls = registry.method(args.method)
     options = _parse_options(args.option)
     if args.weights and not cls.trainable:

@@ -124,3 +124,108 @@ def test_genuine_brisque_weights_still_load(offline_pyiqa):
     method = Brisque()
     method.setup(MethodContext(weights_dir=SHARED_WEIGHTS))
     assert method.model.net.sv.shape[0] > 0
+
+
+# -- decompression bombs ------------------------------------------------------------------------
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (CRC fixed, so PIL believes it)."""
+    import struct
+    import zlib
+
+    buf = __import__("io").BytesIO()
+    Image.new("L", (8, 8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def jpeg_claiming(path: Path, width: int, height: int) -> Path:
+    """A small JPEG whose frame header (SOF0) claims ``width`` x ``height`` pixels."""
+    import struct
+
+    buf = __import__("io").BytesIO()
+    Image.new("RGB", (16, 16), (120, 80, 60)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make", [lambda p: png_claiming(p / "bomb.png", 12000, 12000), lambda p: jpeg_claiming(p / "bomb.jpg", 65000, 65000)])
+def test_bombs_are_refused_from_the_header(tmp_path, make):
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import decode, decode_uint8, probe_size
+
+    bomb = make(tmp_path)
+    for read in (decode, decode_uint8, probe_size):
+        with pytest.raises(DataError, match="exceed the limit|decompression bomb") as info:
+            read(bomb)
+        assert "\n" not in str(info.value) and bomb.name in str(info.value)
+
+
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import MAX_PIXELS_ENV, decode
+
+    img = tmp_path / "a.png"
+    Image.new("RGB", (100, 50)).save(img)
+    assert decode(img).shape == (50, 100, 3)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "4999")
+    with pytest.raises(DataError, match=r"100x50 pixels .* limit"):
+        decode(img)
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_score_skips_bombs_and_writes_the_good_images(tmp_path, stub_registry, monkeypatch, capsys):
+    import csv
+    import io
+
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    folder = _images(tmp_path / "imgs", n=3)
+    png_claiming(folder / "bomb.png", 12000, 12000)
+    jpeg_claiming(folder / "bomb2.jpg", 65000, 65000)
+    code = cli.main(["score", "-m", "stub-noise", str(folder), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    rows = {Path(r["path"]).name: r["score"] for r in csv.DictReader(io.StringIO(out))}
+    assert code == 1
+    assert all(rows[f"im{i}.png"] for i in range(3)) and rows["bomb.png"] == "" and rows["bomb2.jpg"] == ""
+    assert "Traceback" not in err and err.count("skipped") == 2 and "exceed the limit" in err
+
+
+def test_a_bomb_in_a_benchmark_is_one_skipped_image_not_a_failed_cell(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from diqa_bench.testing import run_tiny_benchmark
+
+    import diqa_datasets
+
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
+    folder = _images(tmp_path / "imgs", n=24)
+    png_claiming(folder / "bomb.png", 12000, 12000)
+    names = sorted(p.name for p in folder.iterdir())
+    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = {
+        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
+        "methods": [{"name": "stub-noise"}],
+        "test_domains": ["a"],
+        "splits": {"test_ratio": 0.99},
+        "statistics": {"bootstrap": 10},
+    }
+    result = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)], reports=False)
+    assert result.exit_code == 0
+    assert [s["reason"] for s in result.run["skipped"] if "bomb.png" in str(s)] and "exceed the limit" in str(result.run["skipped"])
+
+
+def test_batches_are_bounded_by_pixels_not_only_by_count():
+    from diqa_bench.images import size_buckets
+
+    phone = (3024, 4032)
+    sizes = {i: phone for i in range(5)} | {i: (384, 512) for i in range(5, 25)}
+    batches = size_buckets(range(25), sizes, batch_size=16, pixel_budget=16 * 1024 * 768)
+    assert [len(b) for b in batches] == [1, 1, 1, 1, 1, 16, 4]
+    assert all(len(b) * sizes[b[0]][0] * sizes[b[0]][1] <= 16 * 1024 * 768 or len(b) == 1 for b in batches)
