@@ -229,3 +229,78 @@ def test_batches_are_bounded_by_pixels_not_only_by_count():
     batches = size_buckets(range(25), sizes, batch_size=16, pixel_budget=16 * 1024 * 768)
     assert [len(b) for b in batches] == [1, 1, 1, 1, 1, 16, 4]
     assert all(len(b) * sizes[b[0]][0] * sizes[b[0]][1] <= 16 * 1024 * 768 or len(b) == 1 for b in batches)
+
+
+# -- configs ------------------------------------------------------------------------------------
+
+BASE_CONFIG = "domains:\n  a:\n    - dataset: stub-dataset\nmethods:\n  - name: stub-noise\ntest_domains: [a]\n"
+
+
+def alias_bomb(levels: int = 9, width: int = 10) -> str:
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return "\n".join(lines) + f"\n"
+
+
+@pytest.mark.parametrize("where", ["dataset", "metric_options"])
+def test_alias_bomb_is_refused_quickly(tmp_path, stub_registry, monkeypatch, capsys, where):
+    bomb = alias_bomb()
+    bomb_lines = "\n".join("        " + ln for ln in bomb.splitlines())
+    if where == "dataset":
+        text = f"domains:\n  a:\n    - dataset: stub-dataset\n      options:\n{bomb_lines}\nmethods:\n  - name: stub-noise\ntest_domains: [a]\n"
+    else:
+        text = f"domains:\n  a:\n    - dataset: stub-dataset\nmethods:\n  - name: stub-noise\n    options:\n      metric_options:\n{bomb_lines}\ntest_domains: [a]\n"
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    for command in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert "refused" in err and "aliases" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_small_aliases_still_work(tmp_path):
+    from diqa_bench.config import load_yaml
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("shared: &opts {size: 32}\n" + BASE_CONFIG + "extra: [*opts, *opts]\n")
+    assert load_yaml(path)["extra"] == [{"size": 32}, {"size": 32}]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (BASE_CONFIG + "methods:\n  - name: other\n", r"duplicate key 'methods' \(first at line 4\)"),
+        ("domains:\n  a:\n    - dataset: x\n      name: one\n      name: two\n", "duplicate key 'name'"),
+        ("x: " + "[" * 200 + "]" * 200 + "\n", "nested more than"),
+    ],
+)
+def test_duplicate_keys_and_deep_nesting_are_errors(tmp_path, text, message):
+    from diqa_bench.config import load_yaml
+    from diqa_bench.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_yaml(path)
+    assert "\n" not in str(info.value)
+
+
+def test_non_utf8_and_oversized_configs_are_one_line(tmp_path, capsys):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(BASE_CONFIG.replace("stub-noise", "stub-noise\n    label: caf\xe9").encode("latin-1"))
+    assert cli.main(["validate", str(latin1)]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "0xe9" in err and "Traceback" not in err
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(BASE_CONFIG + "description: '" + "x" * (2 << 20) + "'\n")
+    assert cli.main(["validate", str(huge)]) == 2
+    assert "too large" in capsys.readouterr().err
+
+
+def test_bad_score_option_value_is_one_line(tmp_path, capsys):
+    assert cli.main(["score", "-m", "brisque", "--option", "precision=[unclosed", str(_images(tmp_path / "i", 1))]) == 2
+    err = capsys.readouterr().err
+    assert "--option" in err and "not valid YAML" in err and "Traceback" not in err
