@@ -336,11 +336,11 @@ class Runner:
     def _finish(self, o: CellOutcome, images: list[ImageRef], scores: list[float], method: Method, token: str, ctx, ensure_setup) -> None:
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
         nan_imgs = [i for i in bad if images[i].key not in self.decode_skips]
-        if nan_imgs:
-            if self.config.bad_input == "error":
-                raise ValueError(f"{len(nan_imgs)} of {len(scores)} scores are NaN or infinite (first: {images[nan_imgs[0]].path})")
-            for i in nan_imgs:
-                self.skips.append(Skip(images[i].dataset, images[i].id, f"{o.method}: score is NaN or infinite"))
+        if nan_imgs:  # the method's own failure, not bad input: ranking it on the images left would
+            # compare it with other methods on an easier subset
+            o.status = "failed"
+            o.reason = f"{len(nan_imgs)} of {len(scores)} scores are NaN or infinite (first: {images[nan_imgs[0]].path})"
+            return
         keep = [i for i in range(len(scores)) if i not in set(bad)]
         for i in bad:
             if images[i].key in self.decode_skips:
