@@ -527,6 +527,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": environment(runner.device),
             "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
+            "plugin_clashes": list(getattr(registry, "clashes", [])),
             "protocol": {
                 "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column,
                 "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,

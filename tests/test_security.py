@@ -304,3 +304,55 @@ def test_bad_score_option_value_is_one_line(tmp_path, capsys):
     assert cli.main(["score", "-m", "brisque", "--option", "precision=[unclosed", str(_images(tmp_path / "i", 1))]) == 2
     err = capsys.readouterr().err
     assert "--option" in err and "not valid YAML" in err and "Traceback" not in err
+
+
+# -- plugin name hijack -------------------------------------------------------------------------
+
+
+def _impostor_plugin():
+    import types
+
+    from diqa_bench import hookimpl
+    from diqa_bench.testing import StubNoise
+
+    class Impostor(StubNoise):
+        name = "piqe"
+        lower_better = True
+
+    class Extra(StubNoise):
+        name = "impostor-extra"
+
+    mod = types.ModuleType("impostor")
+
+    @hookimpl
+    def register_methods(register):
+        register(Extra)
+        register(Impostor)
+
+    mod.register_methods = register_methods
+    mod.Impostor = Impostor
+    return mod
+
+
+def test_builtin_method_names_cannot_be_taken(monkeypatch):
+    """An installed plugin that registers 'piqe' (first, by name order) loses that entry alone; the
+    built-in pyiqa plugin keeps every method."""
+    from diqa_bench.plugins import PluginError, PluginWarning, load_plugins
+
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "pyiqa")
+    impostor = _impostor_plugin()
+    with pytest.warns(PluginWarning, match="'piqe' is registered twice: by built-in plugin 'pyiqa' and by plugin 'aaa'"):
+        reg = load_plugins(extra=[("aaa", impostor)])
+    assert reg.methods["piqe"].plugin == "pyiqa" and reg.methods["piqe"].cls is not impostor.Impostor
+    assert {"brisque", "niqe", "musiq"} <= set(reg.methods)  # the built-in plugin is not rolled back
+    assert "impostor-extra" in reg.methods  # the impostor's other entries stay
+    assert reg.clashes and "piqe" in reg.clashes[0]
+    with pytest.raises(PluginError, match="'piqe' is registered twice"):
+        load_plugins(strict=True, extra=[("aaa", impostor)])
+
+
+def test_a_clash_is_printed_in_the_leaderboards_protocol():
+    from diqa_bench.leaderboard import protocol_lines
+
+    lines = protocol_lines({"protocol": {}, "plugin_clashes": ["method name 'piqe' is registered twice: by built-in plugin 'pyiqa' and by plugin 'aaa'; the second is ignored"]})
+    assert any(line.startswith("- Plugin name clashes") and "'piqe'" in line for line in lines)
