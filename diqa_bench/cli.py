@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=16)
     sc.add_argument("--workers", type=int, default=0)
     sc.add_argument("--weights-dir")
+    sc.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                    help="larger images are skipped, checked before decoding (default 40000000, or $DIQA_BENCH_MAX_PIXELS)")
     sc.add_argument("--decode", choices=["auto", "cpu", "gpu"], default=None,
                    help="where JPEGs are decoded: auto or cpu (default: PIL, identical scores on every machine), gpu (nvJPEG: faster, scores differ slightly)")
 
@@ -222,6 +224,10 @@ def cmd_run(args) -> int:
 
     out = Path(args.out or cfg.output or Path("results") / cfg.name)
     ro = cfg.run_options
+    if "max_image_pixels" in ro:
+        from diqa_bench.images import set_image_limits
+
+        set_image_limits(ro["max_image_pixels"])
     opts = RunOptions(
         out=out,
         cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir(),

@@ -112,6 +112,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": {"type": "integer", "minimum": 1},
         "workers": {"type": "integer", "minimum": 0},
         "decode": {"enum": ["auto", "cpu", "gpu"], "description": "where JPEGs are decoded: auto/cpu (PIL), gpu (nvJPEG, CUDA only)"},
+        "max_image_pixels": {"type": "integer", "minimum": 1, "description": "larger images are bad input, checked before decoding (default 40000000)"},
     },
 }
 
@@ -205,12 +206,105 @@ def validate_options(options: dict[str, Any], properties: dict[str, Any], requir
         raise ConfigError(f"{file}: {_schema_error_message(e, where)}")
 
 
+# A config is a few kilobytes. These limits stop a hostile or broken file before it costs memory:
+# YAML aliases share one object, so nine levels of ten aliases load as a small graph that expands to
+# 10^9 nodes when anything walks it (schema validation, error messages, hashing, json).
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # counted with every alias expanded
+MAX_YAML_DEPTH = 64
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (YAML says they are an error; PyYAML keeps
+    the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader reports unhashable keys itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def _check_node_graph(root) -> None:
+    """Raise ValueError when the composed YAML, with aliases expanded, is too large or too deep."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, depth)
+    stack = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        if nid in sizes and not done:
+            continue
+        children = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if not done:
+            if nid in on_path:
+                raise ValueError("a recursive alias")
+            on_path.add(nid)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            if len(on_path) > MAX_YAML_DEPTH:
+                raise ValueError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+            continue
+        on_path.discard(nid)
+        total = 1 + sum(sizes[id(c)][0] for c in children)
+        depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+        if total > MAX_YAML_NODES:
+            raise ValueError(f"expands to more than {MAX_YAML_NODES} values (aliases counted in full)")
+        if depth > MAX_YAML_DEPTH:
+            raise ValueError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+        sizes[nid] = (min(total, MAX_YAML_NODES + 1), depth)
+
+
+def safe_yaml(text: str) -> Any:
+    """Parse YAML text with unique keys and the limits above; YAML errors propagate as yaml.YAMLError,
+    limits as ValueError."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
+        raise ValueError(f"larger than {MAX_YAML_BYTES // 1024} KiB")
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_node_graph(node)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_YAML_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: too large for a config ({path.stat().st_size} bytes; at most {MAX_YAML_BYTES // 1024} KiB)")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = safe_yaml(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: refused: the YAML {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -314,7 +408,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         acceptability=(data.get("acceptability") or {}).get("threshold"),
         weights_dir=data.get("weights_dir"),
         output=data.get("output"),
-        run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode") if k in data},
+        run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode", "max_image_pixels") if k in data},
         executor=dict(data.get("executor") or {}),
         protocol=str(splits["protocol"]),
     )

@@ -5,6 +5,14 @@ EXIF orientation is applied; greyscale, palette and CMYK images become RGB; an a
 dropped; 16-bit images keep their precision (scaled by 1/65535). Truncated, corrupt, empty or
 non-image files raise :class:`~diqa_bench.errors.DataError` with the path and the decoder's reason.
 
+Limits, checked on the header before any pixel is decoded: an image over :func:`max_pixels`
+(default 40 megapixels, over three times a 12 MP phone photo; config ``max_image_pixels``, ``score
+--max-pixels`` or ``$DIQA_BENCH_MAX_PIXELS``) is bad input, as is anything PIL calls a decompression
+bomb. A 140 KB PNG can claim 12000x12000 pixels, and a JPEG header 65000x65000: decoding either
+would take gigabytes. Batches are cut by pixels as well as by count (:func:`batch_pixels`, default
+16 images of 1024x768), so a batch of 16 full-size phone photos (2.3 GB as float32, many times that
+in a metric's float64 intermediates) becomes 16 batches of one.
+
 PIL decodes by default, on every device. ``decoder="nvjpeg"`` (``--decode gpu``) decodes colour
 JPEGs on the GPU instead: faster, but not bit-identical to libjpeg (see :func:`resolve_decoder`).
 """
@@ -12,7 +20,9 @@ JPEGs on the GPU instead: faster, but not bit-identical to libjpeg (see :func:`r
 from __future__ import annotations
 
 import io
+import os
 import random
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +37,76 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 _EXIF_ORIENTATION = 0x0112
 _ROTATES = {5, 6, 7, 8}  # orientations that swap width and height
 
+MAX_PIXELS_ENV = "DIQA_BENCH_MAX_PIXELS"
+BATCH_PIXELS_ENV = "DIQA_BENCH_BATCH_PIXELS"
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_BATCH_PIXELS = 16 * 1024 * 768
+
+# Our own limit (below) replaces PIL's warning; PIL's hard error stays as a second line of defence.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise UserError(f"${name}={raw!r}: expected a number of pixels") from None
+    if value < 1:
+        raise UserError(f"${name}={raw!r}: expected a positive number of pixels")
+    return value
+
+
+def max_pixels() -> int:
+    """Images with more pixels than this are bad input (skipped or an error, by ``bad_input``).
+    Read from the environment, so DataLoader, process-pool and Ray workers inherit it."""
+    return _env_int(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
+
+
+def batch_pixels() -> int:
+    """At most this many pixels per batch (at least one image): bounds the memory of a batch."""
+    return _env_int(BATCH_PIXELS_ENV, DEFAULT_BATCH_PIXELS)
+
+
+def set_image_limits(max_image_pixels: int | None = None, max_batch_pixels: int | None = None) -> None:
+    """Set the limits for this process and every worker it starts from now on."""
+    if max_image_pixels is not None:
+        os.environ[MAX_PIXELS_ENV] = str(int(max_image_pixels))
+    if max_batch_pixels is not None:
+        os.environ[BATCH_PIXELS_ENV] = str(int(max_batch_pixels))
+
+
+def _check_pixels(path, size: tuple[int, int]) -> None:
+    w, h = size
+    limit = max_pixels()
+    if w * h > limit:
+        raise DataError(f"{path}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) exceed the limit of {limit / 1e6:g} MP (max_image_pixels)")
+
+
+def _open(path):
+    """``Image.open`` with the pixel limit checked on the header, before anything is decoded."""
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL refuses 2x its own limit: never below ours
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused as a decompression bomb ({exc})") from None
+    try:
+        _check_pixels(path, img.size)
+    except DataError:
+        img.close()
+        raise
+    return img
+
 
 def decode(path: str | Path) -> np.ndarray:
     """Read one image as float32 RGB, shape [H, W, 3], values in [0, 1]."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
             return _to_rgb_float(img)
@@ -66,7 +140,7 @@ def _to_rgb_float(img: Image.Image) -> np.ndarray:
 def probe_size(path: str | Path) -> tuple[int, int]:
     """(height, width) after EXIF rotation, read from the header only."""
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
             w, h = img.size
             try:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
@@ -136,7 +210,7 @@ def decode_uint8(path: str | Path) -> np.ndarray:
     16-bit and float images come back as :func:`decode` gives them."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
             if img.mode not in ("RGB", "L", "P", "PA", "RGBA", "LA", "CMYK", "YCbCr"):
                 return decode(path)
             img = ImageOps.exif_transpose(img)
@@ -144,7 +218,7 @@ def decode_uint8(path: str | Path) -> np.ndarray:
             if img.mode != "RGB":
                 img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "PA") else img.convert("RGB")
             return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
-    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (FileNotFoundError, UnidentifiedImageError, OSError, SyntaxError, ValueError, DataError):
         return decode(path)  # the same one-line errors as decode()
 
 
@@ -172,10 +246,11 @@ def _read_jpeg(path: str) -> _Jpeg | None:
     import torch
 
     try:
+        with Image.open(path) as img:  # header first: a bomb's bytes are never handed to nvJPEG
+            if img.format != "JPEG" or img.mode != "RGB" or img.size[0] * img.size[1] > max_pixels():
+                return None
         raw = Path(path).read_bytes()
         with Image.open(io.BytesIO(raw)) as img:
-            if img.format != "JPEG" or img.mode != "RGB":
-                return None
             try:
                 orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
             except Exception:  # a broken EXIF block is not a broken image
@@ -271,12 +346,24 @@ def _collate(items):
     return items  # batches are stacked after errors are taken out
 
 
-def size_buckets(order: Sequence[int], sizes: dict[int, tuple[int, int]], batch_size: int) -> list[list[int]]:
-    """Group positions by image size, keeping first-seen order, then cut into batches."""
+def per_batch(batch_size: int, size: tuple[int, int], pixel_budget: int | None = None) -> int:
+    """Images of ``size`` per batch: ``batch_size``, fewer when they would exceed the pixel budget
+    (never fewer than one)."""
+    budget = batch_pixels() if pixel_budget is None else pixel_budget
+    return max(1, min(batch_size, budget // max(1, size[0] * size[1])))
+
+
+def size_buckets(order: Sequence[int], sizes: dict[int, tuple[int, int]], batch_size: int, pixel_budget: int | None = None) -> list[list[int]]:
+    """Group positions by image size, keeping first-seen order, then cut into batches of at most
+    ``batch_size`` images and (unless a single image is larger) ``pixel_budget`` pixels."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i in order:
         groups[sizes[i]].append(i)
-    return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+    out = []
+    for size, g in groups.items():
+        n = per_batch(batch_size, size, pixel_budget)
+        out.extend(g[s : s + n] for s in range(0, len(g), n))
+    return out
 
 
 def iter_batches(
@@ -333,7 +420,8 @@ def iter_batches(
         good = [p for p in positions if p in sizes]
         batches = size_buckets(good, sizes, batch_size)
     else:
-        batches = [positions[s : s + batch_size] for s in range(0, len(positions), batch_size)]
+        n = per_batch(batch_size, size)
+        batches = [positions[s : s + n] for s in range(0, len(positions), n)]
     if not batches:
         return
 

@@ -4,6 +4,12 @@ Every plugin, in-tree or third-party, is a module named by an entry point in the
 group. ``DIQA_BENCH_PLUGINS=a,b`` loads only those entry points (empty: none). A plugin that fails to
 import or register is reported with a warning naming it and the cause, and the rest go on;
 ``--strict-plugins`` or ``DIQA_BENCH_STRICT_PLUGINS=1`` makes that fatal.
+
+Names are first come, first served, and the built-in plugins (shipped in diqa-bench itself) always
+come first: a plugin that registers a name already taken (``piqe`` from another package) loses only
+that entry, with a warning (an error under ``--strict-plugins``), and the clash is recorded in
+run.json and the leaderboard's protocol. Without this, an installed package could replace a
+built-in metric, or take the whole built-in plugin down, and a run would exit 0 with the impostor.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from diqa_bench.errors import PluginError, UserError
 from diqa_bench.methods import REQUIRED_METHOD_ATTRS, Method
 
 ENTRY_POINT_GROUP = "diqa_bench"
+BUILTIN_DISTRIBUTION = "diqa-bench"
+BUILTIN_MODULES = frozenset({"diqa_datasets", "diqa_pyiqa", "diqa_cross_domain"})
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
 
@@ -48,6 +56,7 @@ class PluginInfo:
     datasets: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     error: str | None = None
+    builtin: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,6 +69,8 @@ class Registry:
         self.datasets: dict[str, Entry] = {}
         self.methods: dict[str, Entry] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        self.clashes: list[str] = []  # one line per entry refused because its name was taken
+        self.strict = False
 
     # -- the register callbacks handed to the hooks ------------------------------------------
     def _add(self, kind: str, cls: Any, plugin: str) -> None:
@@ -80,7 +91,16 @@ class Registry:
             raise PluginError(f"plugin {plugin!r}: method {name!r} has lower_better={cls.lower_better!r}; it must be True or False")
         if name in table:
             other = table[name].plugin
-            raise PluginError(f"{kind} name {name!r} is registered twice: by plugin {other!r} and by plugin {plugin!r}")
+            if other == plugin:
+                raise PluginError(f"plugin {plugin!r} registers {kind} name {name!r} twice")
+            owner = self.plugins.get(other)
+            message = (f"{kind} name {name!r} is registered twice: by {'built-in ' if owner is not None and owner.builtin else ''}"
+                       f"plugin {other!r} and by plugin {plugin!r}; the second is ignored")
+            if self.strict:
+                raise PluginError(message)
+            self.clashes.append(message)
+            warnings.warn(message + " (--strict-plugins makes this fatal)", PluginWarning, stacklevel=2)
+            return
         table[name] = Entry(cls, plugin)
         info = self.plugins.get(plugin)
         if info is not None:
@@ -134,6 +154,7 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     registry = Registry()
+    registry.strict = strict
     wanted = selected_plugins()
 
     def fail(info: PluginInfo, message: str) -> None:
@@ -148,6 +169,7 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
             continue
         dist = getattr(ep, "dist", None)
         info = PluginInfo(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None)
+        info.builtin = info.module in BUILTIN_MODULES and info.distribution == BUILTIN_DISTRIBUTION
         candidates.append((ep.name, ep.load, info))
     for name, obj in extra:
         info = PluginInfo(name, getattr(obj, "__name__", repr(obj)))
@@ -178,8 +200,11 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
         fail(info, f"plugin {plugin_name!r}: {exc} (a misspelt hook name?)")
 
     # Call each plugin's hook on its own, so one plugin's exception is reported against it alone.
+    # Built-in plugins first, so that their names cannot be taken.
     for hook_name, kind in (("register_datasets", "dataset"), ("register_methods", "method")):
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        impls = getattr(pm.hook, hook_name).get_hookimpls()
+        impls = sorted(impls, key=lambda impl: (not registry.plugins[impl.plugin_name].builtin, impls.index(impl)))
+        for impl in impls:
             info = registry.plugins[impl.plugin_name]
             if info.error:
                 continue

@@ -337,11 +337,11 @@ class Runner:
     def _finish(self, o: CellOutcome, images: list[ImageRef], scores: list[float], method: Method, token: str, ctx, ensure_setup) -> None:
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
         nan_imgs = [i for i in bad if images[i].key not in self.decode_skips]
-        if nan_imgs:
-            if self.config.bad_input == "error":
-                raise ValueError(f"{len(nan_imgs)} of {len(scores)} scores are NaN or infinite (first: {images[nan_imgs[0]].path})")
-            for i in nan_imgs:
-                self.skips.append(Skip(images[i].dataset, images[i].id, f"{o.method}: score is NaN or infinite"))
+        if nan_imgs:  # the method's own failure, not bad input: ranking it on the images left would
+            # compare it with other methods on an easier subset
+            o.status = "failed"
+            o.reason = f"{len(nan_imgs)} of {len(scores)} scores are NaN or infinite (first: {images[nan_imgs[0]].path})"
+            return
         keep = [i for i in range(len(scores)) if i not in set(bad)]
         for i in bad:
             if images[i].key in self.decode_skips:
@@ -529,6 +529,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "environment": environment(runner.device),
             "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
+            "plugin_clashes": list(getattr(registry, "clashes", [])),
             "protocol": {
                 "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
                 "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,

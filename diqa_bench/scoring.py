@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from diqa_bench.config import safe_yaml
 from diqa_bench.errors import MethodUnavailable, UserError
 
 
@@ -24,7 +25,11 @@ def _parse_options(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise UserError(f"--option {pair!r}: expected KEY=VALUE")
         k, v = pair.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = safe_yaml(v)
+        except (ValueError, yaml.YAMLError) as exc:
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise UserError(f"--option {pair!r}: the value is not valid YAML: {problem}") from None
     return out
 
 
@@ -35,6 +40,12 @@ def score_paths(args, registry) -> int:
     from diqa_bench.methods import MethodContext
     from diqa_bench.runner import _to_floats, resolve_device
 
+    if args.max_pixels is not None:
+        if args.max_pixels < 1:
+            raise UserError(f"--max-pixels {args.max_pixels}: expected a positive number of pixels")
+        from diqa_bench.images import set_image_limits
+
+        set_image_limits(args.max_pixels)
     cls = registry.method(args.method)
     options = _parse_options(args.option)
     if args.weights and not cls.trainable:

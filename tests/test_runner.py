@@ -154,16 +154,16 @@ def test_failing_cells_are_reported_and_the_rest_runs(tmp_path, stub_counters):
     assert "Cells without results: 2" in res.leaderboard
 
 
-def test_nan_scores_are_skipped_and_listed(tmp_path, stub_counters):
-    methods = [{"name": "stub-noise", "options": {"nan": True}}]
-    res = run_tiny_benchmark(tmp_path, small_config(methods=methods, train_sets=[], test_domains=["a"], bad_input="skip"))
-    assert res.exit_code == 0
-    skipped = res.run["skipped"]
-    assert skipped and all("NaN" in s["reason"] and s["dataset"] == "stub-a" for s in skipped)
-    n = res.metrics[(res.metrics.statistic == "SROCC") & (res.metrics.seed == "0")].n.iloc[0]
-    assert n == len(res.scores) > 0
-    assert not set(res.scores.image) & {s["image"] for s in skipped}
-    assert f"Skipped images ({len(skipped)}" in res.leaderboard
+@pytest.mark.parametrize("bad_input", ["skip", "error"])
+def test_nan_scores_fail_the_cell_instead_of_ranking_it_on_fewer_images(tmp_path, stub_counters, bad_input):
+    methods = [{"name": "stub-noise"}, {"name": "stub-noise", "label": "holes", "options": {"nan": True}}]
+    res = run_tiny_benchmark(tmp_path, small_config(methods=methods, train_sets=[], test_domains=["a"], bad_input=bad_input))
+    assert res.exit_code == 1
+    cell = next(c for c in res.run["cells"] if c["method"] == "holes")
+    assert cell["status"] == "failed" and "NaN or infinite" in cell["reason"]
+    assert set(res.metrics.method) == {"stub-noise"}  # only the complete cell is ranked
+    assert "| holes @ -" in res.leaderboard and "failed: 1 of" in res.leaderboard
+    assert not res.run["skipped"]
 
 
 def test_nan_scores_fail_the_cell_when_bad_input_is_error(tmp_path, stub_counters):

@@ -3,11 +3,20 @@
 1. the ``weights`` option (a file, or a folder holding the file): ``score --weights`` sets it;
 2. the weights folder (``MethodContext.weights_dir``: config ``weights_dir`` or ``$DIQA_BENCH_WEIGHTS``)
    holding the file under pyiqa's own file name;
-3. pyiqa's download cache (``<torch hub dir>/pyiqa/``, i.e. ``$TORCH_HOME/hub/pyiqa``);
-4. a download into that cache, unless offline (``HF_HUB_OFFLINE=1`` or ``DIQA_BENCH_OFFLINE=1``),
-   with a socket timeout so that a machine without network fails in seconds instead of hanging.
+3. diqa-bench's own download folder (``<cache dir>/weights``), then pyiqa's download cache
+   (``<torch hub dir>/pyiqa/``, i.e. ``$TORCH_HOME/hub/pyiqa``), read only;
+4. a download into diqa-bench's download folder, unless offline (``HF_HUB_OFFLINE=1`` or
+   ``DIQA_BENCH_OFFLINE=1``), with a socket timeout so that a machine without network fails in
+   seconds instead of hanging.
 
 Whatever fails raises :class:`MethodUnavailable` with one line naming the file and where to put it.
+
+Weight files are data, never code: a ``.pth`` file is a pickle, and unpickling one can run whatever
+it contains, so every torch file is read with ``torch.load(weights_only=True)`` (tensors, numbers,
+strings and containers of them; anything else is refused with one line). pyiqa itself loads several
+files with ``weights_only=False``; :func:`safe_pyiqa_build` forces ``weights_only=True`` on every
+``torch.load`` while a pyiqa model is built, and serves the files pyiqa asks for without writing
+into its cache (a file copied there would be trusted by every later pyiqa user on the machine).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import tempfile
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from diqa_bench.errors import MethodUnavailable
 
@@ -26,6 +36,13 @@ WEIGHTS_ENV = "DIQA_BENCH_WEIGHTS"
 OFFLINE_ENVS = ("DIQA_BENCH_OFFLINE", "HF_HUB_OFFLINE")
 PYIQA_WEIGHTS_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{}"  # pyiqa's get_url_from_name
 DEFAULT_DOWNLOAD_TIMEOUT_S = 15.0
+
+
+def download_dir() -> Path:
+    """Where diqa-bench keeps weights it downloaded itself (never pyiqa's or torch's caches)."""
+    from diqa_bench.cache import default_cache_dir
+
+    return default_cache_dir() / "weights"
 
 
 def pyiqa_cache_dir() -> Path:
@@ -68,7 +85,7 @@ def find_weights(file_name: str, explicit: str | os.PathLike | None, ctx_weights
             raise MethodUnavailable(f"weights file {path} not found (expected pyiqa's {file_name})")
         return path
     folder = weights_folder(ctx_weights_dir)
-    for candidate in ([folder / file_name] if folder else []) + [pyiqa_cache_dir() / file_name]:
+    for candidate in ([folder / file_name] if folder else []) + [download_dir() / file_name, pyiqa_cache_dir() / file_name]:
         if candidate.is_file():
             return candidate
     return None
@@ -97,28 +114,117 @@ def download(url: str, target: Path, timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT
     return target
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_tensors(path: str | os.PathLike) -> Any:
+    """A torch file's content, loaded without running code: ``weights_only=True`` unpickles only
+    tensors, numbers, strings and containers of them. Anything else raises MethodUnavailable."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except MethodUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - explained in one line
+        raise refused(path, exc) from None
+
+
+def refused(path: str | os.PathLike, exc: BaseException) -> MethodUnavailable:
+    """One line for a torch file that ``weights_only=True`` would not load."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch's message: a paragraph of advice, then the reason on its own line
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln.split()[:3]), None)
+        if reason is not None:
+            return MethodUnavailable(
+                f"weights file {path} refused: it holds Python objects, not only tensors, and loading it could run code ({_one_line(reason, 120)})"
+            )
+        detail = next((ln for ln in lines if ln.startswith("Unsupported") or "error:" in ln and not ln.endswith(":")), lines[-1] if lines else "")
+        return MethodUnavailable(f"weights file {path} is not a readable torch file: {_one_line(detail, 120)}")
+    return MethodUnavailable(f"weights file {path} is not a readable torch file: {_one_line(exc)}")
+
+
+def _file_name(url: str, file_name: str | None) -> str:
+    from urllib.parse import urlparse
+
+    return file_name or os.path.basename(urlparse(url).path)
+
+
+def _import_arch(metric: str | None) -> None:
+    """pyiqa imports a metric's arch module on first use; import it now, so that the names it binds
+    (``load_file_from_url``) exist to be redirected."""
+    if not metric:
+        return
+    try:
+        from pyiqa import archs
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+        arch_type = DEFAULT_CONFIGS[metric]["metric_opts"]["type"]
+        if arch_type not in archs.ARCH_REGISTRY:
+            archs._lazy_import_arch(arch_type)
+    except Exception:  # noqa: BLE001 - another pyiqa layout: the download guard below still holds
+        pass
+
+
 @contextmanager
-def guarded_pyiqa_downloads(ctx_weights_dir: str | os.PathLike | None, timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S):
-    """While active, every download pyiqa starts (all go through ``download_util.download_url_to_file``)
-    first takes the file from the weights folder, else fails fast offline, else downloads with a timeout.
+def safe_pyiqa_build(ctx_weights_dir: str | os.PathLike | None, timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S, metric: str | None = None):
+    """While active (around ``pyiqa.create_metric``, in one thread):
+
+    - every ``torch.load`` call runs with ``weights_only=True`` (pyiqa passes ``False``), and a
+      refused file raises MethodUnavailable with one line;
+    - every file pyiqa fetches with ``load_file_from_url`` comes from the weights folder, diqa-bench's
+      download folder or pyiqa's cache, in that order, in place (nothing is copied into pyiqa's
+      cache); a missing one fails fast offline, else is downloaded into diqa-bench's folder.
+
     This covers metrics whose file names we do not know in advance (the generic ``pyiqa`` method)."""
+    import torch
     from pyiqa.utils import download_util
 
+    _import_arch(metric)
     folder = weights_folder(ctx_weights_dir)
+    original_fetch = download_util.load_file_from_url
+    original_download = download_util.download_url_to_file
 
-    def fetch(url, dst, *args, **kwargs):
-        local = folder / Path(dst).name if folder else None
-        if local is not None and local.is_file():
-            shutil.copyfile(local, dst)  # pyiqa loads from its cache path, so the file must be there
-        else:
-            download(url, Path(dst), timeout_s)
+    def refuse_cache_write(url, dst, *args, **kwargs):
+        name = Path(dst).name
+        raise MethodUnavailable(f"missing weights {name} (pyiqa would download it into its own cache): {where_to_put(name)}")
 
-    original = download_util.download_url_to_file
-    download_util.download_url_to_file = fetch
+    def fetch(url, model_dir=None, progress=True, file_name=None):
+        name = _file_name(url, file_name)
+        pyiqa_dir = Path(model_dir) if model_dir else Path(download_util.DEFAULT_CACHE_DIR)
+        for candidate in ([folder / name] if folder else []) + [download_dir() / name, pyiqa_dir / name]:
+            if candidate.is_file():
+                return str(candidate)
+        return str(download(url, download_dir() / name, timeout_s))
+
+    def safe_load(f, *args, **kwargs):
+        kwargs["weights_only"] = True
+        kwargs.setdefault("map_location", "cpu")
+        if len(args) > 1:  # positional pickle_module: not allowed together with weights_only
+            args = args[:1]
+        try:
+            return original_load(f, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - explained in one line
+            raise refused(f if isinstance(f, (str, os.PathLike)) else "(stream)", exc) from None
+
+    patched = [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "pyiqa" and getattr(m, "load_file_from_url", None) is original_fetch]
+    original_load = torch.load
+    for m in patched:
+        m.load_file_from_url = fetch
+    torch.load = safe_load
+    download_util.download_url_to_file = refuse_cache_write
     try:
         yield
     finally:
-        download_util.download_url_to_file = original
+        torch.load = original_load
+        download_util.download_url_to_file = original_download
+        for m in patched:
+            m.load_file_from_url = original_fetch
 
 
 def resolve_weights(
@@ -129,4 +235,4 @@ def resolve_weights(
 ) -> Path:
     """A local path to ``file_name``, downloading it only when no local copy exists."""
     found = find_weights(file_name, explicit, ctx_weights_dir)
-    return found or download(PYIQA_WEIGHTS_URL.format(file_name), pyiqa_cache_dir() / file_name, timeout_s)
+    return found or download(PYIQA_WEIGHTS_URL.format(file_name), download_dir() / file_name, timeout_s)

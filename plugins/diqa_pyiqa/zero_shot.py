@@ -15,7 +15,7 @@ learned metrics keep float32 (their weights are float32).
 Where float64 is unsupported (Apple MPS) the classical metrics run on the CPU.
 
 Direction (``lower_better``) and ``score_range`` come from pyiqa's ``DEFAULT_CONFIGS``.
-Weights are resolved offline first (see :mod:`diqa_pyiqa.weights`).
+Weights are resolved offline first and never unpickled as code (see :mod:`diqa_pyiqa.weights`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from diqa_bench.methods import Batch, Method, MethodContext
 from .metadata import default_configs, metric_info, no_reference_metrics
 from .weights import (
     DEFAULT_DOWNLOAD_TIMEOUT_S,
-    guarded_pyiqa_downloads,
+    load_tensors,
     resolve_weights,
+    safe_pyiqa_build,
     where_to_put,
 )
 
@@ -80,7 +81,18 @@ class PyiqaMetric(Method):
         path = None
         if self.checkpoint:
             path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
-        self.build(ctx.device, path, ctx.weights_dir)
+        try:
+            self.build(ctx.device, path, ctx.weights_dir)
+        except MethodUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a malformed weights file fails inside pyiqa in many ways
+            if path is None:
+                raise
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise MethodUnavailable(f"weights file {path} does not fit {self.name}: {reason}") from None
+
+    def load_checkpoint(self, checkpoint_path) -> None:
+        """Put the checkpoint's parameters into the built model (metrics that take a state dict)."""
 
     def build(self, device: str, checkpoint_path=None, weights_dir=None, **overrides: Any) -> None:
         """Create the pyiqa model on ``device``. Tests call this directly to get an architecture
@@ -90,8 +102,10 @@ class PyiqaMetric(Method):
 
         self.device = compute_device(device, self.float64)
         # pyiqa prints progress to stdout, where ``score`` writes its CSV.
-        with contextlib.redirect_stdout(sys.stderr), guarded_pyiqa_downloads(weights_dir, self.download_timeout):
+        with contextlib.redirect_stdout(sys.stderr), safe_pyiqa_build(weights_dir, self.download_timeout, self.metric):
             self.model = pyiqa.create_metric(self.metric, device=self.device, **self.metric_kwargs(checkpoint_path), **overrides)
+        if checkpoint_path is not None:
+            self.load_checkpoint(checkpoint_path)
         self.model.eval()
         self.dtype = torch.float64 if self.float64 else torch.float32
 
@@ -118,6 +132,16 @@ class Brisque(PyiqaMetric):
     metric = "brisque"
     checkpoint = "brisque_svm_weights.pth"
     float64 = True
+
+    def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
+        if checkpoint_path is None:
+            return {}
+        # Checked here, with one line if it is not a pair of tensors; pyiqa then reads the same
+        # file, with torch.load forced to weights_only=True.
+        content = load_tensors(checkpoint_path)
+        if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
+            raise MethodUnavailable(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
+        return {"pretrained_model_path": str(checkpoint_path)}
 
 
 class Niqe(PyiqaMetric):
@@ -149,10 +173,21 @@ class Musiq(PyiqaMetric):
     head_classes: ClassVar[int] = 1  # AVA predicts a 10-bin score distribution
 
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
-        # With an explicit path pyiqa no longer infers the AVA head; without one, no random download.
-        if checkpoint_path is None:
-            return {"pretrained": False, "num_class": self.head_classes}
-        return {"pretrained_model_path": str(checkpoint_path), "num_class": self.head_classes}
+        # The state dict is loaded by load_checkpoint, never by pyiqa (which unpickles it unsafely);
+        # with an explicit head size and pretrained=False pyiqa downloads nothing either.
+        return {"pretrained": False, "num_class": self.head_classes}
+
+    def load_checkpoint(self, checkpoint_path) -> None:
+        from pyiqa.archs.arch_util import clean_state_dict
+
+        state = load_tensors(checkpoint_path)
+        if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+            raise MethodUnavailable(f"weights file {checkpoint_path} is not a MUSIQ state dict (expected parameter name -> tensor)")
+        try:
+            self.model.net.load_state_dict(clean_state_dict(state), strict=True)
+        except RuntimeError as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise MethodUnavailable(f"weights file {checkpoint_path} does not fit {self.name}: {reason}") from None
 
 
 class MusiqSpaq(Musiq):
@@ -177,9 +212,10 @@ class MusiqPaq2piq(Musiq):
 class PyiqaAny(PyiqaMetric):
     """Any pyiqa no-reference metric: ``{name: pyiqa, options: {metric: topiq_nr, metric_options: {...}}}``.
 
-    Weights: the ``weights`` option is passed as ``pretrained_model_path``; otherwise pyiqa looks in
-    its cache, and any file it would download is taken from the weights folder when there (copied
-    into pyiqa's cache), refused when offline, and downloaded with a timeout otherwise."""
+    Weights: the ``weights`` option is passed as ``pretrained_model_path``; any other file pyiqa
+    asks for is read in place from the weights folder, diqa-bench's download folder or pyiqa's cache,
+    refused when offline, and downloaded with a timeout otherwise. Every torch file is loaded with
+    ``weights_only=True`` (see :func:`diqa_pyiqa.weights.safe_pyiqa_build`)."""
 
     name = "pyiqa"
     description = "any pyiqa no-reference metric (option metric)"
