@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="per method x train x test: how each statistic changed between two runs, and whether significantly")
     cmp_.add_argument("dir_a")
     cmp_.add_argument("dir_b")
+    cmp_.add_argument("-o", "--output", help="also write the table: .csv (one row per entry and statistic) or .md (as printed)")
 
     sc = sub.add_parser("score", help="score image files or folders with one method; writes path,score CSV")
     sc.add_argument("-m", "--method", required=True)
@@ -66,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--weights", help="weights file (zero-shot methods) or saved fit (trainable methods)")
     sc.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option (YAML value), repeatable")
     sc.add_argument("-o", "--output", help="CSV file (default: stdout)")
-    sc.add_argument("--threshold", type=float, help="also print accept/reject per image: accept when the score is at least as good as T")
+    sc.add_argument("--threshold", help="also print accept/reject per image: accept when the score is at least as good as T; "
+                    "'auto' (or auto:DOMAIN) uses the cut a run chose on the train split (threshold.json next to --weights)")
     sc.add_argument("--device", default=None)
     sc.add_argument("--batch-size", type=int, default=16)
     sc.add_argument("--workers", type=int, default=0)
@@ -287,14 +289,27 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from diqa_bench.report import compare_runs, format_comparison
 
+    from diqa_bench.report import compare_transfer
+
     df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
-    print(format_comparison(df, warnings_))
+    text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
+    print(text)
+    if args.output:
+        from diqa_bench.results import atomic_write
+
+        out = Path(args.output)
+        if out.suffix.lower() not in (".csv", ".md"):
+            raise UserError(f"-o {out}: use a .csv or .md file name")
+        atomic_write(out, df.to_csv(index=False) if out.suffix.lower() == ".csv" else text)
+        print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_score(args) -> int:
+    from diqa_bench.results import resolve_threshold
     from diqa_bench.scoring import score_paths
 
+    args.threshold = resolve_threshold(args.threshold, args.weights)
     return score_paths(args, _registry(args))
 
 

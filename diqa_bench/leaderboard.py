@@ -1,8 +1,11 @@
 """Leaderboard tables, rendered from stored results only (never recomputing a score).
 
 One table per test domain; rows "method @ train set"; columns SROCC, PLCC, KRCC, RMSE (and the
-acceptability columns when the config declares a threshold) as "mean [CI]" across split seeds,
-arrows for direction, the best value of each column in bold, failed cells with their reason.
+acceptability columns when the config declares a threshold, with an "accept all" reference row)
+as "mean ± std over seeds [CI]", arrows for direction, the best value of each column in bold,
+failed cells with their reason. A test domain with too little data gets a warning above its
+table. Under each table: the transfer table (mixed vs single-domain training, transfer loss)
+from transfer.csv.
 """
 
 from __future__ import annotations
@@ -11,19 +14,23 @@ import math
 from pathlib import Path
 from typing import Any
 
-from diqa_bench.stats import HIGHER_IS_BETTER
+from diqa_bench.stats import HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
 ACCEPT_COLUMNS = ["AUC", "ACC", "RETAKE"]
 LABELS = {"AUC": "AUC (reject)", "ACC": "Accuracy", "RETAKE": "Retake rate"}
+ACCEPT_ALL_LABEL = "accept all (no gate)"
+BELOW_ACCEPT_ALL = "‡"  # accuracy below accepting every photo
+LITTLE_DATA = "⚠"
 
 
-def _fmt(v: float, lo: float, hi: float) -> str:
+def _fmt(v: float, lo: float, hi: float, std: float | None = None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
+    spread = f" ± {std:.3f}" if std is not None and not _nan(std) else ""
     if lo is None or hi is None or any(isinstance(x, float) and math.isnan(x) for x in (lo, hi)):
-        return f"{v:.3f}"
-    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+        return f"{v:.3f}{spread}"
+    return f"{v:.3f}{spread} [{lo:.3f}, {hi:.3f}]"
 
 
 def _arrow(stat: str) -> str:
@@ -32,12 +39,15 @@ def _arrow(stat: str) -> str:
 
 def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = True, marks: dict | None = None) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one test domain's table. ``marks``: (method, train, test) -> "†" for
-    entries significantly worse than the domain's best (see :mod:`diqa_bench.report.significance`)."""
+    entries significantly worse than the domain's best (see :mod:`diqa_bench.report.significance`).
+    A cell reads "mean ± std over split seeds [CI of the mean]"; the last column "n (groups) x
+    seeds" gives test images and content groups per seed and the number of seeds."""
     marks = marks or {}
-    agg = metrics[(metrics["test"] == test) & (metrics["seed"].astype(str) == "all")] if len(metrics) else metrics
+    in_test = metrics[metrics["test"] == test] if len(metrics) else metrics
+    agg = in_test[in_test["seed"].astype(str) == "all"] if len(in_test) else in_test
     stats_present = set(agg["statistic"]) if len(agg) else set()
     columns = MAIN_COLUMNS + [c for c in ACCEPT_COLUMNS if c in stats_present]
-    header = ["Method @ train set"] + [f"{LABELS.get(c, c)} {_arrow(c)}" for c in columns] + ["n"]
+    header = ["Method @ train set"] + [f"{LABELS.get(c, c)} {_arrow(c)}" for c in columns] + ["n (groups) × seeds"]
 
     entries: dict[tuple[str, str], dict[str, tuple]] = {}
     order: list[tuple[str, str]] = []
@@ -46,13 +56,16 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         if key not in entries:
             entries[key] = {}
             order.append(key)
-        entries[key][row.statistic] = (row.value, row.ci_low, row.ci_high, row.n)
+        entries[key][row.statistic] = (row.value, row.ci_low, row.ci_high, row.n, getattr(row, "std", float("nan")), getattr(row, "groups", float("nan")))
+    per_seed = in_test[(in_test["seed"].astype(str) != "all") & (in_test["statistic"] == "SROCC")] if len(in_test) else in_test
+    n_seeds = per_seed.groupby(["method", "train"]).size().to_dict() if len(per_seed) else {}
 
     best: dict[str, float] = {}
     for c in columns:
         vals = [e[c][0] for e in entries.values() if c in e and not _nan(e[c][0])]
         if vals:
             best[c] = max(vals) if HIGHER_IS_BETTER.get(c, True) else min(vals)
+    accept_all = [e["ACC_ACCEPT_ALL"][0] for e in entries.values() if "ACC_ACCEPT_ALL" in e and not _nan(e["ACC_ACCEPT_ALL"][0])]
 
     def sort_key(key):
         v = entries[key].get("SROCC", (float("nan"),))[0]
@@ -72,18 +85,26 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
             if c not in e:
                 cells.append("n/a")
                 continue
-            v, lo, hi, _ = e[c]
-            text = _fmt(v, lo, hi)
+            v, lo, hi, _, std, _ = e[c]
+            text = _fmt(v, lo, hi, std if c in MAIN_COLUMNS else None)
             if markdown and c in best and not _nan(v) and abs(v - best[c]) < 1e-12:
                 text = f"**{text}**"
+            if c == "ACC" and not _nan(v) and "ACC_ACCEPT_ALL" in e and not _nan(e["ACC_ACCEPT_ALL"][0]) and v < e["ACC_ACCEPT_ALL"][0] - 1e-12:
+                text += f" {BELOW_ACCEPT_ALL}"
             cells.append(text)
-        n = next(iter(e.values()))[3]
+        first = next(iter(e.values()))
         mark = marks.get((key[0], key[1], test), "")
         label = f"{key[0]} @ {key[1]}" + (f" {mark}" if mark else "")
         ok_seeds, all_seeds = seed_counts.get(key, (0, 0))
         if ok_seeds < all_seeds:  # the mean covers fewer seeds than the protocol says: show it
             label += f" ({ok_seeds} of {all_seeds} seeds)"
-        rows.append([label] + cells + [str(int(n))])
+        seeds = n_seeds.get(key, ok_seeds)
+        size = str(int(first[3])) + (f" ({first[5]:.0f})" if not _nan(first[5]) else "") + (f" × {seeds}" if seeds else "")
+        rows.append([label] + cells + [size])
+
+    if accept_all and any(c in columns for c in ACCEPT_COLUMNS):
+        ref = {"AUC": "0.500", "ACC": f"{sum(accept_all) / len(accept_all):.3f}", "RETAKE": "0.000"}
+        rows.append([ACCEPT_ALL_LABEL] + [ref.get(c, "") for c in columns] + [""])
 
     # Cells that produced no numbers: every seed failed or was not run.
     ok = set(entries)
@@ -94,6 +115,58 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
     for (m, t), why in reasons.items():
         short = why if len(why) <= REASON_WIDTH else why[: REASON_WIDTH - 1].rstrip() + "…"
         rows.append([f"{m} @ {t}", short] + [""] * (len(columns) - 1) + [""])
+    return header, rows
+
+
+def domain_warning(run_info: dict[str, Any], test: str) -> str:
+    """The too-little-data warning of a test domain ("" when it has enough), from run.json's
+    cells: the smallest split seed's images and content groups (a run stored before groups were
+    recorded counts each image as its own group)."""
+    sizes: dict[Any, tuple[int, int]] = {}
+    for c in run_info.get("cells", []):
+        if c["test"] == test and c["status"] == "ok":
+            n, g = sizes.get(c["seed"], (0, 0))
+            sizes[c["seed"]] = (max(n, int(c.get("n", 0))), max(g, int(c.get("groups", c.get("n", 0)))))
+    if not sizes:
+        return ""
+    return data_warning(min(n for n, _ in sizes.values()), min(g for _, g in sizes.values()))
+
+
+def linear_mapping_notes(run_info: dict[str, Any], test: str) -> list[str]:
+    """method @ train (seeds): reason, for the cells whose PLCC/RMSE used the linear fallback."""
+    grouped: dict[tuple[str, str, str], list] = {}
+    for c in run_info.get("cells", []):
+        if c["test"] == test and c["status"] == "ok" and str(c.get("mapping", "")).startswith("linear"):
+            grouped.setdefault((c["method"], c["train"], c["mapping"]), []).append(c["seed"])
+    return [f"{m} @ {t} (seed {', '.join(map(str, sorted(s, key=str)))}): {how}" for (m, t, how), s in grouped.items()]
+
+
+def _delta(v, lo, hi) -> str:
+    if _nan(v):
+        return "n/a"
+    return f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" if not (_nan(lo) or _nan(hi)) else f"{v:+.3f}"
+
+
+def transfer_rows(transfer, test: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one test domain's transfer table (from transfer.csv): one row per
+    method x (train set, reference train set), a Δ [CI] and a verdict per statistic. A verdict
+    from a test domain with too little data carries ⚠."""
+    if transfer is None or not len(transfer):
+        return [], []
+    sub = transfer[transfer["test"] == test]
+    if not len(sub):
+        return [], []
+    names = list(dict.fromkeys(sub["statistic"]))
+    header = ["Method", "Train set", "vs reference", "Comparison"] + [f"Δ{s} [CI]" for s in names] + [f"{s} verdict" for s in names] + ["n (groups) × seeds"]
+    rows = []
+    for (method, train, ref), g in sub.groupby(["method", "train", "reference_train"], sort=False):
+        by = {r.statistic: r for r in g.itertuples(index=False)}
+        first = next(iter(by.values()))
+        warn = f" {LITTLE_DATA}" if str(getattr(first, "warning", "") or "") not in ("", "nan") else ""
+        values = [_delta(by[s].value, by[s].ci_low, by[s].ci_high) if s in by else "" for s in names]
+        verdicts = [f"{by[s].verdict}{warn}" if s in by else "" for s in names]
+        seeds = len(str(first.seeds).split())
+        rows.append([method, train, ref, first.comparison] + values + verdicts + [f"{first.n_images} ({first.n_groups}) × {seeds}"])
     return header, rows
 
 
@@ -121,9 +194,17 @@ def test_domains(metrics, run_info) -> list[str]:
     return sorted(set(metrics["test"])) if len(metrics) else []
 
 
-def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None) -> str:
+def _warned(marks: dict | None, test: str, warning: str) -> dict | None:
+    """† marks of a test domain with too little data carry the warning sign."""
+    if not marks or not warning:
+        return marks
+    return {k: (f"{v} {LITTLE_DATA}" if v and k[2] == test else v) for k, v in marks.items()}
+
+
+def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None) -> str:
     """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
-    under the tables."""
+    under the tables; ``transfer``: the transfer table (transfer.csv), rendered under each test
+    domain's table."""
     from tabulate import tabulate
 
     name = run_info.get("name", "benchmark")
@@ -149,20 +230,51 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         if info.get("datasets"):
             lines.append("Datasets: " + ", ".join(f"{d['name']} ({d['type']}, {d['images']} images)" for d in info["datasets"]) + ".")
             lines.append("")
-        header, rows = leaderboard_rows(metrics, run_info, test, marks=marks)
+        warning = domain_warning(run_info, test)
+        if warning:
+            lines.append(f"> **{LITTLE_DATA} Warning: {warning}.**")
+            lines.append("")
+        header, rows = leaderboard_rows(metrics, run_info, test, marks=_warned(marks, test, warning))
         if rows:
             lines.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True))
         else:
             lines.append("_No results for this domain._")
         lines.append("")
+        legend = []
+        if marks and any(v and k[2] == test for k, v in marks.items()):
+            legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled; "
+                          "significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
+        if any(BELOW_ACCEPT_ALL in cell for row in rows for cell in row):
+            legend.append(f"{BELOW_ACCEPT_ALL} accuracy below accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row): this gate does more harm than none.")
+        for item in legend:
+            lines.append(item)
+            lines.append("")
         notes = missing_notes(run_info, test)
         if notes:
             lines.append("Cells without results:")
             lines.append("")
             lines.extend(f"- {n}" for n in notes)
             lines.append("")
-        if marks and any(v and k[2] == test for k, v in marks.items()):
-            lines.append("† significantly worse SROCC than the best entry of this domain (paired bootstrap over test images, seeds pooled; significance.csv).")
+        linear = linear_mapping_notes(run_info, test)
+        if linear:
+            lines.append("PLCC and RMSE with a linear instead of a logistic mapping:")
+            lines.append("")
+            lines.extend(f"- {n}" for n in linear)
+            lines.append("")
+        t_header, t_rows = transfer_rows(transfer, test)
+        if t_rows:
+            conf = int(round(100 * run_info.get("protocol", {}).get("confidence", 0.95)))
+            lines.append(f"### Transfer on {test}: does the train set matter?")
+            lines.append("")
+            lines.append(f"Δ = train set - reference, on the same test images of each split seed, mean over seeds; [{conf}% paired "
+                         "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0, else no detectable "
+                         "difference. *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
+                         f"set of another domain against the in-domain one ({test}).")
+            lines.append("")
+            if warning:
+                lines.append(f"{LITTLE_DATA} these verdicts come from a test domain with too little data (see the warning above).")
+                lines.append("")
+            lines.append(tabulate(t_rows, headers=t_header, tablefmt="github", disable_numparse=True))
             lines.append("")
     if figures:
         lines.append("## Figures")
@@ -218,10 +330,21 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     out = [
         f"- Splits: group-aware (no content group - reference image or patient - on both sides), test ratio {p.get('test_ratio')}, "
         f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')}).",
-        f"- Values: mean over {len(seeds)} split seed(s); [brackets] are {int(100 * p.get('confidence', 0.95))}% percentile-bootstrap "
-        f"intervals over test images ({p.get('bootstrap')} resamples, seed {p.get('stats_seed')}), pooled across seeds.",
+        f"- Values: mean over {len(seeds)} split seed(s) ± the standard deviation over seeds; [brackets] are "
+        f"{int(100 * p.get('confidence', 0.95))}% percentile-bootstrap intervals of that mean ({p.get('bootstrap')} replicates, seed "
+        f"{p.get('stats_seed')}). " + (
+            "Resampling unit: the content group (reference image, patient); each replicate redraws the test groups, with all their "
+            "images, within every split seed and averages the per-seed statistics. The interval covers which test content was drawn; "
+            "the ± shows how much the split (and so the trained model) moves the number. † and the transfer verdicts are paired: both "
+            "sides get the same group draws."
+            if p.get("resampling") == "content groups" else
+            "Resampling unit: single test images (this run predates content-group resampling; re-run it for group-level intervals)."),
+        f"- A test domain with fewer than {p.get('min_groups', 10)} content groups or {p.get('min_images', 30)} images per split seed "
+        "gets a warning above its table; its intervals, † and verdicts are unreliable.",
         "- SROCC and KRCC (tau-b) are rank correlations; PLCC and RMSE are computed after the VQEG 4-parameter logistic mapping of "
-        "scores onto MOS (fitted once per cell); PLCC_raw (in metrics.csv) is without mapping. Lower-is-better methods are handled "
+        "scores onto MOS, fitted once per cell and constrained to increase (a backwards ranker cannot be mapped into a high PLCC); "
+        "a linear map (slope >= 0) replaces it when the cell has fewer than 10 images or the fit is degenerate (listed under the "
+        "tables). PLCC_raw (in metrics.csv) is without mapping. Lower-is-better methods are handled "
         "by negating their scores (no abs()): a negative correlation means the method ranks images backwards.",
         "- MOS: a test domain with one dataset is judged on its raw MOS (RMSE in its units); a domain mixing datasets on the "
         "per-dataset range-normalised MOS (0-1). Trainable methods learn from MOS normalised per dataset "
@@ -236,7 +359,9 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     if p.get("acceptability") is not None:
         out.append(
             f"- Acceptability: MOS below {p['acceptability']} is unacceptable. AUC: how well the score detects unacceptable images; "
-            "Accuracy and Retake rate use the score threshold with the best accuracy on the test domain's train split."
+            "Accuracy and Retake rate use the score threshold with the best accuracy on the test domain's train split (THRESHOLD in "
+            "metrics.csv; models/<method>@<train>/seed<k>/threshold.json for `diqa-bench score --threshold auto`). The "
+            f"\"{ACCEPT_ALL_LABEL}\" row is the reference without a gate; {BELOW_ACCEPT_ALL} marks a gate less accurate than it."
         )
     skips = run_info.get("skipped", [])
     if skips:
@@ -260,5 +385,7 @@ def render_terminal(metrics, run_info: dict[str, Any]) -> str:
         info = run_info.get("domains", {}).get(test, {})
         note = " (pseudo-MOS)" if info.get("pseudo_mos") else ""
         notes = "".join(f"\n  {n}" for n in missing_notes(run_info, test))
-        parts.append(f"Test domain: {test}{note}\n" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes)
+        warning = domain_warning(run_info, test)
+        warning = f"{LITTLE_DATA} Warning: {warning}.\n" if warning else ""
+        parts.append(f"Test domain: {test}{note}\n{warning}" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes)
     return "\n\n".join(parts)

@@ -23,9 +23,12 @@ import numpy as np
 
 from diqa_bench import stats
 
-METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std"]
-SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "distortion", "level", "path"]
+METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std", "groups"]
+SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "group", "distortion", "level", "path"]
 AGGREGATE_SEED = "all"
+# Acceptability rows besides AUC / ACC / RETAKE: the score cut chosen on the train split (method's
+# units) and the accuracy of accepting every photo (the "no gate" reference).
+THRESHOLD, ACCEPT_ALL = "THRESHOLD", "ACC_ACCEPT_ALL"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -51,30 +54,41 @@ def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
     return np.array([r.mos_norm for r in outcome.images], float), False
 
 
-def compute_metrics(outcomes, config) -> "Any":
-    """Tidy metrics DataFrame for the successful cells."""
+def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
+    """Tidy metrics DataFrame for the successful cells. Intervals resample content groups within
+    each split seed; the ``seed = all`` rows are means over seeds with the interval of that mean
+    (see :mod:`diqa_bench.stats`). ``details``, when given, receives per cell (method, train, test,
+    seed) its mapping, content-group count and acceptability threshold (for run.json)."""
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
     boots: dict[tuple, list[np.ndarray]] = {}
+    nan = float("nan")
     for o in outcomes:
         if o.status != "ok":
             continue
         mos, mos_lower = _eval_mos(o)
         cell = stats.evaluate(
-            np.array(o.scores), mos, lower_better=o.lower_better, mos_lower_better=mos_lower,
-            bootstrap=config.bootstrap, confidence=config.confidence, seed=config.stats_seed,
+            np.array(o.scores), mos, groups=[r.group for r in o.images], lower_better=o.lower_better, mos_lower_better=mos_lower,
+            bootstrap=config.bootstrap, confidence=config.confidence, rng=stats.seed_rng(config.stats_seed, o.seed),
         )
+        common = dict(method=o.method, train=o.train, test=o.test, seed=o.seed, n=cell.n, std=nan, groups=cell.n_groups)
         for name in stats.STATISTICS:
-            lo, hi = cell.ci.get(name, (float("nan"), float("nan")))
-            rows.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, statistic=name, value=cell.values[name], ci_low=lo, ci_high=hi, n=cell.n, std=float("nan")))
+            lo, hi = cell.ci.get(name, (nan, nan))
+            rows.append(dict(common, statistic=name, value=cell.values[name], ci_low=lo, ci_high=hi))
             if name in cell.boot:
                 boots.setdefault((o.method, o.train, o.test, name), []).append(cell.boot[name])
+        info = {"mapping": cell.mapping.describe(), "groups": cell.n_groups}
         if config.acceptability is not None:
             bad_test = stats.unacceptable([r.mos for r in o.images], config.acceptability, [r.mos_lower_better for r in o.images])
             acc = stats.gate_statistics(o.train_scores, o.train_bad, o.scores, bad_test, lower_better=o.lower_better)
+            acc[THRESHOLD] = stats.gate_threshold(o.train_scores, o.train_bad, lower_better=o.lower_better)
+            acc[ACCEPT_ALL] = float(1.0 - np.mean(bad_test))
+            info["threshold"] = acc[THRESHOLD] if np.isfinite(acc[THRESHOLD]) else None
             for name, v in acc.items():
-                rows.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, statistic=name, value=v, ci_low=float("nan"), ci_high=float("nan"), n=cell.n, std=float("nan")))
+                rows.append(dict(common, statistic=name, value=v, ci_low=nan, ci_high=nan))
+        if details is not None:
+            details[(o.method, o.train, o.test, o.seed)] = info
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     if df.empty:
         return df
@@ -84,9 +98,12 @@ def compute_metrics(outcomes, config) -> "Any":
         vals = g["value"].to_numpy(float)
         lo, hi = stats.pooled_ci(boots.get((method, train, test, name), []), config.confidence)
         if name not in stats.STATISTICS or not config.bootstrap:
-            lo, hi = float("nan"), float("nan")
-        agg_rows.append(dict(method=method, train=train, test=test, seed=AGGREGATE_SEED, statistic=name, value=float(np.nanmean(vals)),
-                             ci_low=lo, ci_high=hi, n=int(round(g["n"].mean())), std=float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else float("nan")))
+            lo, hi = nan, nan
+        with np.errstate(all="ignore"):
+            mean = float(np.nanmean(vals)) if np.isfinite(vals).any() else nan
+            std = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else nan
+        agg_rows.append(dict(method=method, train=train, test=test, seed=AGGREGATE_SEED, statistic=name, value=mean,
+                             ci_low=lo, ci_high=hi, n=int(round(g["n"].mean())), std=std, groups=float(g["groups"].mean())))
     return pd.concat([df, pd.DataFrame(agg_rows, columns=METRIC_COLUMNS)], ignore_index=True)
 
 
@@ -96,7 +113,8 @@ def scores_frame(outcomes):
     rows = []
     for o in outcomes:
         for r, s in zip(o.images, o.scores):
-            rows.append((r.id, r.dataset, r.domain, o.method, o.train, o.seed, s, r.mos, r.mos_norm, r.distortion or "", "" if r.level is None else r.level, r.path))
+            rows.append((r.id, r.dataset, r.domain, o.method, o.train, o.seed, s, r.mos, r.mos_norm, r.group, r.distortion or "",
+                         "" if r.level is None else r.level, r.path))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
@@ -136,9 +154,50 @@ def environment(device: str) -> dict[str, Any]:
     return info
 
 
-def cell_records(outcomes) -> list[dict[str, Any]]:
+def cell_records(outcomes, details: dict | None = None) -> list[dict[str, Any]]:
+    """run.json's cells; ``details`` (from :func:`compute_metrics`) adds each scored cell's
+    mapping behind PLCC/RMSE, its content-group count and its acceptability threshold."""
+    details = details or {}
     return [dict(method=o.method, train=o.train, test=o.test, seed=o.seed, status=o.status, reason=o.reason, n=len(o.scores),
-                 lower_better=o.lower_better) for o in outcomes]
+                 lower_better=o.lower_better, **details.get((o.method, o.train, o.test, o.seed), {})) for o in outcomes]
+
+
+def protocol_statistics() -> dict[str, Any]:
+    """How the numbers were computed, for run.json's protocol (and the leaderboard's paragraph)."""
+    return {
+        "mapping": f"VQEG 4-parameter logistic constrained monotonically increasing; linear (slope >= 0) when n < {stats.MIN_LOGISTIC_N}, "
+                   "the scores are constant, or the fit fails, is flat or would change the sign (per cell in cells[].mapping)",
+        "resampling": "content groups",
+        "estimand": "mean over split seeds of the per-seed statistic",
+        "interval": "percentile bootstrap: each replicate resamples the test content groups within every split seed and averages "
+                    "the per-seed statistics; paired comparisons use the same group draws for both sides",
+        "min_groups": stats.MIN_GROUPS, "min_images": stats.MIN_IMAGES,
+    }
+
+
+def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
+    """``models/<method>@<train>/seed<k>/threshold.json`` for every fitted model the run saved:
+    the acceptability cut chosen on each test domain's train split, in the method's score units,
+    for ``diqa-bench score --threshold auto``."""
+    grouped: dict[tuple[str, str, int], dict[str, Any]] = {}
+    lower: dict[tuple[str, str, int], bool] = {}
+    for o in outcomes:
+        cut = details.get((o.method, o.train, o.test, o.seed), {}).get("threshold")
+        if o.train == "-" or o.status != "ok" or cut is None:
+            continue
+        grouped.setdefault((o.method, o.train, o.seed), {})[o.test] = cut
+        lower[(o.method, o.train, o.seed)] = bool(o.lower_better)
+    written = []
+    for (method, train, seed), cuts in grouped.items():
+        folder = out / "models" / f"{method}@{train}" / f"seed{seed}"
+        if not folder.is_dir():  # no saved model here (e.g. fitted elsewhere): the cut stays in metrics.csv
+            continue
+        doc = {"method": method, "train": train, "seed": seed, "lower_better": lower[(method, train, seed)],
+               "rule": "accept when the score is at least as good as the threshold (>= when higher is better, <= when lower is better)",
+               "chosen_on": "the train split of each test domain (best accuracy there)", "thresholds": cuts}
+        atomic_write(folder / "threshold.json", json.dumps(doc, indent=1))
+        written.append(folder / "threshold.json")
+    return written
 
 
 def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bool = True) -> dict[str, Path]:
@@ -146,9 +205,11 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     main files' paths."""
 
     out.mkdir(parents=True, exist_ok=True)
-    metrics = compute_metrics(outcomes, config)
+    details: dict = {}
+    metrics = compute_metrics(outcomes, config, details)
+    run_info = {**run_info, "protocol": {**run_info.get("protocol", {}), **protocol_statistics()}}
     scores = scores_frame(outcomes)
-    run_info = {**run_info, "cells": cell_records(outcomes)}
+    run_info = {**run_info, "cells": cell_records(outcomes, details)}
     run_info["failed_cells"] = [c for c in run_info["cells"] if c["status"] != "ok"]
     paths = {
         "scores": out / "scores.csv",
@@ -161,29 +222,38 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     atomic_write(paths["metrics"], metrics.to_csv(index=False))
     atomic_write(paths["metrics_json"], json.dumps(_json_rows(metrics), indent=1))
     atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
+    if config.acceptability is not None:
+        write_thresholds(out, outcomes, details)
     render_leaderboard(out, metrics, run_info, build_figures=reports)
     return paths
 
 
 def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bool = True) -> str:
-    """(Re-)render LEADERBOARD.md of a results folder from its stored files; with
-    ``build_figures`` also the figures, significance.csv and report.html. A report that cannot be
-    built is a warning, never a lost leaderboard."""
+    """(Re-)render LEADERBOARD.md of a results folder from its stored files. The paired tables
+    (significance.csv, transfer.csv/json) are recomputed from scores.csv; with ``build_figures``
+    also the figures and report.html. A report that cannot be built is a warning, never a lost
+    leaderboard: the tables then come from the files already stored, if any."""
     import warnings
 
     from diqa_bench.leaderboard import render_markdown
+    from diqa_bench.report.transfer import read_transfer
 
     if metrics is None or run_info is None:
         metrics, run_info = load_results(out)
     marks, figures = None, None
-    if build_figures and len(metrics):
+    if len(metrics):
         try:
-            from diqa_bench.report import build_report
+            if build_figures:
+                from diqa_bench.report import build_report
 
-            written = build_report(out)
-            figures = sorted(str(p.relative_to(out)) for p in written if p.suffix == ".png")
+                written = build_report(out)
+                figures = sorted(str(p.relative_to(out)) for p in written if p.suffix == ".png")
+            else:
+                from diqa_bench.report import build_tables
+
+                build_tables(out)
         except Exception as exc:  # figures are a bonus; the tables must still be written
-            warnings.warn(f"report figures not written: {type(exc).__name__}: {exc}")
+            warnings.warn(f"report {'figures' if build_figures else 'tables'} not written: {type(exc).__name__}: {exc}")
     sig = out / "significance.csv"
     if sig.is_file():
         import pandas as pd
@@ -195,7 +265,7 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
         marks = {(r.method, r.train, r.test): (WORSE_MARK if r.worse else "") for r in pooled.itertuples(index=False)}
     if figures is None and (out / "figures").is_dir():
         figures = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
-    text = render_markdown(metrics, run_info, marks=marks, figures=figures)
+    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out))
     atomic_write(out / "LEADERBOARD.md", text)
     return text
 
@@ -222,3 +292,40 @@ def load_results(folder: Path):
     metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
     run_info = json.loads((folder / "run.json").read_text())
     return metrics, run_info
+
+
+def resolve_threshold(value: str | float | None, weights: str | None) -> float | None:
+    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
+    the train split, read from ``threshold.json`` in the ``--weights`` model folder. ``auto``
+    picks the only domain, else the model's own train domain; several candidates need a DOMAIN."""
+    from diqa_bench.errors import UserError
+
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.lower().startswith("auto"):
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
+    domain = text.split(":", 1)[1].strip() if ":" in text else None
+    path = Path(weights or "") / "threshold.json"
+    if not weights or not path.is_file():
+        raise UserError(f"--threshold auto: {'no --weights given' if not weights else f'{weights} has no threshold.json'} "
+                        "(a run writes one into models/<method>@<train>/seed<k>/ when its config declares acceptability)")
+    try:
+        doc = json.loads(path.read_text())
+        cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a diqa-bench threshold file ({type(exc).__name__})") from None
+    if domain is None:
+        own = str(doc.get("train", ""))
+        if len(cuts) == 1:
+            domain = next(iter(cuts))
+        elif own in cuts:
+            domain = own
+        else:
+            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(sorted(cuts))}); choose one with --threshold auto:DOMAIN")
+    if domain not in cuts:
+        raise UserError(f"--threshold auto:{domain}: {path} has thresholds for {', '.join(sorted(cuts)) or 'no domain'}")
+    return cuts[domain]

@@ -1,30 +1,56 @@
-"""Agreement between predicted scores and MOS: correlations, the VQEG logistic mapping, bootstrap
-confidence intervals.
+"""Agreement between predicted scores and MOS: correlations, the VQEG logistic mapping, and
+content-group bootstrap intervals (one cell, several split seeds pooled, paired differences).
 
 Direction: a lower-is-better method's scores are negated before anything is computed (and a
 DMOS-style label is negated too), so every correlation reads "higher = agrees with humans". The
 sign is kept: a method that ranks images backwards gets a negative SROCC. There is no ``abs()``.
 
-Statistics, per cell:
+Statistics, per cell (the registry :data:`RESAMPLED` maps each name to its function, so a plugin
+or a new kind of test domain can add one):
 - SROCC, KRCC (tau-b): rank correlations of score and MOS, no mapping needed;
 - PLCC_raw: Pearson correlation of the raw (direction-aligned) scores and MOS;
 - PLCC, RMSE: after the VQEG 4-parameter logistic mapping of scores onto the MOS scale, fitted once
-  on all the cell's images (falls back to a linear fit, recorded in ``mapping``, when the logistic
-  does not converge). RMSE is in MOS units.
-Confidence intervals: percentile bootstrap over images (seeded). The mapping is fitted once and not
-refitted per resample, so the PLCC/RMSE intervals leave out the uncertainty of the fit itself.
+  on all the cell's images and constrained to be monotonically increasing (upper asymptote above
+  the lower one, positive slope), so a method that ranks backwards cannot be "straightened" into a
+  high PLCC. The mapping falls back to a linear one (``Mapping.kind``, with the reason) when the
+  cell has fewer than :data:`MIN_LOGISTIC_N` images, the scores are constant, the fit fails or is
+  flat, or the logistic's correlation would have the opposite sign of the raw one; the linear map
+  never has a negative slope, so PLCC then equals PLCC_raw. RMSE is in MOS units.
+
+Resampling unit: the content group (reference image, patient: ``Record.content_group``; a dataset
+without groups makes each image its own group). A bootstrap replicate draws as many groups as the
+cell has, with replacement, and keeps all images of each drawn group. It is computed exactly and
+without copying images: each image gets the weight "how often its group was drawn", and every
+statistic has a frequency-weighted form (weighted mid-ranks, weighted Pearson, weighted Kendall
+pairs) equal to the statistic on the expanded resample. Groups of unequal size are fine.
+
+Seeds: the estimand of a table value is the mean over split seeds of the per-seed statistic. Each
+bootstrap replicate resamples the test groups within every seed (independently per seed, from a
+generator seeded by (statistics seed, split seed)), computes the statistic per seed and averages
+over the seeds; the interval is the percentile interval of these replicate means. It covers which
+test content groups were drawn, not how a model trained on another split would differ: the
+spread over seeds is reported next to it for that. Paired comparisons (two methods or train sets
+on the same test images of a seed) use the same group draws for both sides in every replicate, so
+the noise they share cancels out. The mapping behind PLCC/RMSE is fitted once per cell and not
+refitted per replicate.
 """
 
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import optimize, stats
 
 STATISTICS = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
 HIGHER_IS_BETTER = {"SROCC": True, "KRCC": True, "PLCC": True, "PLCC_raw": True, "RMSE": False, "AUC": True, "ACC": True, "RETAKE": False}
+MIN_LOGISTIC_N = 10  # fewer images than this: 4 parameters overfit (step functions); a linear map is used
+MIN_GROUPS, MIN_IMAGES = 10, 30  # per seed; below either, a test domain's intervals and verdicts carry a warning
+RESAMPLING = "content groups (all images of a drawn group), within each split seed; replicate = mean over seeds"
+VERDICTS = ("better", "worse", "no detectable difference")
 
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
@@ -37,73 +63,267 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
 class Mapping:
     kind: str  # "logistic4" or "linear"
     params: list[float]
+    reason: str = ""  # why the linear fallback was used
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.kind == "logistic4":
             return logistic4(x, *self.params)
         return self.params[0] * x + self.params[1]
 
+    def describe(self) -> str:
+        return self.kind if not self.reason else f"{self.kind} ({self.reason})"
+
+
+def _increasing_logistic(x, low, amplitude, mid, scale):
+    return low + amplitude / (1.0 + np.exp(np.clip(-(x - mid) / scale, -500, 500)))
+
+
+def _linear(score: np.ndarray, mos: np.ndarray, reason: str) -> Mapping:
+    """Least-squares line with a slope of at least 0: an increasing map, never a flipped one."""
+    if score.std() == 0:
+        return Mapping("linear", [0.0, float(mos.mean())], reason)
+    slope, intercept = np.polyfit(score, mos, 1)
+    if slope <= 0:  # no increasing relation: the best non-decreasing line is the mean
+        return Mapping("linear", [0.0, float(mos.mean())], reason)
+    return Mapping("linear", [float(slope), float(intercept)], reason)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    return float(_wpearson(np.asarray(x, float), np.asarray(y, float), np.ones((1, len(x))))[0])
+
 
 def fit_logistic(score: np.ndarray, mos: np.ndarray) -> Mapping:
+    """Monotonically increasing VQEG logistic from (direction-aligned) scores to MOS, or the
+    linear fallback with its reason (see the module docstring)."""
     score = np.asarray(score, float)
     mos = np.asarray(mos, float)
     sd = score.std()
     if sd == 0:
-        return Mapping("linear", [0.0, float(mos.mean())])
-    p0 = [mos.max(), mos.min(), float(np.median(score)), float(sd)]
+        return _linear(score, mos, "constant scores")
+    if len(score) < MIN_LOGISTIC_N:
+        return _linear(score, mos, f"n = {len(score)} < {MIN_LOGISTIC_N}")
+    span = float(np.ptp(mos)) or 1.0
+    p0 = [float(mos.min()), span, float(np.median(score)), float(sd)]
+    bounds = ([-np.inf, 0.0, -np.inf, 1e-3 * sd], [np.inf, np.inf, np.inf, np.inf])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            params, _ = optimize.curve_fit(logistic4, score, mos, p0=p0, maxfev=20000)
-        if np.all(np.isfinite(params)):
-            return Mapping("logistic4", [float(p) for p in params])
+            (low, amp, mid, scale), _ = optimize.curve_fit(_increasing_logistic, score, mos, p0=p0, bounds=bounds, maxfev=20000)
     except (RuntimeError, ValueError, optimize.OptimizeWarning):
-        pass
-    slope, intercept = np.polyfit(score, mos, 1)
-    return Mapping("linear", [float(slope), float(intercept)])
+        return _linear(score, mos, "logistic fit did not converge")
+    if not np.all(np.isfinite([low, amp, mid, scale])) or amp <= 1e-9 * span:
+        return _linear(score, mos, "flat logistic")
+    mapping = Mapping("logistic4", [float(low + amp), float(low), float(mid), float(scale)])
+    mapped = mapping(score)
+    if np.ptp(mapped) <= 1e-12 * span or np.sign(_pearson(mapped, mos)) != np.sign(_pearson(score, mos)):
+        return _linear(score, mos, "logistic would change the sign")
+    return mapping
 
 
-def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson correlation of two [B, n] arrays (NaN where a row is constant)."""
-    x = x - x.mean(axis=1, keepdims=True)
-    y = y - y.mean(axis=1, keepdims=True)
-    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
+# -- frequency-weighted statistics (weights [B, n]: how often each image is in replicate b) --------
+
+def _wpearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted Pearson correlation per row; x, y: [n] or [B, n]; NaN where a row is constant."""
+    sw = w.sum(1, keepdims=True)
+    dx = x - (w * x).sum(1, keepdims=True) / sw
+    dy = y - (w * y).sum(1, keepdims=True) / sw
+    vx, vy = (w * dx * dx).sum(1), (w * dy * dy).sum(1)
+    tol_x = 1e-20 * sw[:, 0] * np.max(np.abs(np.broadcast_to(x, w.shape)), axis=1) ** 2
+    tol_y = 1e-20 * sw[:, 0] * np.max(np.abs(np.broadcast_to(y, w.shape)), axis=1) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (x * y).sum(1) / den
+        r = (w * dx * dy).sum(1) / np.sqrt(vx * vy)
+    r[(vx <= tol_x) | (vy <= tol_y)] = np.nan
+    return np.clip(r, -1.0, 1.0)
 
 
-def _kendall_rows(x: np.ndarray, y: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Row-wise Kendall tau-b of [B, n] arrays, vectorised over pairs for small test sets. The pair
-    arrays grow as n^2 per row, so beyond a couple of hundred images scipy's O(n log n) per row is
-    faster and keeps memory flat."""
-    b, n = x.shape
-    if n > 200:
-        return np.array([stats.kendalltau(x[i], y[i]).statistic for i in range(b)])
-    chunk = max(1, min(chunk, 4_000_000 // (n * n)))  # at most ~32 MB per pair array
-    iu = np.triu_indices(n, 1)
-    out = np.empty(b)
-    for s in range(0, b, chunk):
-        xs, ys = x[s : s + chunk], y[s : s + chunk]
-        dx = np.sign(xs[:, :, None] - xs[:, None, :])[:, iu[0], iu[1]]
-        dy = np.sign(ys[:, :, None] - ys[:, None, :])[:, iu[0], iu[1]]
-        num = (dx * dy).sum(1)
-        den = np.sqrt(np.abs(dx).sum(1) * np.abs(dy).sum(1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[s : s + chunk] = num / den
+def weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mid-ranks each image would have in the resample that repeats image i w[b, i] times: the
+    data never change between replicates, only the weights, so one sort serves every row."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new = np.r_[True, xs[1:] != xs[:-1]]
+    block_of = np.cumsum(new) - 1
+    blocks = np.add.reduceat(w[:, order], np.flatnonzero(new), axis=1)
+    rank = np.cumsum(blocks, axis=1) - blocks + (blocks + 1) / 2
+    out = np.empty(w.shape, float)
+    out[:, order] = rank[:, block_of]
     return out
 
 
-def all_stats(score: np.ndarray, mos: np.ndarray, mapped: np.ndarray) -> dict[str, np.ndarray]:
-    """Every statistic for each row of [B, n] arrays."""
-    rs = stats.rankdata(score, axis=1)
-    rm = stats.rankdata(mos, axis=1)
-    return {
-        "SROCC": _pearson_rows(rs, rm),
-        "KRCC": _kendall_rows(score, mos),
-        "PLCC": _pearson_rows(mapped, mos),
-        "PLCC_raw": _pearson_rows(score, mos),
-        "RMSE": np.sqrt(((mapped - mos) ** 2).mean(1)),
-    }
+KENDALL_PAIRS_MAX = 300  # above this many images, scipy per replicate (O(n log n)) beats the pair matrix
+
+
+def _wkendall(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Kendall tau-b per row of weights: every pair of distinct images counts w_i * w_j times
+    (copies of one image tie in both variables, as in the expanded resample)."""
+    b, n = w.shape
+    if n > KENDALL_PAIRS_MAX:
+        out = np.empty(b)
+        for r in range(b):
+            idx = np.repeat(np.arange(n), np.round(w[r]).astype(int))
+            out[r] = stats.kendalltau(x[idx], y[idx]).statistic
+        return out
+    i, j = np.triu_indices(n, 1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    con, ax, ay = sx * sy, np.abs(sx), np.abs(sy)
+    out = np.empty(b)
+    step = max(1, 4_000_000 // max(1, len(i)))
+    for s in range(0, b, step):
+        ww = w[s : s + step, i] * w[s : s + step, j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s : s + step] = (ww @ con) / np.sqrt((ww @ ax) * (ww @ ay))
+    return out
+
+
+@dataclass
+class Sample:
+    """One cell's test images, direction-aligned (higher = better for score and MOS), with its
+    content groups as codes 0..G-1 and the mapping fitted once on all of them."""
+
+    score: np.ndarray
+    mos: np.ndarray
+    codes: np.ndarray
+    mapping: Mapping
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, score, mos, groups=None, *, lower_better=False, mos_lower_better=False, mapping: Mapping | None = None) -> "Sample":
+        score = np.asarray(score, float)
+        mos = np.asarray(mos, float)
+        s = -score if lower_better else score
+        m = -mos if mos_lower_better else mos
+        return cls(s, m, group_codes(groups, len(s)), mapping or fit_logistic(s, m))
+
+    @property
+    def n(self) -> int:
+        return len(self.score)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.codes.max()) + 1 if len(self.codes) else 0
+
+    @property
+    def mapped(self) -> np.ndarray:
+        if "mapped" not in self._cache:
+            self._cache["mapped"] = self.mapping(self.score)
+        return self._cache["mapped"]
+
+    def subset(self, positions: np.ndarray) -> "Sample":
+        """The images at ``positions``, keeping this cell's mapping (fitted on all its images)."""
+        codes = np.unique(self.codes[positions], return_inverse=True)[1]
+        return Sample(self.score[positions], self.mos[positions], codes.reshape(-1), self.mapping)
+
+
+def _srocc(s: Sample, w):
+    return _wpearson(weighted_ranks(s.score, w), weighted_ranks(s.mos, w), w)
+
+
+def _plcc(s: Sample, w):
+    # a linear map with a non-negative slope leaves Pearson unchanged (and a flat one would make it undefined)
+    return _wpearson(s.mapped if s.mapping.kind == "logistic4" else s.score, s.mos, w)
+
+
+RESAMPLED: dict[str, Callable[[Sample, np.ndarray], np.ndarray]] = {
+    "SROCC": _srocc,
+    "KRCC": lambda s, w: _wkendall(s.score, s.mos, w),
+    "PLCC": _plcc,
+    "PLCC_raw": lambda s, w: _wpearson(s.score, s.mos, w),
+    "RMSE": lambda s, w: np.sqrt((w * (s.mapped - s.mos) ** 2).sum(1) / w.sum(1)),
+}
+
+
+def statistic(name: str, sample: Sample, weights: np.ndarray | None = None) -> np.ndarray:
+    """``name`` on each row of ``weights`` [B, n] (None: the point estimate, a [1] array)."""
+    w = np.ones((1, sample.n)) if weights is None else np.asarray(weights, float)
+    return np.asarray(RESAMPLED[name](sample, w), float)
+
+
+def group_codes(groups, n: int) -> np.ndarray:
+    """Content-group labels as codes 0..G-1 (None or empty labels: each image its own group)."""
+    if groups is None:
+        return np.arange(n)
+    labels = np.asarray([str(g) if g is not None and str(g) not in ("", "nan") else f"\0image{i:012d}" for i, g in enumerate(groups)])
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} group labels for {n} images")
+    return np.unique(labels, return_inverse=True)[1].reshape(-1)
+
+
+def group_weights(codes: np.ndarray, bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """[bootstrap, n] weights of a cluster bootstrap: each row draws G groups with replacement;
+    an image's weight is how often its group was drawn. With every image its own group this is
+    the ordinary bootstrap over images (same draws as ``rng.integers(0, n, (B, n))``)."""
+    g = int(codes.max()) + 1
+    draws = rng.integers(0, g, size=(bootstrap, g))
+    counts = np.bincount((draws + g * np.arange(bootstrap)[:, None]).ravel(), minlength=bootstrap * g).reshape(bootstrap, g)
+    return counts[:, codes].astype(float)
+
+
+def seed_rng(stats_seed: int, split_seed, *stream: int) -> np.random.Generator:
+    """The generator of one split seed's group draws: the same for every method and train set
+    scored on that seed's test images, so paired comparisons see identical draws (``stream``
+    gives an independent generator, e.g. one per run when two runs share no image)."""
+    try:
+        key = int(split_seed)
+    except (TypeError, ValueError):
+        key = zlib.crc32(str(split_seed).encode())
+    return np.random.default_rng([int(stats_seed), abs(key), *stream])
+
+
+def quantile_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates (NaN replicates dropped)."""
+    v = np.asarray(samples, float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return float("nan"), float("nan")
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
+
+
+def two_sided_p(samples) -> float:
+    """Bootstrap p-value of "the difference is 0": twice the smaller tail beyond 0 (capped at 1)."""
+    v = np.asarray(samples, float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return float("nan")
+    tail = min((v <= 0).sum(), (v >= 0).sum())
+    return float(min(1.0, 2 * (tail + 1) / (len(v) + 1)))
+
+
+def seed_mean(replicates: Sequence[np.ndarray]) -> np.ndarray:
+    """Replicate-wise mean over split seeds of per-seed bootstrap replicates (same length each)."""
+    if not len(replicates):
+        return np.array([])
+    stacked = np.vstack([np.asarray(r, float) for r in replicates])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate NaN in every seed stays NaN
+        return np.nanmean(stacked, axis=0)
+
+
+def pooled_ci(samples: list[np.ndarray], confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean over split seeds: percentile interval of the replicate-wise means of
+    the seeds' bootstrap replicates (see the module docstring)."""
+    return quantile_ci(seed_mean(samples), confidence)
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """'better' when the interval of a difference lies above 0, 'worse' below, else no detectable difference."""
+    if np.isfinite(ci_low) and ci_low > 0:
+        return "better"
+    if np.isfinite(ci_high) and ci_high < 0:
+        return "worse"
+    return "no detectable difference"
+
+
+def data_warning(n_images: int | float, n_groups: int | float) -> str:
+    """A warning when a test domain's seeds hold too few content groups or images for intervals
+    and verdicts to be trusted ("" when enough)."""
+    if n_images is None or n_groups is None or not (np.isfinite(n_images) and np.isfinite(n_groups)):
+        return ""
+    if n_groups < MIN_GROUPS or n_images < MIN_IMAGES:
+        return (f"too little data: {int(n_groups)} content groups and {int(n_images)} test images in the smallest split seed "
+                f"(intervals need at least {MIN_GROUPS} groups and {MIN_IMAGES} images per seed); treat its intervals, † and verdicts "
+                "as unreliable")
+    return ""
 
 
 @dataclass
@@ -113,19 +333,23 @@ class CellStats:
     ci: dict[str, tuple[float, float]]
     mapping: Mapping
     boot: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    n_groups: int = 0
 
 
 def evaluate(
     score: np.ndarray,
     mos: np.ndarray,
     *,
+    groups=None,
     lower_better: bool = False,
     mos_lower_better: bool = False,
     bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    rng: np.random.Generator | None = None,
 ) -> CellStats:
-    """All statistics for one cell, with percentile-bootstrap CIs over images."""
+    """All statistics for one cell, with percentile-bootstrap CIs over content groups (``groups``:
+    one label per image; None: each image its own group). ``rng`` overrides ``seed``."""
     score = np.asarray(score, float)
     mos = np.asarray(mos, float)
     if score.shape != mos.shape or score.ndim != 1:
@@ -135,33 +359,59 @@ def evaluate(
     n = len(score)
     if n < 3:
         raise ValueError(f"need at least 3 images to compute correlations, got {n}")
-    s = -score if lower_better else score
-    m = -mos if mos_lower_better else mos
-    mapping = fit_logistic(s, m)
-    mapped = mapping(s)
-    point = {k: float(v[0]) for k, v in all_stats(s[None], m[None], mapped[None]).items()}
+    sample = Sample.build(score, mos, groups, lower_better=lower_better, mos_lower_better=mos_lower_better)
+    point = {k: float(statistic(k, sample)[0]) for k in STATISTICS}
     ci: dict[str, tuple[float, float]] = {}
     boot: dict[str, np.ndarray] = {}
     if bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, n, size=(bootstrap, n))
-        boot = all_stats(s[idx], m[idx], mapped[idx])
-        alpha = (1 - confidence) / 2
-        for k, v in boot.items():
-            v = v[np.isfinite(v)]
-            ci[k] = (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if len(v) else (float("nan"), float("nan"))
-    return CellStats(n=n, values=point, ci=ci, mapping=mapping, boot=boot)
+        w = group_weights(sample.codes, bootstrap, rng if rng is not None else np.random.default_rng(seed))
+        for k in STATISTICS:
+            boot[k] = statistic(k, sample, w)
+            ci[k] = quantile_ci(boot[k], confidence)
+    return CellStats(n=n, values=point, ci=ci, mapping=sample.mapping, boot=boot, n_groups=sample.n_groups)
 
 
-def pooled_ci(samples: list[np.ndarray], confidence: float = 0.95) -> tuple[float, float]:
-    """CI from the bootstrap samples of several split seeds pooled together: it reflects both the
-    image sampling within a split and the variation between splits."""
-    v = np.concatenate([np.asarray(s, float) for s in samples]) if samples else np.array([])
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return (float("nan"), float("nan"))
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
+@dataclass
+class PairedDelta:
+    """statistic(B) - statistic(A) averaged over the seeds both were scored on."""
+
+    value: float
+    ci: tuple[float, float]
+    p_value: float
+    replicates: np.ndarray
+    per_seed: dict
+    n_images: float  # mean per seed
+    n_groups: float
+    seeds: list
+
+    @property
+    def verdict(self) -> str:
+        return verdict(*self.ci)
+
+
+def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: float = 0.95, stats_seed: int = 0) -> PairedDelta:
+    """Paired content-group bootstrap of statistic(B) - statistic(A). ``pairs``: {split seed:
+    (sample A, sample B)} where both samples hold the same images in the same order (same
+    groups). In every replicate both sides get the same group draws; per-seed deltas are averaged
+    over seeds (the estimand), replicate by replicate (the interval)."""
+    reps, per_seed, ns, gs = [], {}, [], []
+    for split_seed, (a, b) in pairs.items():
+        if a.n != b.n or not np.array_equal(a.codes, b.codes):
+            raise ValueError("paired samples must hold the same images")
+        if a.n < 3:
+            continue
+        d = float(statistic(name, b)[0] - statistic(name, a)[0])
+        per_seed[split_seed] = d
+        ns.append(a.n)
+        gs.append(a.n_groups)
+        if bootstrap > 0:
+            w = group_weights(a.codes, bootstrap, seed_rng(stats_seed, split_seed))
+            reps.append(statistic(name, b, w) - statistic(name, a, w))
+    finite = [v for v in per_seed.values() if np.isfinite(v)]
+    value = float(np.mean(finite)) if finite else float("nan")
+    rep = seed_mean(reps)
+    return PairedDelta(value, quantile_ci(rep, confidence), two_sided_p(rep), rep, per_seed,
+                       float(np.mean(ns)) if ns else 0.0, float(np.mean(gs)) if gs else 0.0, list(per_seed))
 
 
 def unacceptable(mos, threshold: float, mos_lower_better=False) -> np.ndarray:
@@ -179,28 +429,41 @@ def acceptability(score_train, mos_train, score_test, mos_test, threshold: float
                            unacceptable(mos_test, threshold, mos_lower_better), lower_better=lower_better)
 
 
+def gate_threshold(score_train, bad_train, *, lower_better=False) -> float:
+    """The score cut with the best accuracy on the train split, in the method's own units:
+    accept an image when its score is at least as good as the cut (>= for higher-is-better
+    methods, <= for lower-is-better ones). NaN without train scores."""
+    s = -np.asarray(score_train, float) if lower_better else np.asarray(score_train, float)
+    bad = np.asarray(bad_train, bool)
+    if not len(s):
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    s_sorted, bad_sorted = s[order], bad[order]
+    cands = np.unique(s_sorted)
+    below = np.searchsorted(s_sorted, cands, side="left")  # images rejected by each cut (score < cut)
+    bad_below = np.r_[0, np.cumsum(bad_sorted)][below]
+    correct = bad_below + (len(s) - bad.sum()) - (below - bad_below)
+    cut = float(cands[int(np.argmax(correct))])  # the first (lowest) cut among equally accurate ones
+    return -cut if lower_better else cut
+
+
 def gate_statistics(score_train, bad_train, score_test, bad_test, *, lower_better=False) -> dict[str, float]:
     """AUC: ROC AUC of the (direction-aligned) score for detecting unacceptable test images.
     ACC: test accuracy of accept/reject at the score threshold chosen on the train set (the one
-    with the best train accuracy). RETAKE: share of test images that threshold rejects.
-    Zero-shot methods have no train scores of their own; the caller passes the train split's
-    scores, so the threshold is still chosen without looking at the test set.
+    with the best train accuracy, :func:`gate_threshold`). RETAKE: share of test images that
+    threshold rejects. Zero-shot methods have no train scores of their own; the caller passes the
+    train split's scores, so the threshold is still chosen without looking at the test set.
     """
     from sklearn.metrics import roc_auc_score
 
-    def align(s):
-        return -np.asarray(s, float) if lower_better else np.asarray(s, float)
-
-    s_tr, bad_tr = align(score_train), np.asarray(bad_train, bool)
-    s_te, bad_te = align(score_test), np.asarray(bad_test, bool)
+    s_te = -np.asarray(score_test, float) if lower_better else np.asarray(score_test, float)
+    bad_te = np.asarray(bad_test, bool)
     out = {"AUC": float("nan"), "ACC": float("nan"), "RETAKE": float("nan")}
     if 0 < bad_te.sum() < len(bad_te):
         out["AUC"] = float(roc_auc_score(bad_te, -s_te))
-    if len(s_tr):
-        cands = np.unique(s_tr)
-        accs = [((s_tr < c) == bad_tr).mean() for c in cands]
-        cut = cands[int(np.argmax(accs))]
-        reject = s_te < cut
+    cut = gate_threshold(score_train, bad_train, lower_better=lower_better)
+    if np.isfinite(cut):
+        reject = s_te < (-cut if lower_better else cut)
         out["ACC"] = float((reject == bad_te).mean())
         out["RETAKE"] = float(reject.mean())
     return out

@@ -1,6 +1,7 @@
 """Comparing two stored runs: paired and independent deltas, and like-for-like warnings."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_report import stub_runs, write_run  # noqa: F401 (stub_runs: a fixture shared with test_report)
 
@@ -89,3 +90,74 @@ def test_entries_in_one_run_only_are_reported(tmp_path):
     df, warnings = compare_runs(a, b)
     assert df.empty
     assert any("only in A" in w for w in warnings) and any("only in B" in w for w in warnings)
+
+
+def test_compare_aligns_seeds_and_names_the_others(tmp_path):
+    """A has seeds 0, 1; B has 1, 2. Both columns and the change describe seed 1 alone."""
+    from diqa_bench.report import compare_runs
+
+    rng = np.random.default_rng(5)
+    mos = rng.uniform(1, 5, 70)
+    noise = {s: np.random.default_rng(100 + s).normal(0, 0.3 + 0.4 * s, 70) for s in (0, 1, 2)}
+    a = write_run(tmp_path / "a", {("m", "-", "skin", s): mos + noise[s] for s in (0, 1)}, {"skin": mos})
+    b = write_run(tmp_path / "b", {("m", "-", "skin", s): mos + noise[s] for s in (1, 2)}, {"skin": mos})
+    df, warnings = compare_runs(a, b)
+    srocc = df.set_index("statistic").loc["SROCC"]
+    assert srocc["mode"] == "paired" and srocc.seeds == "1"
+    assert srocc.value_a == pytest.approx(srocc.value_b) and srocc.delta == pytest.approx(0)  # seed 1 is identical in both
+    assert any("split seeds differ (only in A: seed 0; only in B: seed 2)" in w for w in warnings)
+
+
+def test_compare_resamples_content_groups(tmp_path):
+    from diqa_bench.report import compare_runs
+
+    rng = np.random.default_rng(6)
+    mos = rng.uniform(1, 5, 80)
+    scene = [f"s{i // 10}" for i in range(80)]
+    a_scores = {("m", "-", "skin", 0): mos + np.repeat(rng.normal(0, 1.5, 8), 10) + rng.normal(0, 0.3, 80)}
+    b_scores = {("m", "-", "skin", 0): mos + np.repeat(rng.normal(0, 1.5, 8), 10) + rng.normal(0, 0.3, 80)}
+    widths = []
+    for groups in ({"skin": scene}, None):
+        a = write_run(tmp_path / f"a{groups is None}", a_scores, {"skin": mos}, groups=groups)
+        b = write_run(tmp_path / f"b{groups is None}", b_scores, {"skin": mos}, groups=groups)
+        row = compare_runs(a, b)[0].set_index("statistic").loc["SROCC"]
+        widths.append(row.ci_high - row.ci_low)
+        assert row.groups == (8 if groups else 80)
+    assert widths[0] > 1.5 * widths[1]
+
+
+def test_compare_cli_writes_its_table(tmp_path, capsys):
+    from diqa_bench import cli
+
+    a = _handmade(tmp_path / "a", lambda mos, rng: rng.normal(size=70))
+    b = _handmade(tmp_path / "b", lambda mos, rng: mos + rng.normal(0, 0.5, 70))
+    assert cli.main(["compare", str(a), str(b), "-o", str(tmp_path / "cmp.csv")]) == 0
+    table = pd.read_csv(tmp_path / "cmp.csv")
+    assert set(table.statistic) == {"SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE"} and table.significant.any()
+    assert cli.main(["compare", str(a), str(b), "-o", str(tmp_path / "cmp.md")]) == 0
+    printed = capsys.readouterr().out
+    md = (tmp_path / "cmp.md").read_text()
+    assert md.startswith("# Run comparison (B - A)") and printed.rstrip().endswith(md.rstrip())
+    assert cli.main(["compare", str(a), str(b), "-o", str(tmp_path / "cmp.txt")]) == 2
+    assert "use a .csv or .md file name" in capsys.readouterr().err
+
+
+def test_compare_puts_transfer_verdicts_side_by_side(tmp_path):
+    from diqa_bench.report import build_tables, compare_transfer, format_comparison
+
+    rng = np.random.default_rng(9)
+    mos = rng.uniform(1, 5, 60)
+    cells = {}
+    for seed in (0, 1):
+        cells[("net", "skin", "skin", seed)] = mos + rng.normal(0, 1.0, 60)
+        cells[("net", "skin+natural", "skin", seed)] = mos + rng.normal(0, 0.2, 60)
+    a = write_run(tmp_path / "a", cells, {"skin": mos}, train_sets=[["skin"], ["skin", "natural"]])
+    cells_b = dict(cells)
+    cells_b.update({("net", "skin+natural", "skin", s): cells[("net", "skin", "skin", s)] + rng.normal(0, 0.01, 60) for s in (0, 1)})
+    b = write_run(tmp_path / "b", cells_b, {"skin": mos}, train_sets=[["skin"], ["skin", "natural"]])
+    for folder in (a, b):
+        build_tables(folder)
+    table = compare_transfer(a, b)
+    row = table.set_index("statistic").loc["SROCC"]
+    assert row.verdict_a == "better" and row.verdict_b == "no detectable difference" and row.changed
+    assert "## Transfer verdicts (A vs B)" in format_comparison(pd.DataFrame(), [], transfer=table)

@@ -25,6 +25,7 @@ ROWS = [
     ("alpha", "-", "a", "AUC", 0.88, NAN, NAN, 30),
     ("alpha", "-", "a", "ACC", 0.80, NAN, NAN, 30),
     ("alpha", "-", "a", "RETAKE", 0.25, NAN, NAN, 30),
+    ("alpha", "-", "a", "ACC_ACCEPT_ALL", 0.85, NAN, NAN, 30),  # accepting every photo is more accurate than alpha's gate
     ("beta", "a", "a", "SROCC", 0.93, 0.88, 0.96, 30),
     ("beta", "a", "a", "PLCC", 0.95, 0.91, 0.97, 30),
     ("beta", "a", "a", "KRCC", 0.79, 0.72, 0.85, 30),
@@ -47,11 +48,11 @@ ROWS = [
 ]
 
 CELLS = [
-    {"method": "alpha", "train": "-", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30},
+    {"method": "alpha", "train": "-", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30, "groups": 10, "mapping": "logistic4"},
     {"method": "beta", "train": "a", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30},
     {"method": "beta", "train": "a+b", "test": "a", "seed": 0, "status": "ok", "reason": "", "n": 30},
     # one seed of beta @ a -> b failed, another succeeded: the row shows numbers, not the failure
-    {"method": "beta", "train": "a", "test": "b", "seed": 0, "status": "ok", "reason": "", "n": 20},
+    {"method": "beta", "train": "a", "test": "b", "seed": 0, "status": "ok", "reason": "", "n": 20, "groups": 4, "mapping": "linear (n = 9 < 10)"},
     {"method": "beta", "train": "a", "test": "b", "seed": 1, "status": "failed", "reason": "RuntimeError: flaky", "n": 0},
     {"method": "gamma", "train": "-", "test": "a", "seed": 0, "status": "not run", "reason": "missing weights file gamma.pth: put it in the weights folder", "n": 0},
     {"method": "gamma", "train": "-", "test": "b", "seed": 0, "status": "not run", "reason": "missing weights file gamma.pth: put it in the weights folder", "n": 0},
@@ -59,12 +60,29 @@ CELLS = [
 ]
 
 
+STD = {("beta", "a", "a", "SROCC"): 0.04, ("alpha", "-", "a", "SROCC"): 0.12}  # spread over seeds
+GROUPS = {"a": 10, "b": 4}  # content groups per seed
+
+
 def golden_metrics() -> pd.DataFrame:
     rows = []
     for r in ROWS:
         seed = r[8] if len(r) > 8 else "all"
-        rows.append(dict(zip(METRIC_COLUMNS, [r[0], r[1], r[2], seed, r[3], r[4], r[5], r[6], r[7], NAN])))
+        std = STD.get((r[0], r[1], r[2], r[3]), NAN) if seed == "all" else NAN
+        rows.append(dict(zip(METRIC_COLUMNS, [r[0], r[1], r[2], seed, r[3], r[4], r[5], r[6], r[7], std, GROUPS[r[2]]])))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def golden_transfer() -> pd.DataFrame:
+    from diqa_bench.report.transfer import COLUMNS
+
+    base = dict(method="beta", train="a+b", reference_train="a", n_images=30, n_groups=10, seeds="0 1", comparison="mixed vs single", p_value=0.01)
+    rows = [dict(base, test="a", statistic="SROCC", value=-0.08, ci_low=-0.12, ci_high=-0.03, verdict="worse", train_value=0.85, reference_value=0.93, warning=""),
+            dict(base, test="a", statistic="PLCC", value=0.01, ci_low=-0.02, ci_high=0.04, verdict="no detectable difference", train_value=0.96,
+                 reference_value=0.95, warning=""),
+            dict(base, test="b", statistic="SROCC", value=0.10, ci_low=0.02, ci_high=0.2, verdict="better", train_value=0.7, reference_value=0.6,
+                 n_images=20, n_groups=4, warning="too little data")]
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def golden_run_info() -> dict:
@@ -88,7 +106,7 @@ def golden_run_info() -> dict:
 
 
 def test_markdown_matches_golden_file():
-    text = render_markdown(golden_metrics(), golden_run_info())
+    text = render_markdown(golden_metrics(), golden_run_info(), transfer=golden_transfer())
     if os.environ.get("DIQA_UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(text)
     assert GOLDEN.is_file(), f"{GOLDEN} is missing: run with DIQA_UPDATE_GOLDEN=1 to create it"
@@ -102,14 +120,15 @@ def _table(test, markdown=True):
 
 def test_header_has_arrows_and_acceptability_columns_only_when_present():
     header_a, _, _ = _table("a")
-    assert header_a == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "AUC (reject) ↑", "Accuracy ↑", "Retake rate ↓", "n"]
+    assert header_a == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "AUC (reject) ↑", "Accuracy ↑", "Retake rate ↓",
+                        "n (groups) × seeds"]
     header_b, _, _ = _table("b")
-    assert header_b == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "n"]
+    assert header_b == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "n (groups) × seeds"]
 
 
 def test_best_values_are_bold_by_direction():
     _, t, rows = _table("a")
-    assert t["beta @ a"]["SROCC ↑"] == "**0.930 [0.880, 0.960]**"
+    assert t["beta @ a"]["SROCC ↑"] == "**0.930 ± 0.040 [0.880, 0.960]**"  # mean ± std over seeds [CI]
     assert t["beta @ a"]["PLCC ↑"].startswith("**")
     assert not t["alpha @ -"]["SROCC ↑"].startswith("**")
     # RMSE is lower-is-better: the minimum is bold, not the maximum
@@ -120,8 +139,12 @@ def test_best_values_are_bold_by_direction():
     assert t["beta @ a+b"]["PLCC ↑"] == "n/a"
     assert t["beta @ a"]["AUC (reject) ↑"] == "n/a"
     assert t["alpha @ -"]["AUC (reject) ↑"] == "**0.880**"
-    # rows sorted by SROCC, best first, failed cells last
-    assert [r[0] for r in rows] == ["beta @ a", "beta @ a+b", "alpha @ -", "gamma @ -"]
+    # rows sorted by SROCC, best first, then the "accept all" reference, failed cells last
+    assert [r[0] for r in rows] == ["beta @ a", "beta @ a+b", "alpha @ -", "accept all (no gate)", "gamma @ -"]
+    assert [t["accept all (no gate)"][c] for c in ("AUC (reject) ↑", "Accuracy ↑", "Retake rate ↓", "SROCC ↑")] == ["0.500", "0.850", "0.000", ""]
+    # alpha's gate is less accurate than accepting every photo: marked
+    assert t["alpha @ -"]["Accuracy ↑"] == "**0.800** ‡"
+    assert t["beta @ a"]["n (groups) × seeds"] == "30 (10) × 1" and t["alpha @ -"]["n (groups) × seeds"] == "30 (10) × 1"
 
 
 def test_ties_are_all_bold_and_negative_correlations_kept():
@@ -140,14 +163,15 @@ def test_failed_cells_show_their_reason():
     _, t, _ = _table("b")
     assert t["delta @ b"]["SROCC ↑"] == "failed: RuntimeError: CUDA out of memory"
     # beta @ a has one successful seed: it shows numbers, says so, and the flaky seed is not a row of its own
-    assert t["beta @ a (1 of 2 seeds)"]["n"] == "20"
+    assert t["beta @ a (1 of 2 seeds)"]["n (groups) × seeds"] == "20 (4) × 1"
     assert [label for label in t if label.startswith("beta @ a ")] == ["beta @ a (1 of 2 seeds)"]
 
 
 def test_terminal_rendering_has_no_markdown_bold():
     text = render_terminal(golden_metrics(), golden_run_info())
     assert "**" not in text
-    assert "Test domain: a (pseudo-MOS)" in text and "0.930 [0.880, 0.960]" in text
+    assert "Test domain: a (pseudo-MOS)" in text and "0.930 ± 0.040 [0.880, 0.960]" in text
+    assert "⚠ Warning: too little data" in text.split("Test domain: b")[1]
 
 
 def test_empty_results_render_without_tables():
@@ -193,3 +217,17 @@ def test_protocol_says_when_jpegs_were_decoded_by_nvjpeg():
     gpu = protocol_lines({"protocol": {"seeds": [0], "decoder": "nvjpeg"}})
     assert not any("nvJPEG" in line for line in plain)
     assert [line for line in gpu if line not in plain] == [next(line for line in gpu if "nvJPEG" in line)]
+
+
+def test_little_data_warning_transfer_table_and_linear_mappings_are_shown():
+    md = render_markdown(golden_metrics(), golden_run_info(), transfer=golden_transfer())
+    a, b = md.split("## Test domain: b")
+    assert "Warning" not in a.split("## Protocol")[0]
+    warning = b.index("> **⚠ Warning: too little data: 4 content groups and 20 test images")
+    assert warning < b.index("| Method @ train set")  # above the table
+    # transfer tables under their domains; a verdict from the small domain carries the warning
+    assert "### Transfer on a" in a and "| beta     | a+b         | a              | mixed vs single | -0.080 [-0.120, -0.030]" in a
+    assert "| worse           | no detectable difference |" in a
+    assert "| better ⚠ " in b and "these verdicts come from a test domain with too little data" in b
+    assert "- beta @ a (seed 0): linear (n = 9 < 10)" in b
+    assert "‡ accuracy below accepting every photo" in a

@@ -20,12 +20,13 @@ from diqa_bench.results import METRIC_COLUMNS, SCORE_COLUMNS
 
 
 def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets=None, failed=(), distortion=None, level=None,
-              config_hash="cfg-a", bootstrap=200, environment=None) -> Path:
+              config_hash="cfg-a", bootstrap=200, environment=None, groups=None, train_sets=None, acceptability=None) -> Path:
     """A stored run. ``cells``: {(method, train, test, seed): scores}; ``mos``: {test: MOS array},
     images ``img000``... in that order; ``lower_better``: method labels that are lower-is-better;
     ``datasets``: {test: [(dataset name, n images, lower_better, content hash)]} splitting the
     domain's images into consecutive datasets (default: one dataset per domain); ``failed``:
-    (method, train, test) entries stored as failed cells with no scores."""
+    (method, train, test) entries stored as failed cells with no scores; ``groups``: {test: content
+    group per image} (default: none stored, each image its own group)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     datasets = datasets or {t: [(f"ds-{t}", len(m), False, f"hash-{t}")] for t, m in mos.items()}
@@ -39,27 +40,30 @@ def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets
         one_set = len(set(names)) == 1
         # As results._eval_mos: raw MOS on a one-dataset domain, range-normalised (1-5) on a mixed one.
         eval_mos = m if one_set else np.array([(6 - v if dmos[n] else v) - 1 for v, n in zip(m, names)]) / 4
-        cell = stats.evaluate(scores, eval_mos, lower_better=method in lower_better, mos_lower_better=one_set and dmos[names[0]],
-                              bootstrap=bootstrap, seed=0)
+        labels = (groups or {}).get(test)
+        cell = stats.evaluate(scores, eval_mos, groups=labels, lower_better=method in lower_better, mos_lower_better=one_set and dmos[names[0]],
+                              bootstrap=bootstrap, rng=stats.seed_rng(0, seed))
         for name in stats.STATISTICS:
             lo, hi = cell.ci[name]
             metric_rows.append(dict(method=method, train=train, test=test, seed=str(seed), statistic=name, value=cell.values[name],
-                                    ci_low=lo, ci_high=hi, n=cell.n, std=np.nan))
-            boots.setdefault((method, train, test, name), []).append((cell.values[name], cell.boot[name], cell.n))
+                                    ci_low=lo, ci_high=hi, n=cell.n, std=np.nan, groups=cell.n_groups))
+            boots.setdefault((method, train, test, name), []).append((cell.values[name], cell.boot[name], cell.n, cell.n_groups))
         for i, (s, v) in enumerate(zip(scores, m)):
             score_rows.append(dict(image=f"img{i:03d}", dataset=names[i], domain=test, method=method, train=train, seed=seed, score=s, mos=v,
-                                   mos_norm=((6 - v if dmos[names[i]] else v) - 1) / 4,
+                                   mos_norm=((6 - v if dmos[names[i]] else v) - 1) / 4, group="" if labels is None else labels[i],
                                    distortion="" if distortion is None else distortion[i], level="" if level is None else level[i],
                                    path=f"/nowhere/img{i:03d}.png"))
     for (method, train, test, name), parts in boots.items():
         lo, hi = stats.pooled_ci([p[1] for p in parts])
         values = [p[0] for p in parts]
         metric_rows.append(dict(method=method, train=train, test=test, seed="all", statistic=name, value=float(np.mean(values)), ci_low=lo,
-                                ci_high=hi, n=parts[0][2], std=float(np.std(values, ddof=1)) if len(values) > 1 else np.nan))
+                                ci_high=hi, n=parts[0][2], std=float(np.std(values, ddof=1)) if len(values) > 1 else np.nan,
+                                groups=parts[0][3]))
     pd.DataFrame(score_rows, columns=SCORE_COLUMNS).to_csv(folder / "scores.csv", index=False)
     pd.DataFrame(metric_rows, columns=METRIC_COLUMNS).to_csv(folder / "metrics.csv", index=False)
-    run_cells = [dict(method=m, train=tr, test=te, seed=s, status="ok", reason="", n=len(v), lower_better=m in lower_better)
-                 for (m, tr, te, s), v in cells.items()]
+    n_groups = {t: len(set(g)) for t, g in (groups or {}).items()}
+    run_cells = [dict(method=m, train=tr, test=te, seed=s, status="ok", reason="", n=len(v), lower_better=m in lower_better,
+                      groups=n_groups.get(te, len(v))) for (m, tr, te, s), v in cells.items()]
     run_cells += [dict(method=m, train=tr, test=te, seed=0, status="failed", reason="stub failure on purpose", n=0, lower_better=False)
                   for m, tr, te in failed]
     env = {"diqa_bench": "0.1.0", "torch": "2.14.1", "pyiqa": "0.1.16", "device": "cpu", "gpu": None,
@@ -67,10 +71,11 @@ def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets
     env.update(environment or {})
     run_info = {
         "name": "handmade", "config_hash": config_hash, "config_path": "bench.yaml",
-        "config": {"test_domains": list(mos)},
+        "config": {"test_domains": list(mos), **({"train_sets": train_sets} if train_sets else {})},
         "environment": env,
         "protocol": {"test_ratio": 0.3, "seeds": sorted({k[3] for k in cells}), "bootstrap": bootstrap, "confidence": 0.95, "stats_seed": 0,
-                     "normalise_mos": "range", "bad_input": "skip", "acceptability": None, "use_split_column": True},
+                     "normalise_mos": "range", "bad_input": "skip", "acceptability": acceptability, "use_split_column": True,
+                     "resampling": "content groups"},
         "domains": {t: {"datasets": [dict(name=n, type="handmade", images=k, content_hash=h, error=None, mos_range=[1.0, 5.0],
                                           pseudo_mos=False, lower_better=low) for n, k, low, h in sets],
                         "pseudo_mos": False, "synthetic": True} for t, sets in datasets.items()},
@@ -145,8 +150,8 @@ def test_build_report_from_handmade_run(mixed_report):
     folder = mixed_report
     written = [Path(p) for p in (folder / "written.txt").read_text().splitlines()]
     names = {p.name for p in written}
-    assert {"transfer_srocc.png", "scatter_skin.png", "scatter_natural.png", "per_distortion_skin.png", "per_distortion.csv",
-            "significance.csv", "report.html"} <= names
+    assert {"transfer_srocc.png", "transfer_deltas.png", "scatter_skin.png", "scatter_natural.png", "per_distortion_skin.png",
+            "per_distortion.csv", "significance.csv", "transfer.csv", "transfer.json", "report.html"} <= names
     for p in written:
         if p.suffix == ".png":
             w, h = png_size(p)
@@ -157,10 +162,34 @@ def test_build_report_from_handmade_run(mixed_report):
     assert table["SROCC"].notna().all()
     assert (table[table.by == "distortion"]["n"] == 10).all()
     page = (folder / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6
+    assert 'id="transfer-skin"' in page and "Does the train set matter?" in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch: opens offline
     assert "failed: stub failure on purpose" in page
     assert "synthetic images" in page
+
+
+def test_transfer_table_of_the_handmade_run(mixed_report):
+    """cross-domain was trained on skin, natural and skin+natural; skin+natural's predictions are
+    much less noisy (0.3 vs 1.0), so mixed training is better than each single domain."""
+    import json
+
+    table = pd.read_csv(mixed_report / "transfer.csv", dtype={"seeds": str}, keep_default_na=False)
+    assert list(table.columns[:12]) == ["method", "test", "train", "reference_train", "statistic", "value", "ci_low", "ci_high",
+                                        "n_images", "n_groups", "seeds", "verdict"]
+    assert set(table.method) == {"cross-domain"}  # zero-shot methods have no train set to compare
+    skin = table[table.test == "skin"]
+    pairs = set(zip(skin.train, skin.reference_train, skin.comparison))
+    assert pairs == {("skin+natural", "skin", "mixed vs single"), ("skin+natural", "natural", "mixed vs single"),
+                     ("natural", "skin", "transfer loss")}
+    assert set(skin.statistic) == {"SROCC", "PLCC"} and (skin.seeds == "0 1").all() and (skin.n_images == 40).all()
+    mixed = table[table.comparison == "mixed vs single"]
+    assert (mixed.verdict == "better").all() and (mixed.ci_low > 0).all() and (mixed.value > 0).all()
+    for r in table.itertuples():
+        assert r.ci_low <= r.value <= r.ci_high
+        assert r.value == pytest.approx(r.train_value - r.reference_value, abs=1e-9)
+    rows = json.loads((mixed_report / "transfer.json").read_text())
+    assert len(rows) == len(table) and rows[0]["seeds"] == [0, 1]
 
 
 def test_report_without_distortion_labels_has_no_breakdown(tmp_path):

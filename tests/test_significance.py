@@ -57,9 +57,10 @@ def test_direction_lower_better_is_negated_not_abs(tmp_path):
 
 def test_pairing_resamples_the_same_images_for_both_methods(tmp_path):
     """Two close methods: the paired interval of their SROCC difference is much narrower than the
-    one from independent resamples, because the image sampling noise both share cancels out."""
-    from diqa_bench.report.significance import paired_srocc_delta, significance
-    from diqa_bench.report.stored import load_run, quantile_ci, srocc_rows
+    one from independent resamples, because the sampling noise both share cancels out."""
+    from diqa_bench import stats
+    from diqa_bench.report.significance import significance
+    from diqa_bench.report.stored import load_run, paired_samples
 
     rng = np.random.default_rng(11)
     mos = rng.uniform(1, 5, 80)
@@ -67,16 +68,35 @@ def test_pairing_resamples_the_same_images_for_both_methods(tmp_path):
     folder = write_run(tmp_path, {("good", "-", "skin", 0): shared, ("close", "-", "skin", 0): shared + rng.normal(0, 0.4, 80)}, {"skin": mos})
     row = significance(folder).query("method == 'close' and seed == 'all'").iloc[0]
     cells = load_run(folder).cells()
-    best, close = cells[("good", "-", "skin", "0")], cells[("close", "-", "skin", "0")]
-    delta, boot, n = paired_srocc_delta(best, close, bootstrap=500, seed=0)
-    assert n == 80 and delta == pytest.approx(row.delta)
-    rng = np.random.default_rng(0)
-    ia, ib = rng.integers(0, n, (2, 500, n))
-    independent = srocc_rows(best.aligned_score[ia], best.eval_mos[ia]) - srocc_rows(close.aligned_score[ib], close.eval_mos[ib])
-    lo_p, hi_p = quantile_ci(boot, 0.95)
-    lo_i, hi_i = quantile_ci(independent, 0.95)
+    close, best = paired_samples(cells[("close", "-", "skin", "0")], cells[("good", "-", "skin", "0")])
+    d = stats.paired_delta({"0": (close, best)}, "SROCC", bootstrap=200, stats_seed=0)
+    assert d.n_images == 80 and d.value == pytest.approx(row.delta) and d.ci == pytest.approx((row.ci_low, row.ci_high))
+    wa, wb = (stats.group_weights(best.codes, 500, np.random.default_rng(i)) for i in (1, 2))
+    independent = stats.statistic("SROCC", best, wa) - stats.statistic("SROCC", close, wb)
+    lo_p, hi_p = d.ci
+    lo_i, hi_i = stats.quantile_ci(independent, 0.95)
     assert (hi_p - lo_p) < 0.5 * (hi_i - lo_i)
     assert row.worse and lo_p > 0 and lo_i < 0  # paired: significant; independent resamples would miss it
+
+
+def test_significance_resamples_content_groups_and_warns_on_little_data(tmp_path):
+    """Same scores, two group structures: 80 images in 4 scenes whose shared bias moves both
+    methods differently, against 80 independent images. Only 4 groups: the warning is set."""
+    from diqa_bench.report.significance import significance
+
+    rng = np.random.default_rng(2)
+    mos = rng.uniform(1, 5, 80)
+    scene = np.arange(80) // 20
+    a = mos + np.repeat(rng.normal(0, 1.5, 4), 20)[np.argsort(np.argsort(scene))] + rng.normal(0, 0.3, 80)
+    b = mos + np.repeat(rng.normal(0, 1.5, 4), 20) + rng.normal(0, 0.3, 80)
+    cells = {("a", "-", "skin", 0): a, ("b", "-", "skin", 0): b}
+    grouped = significance(write_run(tmp_path / "g", cells, {"skin": mos}, groups={"skin": [f"scene{g}" for g in scene]}))
+    single = significance(write_run(tmp_path / "i", cells, {"skin": mos}))
+    g, i = (df[df.seed == "all"].iloc[0] for df in (grouped, single))
+    assert g.delta == pytest.approx(i.delta)
+    assert (g.ci_high - g.ci_low) > 1.5 * (i.ci_high - i.ci_low)
+    assert g.groups == 4 and "4 content groups" in g.warning
+    assert i.groups == 80 and i.warning == ""  # 80 single-image groups: enough data, no warning
 
 
 def test_significance_is_seeded(tmp_path):

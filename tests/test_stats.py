@@ -129,9 +129,13 @@ def test_bad_shapes_and_tiny_cells_raise():
         stats.evaluate(np.arange(2.0), np.arange(2.0))
 
 
-def test_pooled_ci_spans_every_seed():
+def test_pooled_ci_is_the_interval_of_the_mean_over_seeds():
+    # Estimand: mean over seeds; replicate b of the pooled interval = mean over seeds of replicate b.
     lo, hi = stats.pooled_ci([np.full(100, 0.2), np.full(100, 0.8)], confidence=0.9)
-    assert lo == pytest.approx(0.2) and hi == pytest.approx(0.8)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    a, b = np.linspace(0, 1, 101), np.linspace(1, 0, 101)  # anti-aligned replicates cancel exactly
+    assert stats.pooled_ci([a, b]) == pytest.approx((0.5, 0.5))
+    assert stats.pooled_ci([a, a]) == pytest.approx(stats.quantile_ci(a))
     assert all(np.isnan(stats.pooled_ci([])))
 
 
@@ -158,3 +162,198 @@ def test_acceptability_without_both_classes_has_no_auc():
     out = stats.acceptability([1, 2, 3], [4, 4, 4], [1, 2, 3], [4.0, 4.5, 5.0], 3.0)
     assert np.isnan(out["AUC"])
     assert out["RETAKE"] == pytest.approx(0.0)
+
+
+# -- content-group resampling -------------------------------------------------------------------
+
+def _expanded_reference(score, mos, groups, draws, lower_better=False):
+    """The cluster bootstrap written out by hand: for each replicate, concatenate every image of
+    each drawn group (repeats included) and compute the statistics with scipy on that array."""
+    mapping = stats.fit_logistic(-score if lower_better else score, mos)
+    members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
+    labels = sorted(members)
+    out = {k: [] for k in stats.STATISTICS}
+    for row in draws:
+        idx = np.concatenate([members[labels[g]] for g in row])
+        s, m = (-score if lower_better else score)[idx], mos[idx]
+        mapped = mapping(s)
+        out["SROCC"].append(sps.spearmanr(s, m).statistic)
+        out["KRCC"].append(sps.kendalltau(s, m).statistic)
+        out["PLCC_raw"].append(sps.pearsonr(s, m).statistic)
+        out["PLCC"].append(sps.pearsonr(mapped if mapping.kind == "logistic4" else s, m).statistic)
+        out["RMSE"].append(np.sqrt(np.mean((mapped - m) ** 2)))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("lower_better", [False, True])
+def test_group_bootstrap_matches_a_hand_written_cluster_bootstrap(lower_better):
+    """Unequal groups (1 to 9 images), tied MOS: every replicate equals the statistic on the
+    explicitly expanded resample."""
+    rng = np.random.default_rng(21)
+    sizes = [9, 1, 4, 6, 2, 7, 3, 5]
+    groups = np.repeat([f"ref{i}" for i in range(len(sizes))], sizes)
+    perm = rng.permutation(len(groups))  # groups interleaved, not contiguous
+    groups = groups[perm]
+    mos = np.round(rng.uniform(1, 5, len(groups)) * 2) / 2
+    score = (-1 if lower_better else 1) * (mos + rng.normal(0, 0.7, len(groups)))
+    cell = stats.evaluate(score, mos, groups=groups, lower_better=lower_better, bootstrap=40, seed=5)
+    draws = np.random.default_rng(5).integers(0, len(sizes), size=(40, len(sizes)))  # group codes follow sorted labels
+    expected = _expanded_reference(score, mos, groups, draws, lower_better)
+    for k in stats.STATISTICS:
+        np.testing.assert_allclose(cell.boot[k], expected[k], atol=1e-10, err_msg=k)
+    assert cell.n_groups == len(sizes) and cell.n == sum(sizes)
+
+
+def test_group_bootstrap_on_a_two_group_case_by_hand():
+    """Two groups, A = images 0-2, B = images 3-4. Drawing (A, A) repeats A: its three images
+    twice. Values worked out by hand: SROCC of A alone (doubled) is 1 (score and MOS rise
+    together within A); drawing (B, B) is -1 (B's two images disagree); (A, B) is the full sample."""
+    score = np.array([1.0, 2.0, 3.0, 5.0, 4.0])
+    mos = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    sample = stats.Sample.build(score, mos, ["A", "A", "A", "B", "B"])
+    w = np.array([[2, 2, 2, 0, 0], [0, 0, 0, 2, 2], [1, 1, 1, 1, 1]], float)
+    srocc = stats.statistic("SROCC", sample, w)
+    assert srocc[0] == pytest.approx(1.0) and srocc[1] == pytest.approx(-1.0)
+    assert srocc[2] == pytest.approx(1 - 6 * 2 / (5 * 24))  # one swapped neighbour pair: 1 - 6 sum(d^2) / (n(n^2-1))
+    # the weights the bootstrap uses for those draws
+    draws_w = stats.group_weights(sample.codes, 3, np.random.default_rng(0))
+    assert set(np.unique(draws_w[:, :3] + 0)) <= {0, 1, 2} and (draws_w.sum(1) > 0).all()
+    assert np.array_equal(draws_w[:, 0], draws_w[:, 2]) and np.array_equal(draws_w[:, 3], draws_w[:, 4])
+
+
+def test_strongly_clustered_data_widen_the_interval():
+    """Each of 12 reference scenes has its own bias shared by all its 15 images: the images of a
+    scene are not independent, so resampling images alone gives a too-narrow interval."""
+    rng = np.random.default_rng(3)
+    g, k = 12, 15
+    groups = np.repeat(np.arange(g), k)
+    mos = rng.uniform(1, 5, g * k)
+    score = mos + np.repeat(rng.normal(0, 2.0, g), k) + rng.normal(0, 0.3, g * k)
+    by_group = stats.evaluate(score, mos, groups=groups, bootstrap=500, seed=1)
+    by_image = stats.evaluate(score, mos, bootstrap=500, seed=1)
+    assert by_group.values == by_image.values  # the point estimate does not depend on the resampling unit
+    for name in ("SROCC", "PLCC"):
+        width_group = np.diff(by_group.ci[name])[0]
+        width_image = np.diff(by_image.ci[name])[0]
+        assert width_group > 1.5 * width_image, (name, width_group, width_image)
+
+
+def test_without_groups_each_image_is_its_own_group():
+    score, mos = _data(n=30, seed=9)
+    plain = stats.evaluate(score, mos, bootstrap=100, seed=4)
+    labelled = stats.evaluate(score, mos, groups=[f"g{i:02d}" for i in range(30)], bootstrap=100, seed=4)
+    empty = stats.evaluate(score, mos, groups=[""] * 30, bootstrap=100, seed=4)
+    for k in stats.STATISTICS:
+        np.testing.assert_allclose(labelled.boot[k], plain.boot[k], atol=1e-12)
+        np.testing.assert_allclose(empty.boot[k], plain.boot[k], atol=1e-12)
+
+
+def test_kendall_weighted_pairs_and_scipy_paths_agree(monkeypatch):
+    score, mos = _data(n=50, seed=10, ties=True)
+    groups = np.arange(50) // 4
+    sample = stats.Sample.build(score, mos, groups)
+    w = stats.group_weights(sample.codes, 30, np.random.default_rng(2))
+    pairs = stats.statistic("KRCC", sample, w)
+    monkeypatch.setattr(stats, "KENDALL_PAIRS_MAX", 10)
+    per_row = stats.statistic("KRCC", sample, w)
+    np.testing.assert_allclose(pairs, per_row, atol=1e-12)
+
+
+def test_paired_delta_uses_the_same_draws_for_both_sides():
+    rng = np.random.default_rng(4)
+    mos = rng.uniform(1, 5, 80)
+    groups = np.arange(80) // 8
+    shared = mos + np.repeat(rng.normal(0, 1.5, 10), 8) + rng.normal(0, 0.5, 80)
+    a = stats.Sample.build(shared, mos, groups)
+    same = stats.paired_delta({0: (a, a), 1: (a, a)}, "SROCC", bootstrap=200)
+    assert same.value == 0 and same.ci == (0.0, 0.0) and same.verdict == "no detectable difference"
+    better = stats.Sample.build(shared + 0.8 * (mos - shared), mos, groups)
+    d = stats.paired_delta({0: (a, better)}, "SROCC", bootstrap=300, stats_seed=2)
+    assert d.value == pytest.approx(stats.statistic("SROCC", better)[0] - stats.statistic("SROCC", a)[0])
+    # by hand: the same weights applied to both sides, replicate by replicate
+    w = stats.group_weights(a.codes, 300, stats.seed_rng(2, 0))
+    np.testing.assert_allclose(d.replicates, stats.statistic("SROCC", better, w) - stats.statistic("SROCC", a, w), atol=1e-12)
+    assert d.verdict == "better" and d.ci[0] > 0
+    worse = stats.paired_delta({0: (better, a)}, "SROCC", bootstrap=300, stats_seed=2)
+    assert worse.verdict == "worse" and worse.value == pytest.approx(-d.value)
+    assert d.n_groups == 10 and d.n_images == 80 and d.seeds == [0]
+
+
+def test_seed_pooling_averages_per_seed_statistics_replicate_by_replicate():
+    rng = np.random.default_rng(8)
+    pairs, expected_reps = {}, []
+    for s in (0, 1, 2):
+        mos = rng.uniform(1, 5, 40)
+        groups = np.arange(40) // 4
+        a = stats.Sample.build(mos + rng.normal(0, 1, 40), mos, groups)
+        b = stats.Sample.build(mos + rng.normal(0, 0.5, 40), mos, groups)
+        pairs[s] = (a, b)
+        w = stats.group_weights(a.codes, 100, stats.seed_rng(0, s))
+        expected_reps.append(stats.statistic("PLCC", b, w) - stats.statistic("PLCC", a, w))
+    d = stats.paired_delta(pairs, "PLCC", bootstrap=100)
+    np.testing.assert_allclose(d.replicates, np.mean(expected_reps, axis=0), atol=1e-12)
+    assert d.value == pytest.approx(np.mean(list(d.per_seed.values())))
+    assert d.ci == stats.quantile_ci(np.mean(expected_reps, axis=0))
+
+
+def test_data_warning_thresholds():
+    assert stats.data_warning(30, 10) == ""
+    assert "9 content groups" in stats.data_warning(100, 9)
+    assert "29 test images" in stats.data_warning(29, 29)
+
+
+# -- PLCC keeps the sign ---------------------------------------------------------------------------
+
+def test_backwards_ranker_never_gets_a_high_mapped_plcc():
+    score, mos = _data(n=60, seed=12)
+    backwards = stats.evaluate(score, mos, lower_better=True, bootstrap=100, seed=0)
+    assert backwards.values["SROCC"] < -0.5
+    assert backwards.values["PLCC"] < 0
+    assert backwards.values["PLCC"] == pytest.approx(backwards.values["PLCC_raw"])
+    assert backwards.mapping.kind == "linear" and backwards.mapping.reason
+    assert backwards.ci["PLCC"][1] < 0.2
+
+
+def test_tiny_cell_with_an_outlier_is_not_turned_into_a_step():
+    """Nine images ranked backwards except one high outlier: an unconstrained 4-parameter
+    logistic fits a step at the outlier and reports a high PLCC. The constrained mapping uses a
+    linear map below 10 images and keeps the sign."""
+    mos = np.array([1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0])
+    score = np.array([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 20.0])
+    cell = stats.evaluate(score, mos, bootstrap=50, seed=0)
+    assert cell.mapping.kind == "linear" and "n = 9" in cell.mapping.reason
+    assert cell.values["PLCC"] == pytest.approx(sps.pearsonr(score, mos).statistic)
+    assert cell.values["SROCC"] < 0 and cell.values["PLCC"] < 0.5
+    ranker = stats.evaluate(np.arange(9.0), mos, bootstrap=0)  # a good ranker on few images: linear map, PLCC = raw Pearson
+    assert ranker.mapping.kind == "linear" and ranker.values["PLCC"] == pytest.approx(1.0)
+
+
+def test_mapping_is_monotonically_increasing():
+    rng = np.random.default_rng(13)
+    for seed in range(5):
+        score, mos = _data(n=40, seed=seed)
+        score = score + rng.normal(0, 2, 40) * (seed % 2)
+        mapping = stats.fit_logistic(score, mos)
+        xs = np.linspace(score.min() - 1, score.max() + 1, 200)
+        assert np.all(np.diff(mapping(xs)) >= -1e-12), (seed, mapping)
+        if mapping.kind == "logistic4":
+            b1, b2, _, b4 = mapping.params
+            assert b1 > b2 and b4 > 0
+
+
+def test_gate_threshold_is_in_the_methods_units_and_reproduces_the_decisions():
+    mos_train = np.array([1.0, 1.5, 2.0, 2.5, 3.5, 4.0, 4.5, 5.0])
+    bad = mos_train < 3
+    assert stats.gate_threshold(mos_train, bad) == pytest.approx(3.5)  # accept score >= 3.5
+    assert stats.gate_threshold(-mos_train, bad, lower_better=True) == pytest.approx(-3.5)  # accept score <= -3.5
+    assert np.isnan(stats.gate_threshold([], []))
+    rng = np.random.default_rng(0)
+    s_tr, s_te = rng.normal(size=50), rng.normal(size=30)
+    b_tr, b_te = s_tr + rng.normal(0, 0.5, 50) < 0, rng.random(30) < 0.4
+    cut = stats.gate_threshold(s_tr, b_tr)
+    out = stats.gate_statistics(s_tr, b_tr, s_te, b_te)
+    assert out["RETAKE"] == pytest.approx(np.mean(s_te < cut))
+    assert out["ACC"] == pytest.approx(np.mean((s_te < cut) == b_te))
+    # the cut is the most accurate on the train split: brute force over every candidate
+    accs = [np.mean((s_tr < c) == b_tr) for c in np.unique(s_tr)]
+    assert np.mean((s_tr < cut) == b_tr) == pytest.approx(max(accs))

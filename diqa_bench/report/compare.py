@@ -1,14 +1,19 @@
 """Comparing two stored runs: what changed, by how much, and whether the change is significant.
 
-Per method x train set x test domain x statistic: delta = B - A with a bootstrap CI.
+Per method x train set x test domain x statistic: delta = B - A with a bootstrap CI, over the
+split seeds both runs have (seeds only one run has are left out, with a warning naming them), so
+value_a, value_b and delta all describe the same seeds.
 - Paired (``mode = "paired"``): when the runs scored the same images (same dataset and image id in
-  the same split seed), each resample draws the same images for both runs; the delta is the mean
-  over common seeds of the statistic on the common images. This is the sensitive test of "did my
-  change help on the same data".
+  the same split seed), every replicate draws the same content groups for both runs within each
+  seed (:func:`diqa_bench.stats.paired_delta`); the delta is the mean over shared seeds of the
+  statistic on the common images. This is the sensitive test of "did my change help on the same
+  data".
 - Independent (``mode = "independent"``): no images in common; the delta is the difference of the
-  stored means (metrics.csv) and its CI comes from the difference of independent bootstraps.
-The logistic mapping behind PLCC and RMSE is fitted once per run and seed on the images used, as
+  means over the shared seeds (or each run's own seeds when none is shared), and its CI comes from
+  independent content-group bootstraps of the two runs.
+The logistic mapping behind PLCC and RMSE is fitted once per run and seed on all its images, as
 in :func:`diqa_bench.stats.evaluate`. Warnings say when the runs are not like for like.
+``compare_transfer`` puts the two runs' transfer tables (verdicts) side by side.
 """
 
 from __future__ import annotations
@@ -19,62 +24,25 @@ from typing import Any
 import numpy as np
 
 from diqa_bench import stats
-from diqa_bench.report.stored import Cell, StoredRun, load_run, quantile_ci, two_sided_p
+from diqa_bench.report.stored import Cell, StoredRun, load_run, paired_samples
 
-COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n"]
+COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n",
+           "groups", "seeds"]
 COMPARED = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
+TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
 
 
-def _boot_stats(score: np.ndarray, mos: np.ndarray, idx: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Point statistics and their values on the resamples ``idx`` [B, n] of one cell's images."""
-    mapping = stats.fit_logistic(score, mos)
-    mapped = mapping(score)
-    point = {k: float(v[0]) for k, v in stats.all_stats(score[None], mos[None], mapped[None]).items()}
-    return point, stats.all_stats(score[idx], mos[idx], mapped[idx])
-
-
-def _common(a: Cell, b: Cell) -> tuple[np.ndarray, np.ndarray]:
-    ib = {k: i for i, k in enumerate(b.images)}
-    pairs = [(i, ib[k]) for i, k in enumerate(a.images) if k in ib]
-    return np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int)
-
-
-def _paired(cells_a: list[Cell], cells_b: list[Cell], bootstrap: int, seed: int):
-    deltas: dict[str, list[float]] = {}
-    boots: dict[str, list[np.ndarray]] = {}
-    ns = []
-    for a, b in zip(cells_a, cells_b):
-        pa, pb = _common(a, b)
-        if len(pa) < 3:
-            continue
-        idx = np.random.default_rng(seed).integers(0, len(pa), size=(bootstrap, len(pa)))
-        point_a, boot_a = _boot_stats(a.aligned_score[pa], a.eval_mos[pa], idx)
-        point_b, boot_b = _boot_stats(b.aligned_score[pb], b.eval_mos[pb], idx)
-        ns.append(len(pa))
-        for k in COMPARED:
-            deltas.setdefault(k, []).append(point_b[k] - point_a[k])
-            boots.setdefault(k, []).append(boot_b[k] - boot_a[k])
-    return deltas, boots, ns
-
-
-def _independent(cells_a: list[Cell], cells_b: list[Cell], bootstrap: int, seed: int):
-    """Pooled bootstrap of each run (its own seeds), differenced resample by resample."""
-    pooled = []
+def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]], name: str, bootstrap: int, seed: int) -> np.ndarray:
+    """Replicates of mean_B - mean_A from independent content-group bootstraps of each run."""
+    means = []
     for i, cells in enumerate((cells_a, cells_b)):
-        rng = np.random.default_rng([seed, i])  # independent streams for the two runs
-        per_stat: dict[str, list[np.ndarray]] = {}
-        for c in cells:
-            idx = rng.integers(0, len(c.score), size=(bootstrap, len(c.score)))
-            for k, v in _boot_stats(c.aligned_score, c.eval_mos, idx)[1].items():
-                per_stat.setdefault(k, []).append(v)
-        pooled.append(per_stat)
-    # Pair the j-th pooled resample of A with the j-th of B; trim to the shorter pool.
-    boots = {}
-    for k in COMPARED:
-        va, vb = np.concatenate(pooled[0][k]), np.concatenate(pooled[1][k])
-        m = min(len(va), len(vb))
-        boots[k] = vb[:m] - va[:m]
-    return boots
+        reps = []
+        for split_seed, c in cells:
+            sample = c.sample()
+            rng = stats.seed_rng(seed, split_seed, i + 1)  # a stream of its own per run: independent draws
+            reps.append(stats.statistic(name, sample, stats.group_weights(sample.codes, bootstrap, rng)))
+        means.append(stats.seed_mean(reps))
+    return means[1] - means[0]
 
 
 def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confidence: float | None = None):
@@ -88,8 +56,7 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
     confidence = confidence or protocol.get("confidence", 0.95)
     seed = protocol.get("stats_seed", 0)
     cells_a, cells_b = run_a.cells(), run_b.cells()
-    stored_a = _stored(run_a)
-    stored_b = _stored(run_b)
+    seeded_a, seeded_b = _per_seed(run_a), _per_seed(run_b)
 
     entries_a = {k[:3] for k in cells_a}
     entries_b = {k[:3] for k in cells_b}
@@ -100,31 +67,60 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
         warnings.append(f"{len(only_b)} method x train x test entries only in B (not compared), e.g. {' @ '.join(only_b[0][:2])} -> {only_b[0][2]}")
 
     rows = []
+    seeds_only_a, seeds_only_b = set(), set()
     for method, train, test in sorted(entries_a & entries_b):
         seeds_a = sorted(k[3] for k in cells_a if k[:3] == (method, train, test))
         seeds_b = sorted(k[3] for k in cells_b if k[:3] == (method, train, test))
-        common_seeds = [s for s in seeds_a if s in seeds_b]
-        deltas, boots, ns = _paired([cells_a[(method, train, test, s)] for s in common_seeds],
-                                    [cells_b[(method, train, test, s)] for s in common_seeds], bootstrap, seed)
-        mode = "paired" if ns else "independent"
-        if not ns:
-            boots = {k: [v] for k, v in _independent([cells_a[(method, train, test, s)] for s in seeds_a],
-                                                      [cells_b[(method, train, test, s)] for s in seeds_b], bootstrap, seed).items()}
+        shared = [s for s in seeds_a if s in seeds_b]
+        seeds_only_a.update(s for s in seeds_a if s not in shared)
+        seeds_only_b.update(s for s in seeds_b if s not in shared)
+        pairs = {s: p for s in shared if (p := paired_samples(cells_a[(method, train, test, s)], cells_b[(method, train, test, s)])) is not None}
+        used_a, used_b = (shared, shared) if shared else (seeds_a, seeds_b)
         for stat in COMPARED:
-            va = stored_a.get((method, train, test, stat), float("nan"))
-            vb = stored_b.get((method, train, test, stat), float("nan"))
-            samples = np.concatenate(boots[stat])
-            lo, hi = quantile_ci(samples, confidence)
-            delta = float(np.mean(deltas[stat])) if ns else vb - va
+            va = _mean([seeded_a.get((method, train, test, s, stat)) for s in used_a])
+            vb = _mean([seeded_b.get((method, train, test, s, stat)) for s in used_b])
+            if pairs:
+                d = stats.paired_delta(pairs, stat, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                delta, samples, mode, n, groups = d.value, d.replicates, "paired", int(round(d.n_images)), int(round(d.n_groups))
+            else:
+                samples = _independent([(s, cells_a[(method, train, test, s)]) for s in used_a],
+                                       [(s, cells_b[(method, train, test, s)]) for s in used_b], stat, bootstrap, seed)
+                delta, mode, n, groups = vb - va, "independent", 0, 0
+            lo, hi = stats.quantile_ci(samples, confidence)
             rows.append(dict(method=method, train=train, test=test, statistic=stat, value_a=va, value_b=vb, delta=delta, ci_low=lo, ci_high=hi,
-                             p_value=two_sided_p(samples), significant=bool(lo > 0 or hi < 0), mode=mode,
-                             n=int(round(np.mean(ns))) if ns else 0))
+                             p_value=stats.two_sided_p(samples), significant=bool(lo > 0 or hi < 0), mode=mode, n=n, groups=groups,
+                             seeds=" ".join(used_a if used_a == used_b else used_a + ["|"] + used_b)))
+    if seeds_only_a or seeds_only_b:
+        parts = ([f"only in A: seed {', '.join(sorted(seeds_only_a))}"] if seeds_only_a else []) + \
+                ([f"only in B: seed {', '.join(sorted(seeds_only_b))}"] if seeds_only_b else [])
+        warnings.append(f"split seeds differ ({'; '.join(parts)}): A, B and the change are compared over the seeds both runs have")
     return pd.DataFrame(rows, columns=COLUMNS), warnings
 
 
-def _stored(run: StoredRun) -> dict[tuple[str, str, str, str], float]:
-    agg = run.metrics[run.metrics["seed"].astype(str) == "all"]
-    return {(r.method, r.train, r.test, r.statistic): float(r.value) for r in agg.itertuples(index=False)}
+def _mean(values) -> float:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _per_seed(run: StoredRun) -> dict[tuple[str, str, str, str, str], float]:
+    m = run.metrics[run.metrics["seed"].astype(str) != "all"]
+    return {(r.method, r.train, r.test, str(r.seed), r.statistic): float(r.value) for r in m.itertuples(index=False)}
+
+
+def compare_transfer(dir_a: Path, dir_b: Path):
+    """The transfer tables of both runs side by side (rows in both), with ``changed`` where the
+    verdict differs; None when either run has no transfer table."""
+    import pandas as pd
+
+    from diqa_bench.report.transfer import read_transfer
+
+    a, b = read_transfer(Path(dir_a)), read_transfer(Path(dir_b))
+    if a is None or b is None:
+        return None
+    keys = ["method", "test", "train", "reference_train", "statistic"]
+    merged = a[keys + ["value", "verdict"]].merge(b[keys + ["value", "verdict"]], on=keys, suffixes=("_a", "_b"))
+    merged["changed"] = merged["verdict_a"] != merged["verdict_b"]
+    return pd.DataFrame(merged, columns=TRANSFER_COLUMNS)
 
 
 def compatibility_warnings(run_a: StoredRun, run_b: StoredRun) -> list[str]:
@@ -161,8 +157,9 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE")) -> str:
-    """Markdown: the warnings, then one table of B - A per entry and statistic ("*" = significant)."""
+def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE"), transfer=None) -> str:
+    """Markdown: the warnings, then one table of B - A per entry and statistic ("*" = significant),
+    then (``transfer``, from :func:`compare_transfer`) the transfer verdicts of both runs."""
     from tabulate import tabulate
 
     lines = ["# Run comparison (B - A)", ""]
@@ -171,13 +168,21 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
     sub = df[df["statistic"].isin(statistics)] if len(df) else df
     if not len(sub):
         lines.append("_No method x train x test entry in common._")
-        return "\n".join(lines) + "\n"
-    rows = []
-    for r in sub.itertuples(index=False):
-        rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
-                     f"{r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.p_value:.3f}", "yes *" if r.significant else "no", r.mode, r.n])
-    lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "Significant", "Bootstrap", "n"],
-                          tablefmt="github", disable_numparse=True))
-    lines += ["", "Δ = B - A; for RMSE lower is better, so a negative Δ is an improvement. Paired: both runs resampled on the same images "
-              "(n per seed in common); independent: no images in common, difference of independent bootstraps."]
+    else:
+        rows = []
+        for r in sub.itertuples(index=False):
+            rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
+                         f"{r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.p_value:.3f}", "yes *" if r.significant else "no", r.mode,
+                         f"{r.n} ({r.groups})" if r.mode == "paired" else "-", r.seeds])
+        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "Significant", "Bootstrap",
+                                             "n (groups)", "Seeds"], tablefmt="github", disable_numparse=True))
+        lines += ["", "Δ = B - A over the split seeds both runs have; for RMSE lower is better, so a negative Δ is an improvement. Paired: "
+                  "both runs resampled with the same content-group draws on their common images (n images, groups per seed); "
+                  "independent: no images in common, difference of independent bootstraps."]
+    if transfer is not None and len(transfer):
+        lines += ["", "## Transfer verdicts (A vs B)", ""]
+        rows = [[r.method, r.test, f"{r.train} vs {r.reference_train}", r.statistic, f"{r.value_a:+.3f}", f"{r.value_b:+.3f}", r.verdict_a,
+                 r.verdict_b, "changed" if r.changed else ""] for r in transfer.itertuples(index=False)]
+        lines.append(tabulate(rows, headers=["Method", "Test", "Train vs reference", "Statistic", "Δ in A", "Δ in B", "Verdict A", "Verdict B", ""],
+                              tablefmt="github", disable_numparse=True))
     return "\n".join(lines) + "\n"

@@ -244,3 +244,74 @@ def per_distortion_heatmap(table, test: str, out: Path) -> Path | None:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#c62828", "no detectable difference": "#6e6e6e"}
+
+
+def transfer_forest(table, run: StoredRun, out: Path) -> Path | None:
+    """Forest plot of the transfer table: one row per method x (train set vs reference), one
+    column of panels per statistic, one band of rows per test domain; a dot at the mean Δ over
+    seeds, a bar for its paired content-group interval, coloured by verdict. None when the table
+    is empty."""
+    if table is None or not len(table):
+        return None
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    names = list(dict.fromkeys(table["statistic"]))
+    tests = [t for t in run.test_domains() if (table["test"] == t).any()] or list(dict.fromkeys(table["test"]))
+    labels: list[str] = []
+    ypos: dict[tuple, float] = {}
+    bands = []
+    y = 0.0
+    for test in tests:
+        sub = table[table["test"] == test]
+        header = y  # a row of its own for the test domain's name
+        y += 1
+        for key in dict.fromkeys(zip(sub["method"], sub["train"], sub["reference_train"])):
+            ypos[(test,) + key] = y
+            labels.append(f"{key[0]}: {key[1]} vs {key[2]}")
+            y += 1
+        bands.append((test, header, y - 1, bool(str(sub["warning"].iloc[0] or "") not in ("", "nan"))))
+        y += 0.3  # gap between test domains
+    label_w = max(len(s) for s in labels) * 0.075 + 1.0
+    fig_w = label_w + 3.6 * len(names) + 0.4
+    fig_h = 1.3 + 0.32 * y
+    fig, axes = plt.subplots(1, len(names), figsize=(fig_w, fig_h), dpi=DPI, sharey=True, sharex=True, squeeze=False)
+    conf = int(round(100 * run.protocol.get("confidence", 0.95)))
+    for ax, name in zip(axes[0], names):
+        sub = table[table["statistic"] == name]
+        for r in sub.itertuples(index=False):
+            yy = ypos.get((r.test, r.method, r.train, r.reference_train))
+            if yy is None or not np.isfinite(r.value):
+                continue
+            colour = VERDICT_COLOURS.get(r.verdict, "black")
+            if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+                ax.plot([r.ci_low, r.ci_high], [yy, yy], color=colour, lw=2.2, solid_capstyle="butt")
+            ax.plot([r.value], [yy], "o", ms=6, markeredgecolor=colour, markeredgewidth=1.4,
+                    markerfacecolor=colour if r.comparison == "mixed vs single" else "white", zorder=3)
+        ax.axvline(0, color="black", lw=0.8)
+        for test, lo, hi, warn in bands:
+            ax.axhspan(lo - 0.5, hi + 0.5, color="#f4f4f4" if tests.index(test) % 2 == 0 else "white", zorder=-1)
+        ax.set_xlabel(f"Δ{name} (train set - reference), {conf}% CI", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(f"Δ{name}", fontsize=9)
+    ax0 = axes[0][0]
+    ax0.set_yticks([ypos[k] for k in ypos], labels, fontsize=7)
+    ax0.set_ylim(y - 0.3 + 0.5 - 0.3, -0.6)
+    for ax in axes[0]:
+        for test, lo, hi, warn in bands:
+            ax.annotate(f"test domain: {test}" + ("  (⚠ too little data)" if warn else ""), xy=(0.01, lo), xycoords=("axes fraction", "data"),
+                        fontsize=8, fontweight="bold", va="center", ha="left", color="#c62828" if warn else "black")
+    handles = [Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
+    handles += [Line2D([], [], color="black", marker="o", lw=0, label="mixed vs single"),
+                Line2D([], [], color="black", marker="o", lw=0, markerfacecolor="white", label="transfer loss (vs in-domain)")]
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
+    fig.suptitle("Does the train set matter? Paired differences on the same test images (mean over split seeds)", fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0.45 / fig_h, 1, 1 - 0.1 / fig_h))
+    path = out / "transfer_deltas.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

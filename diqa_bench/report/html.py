@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from diqa_bench.leaderboard import leaderboard_rows, protocol_lines
+from diqa_bench.leaderboard import LITTLE_DATA, domain_warning, leaderboard_rows, protocol_lines, transfer_rows
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.stored import StoredRun
 
@@ -22,6 +22,7 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 tr.best td { font-weight: bold; } .note { color: #555; font-size: 0.9em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
+.warning { background: #fff4e5; border-left: 4px solid #e65100; padding: 0.5em 0.8em; }
 """
 
 
@@ -47,8 +48,9 @@ def _num(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def render(run: StoredRun, figures: dict[str, Path], significance, per_distortion) -> str:
-    """The report page. ``figures``: "transfer", "scatter:<test>", "distortion:<test>" -> PNG path."""
+def render(run: StoredRun, figures: dict[str, Path], significance, per_distortion, transfer=None) -> str:
+    """The report page. ``figures``: "transfer", "deltas", "scatter:<test>", "distortion:<test>"
+    -> PNG path; ``transfer``: the transfer table (see :mod:`diqa_bench.report.transfer`)."""
     info = run.run_info
     env = info.get("environment", {})
     name = info.get("name", "benchmark")
@@ -69,20 +71,36 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
         marks = {(r.method, r.train, r.test): r.worse for r in pooled.itertuples(index=False)}
 
     parts.append("<h2>Leaderboard</h2>")
-    parts.append(f'<p class="note">Mean over split seeds [bootstrap CI]. {WORSE_MARK}: SROCC significantly below the best entry of the '
-                 "test domain (paired bootstrap over images, seeds pooled).</p>")
+    parts.append(f'<p class="note">Mean ± standard deviation over split seeds [bootstrap CI of the mean, resampling content groups]. '
+                 f"{WORSE_MARK}: SROCC significantly below the best entry of the test domain (paired content-group bootstrap, seeds pooled).</p>")
     for test in run.test_domains():
         dom = info.get("domains", {}).get(test, {})
         tags = (["labels are pseudo-MOS"] if dom.get("pseudo_mos") else []) + (["synthetic images"] if dom.get("synthetic") else [])
         parts.append(f"<h3>Test domain: {_e(test)}{' (' + _e('; '.join(tags)) + ')' if tags else ''}</h3>")
+        warning = domain_warning(info, test)
+        if warning:
+            parts.append(f'<p class="warning">{LITTLE_DATA} Warning: {_e(warning)}.</p>')
         header, rows = leaderboard_rows(run.metrics, info, test, markdown=False)
         classes = []
         for i, row in enumerate(rows):
             method, _, train = row[0].partition(" @ ")
             if marks.get((method, train, test)):
-                row[0] += f" {WORSE_MARK}"
+                row[0] += f" {WORSE_MARK}" + (f" {LITTLE_DATA}" if warning else "")
             classes.append("best" if i == 0 and row[1:2] and row[1] not in ("n/a", "") else "")
         parts.append(_table(header, rows, f"leaderboard-{test}", classes))
+
+    if transfer is not None and len(transfer):
+        parts.append("<h2>Does the train set matter?</h2>")
+        parts.append('<p class="note">Δ = statistic(train set) - statistic(reference train set) on the same test images of each split seed, '
+                     "mean over seeds, with a paired content-group bootstrap interval. Better / worse: the interval excludes 0. Mixed vs "
+                     "single: several domains against one; transfer loss: another domain against the in-domain one.</p>")
+        if "deltas" in figures:
+            parts.append(_figure(figures["deltas"], "Paired differences with their intervals per method, train set and test domain; colour = verdict"))
+        for test in run.test_domains():
+            header, rows = transfer_rows(transfer, test)
+            if rows:
+                parts.append(f"<h3>Transfer on {_e(test)}</h3>")
+                parts.append(_table(header, rows, f"transfer-{test}"))
 
     if "transfer" in figures:
         parts.append("<h2>Cross-domain transfer</h2>")

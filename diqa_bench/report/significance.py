@@ -1,10 +1,12 @@
 """Is a method significantly worse than the best one on a test domain?
 
 The best entry (method @ train set) per test domain is the one with the highest mean SROCC in
-metrics.csv. Every other entry is compared with it by a paired bootstrap over images of the SROCC
-difference (best - other): within each split seed both are scored on the same test images, and
-each resample draws the same image indices for both. Per-seed bootstraps are pooled across seeds,
-so the interval covers both image sampling and split variation (as the leaderboard's CIs do).
+metrics.csv. Every other entry is compared with it by a paired content-group bootstrap of the
+SROCC difference (best - other), :func:`diqa_bench.stats.paired_delta`: within each split seed
+both are scored on the same test images and every replicate draws the same content groups for
+both; the per-seed differences are averaged over the seeds both share, replicate by replicate.
+A test domain with too little data (see :func:`diqa_bench.stats.data_warning`) keeps its rows,
+with the warning in the ``warning`` column.
 """
 
 from __future__ import annotations
@@ -13,35 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from diqa_bench.report.stored import (
-    Cell,
-    StoredRun,
-    load_run,
-    quantile_ci,
-    srocc,
-    srocc_rows,
-    two_sided_p,
-)
+from diqa_bench import stats
+from diqa_bench.report.stored import StoredRun, load_run, paired_samples
 
-COLUMNS = ["test", "method", "train", "seed", "best_method", "best_train", "delta", "ci_low", "ci_high", "p_value", "worse", "n"]
+COLUMNS = ["test", "method", "train", "seed", "best_method", "best_train", "delta", "ci_low", "ci_high", "p_value", "worse", "n", "groups", "warning"]
 WORSE_MARK = "†"
 
 
-def paired_srocc_delta(best: Cell, other: Cell, bootstrap: int, seed: int) -> tuple[float, np.ndarray, int]:
-    """SROCC(best) - SROCC(other) on the images both cells scored, and its paired bootstrap samples."""
-    common = sorted(set(best.images) & set(other.images))
-    if len(common) < 3:
-        return float("nan"), np.array([]), len(common)
-    ib = {k: i for i, k in enumerate(best.images)}
-    io = {k: i for i, k in enumerate(other.images)}
-    pos_b = np.array([ib[k] for k in common])
-    pos_o = np.array([io[k] for k in common])
-    sb, so = best.aligned_score[pos_b], other.aligned_score[pos_o]
-    mos = best.eval_mos[pos_b]
-    delta = srocc(sb, mos) - srocc(so, mos)
-    idx = np.random.default_rng(seed).integers(0, len(common), size=(bootstrap, len(common)))
-    boot = srocc_rows(sb[idx], mos[idx]) - srocc_rows(so[idx], mos[idx])
-    return delta, boot, len(common)
+def domain_warning(run: StoredRun, test: str) -> str:
+    """The too-little-data warning of a test domain, from its smallest split seed ("" if none)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for (method, train, t, seed), cell in run.cells().items():
+        if t == test:
+            sample = cell.sample()
+            n, g = sizes.get(seed, (0, 0))
+            sizes[seed] = (max(n, sample.n), max(g, sample.n_groups))
+    if not sizes:
+        return ""
+    return stats.data_warning(min(n for n, _ in sizes.values()), min(g for _, g in sizes.values()))
 
 
 def significance(folder_or_run: Path | StoredRun, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None):
@@ -62,28 +53,26 @@ def significance(folder_or_run: Path | StoredRun, bootstrap: int | None = None, 
         ranked = agg[agg["test"] == test].dropna(subset=["value"]).sort_values("value", ascending=False, kind="stable")
         if len(ranked) < 2:
             continue
+        warning = domain_warning(run, test)
         best_method, best_train = ranked.iloc[0]["method"], ranked.iloc[0]["train"]
         seeds = sorted({k[3] for k in cells if k[:3] == (best_method, best_train, test)})
         for entry in ranked.iloc[1:].itertuples(index=False):
-            deltas, boots, ns = [], [], []
+            pairs = {}
             for s in seeds:
                 b, o = cells.get((best_method, best_train, test, s)), cells.get((entry.method, entry.train, test, s))
-                if b is None or o is None:
-                    continue
-                delta, boot, n = paired_srocc_delta(b, o, bootstrap, seed)
-                lo, hi = quantile_ci(boot, confidence)
-                rows.append(dict(test=test, method=entry.method, train=entry.train, seed=s, best_method=best_method, best_train=best_train,
-                                 delta=delta, ci_low=lo, ci_high=hi, p_value=two_sided_p(boot), worse=bool(lo > 0), n=n))
-                if np.isfinite(delta):
-                    deltas.append(delta)
-                    boots.append(boot)
-                    ns.append(n)
-            if deltas:
-                pooled = np.concatenate(boots)
-                lo, hi = quantile_ci(pooled, confidence)
-                rows.append(dict(test=test, method=entry.method, train=entry.train, seed="all", best_method=best_method, best_train=best_train,
-                                 delta=float(np.mean(deltas)), ci_low=lo, ci_high=hi, p_value=two_sided_p(pooled), worse=bool(lo > 0),
-                                 n=int(round(np.mean(ns)))))
+                if b is not None and o is not None and (p := paired_samples(o, b)) is not None:
+                    pairs[s] = p
+            if not pairs:
+                continue
+            common = dict(test=test, method=entry.method, train=entry.train, best_method=best_method, best_train=best_train, warning=warning)
+            for s, pair in pairs.items():
+                d = stats.paired_delta({s: pair}, "SROCC", bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                rows.append(dict(common, seed=s, delta=d.value, ci_low=d.ci[0], ci_high=d.ci[1], p_value=d.p_value, worse=bool(d.ci[0] > 0),
+                                 n=int(round(d.n_images)), groups=int(round(d.n_groups))))
+            d = stats.paired_delta(pairs, "SROCC", bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+            if np.isfinite(d.value):
+                rows.append(dict(common, seed="all", delta=d.value, ci_low=d.ci[0], ci_high=d.ci[1], p_value=d.p_value, worse=bool(d.ci[0] > 0),
+                                 n=int(round(d.n_images)), groups=int(round(d.n_groups))))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -4,7 +4,9 @@ Nothing here runs a method. Statistics the reports need beyond metrics.csv (sign
 comparison, per-distortion breakdown) are recomputed from the stored per-image scores, with the
 same direction rules as :mod:`diqa_bench.stats`: a lower-is-better method's scores are negated (no
 abs()), DMOS-style labels are negated, and a test domain that mixes datasets is judged on the
-per-dataset normalised MOS (0-1, higher better), as the runner does.
+per-dataset normalised MOS (0-1, higher better), as the runner does. Content groups come from
+scores.csv's ``group`` column; a folder stored before it existed makes each image its own group.
+Every resampling goes through :mod:`diqa_bench.stats` (one implementation for tables and reports).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from diqa_bench import stats
 from diqa_bench.errors import UserError
 
 CellKey = tuple[str, str, str, str]  # (method label, train set, test domain, split seed)
@@ -32,6 +35,27 @@ class Cell:
     distortion: np.ndarray
     level: np.ndarray
     lower_better: bool
+    groups: np.ndarray | None = None  # content-group label per image (None: each image its own group)
+
+    def sample(self) -> "stats.Sample":
+        """The cell as a :class:`diqa_bench.stats.Sample` (mapping fitted on all its images)."""
+        if not hasattr(self, "_sample"):
+            self._sample = stats.Sample.build(self.aligned_score, self.eval_mos, self.groups)
+        return self._sample
+
+
+def paired_samples(a: Cell, b: Cell) -> tuple["stats.Sample", "stats.Sample"] | None:
+    """The images both cells scored, as two samples with the same images, order and group codes
+    (each keeps the mapping fitted on all its own images); None when fewer than 3 are common."""
+    index_b = {k: i for i, k in enumerate(b.images)}
+    pairs = [(i, index_b[k]) for i, k in enumerate(a.images) if k in index_b]
+    if len(pairs) < 3:
+        return None
+    pa, pb = (np.array(x, int) for x in zip(*pairs))
+    labels = a.groups[pa] if a.groups is not None else None
+    codes = stats.group_codes(labels, len(pa))
+    sa, sb = a.sample(), b.sample()
+    return (stats.Sample(sa.score[pa], sa.mos[pa], codes, sa.mapping), stats.Sample(sb.score[pb], sb.mos[pb], codes, sb.mapping))
 
 
 @dataclass
@@ -88,7 +112,7 @@ def load_run(folder: Path) -> StoredRun:
     if not (folder / "scores.csv").is_file():
         raise UserError(f"{folder}: no scores.csv here; the reports are built from the stored per-image scores")
     scores = pd.read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
-                                                        "seed": str, "distortion": str, "level": str}, keep_default_na=False,
+                                                        "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
                          na_values={"score": [""], "mos": [""]})
     _directions(run_info)  # fail now, before any figure is drawn, when the run predates the key
     return StoredRun(folder, metrics, scores, run_info)
@@ -145,44 +169,15 @@ def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
             images=list(zip(rows["dataset"], rows["image"])), score=score, aligned_score=-score if lower else score,
             mos=rows["mos"].to_numpy(float), eval_mos=_eval_mos(run, rows), distortion=rows["distortion"].to_numpy(str),
             level=rows["level"].to_numpy(str), lower_better=lower,
+            groups=(rows["dataset"] + "/" + rows["image"]).to_numpy(str) if "group" not in rows.columns else rows["group"].to_numpy(str),
         )
     return cells
 
 
-def srocc_rows(score: np.ndarray, mos: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each row of two [B, n] arrays (NaN where a row is constant)."""
-    from scipy import stats
-
-    rs = stats.rankdata(score, axis=1)
-    rm = stats.rankdata(mos, axis=1)
-    rs = rs - rs.mean(1, keepdims=True)
-    rm = rm - rm.mean(1, keepdims=True)
-    den = np.sqrt((rs * rs).sum(1) * (rm * rm).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (rs * rm).sum(1) / den
-
-
 def srocc(score: np.ndarray, mos: np.ndarray) -> float:
-    return float(srocc_rows(np.asarray(score, float)[None], np.asarray(mos, float)[None])[0])
-
-
-def quantile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    v = np.asarray(samples, float)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return float("nan"), float("nan")
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
-
-
-def two_sided_p(samples: np.ndarray) -> float:
-    """Bootstrap p-value of "the difference is 0": twice the smaller tail beyond 0 (capped at 1)."""
-    v = np.asarray(samples, float)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return float("nan")
-    tail = min((v <= 0).sum(), (v >= 0).sum())
-    return float(min(1.0, 2 * (tail + 1) / (len(v) + 1)))
+    """Spearman correlation of two aligned arrays (NaN when one is constant)."""
+    sample = stats.Sample(np.asarray(score, float), np.asarray(mos, float), np.arange(len(score)), stats.Mapping("linear", [1.0, 0.0]))
+    return float(stats.statistic("SROCC", sample)[0])
 
 
 def safe_name(text: str) -> str:

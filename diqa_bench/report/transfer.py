@@ -1,0 +1,127 @@
+"""The transfer table: does training on more domains help a method on a given test domain?
+
+For every trainable method and test domain, from the stored per-image scores:
+- each mixed-domain train set (two or more domains) against each single-domain one
+  ("mixed vs single");
+- each single-domain train set against the in-domain one, the test domain itself ("transfer
+  loss": how much is lost by training elsewhere).
+``value`` = statistic(train) - statistic(reference_train): mean over the split seeds both were
+scored on of the per-seed difference on the same test images, with a paired content-group
+bootstrap interval (:func:`diqa_bench.stats.paired_delta`) and a verdict in words: better, worse,
+or no detectable difference at the run's confidence. A test domain with too little data keeps its
+rows, with the warning in the ``warning`` column.
+
+Which statistics are compared depends on the test domain's kind (``run.json`` domains[].kind,
+default "mos"): :data:`KIND_STATISTICS` is the extension point for other kinds of test data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from diqa_bench import stats
+from diqa_bench.report.significance import domain_warning
+from diqa_bench.report.stored import StoredRun, load_run, paired_samples
+
+COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value", "ci_low", "ci_high", "n_images", "n_groups", "seeds", "verdict",
+           "comparison", "p_value", "train_value", "reference_value", "warning"]
+KIND_STATISTICS: dict[str, tuple[str, ...]] = {"mos": ("SROCC", "PLCC")}
+MIXED, LOSS = "mixed vs single", "transfer loss"
+
+
+def _train_domains(run: StoredRun) -> dict[str, tuple[str, ...]]:
+    """Train-set label -> its domains (from the config, else by splitting the label on '+')."""
+    declared = run.run_info.get("config", {}).get("train_sets") or []
+    out = {"+".join(ts): tuple(ts) for ts in declared if isinstance(ts, (list, tuple))}
+    for label in set(run.metrics["train"]) if len(run.metrics) else ():
+        if label != "-" and label not in out:
+            out[label] = tuple(str(label).split("+"))
+    return out
+
+
+def comparisons(trains: list[str], test: str, domains: dict[str, tuple[str, ...]]) -> list[tuple[str, str, str]]:
+    """(train, reference_train, comparison) pairs for one method on one test domain."""
+    single = [t for t in trains if len(domains.get(t, (t,))) == 1]
+    mixed = [t for t in trains if len(domains.get(t, (t,))) > 1]
+    out = [(m, s, MIXED) for m in mixed for s in single]
+    in_domain = [t for t in single if domains.get(t, (t,)) == (test,)]
+    if in_domain:
+        out += [(s, in_domain[0], LOSS) for s in single if s != in_domain[0]]
+    return out
+
+
+def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None):
+    """The transfer table as a DataFrame with :data:`COLUMNS` (empty when no method was trained
+    on two or more train sets)."""
+    import pandas as pd
+
+    run = folder_or_run if isinstance(folder_or_run, StoredRun) else load_run(folder_or_run)
+    protocol = run.protocol
+    bootstrap = bootstrap or protocol.get("bootstrap") or 1000
+    confidence = confidence or protocol.get("confidence", 0.95)
+    seed = protocol.get("stats_seed", 0) if seed is None else seed
+    cells = run.cells()
+    domains = _train_domains(run)
+    rows = []
+    for test in run.test_domains():
+        kind = run.run_info.get("domains", {}).get(test, {}).get("kind", "mos")
+        names = KIND_STATISTICS.get(kind, ())
+        warning = None
+        entries: dict[str, list[str]] = {}
+        for method, train, t, _ in cells:
+            if t == test and train != "-" and train not in entries.setdefault(method, []):
+                entries[method].append(train)
+        for method, trains in entries.items():
+            for train, ref, what in comparisons(trains, test, domains):
+                seeds = sorted({k[3] for k in cells if k[:3] == (method, train, test)} & {k[3] for k in cells if k[:3] == (method, ref, test)},
+                               key=_seed_order)
+                pairs = {s: p for s in seeds if (p := paired_samples(cells[(method, ref, test, s)], cells[(method, train, test, s)])) is not None}
+                if not pairs:
+                    continue
+                if warning is None:
+                    warning = domain_warning(run, test)
+                for name in names:
+                    d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                    a = [float(stats.statistic(name, p[1])[0]) for p in pairs.values()]
+                    r = [float(stats.statistic(name, p[0])[0]) for p in pairs.values()]
+                    rows.append(dict(method=method, test=test, train=train, reference_train=ref, statistic=name, value=d.value,
+                                     ci_low=d.ci[0], ci_high=d.ci[1], n_images=int(round(d.n_images)), n_groups=int(round(d.n_groups)),
+                                     seeds=" ".join(map(str, d.seeds)), verdict=d.verdict, comparison=what, p_value=d.p_value,
+                                     train_value=_mean(a), reference_value=_mean(r), warning=warning))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _mean(values: list[float]) -> float:
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _seed_order(s: str):
+    return (0, int(s), s) if str(s).lstrip("-").isdigit() else (1, 0, str(s))
+
+
+def write_transfer(folder: Path, table) -> list[Path]:
+    """transfer.csv and transfer.json (seeds as a list, NaN as null), atomically."""
+    from diqa_bench.results import _json_rows, atomic_write
+
+    folder = Path(folder)
+    atomic_write(folder / "transfer.csv", table.to_csv(index=False))
+    rows = _json_rows(table)
+    for r in rows:
+        r["seeds"] = [int(s) if s.lstrip("-").isdigit() else s for s in str(r["seeds"] or "").split()]
+    atomic_write(folder / "transfer.json", json.dumps(rows, indent=1))
+    return [folder / "transfer.csv", folder / "transfer.json"]
+
+
+def read_transfer(folder: Path):
+    """The stored transfer table, or None when the folder has none."""
+    import pandas as pd
+
+    path = Path(folder) / "transfer.csv"
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, dtype={"method": str, "test": str, "train": str, "reference_train": str, "seeds": str, "warning": str},
+                       keep_default_na=False, na_values={c: [""] for c in ("value", "ci_low", "ci_high", "p_value", "train_value", "reference_value")})

@@ -1,0 +1,109 @@
+"""Acceptability thresholds people can reuse, content groups stored with the scores, and the
+paired tables a real (stub) run writes: threshold.json, `score --threshold auto`, transfer.csv."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diqa_bench import cli
+from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+
+@pytest.fixture(scope="module")
+def gated_run(tmp_path_factory):
+    """stub-noise (zero-shot) and stub-linear (trained on a and on a+b), one seed, with an
+    acceptability threshold; tables only."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("gated")
+    old = os.environ.get("DIQA_BENCH_PLUGINS")
+    os.environ["DIQA_BENCH_PLUGINS"] = ""
+    try:
+        cfg = stub_config(seeds=[0], train_sets=[["a"], ["a", "b"]], acceptability={"threshold": 3.0})
+        return run_tiny_benchmark(tmp, cfg, reports=False)
+    finally:
+        if old is None:
+            del os.environ["DIQA_BENCH_PLUGINS"]
+        else:
+            os.environ["DIQA_BENCH_PLUGINS"] = old
+
+
+def test_threshold_is_exported_in_metrics_and_next_to_each_model(gated_run):
+    m = gated_run.metrics
+    for train in ("a", "a+b"):
+        doc = json.loads((gated_run.out / "models" / f"stub-linear@{train}" / "seed0" / "threshold.json").read_text())
+        assert doc["train"] == train and doc["seed"] == 0 and set(doc["thresholds"]) == {"a", "b"}
+        for test, cut in doc["thresholds"].items():
+            stored = m[(m.method == "stub-linear") & (m.train == train) & (m.test == test) & (m.seed == "0") & (m.statistic == "THRESHOLD")]
+            assert cut == pytest.approx(float(stored.value.iloc[0]))
+    assert not (gated_run.out / "models" / "stub-noise@-").exists()  # zero-shot: no model folder; the cut stays in metrics
+    assert (m[(m.method == "stub-noise") & (m.statistic == "THRESHOLD")].value.notna()).all()
+    # the "accept all" reference: share of acceptable test images, the same for every method on a test domain
+    ref = m[(m.statistic == "ACC_ACCEPT_ALL") & (m.seed == "0")].groupby("test").value.nunique()
+    assert (ref == 1).all()
+    assert "| accept all (no gate)" in gated_run.leaderboard
+
+
+def test_scores_carry_content_groups_and_cells_their_mapping(gated_run):
+    scores = pd.read_csv(gated_run.out / "scores.csv")
+    assert "group" in scores.columns and scores.group.str.match(r"^stub-[ab]/ref\d$").all()
+    test_a = scores[(scores.domain == "a") & (scores.method == "stub-noise")]
+    assert test_a.group.nunique() < len(test_a)  # several images per reference
+    cells = [c for c in gated_run.run["cells"] if c["status"] == "ok"]
+    assert all(c["mapping"] in ("logistic4",) or c["mapping"].startswith("linear") for c in cells)
+    assert all(c["groups"] == len({g for g in scores[(scores.domain == c["test"]) & (scores.method == c["method"]) &
+                                                    (scores.train == c["train"])].group}) for c in cells)
+    protocol = gated_run.run["protocol"]
+    assert protocol["resampling"] == "content groups" and "mean over split seeds" in protocol["estimand"]
+    m = gated_run.metrics
+    assert (m[m.seed == "0"].groups <= m[m.seed == "0"].n).all()
+
+
+def test_a_tiny_domain_is_flagged_and_the_transfer_table_is_written(gated_run):
+    # 30 images in 6 groups per dataset, a third for testing: far below 10 groups per seed
+    assert "⚠ Warning: too little data" in gated_run.leaderboard
+    table = pd.read_csv(gated_run.out / "transfer.csv", dtype={"seeds": str}, keep_default_na=False)
+    assert set(zip(table.test, table.train, table.reference_train)) == {("a", "a+b", "a"), ("b", "a+b", "a")}
+    assert (table.warning.str.startswith("too little data")).all() and (table.seeds == "0").all()
+    assert "### Transfer on a" in gated_run.leaderboard
+    assert json.loads((gated_run.out / "transfer.json").read_text())[0]["seeds"] == [0]
+
+
+def _decisions(text):
+    return [r["decision"] for r in csv.DictReader(io.StringIO(text))]
+
+
+def test_score_threshold_auto_uses_the_exported_cut(gated_run, tmp_path, monkeypatch, capsys, stub_registry):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    images = sorted(str(p) for p in (Path(gated_run.run["cache_dir"]) / "datasets" / "stub").rglob("*.png"))[:12]
+    model = gated_run.out / "models" / "stub-linear@a" / "seed0"
+    cut = json.loads((model / "threshold.json").read_text())["thresholds"]["a"]
+    assert cli.main(["score", "-m", "stub-linear", "--weights", str(model), "--threshold", "auto", "--device", "cpu", *images]) == 0
+    auto = capsys.readouterr()
+    assert cli.main(["score", "-m", "stub-linear", "--weights", str(model), "--threshold", repr(cut), "--device", "cpu", *images]) == 0
+    explicit = capsys.readouterr()
+    assert _decisions(auto.out) == _decisions(explicit.out) and len(set(_decisions(auto.out))) >= 1
+    assert f"threshold {cut}" in auto.err
+    # a model trained on a+b has one cut per test domain: auto needs to be told which
+    mixed = gated_run.out / "models" / "stub-linear@a+b" / "seed0"
+    assert cli.main(["score", "-m", "stub-linear", "--weights", str(mixed), "--threshold", "auto", "--device", "cpu", *images]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "auto:DOMAIN" in err
+    assert cli.main(["score", "-m", "stub-linear", "--weights", str(mixed), "--threshold", "auto:b", "--device", "cpu", *images]) == 0
+    capsys.readouterr()
+    # a model folder without threshold.json: one clear line, no traceback
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in model.iterdir():
+        if f.name != "threshold.json":
+            (bare / f.name).write_bytes(f.read_bytes())
+    assert cli.main(["score", "-m", "stub-linear", "--weights", str(bare), "--threshold", "auto", "--device", "cpu", *images]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no threshold.json" in err
+    assert cli.main(["score", "-m", "stub-linear", "--weights", str(model), "--threshold", "high", "--device", "cpu", *images]) == 2
+    assert "expected a number, auto or auto:DOMAIN" in capsys.readouterr().err
