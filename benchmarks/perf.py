@@ -128,7 +128,7 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
     in this process."""
     from diqa_bench.cache import file_hash
     from diqa_bench.images import iter_batches
-    from diqa_bench.runner import _to_floats
+    from diqa_bench.batch_loop import score_batches
 
     method, reg, ctx = build_method(name, device, weights_dir, float64, batch_size, workers)
     keys = [file_hash(p) for p in paths]
@@ -158,8 +158,8 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
     sync(device)
     t0 = time.perf_counter()
     scores = {}
-    for b in batches(len(strs), workers):
-        scores.update(zip(b.indices, _to_floats(method.score_batch(b))))
+    for b, values in score_batches(method, batches(len(strs), workers)):
+        scores.update(zip(b.indices, values))
     sync(device)
     rate = len(paths) / (time.perf_counter() - t0)
     return rate, [scores[i] for i in range(len(paths))]

@@ -97,16 +97,20 @@ def _method_for(recipe: MethodRecipe):
     return _METHODS[key]
 
 
-def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str]) -> tuple[dict[str, float], dict[int, str]]:
+def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_failing: bool = False) -> tuple[dict[str, float], dict[int, str]]:
+    """Scores of one chunk (by key) and the positions it could not score, with the reason: images
+    that fail to decode, and with ``skip_failing`` images the method fails on (see
+    :func:`diqa_bench.batch_loop.score_batches`)."""
+    from diqa_bench.batch_loop import score_batches
     from diqa_bench.images import iter_batches
-    from diqa_bench.runner import _to_floats
 
     method, ctx = _method_for(recipe)
     errors: dict[int, str] = {}
     scores: dict[str, float] = {}
-    for batch in iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
-                              size=method.input_size, on_error=lambda pos, msg: errors.__setitem__(pos, msg)):
-        scores.update(zip(batch.keys, _to_floats(method.score_batch(batch))))
+    batches = iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
+                           size=method.input_size, on_error=errors.__setitem__)
+    for batch, values in score_batches(method, batches, errors.__setitem__ if skip_failing else None):
+        scores.update(zip(batch.keys, values))
     return scores, errors
 
 
@@ -173,15 +177,16 @@ def shutdown_pools(wait: bool = False) -> None:
 
 
 def score_in_processes(recipe: MethodRecipe, paths: list[str], keys: list[str], processes: int,
-                       on_error: Callable[[int, str], None]) -> Iterator[dict[str, float]]:
+                       on_error: Callable[[int, str], None], skip_failing: bool = False) -> Iterator[dict[str, float]]:
     """Yield dicts of key -> score as chunks finish (the caller commits them to the cache as they
     come, so an interrupted run keeps them). Decode errors go to ``on_error(position, message)``;
-    a method that raises stops the scoring with that exception."""
+    a method that raises stops the scoring with that exception, unless ``skip_failing``: then
+    the images it fails on go to ``on_error`` too. A wrong number of scores always stops it."""
     # About four chunks per process, so no process idles while another finishes a long tail.
     size = max(CPU_BATCH, min(CHUNK, -(-len(paths) // (4 * processes))))
     chunks = [(s, paths[s : s + size], keys[s : s + size]) for s in range(0, len(paths), size)]
     executor = pool(processes)
-    futures = {executor.submit(_score_chunk, recipe, p, k): start for start, p, k in chunks}
+    futures = {executor.submit(_score_chunk, recipe, p, k, skip_failing): start for start, p, k in chunks}
     try:
         for fut in as_completed(futures):
             scores, errors = fut.result()

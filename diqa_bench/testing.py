@@ -6,7 +6,9 @@ MOS falls with the amount of noise added, so a method that measures noise should
 - ``stub-dataset``: N noisy gradient images in G content groups, MOS 1-5 (or DMOS with
   ``lower_better: true``);
 - ``stub-noise``: zero-shot, lower is better: the mean absolute Laplacian (noise energy). Options
-  ``fail``, ``nan`` and ``unavailable`` make it misbehave, for failure-path tests;
+  ``fail``, ``nan``, ``unavailable``, ``extra_scores`` (return that many scores more, or fewer
+  when negative, than images) and ``min_size`` (fail on images smaller than that, like NIQE
+  below 96x96) make it misbehave, for failure-path tests;
 - ``stub-linear``: trainable: a least-squares line from noise energy to normalised MOS.
 
 Register them with ``load_plugins(extra=[("stub", diqa_bench.testing)])``.
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench.datasets import Dataset, DatasetContext, Record
-from diqa_bench.errors import MethodUnavailable
+from diqa_bench.errors import DataError, MethodUnavailable
 from diqa_bench.hookspecs import hookimpl
 from diqa_bench.methods import Method
 
@@ -84,7 +86,8 @@ class StubNoise(Method):
     version = "1"
     description = "noise energy (mean |Laplacian|); lower is better (for tests)"
     lower_better = True
-    options_schema = {"fail": {"type": "boolean"}, "nan": {"type": "boolean"}, "unavailable": {"type": "boolean"}, "weights": {"type": ["string", "null"]}}
+    options_schema = {"fail": {"type": "boolean"}, "nan": {"type": "boolean"}, "unavailable": {"type": "boolean"}, "weights": {"type": ["string", "null"]},
+                      "extra_scores": {"type": "integer"}, "min_size": {"type": "integer", "minimum": 1}}
 
     calls = 0  # images scored by all instances: lets tests prove what the cache saved
 
@@ -93,12 +96,22 @@ class StubNoise(Method):
             raise MethodUnavailable("missing weights file stub.pth: put it in the weights folder (DIQA_BENCH_WEIGHTS)")
 
     def score_batch(self, batch):
+        import torch
+
         if self.options.get("fail"):
             raise RuntimeError("stub failure on purpose")
+        height, width = batch.images.shape[-2:]
+        if min(height, width) < self.options.get("min_size", 0):
+            raise DataError(f"stub-noise needs at least {self.options['min_size']} pixels a side, got {height}x{width}")
         StubNoise.calls += len(batch.keys)
         out = _noise_energy(batch.images)
         if self.options.get("nan"):
             out[0] = float("nan")
+        extra = self.options.get("extra_scores", 0)
+        if extra > 0:
+            out = torch.cat([out, out.new_zeros(extra)])
+        elif extra < 0:
+            out = out[:extra]
         return out
 
 

@@ -45,6 +45,23 @@ def test_a_method_error_in_a_worker_fails_its_cells_with_the_reason(tmp_path):
     assert all("stub failure on purpose" in c["reason"] for c in res.run["cells"])
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["in-process", "process-pool"])
+@pytest.mark.parametrize("extra", [-1, 1], ids=["n-1", "n+1"])
+def test_a_method_returning_the_wrong_number_of_scores_fails_its_cells(tmp_path, processes, extra):
+    from diqa_bench import parallel
+
+    cfg = _bigger(stub_config(methods=[{"name": "stub-noise", "options": {"extra_scores": extra}}], seeds=[0], train_sets=[]))
+    res = run_tiny_benchmark(tmp_path, cfg, processes=processes)
+    assert (2 in parallel._POOLS) == (processes == 2)  # the path under test is the one that ran
+    assert res.exit_code == 1
+    assert {c["status"] for c in res.run["cells"]} == {"failed"}
+    for cell in res.run["cells"]:
+        assert "ScoreCountError: stub-noise.score_batch returned" in cell["reason"]
+        n = int(cell["reason"].split(" scores for ")[1].split()[0])
+        assert f"returned {n + extra} scores for {n} images" in cell["reason"]
+    assert res.scores.empty  # no score was stored against the wrong image
+
+
 def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
     from diqa_bench.methods import MethodContext
     from diqa_bench.parallel import recipe_for
