@@ -60,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("dir_a")
     cmp_.add_argument("dir_b")
 
-    sc = sub.add_parser("score", help="score image files or folders with one method; writes path,score CSV")
+    sc = sub.add_parser("score", help="score image files or folders with one method; writes a path,score,better CSV",
+                        description="Score image files or folders with one method. Writes path,score,better[,decision],skipped rows. "
+                                    "Exit 0: every image scored; 1: some images skipped (reason in the CSV and on stderr), the rest scored; "
+                                    "2: usage error.")
     sc.add_argument("-m", "--method", required=True)
     sc.add_argument("paths", nargs="+")
     sc.add_argument("--weights", help="weights file (zero-shot methods) or saved fit (trainable methods)")
@@ -69,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--threshold", type=float, help="also print accept/reject per image: accept when the score is at least as good as T")
     sc.add_argument("--device", default=None)
     sc.add_argument("--batch-size", type=int, default=16)
-    sc.add_argument("--workers", type=int, default=0)
+    sc.add_argument("--workers", type=int, default=0, help="image-decoding worker processes for the in-process path (default 0)")
+    sc.add_argument("--processes", type=int, default=None,
+                    help="CPU only: score zero-shot methods in N single-threaded processes (default: one per CPU core)")
+    sc.add_argument("--cache-dir", help="score cache folder (default: $DIQA_BENCH_CACHE, else ~/.cache/diqa-bench)")
+    sc.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sc.add_argument("--weights-dir")
     sc.add_argument("--decode", choices=["auto", "cpu", "gpu"], default=None,
                    help="where JPEGs are decoded: auto or cpu (default: PIL, identical scores on every machine), gpu (nvJPEG: faster, scores differ slightly)")

@@ -41,7 +41,6 @@ from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
 from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
 from diqa_bench.plugins import Registry
 from diqa_bench.splits import split_records
-from diqa_bench.stats import unacceptable
 
 
 def resolve_device(requested: str | None) -> str:
@@ -350,6 +349,8 @@ class Runner:
         sets = self._domain_sets(o.test)
         o.mos_lower_better = len(sets) == 1 and bool(sets[0].obj.lower_better)
         if self.config.acceptability is not None:
+            from diqa_bench.stats import unacceptable  # scipy: not for `score`, which imports this module for resolve_device
+
             tr_images, why = self.domain_images(o.test, o.seed, "train")
             if not why:
                 tr_scores = self.score_images(method, token, tr_images, ctx, ensure_setup)
