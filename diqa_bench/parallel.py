@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 CHUNK = 16  # at most this many images per task (fewer when there are few images)
 CPU_BATCH = 4  # images per batch inside a worker
@@ -176,22 +176,46 @@ def shutdown_pools(wait: bool = False) -> None:
     _POOLS.clear()
 
 
+def plan_chunks(n: int, processes: int, costs: Sequence[float] | None = None) -> list[list[int]]:
+    """Positions ``0..n-1`` cut into chunks, about four per process, so no process idles while
+    another finishes a long tail. Without ``costs``: consecutive runs of positions. With ``costs``
+    (e.g. pixels per image, for images of very different sizes): the costliest images first, each
+    chunk holding at most a quarter-process's share of the total cost, so one 12-megapixel photo
+    is a chunk of its own instead of sharing a worker with others while the other worker idles."""
+    size = max(CPU_BATCH, min(CHUNK, -(-n // (4 * processes))))
+    if costs is None:
+        return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+    budget = sum(costs) / (4 * processes)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    spent = 0.0
+    for i in sorted(range(n), key=lambda i: -costs[i]):
+        if current and (len(current) >= size or spent + costs[i] > budget):
+            chunks.append(current)
+            current, spent = [], 0.0
+        current.append(i)
+        spent += costs[i]
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 def score_in_processes(recipe: MethodRecipe, paths: list[str], keys: list[str], processes: int,
-                       on_error: Callable[[int, str], None], skip_failing: bool = False) -> Iterator[dict[str, float]]:
+                       on_error: Callable[[int, str], None], skip_failing: bool = False,
+                       costs: Sequence[float] | None = None) -> Iterator[dict[str, float]]:
     """Yield dicts of key -> score as chunks finish (the caller commits them to the cache as they
     come, so an interrupted run keeps them). Decode errors go to ``on_error(position, message)``;
     a method that raises stops the scoring with that exception, unless ``skip_failing``: then
-    the images it fails on go to ``on_error`` too. A wrong number of scores always stops it."""
-    # About four chunks per process, so no process idles while another finishes a long tail.
-    size = max(CPU_BATCH, min(CHUNK, -(-len(paths) // (4 * processes))))
-    chunks = [(s, paths[s : s + size], keys[s : s + size]) for s in range(0, len(paths), size)]
+    the images it fails on go to ``on_error`` too. A wrong number of scores always stops it.
+    ``costs``: see :func:`plan_chunks`."""
     executor = pool(processes)
-    futures = {executor.submit(_score_chunk, recipe, p, k, skip_failing): start for start, p, k in chunks}
+    futures = {executor.submit(_score_chunk, recipe, [paths[i] for i in chunk], [keys[i] for i in chunk], skip_failing): chunk
+               for chunk in plan_chunks(len(paths), processes, costs)}
     try:
         for fut in as_completed(futures):
             scores, errors = fut.result()
             for pos, msg in errors.items():
-                on_error(futures[fut] + pos, msg)
+                on_error(futures[fut][pos], msg)
             yield scores
     except BrokenProcessPool:
         _POOLS.pop(processes, None)  # a worker died: the next call starts a fresh pool

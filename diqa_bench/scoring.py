@@ -161,6 +161,22 @@ def _without_path(reason: str, path) -> str:
     return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
+def _pixels(paths: list[str]) -> list[float]:
+    """Pixels per image from the file headers (cheap): the pool's work estimate. Photos from phones
+    and dermatoscopes differ a hundredfold in size."""
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import probe_size
+
+    out = []
+    for p in paths:
+        try:
+            w, h = probe_size(p)
+        except (DataError, OSError):
+            w = h = 1  # the worker reports why it cannot decode it
+        out.append(float(w * h))
+    return out
+
+
 def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str], scores: dict[str, float], errors: dict[str, str],
            cache, token: str, bar) -> None:
     """Score the images ``todo`` (content keys) into ``scores``; those that cannot be scored go to
@@ -185,7 +201,7 @@ def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str]
     if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(todo) > 1:
         recipe = recipe_for(method, registry, ctx)
     if recipe is not None:  # the workers build the method: the parent never imports its library
-        for found in score_in_processes(recipe, paths, todo, min(processes, len(todo)), on_error, skip_failing=True):
+        for found in score_in_processes(recipe, paths, todo, min(processes, len(todo)), on_error, skip_failing=True, costs=_pixels(paths)):
             done(found)
         return
 

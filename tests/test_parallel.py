@@ -91,3 +91,15 @@ def test_workers_start_with_huge_pages_for_malloc_and_the_parent_is_untouched(mo
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # a user's tunables are kept
     assert parallel.pool(1).submit(_tunables).result() == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
     assert _tunables() == "glibc.malloc.arena_max=2"
+
+
+def test_chunks_cover_every_image_once_and_a_huge_image_gets_its_own():
+    from diqa_bench.parallel import plan_chunks
+
+    assert plan_chunks(40, 2) == [list(range(s, min(s + 5, 40))) for s in range(0, 40, 5)]
+    costs = [1.0] * 60
+    costs[37] = 1000.0  # one 12-megapixel photo among dermoscopy crops
+    chunks = plan_chunks(60, 2, costs)
+    assert sorted(i for c in chunks for i in c) == list(range(60))
+    assert chunks[0] == [37]  # the costliest work starts first, alone
+    assert all(len(c) <= 16 for c in chunks)
