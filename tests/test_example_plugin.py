@@ -127,3 +127,25 @@ def test_reports_are_opt_in(diqa_run_benchmark):
     assert (plain.out / "LEADERBOARD.md").exists() and not (plain.out / "report.html").exists()
     full = diqa_run_benchmark(config=cfg, reports=True, out=plain.out.parent / "with-reports")
     assert (full.out / "report.html").exists()
+
+
+def test_training_data_from_samples_feeds_fit_outside_a_run(tmp_path):
+    """What a trainable plugin's own tests do: build a training set, fit, score."""
+    import numpy as np
+
+    from diqa_bench.datasets import DatasetContext
+    from diqa_bench.methods import MethodContext, TrainingData, TrainSample
+    from diqa_bench.testing import StubDataset, StubLinear
+
+    ds = StubDataset(count=12, groups=3)
+    records = ds.load(DatasetContext(cache_dir=tmp_path))
+    samples = [TrainSample(r.id, str(ds.root / r.path), r.mos, (r.mos - 1) / 4, "stub", "a", r.group) for r in records]
+    data = TrainingData.from_samples(samples, MethodContext(batch_size=5))
+    assert data.domains == ["a"] and len(data) == 12
+    seen = sorted(i for b in data.batches() for i in b.indices)
+    assert seen == list(range(12))
+    method = StubLinear()
+    method.fit(data, MethodContext())
+    assert method.coef is not None and method.coef[0] < 0  # more noise energy, lower MOS
+    preds = np.concatenate([np.atleast_1d(method.score_batch(b)) for b in data.batches(indices=[0, 11], batch_size=1)])
+    assert preds.shape == (2,)
