@@ -152,15 +152,17 @@ def cmd_validate(args) -> int:
                 problems += [f"domains.{dom}: dataset {s.name}: {p}" for p in reg.dataset(s.type)(**s.options).check()]
             except Exception as exc:
                 problems.append(f"domains.{dom}: dataset {s.name}: {exc}")
-    trainable = {m.name for m in cfg.methods if reg.method(m.name).trainable}
-    n_zero = sum(1 for m in cfg.methods if m.name not in trainable)
-    n_cells = (n_zero + len(trainable) * len(cfg.train_sets)) * len(cfg.test_domains) * len(cfg.seeds)
+    from diqa_bench.grid import cells, expand
+
+    units = expand(cfg, {m.name: reg.method(m.name).trainable for m in cfg.methods})
+    n_cells = len(cells(units))
     if problems:
         for p in problems:
             print(f"{cfg.path}: {p}", file=sys.stderr)
         print(f"{cfg.path}: config is valid, but {len(problems)} dataset(s) are not available (see above)", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells)")
+    print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
+          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)")
     return EXIT_OK
 
 

@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterable
 from diqa_bench import __version__
 from diqa_bench.batch_loop import failure_reason, once, score_batches
 from diqa_bench.cache import (
-    CellCache,
     ScoreCache,
     file_hash,
     stable_hash,
@@ -109,7 +108,6 @@ class CellOutcome:
     mos_lower_better: bool = False
     train_scores: list[float] = field(default_factory=list)  # on the test domain's train split (acceptability threshold)
     train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
-    cached: bool = False
 
 
 @dataclass
@@ -142,7 +140,6 @@ class Runner:
         self.processes = max(1, int(options.processes or 1))
         self.cache_dir = Path(options.cache_dir)
         self.scores = ScoreCache(self.cache_dir)
-        self.cells = CellCache(self.cache_dir)
         self.datasets: dict[str, LoadedDataset] = {}
         self.skips: list[Skip] = []
         self.decode_skips: dict[str, str] = {}  # image key -> reason, found while decoding
