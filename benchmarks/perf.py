@@ -5,6 +5,7 @@
         --methods piqe brisque niqe musiq cross-domain
     python benchmarks/perf.py --parts grid          # default grid: naive per-unit vs runner, cold and warm
     python benchmarks/perf.py --parts memory        # peak RSS (and GPU memory) for 1,000 and 10,000 images
+    python benchmarks/perf.py --parts score         # `diqa-bench score` vs pyiqa's loop on real photos, start-up included
 
 Parts:
 1. ``metrics``: generated JPEGs (512x384 and 1024x768). pyiqa's way: ``pyiqa.create_metric`` called
@@ -19,6 +20,12 @@ Parts:
    three, so generation time is in none of them.
 3. ``memory``: peak RSS for 1,000 and 10,000 generated images through the full runner (stub
    method; see benchmarks/scale.py), and peak GPU memory on CUDA.
+4. ``score``: ``diqa-bench score`` against pyiqa's one-image loop on folders of real photos of
+   mixed sizes (``--score-data``: the HAM10000 dermoscopy sample and the healthy-skin phone photos
+   of ``../shared/data``; skipped, with the reason, when absent), each a fresh process timed from
+   start to exit, start-up included, side by side in one run: what a service calling either on a
+   folder of uploads waits. ``score`` runs with an empty cache (and once more warm), in its default
+   precision and in pyiqa's float32.
 
 Everything it prints is also appended, with the machine, GPU and versions, to benchmarks/PERF.md
 (``--no-write`` to skip).
@@ -128,7 +135,7 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
     in this process."""
     from diqa_bench.cache import file_hash
     from diqa_bench.images import iter_batches
-    from diqa_bench.runner import _to_floats
+    from diqa_bench.batch_loop import score_batches
 
     method, reg, ctx = build_method(name, device, weights_dir, float64, batch_size, workers)
     keys = [file_hash(p) for p in paths]
@@ -158,8 +165,8 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
     sync(device)
     t0 = time.perf_counter()
     scores = {}
-    for b in batches(len(strs), workers):
-        scores.update(zip(b.indices, _to_floats(method.score_batch(b))))
+    for b, values in score_batches(method, batches(len(strs), workers)):
+        scores.update(zip(b.indices, values))
     sync(device)
     rate = len(paths) / (time.perf_counter() - t0)
     return rate, [scores[i] for i in range(len(paths))]
@@ -353,6 +360,82 @@ def part_metrics(args, tmp: Path) -> None:
     say("")
 
 
+# -- part 4: score ----------------------------------------------------------------------------
+PYIQA_LOOP = """
+import sys
+import pyiqa, torch
+name, weights, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+metric = pyiqa.create_metric(name, device="cpu", **({"pretrained_model_path": weights} if weights else {}))
+with torch.inference_mode():
+    for p in paths:
+        print(float(metric(p)))
+"""
+
+SCORE_FOLDERS = ("derm-ham10000-sample70", "derm-healthy-skin-agppga")
+
+
+def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):  # 1: some images skipped, the rest scored
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+    return seconds, proc
+
+
+def part_score(args, tmp: Path) -> None:
+    import csv
+
+    from PIL import Image
+    from scipy.stats import spearmanr
+
+    from diqa_bench.images import list_images
+
+    say("### 4. `diqa-bench score` vs pyiqa's one-image loop (real photos, start-up included)")
+    say("")
+    folders = [args.score_data / f for f in SCORE_FOLDERS]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        say(f"not run: {', '.join(missing)} not found (--score-data)")
+        say("")
+        return
+    paths = [str(p) for p in list_images(folders)]
+    sizes = sorted({Image.open(p).size for p in paths}, key=lambda s: s[0] * s[1])
+    say(f"{len(paths)} images in {len(sizes)} sizes ({sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}) from "
+        f"{', '.join(SCORE_FOLDERS)}; each command a fresh process, timed from start to exit; "
+        f"`score` with {args.processes} processes and an empty cache unless marked warm.")
+    say("")
+    say("| method | pyiqa loop s | score s (default precision) | ratio | score s (float32) | ratio | score s (warm cache) | SROCC vs pyiqa | max abs diff float32 |")
+    say("|---|---|---|---|---|---|---|---|---|")
+    cli = [sys.executable, "-m", "diqa_bench.cli", "score", "--device", "cpu", "--no-progress", "--processes", str(args.processes)]
+    if args.weights_dir:
+        cli += ["--weights-dir", str(args.weights_dir)]
+
+    def score(name: str, cache: str, *extra: str) -> tuple[float, list[float]]:
+        out = tmp / f"score-{name}-{cache}.csv"
+        seconds, _ = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
+        rows = {r["path"]: r["score"] for r in csv.DictReader(out.open())}
+        return seconds, [float(rows[p]) if rows.get(p) else float("nan") for p in paths]
+
+    for name in args.score_methods:
+        weights = str(args.weights_dir / PYIQA_WEIGHTS[name]) if name in PYIQA_WEIGHTS and args.weights_dir else ""
+        try:
+            base_s, proc = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, *paths])
+            base = [float(v) for v in proc.stdout.split()]
+            default_s, default = score(name, "default")
+            f32_s, f32 = score(name, "float32", "--option", "precision=float32")
+            warm_s, _ = score(name, "default")
+        except Exception as exc:
+            say(f"| {name} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]} | | | | | | | |")
+            continue
+        ok = [i for i in range(len(paths)) if default[i] == default[i] and f32[i] == f32[i]]
+        rho = spearmanr([base[i] for i in ok], [default[i] for i in ok])[0]
+        diff = max(abs(base[i] - f32[i]) for i in ok)
+        say(f"| {name} | {base_s:.1f} | {default_s:.1f} | {base_s / default_s:.2f}x | {f32_s:.1f} | {base_s / f32_s:.2f}x | {warm_s:.1f} | "
+            f"{rho:.4f} | {diff:.3g} |")
+    say("")
+
+
 # -- part 2: grid ------------------------------------------------------------------------------
 def reduced_config(src: Path, dst: Path, references: int) -> Path:
     import yaml
@@ -452,7 +535,7 @@ def machine() -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["metrics", "grid", "memory"], choices=["metrics", "grid", "memory"])
+    ap.add_argument("--parts", nargs="+", default=["metrics", "grid", "memory", "score"], choices=["metrics", "grid", "memory", "score"])
     ap.add_argument("--images", type=int, default=64, help="images per size (part 1)")
     ap.add_argument("--loop-images", type=int, default=None, help="images for pyiqa's one-image loop (default: --images; CUDA part 1 only)")
     ap.add_argument("--sizes", nargs="+", default=["512x384", "1024x768"])
@@ -465,6 +548,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "benchmarks" / "cross_domain.yaml"))
     ap.add_argument("--references", type=int, default=3, help="references per embedded domain in part 2 (0: as in the config)")
     ap.add_argument("--memory-sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--score-data", type=Path, default=REPO.parent / "shared" / "data", help="folder holding the real photos of part 4")
+    ap.add_argument("--score-methods", nargs="+", default=["piqe"])
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
@@ -489,6 +574,8 @@ def main() -> None:
             part_grid(args, tmp)
         if "memory" in args.parts:
             part_memory(args, tmp)
+        if "score" in args.parts:
+            part_score(args, tmp)
     if not args.no_write:
         with open(HERE / "PERF.md", "a", encoding="utf-8") as f:
             f.write("\n".join(LINES) + "\n\n")

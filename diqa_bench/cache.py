@@ -8,8 +8,6 @@ One SQLite file per kind of result under the cache folder (``--cache-dir``, else
   was committed.
 - ``features.sqlite``: per-image feature arrays for methods that extract features (namespace chosen
   by the method, so it must include what the features depend on).
-- ``cells.sqlite``: finished cells (scores of a fitted model on one test split), keyed by method,
-  train set, split, seed and package version.
 
 SQLite gives atomic commits and safe concurrent readers for free.
 """
@@ -86,23 +84,6 @@ class ScoreCache:
         self.con.executemany(
             "INSERT OR REPLACE INTO scores VALUES (?,?,?)", [(method, k, None if v != v else float(v)) for k, v in items.items()]
         )
-        self.con.commit()
-
-
-class CellCache:
-    """Finished cells: JSON payloads keyed by a cell key."""
-
-    def __init__(self, folder: Path) -> None:
-        self.con = _connect(Path(folder) / "cells.sqlite")
-        self.con.execute("CREATE TABLE IF NOT EXISTS cells (key TEXT PRIMARY KEY, payload TEXT)")
-        self.con.commit()
-
-    def get(self, key: str) -> Any | None:
-        row = self.con.execute("SELECT payload FROM cells WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
-
-    def put(self, key: str, payload: Any) -> None:
-        self.con.execute("INSERT OR REPLACE INTO cells VALUES (?,?)", (key, json.dumps(payload)))
         self.con.commit()
 
 

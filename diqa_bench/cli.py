@@ -61,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("dir_b")
     cmp_.add_argument("-o", "--output", help="also write the table: .csv (one row per entry and statistic) or .md (as printed)")
 
-    sc = sub.add_parser("score", help="score image files or folders with one method; writes path,score CSV")
+    sc = sub.add_parser("score", help="score image files or folders with one method; writes a path,score,better CSV",
+                        description="Score image files or folders with one method. Writes path,score,better[,decision],skipped rows. "
+                                    "Exit 0: every image scored; 1: some images skipped (reason in the CSV and on stderr), the rest scored; "
+                                    "2: usage error.")
     sc.add_argument("-m", "--method", required=True)
     sc.add_argument("paths", nargs="+")
     sc.add_argument("--weights", help="weights file (zero-shot methods) or saved fit (trainable methods)")
@@ -71,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
                     "'auto' (or auto:DOMAIN) uses the cut a run chose on the train split (threshold.json next to --weights)")
     sc.add_argument("--device", default=None)
     sc.add_argument("--batch-size", type=int, default=16)
-    sc.add_argument("--workers", type=int, default=0)
+    sc.add_argument("--workers", type=int, default=0, help="image-decoding worker processes for the in-process path (default 0)")
+    sc.add_argument("--processes", type=int, default=None,
+                    help="CPU only: score zero-shot methods in N single-threaded processes (default: one per CPU core)")
+    sc.add_argument("--cache-dir", help="score cache folder (default: $DIQA_BENCH_CACHE, else ~/.cache/diqa-bench)")
+    sc.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sc.add_argument("--weights-dir")
     sc.add_argument("--max-pixels", type=int, default=None, metavar="N",
                     help="larger images are skipped, checked before decoding (default 40000000, or $DIQA_BENCH_MAX_PIXELS)")
@@ -163,15 +170,17 @@ def cmd_validate(args) -> int:
     for ts in cfg.train_sets:
         if all(train_images.get(d, None) == 0 for d in ts):
             problems.append(f"train set {'+'.join(ts)} has no images: its datasets' own splits put none on the train side")
-    trainable = {m.name for m in cfg.methods if reg.method(m.name).trainable}
-    n_zero = sum(1 for m in cfg.methods if m.name not in trainable)
-    n_cells = (n_zero + len(trainable) * len(cfg.train_sets)) * len(cfg.test_domains) * len(cfg.seeds)
+    from diqa_bench.grid import cells, expand
+
+    units = expand(cfg, {m.name: reg.method(m.name).trainable for m in cfg.methods})
+    n_cells = len(cells(units))
     if problems:
         for p in problems:
             print(f"{cfg.path}: {p}", file=sys.stderr)
         print(f"{cfg.path}: config is valid, but {len(problems)} dataset(s) are not available (see above)", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells)")
+    print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
+          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)")
     return EXIT_OK
 
 

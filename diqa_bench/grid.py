@@ -62,4 +62,5 @@ def expand(config: Config, trainable: dict[str, bool], only: list[str] | None = 
 
 
 def cells(units: list[Unit]) -> list[Cell]:
+    """The table cells ``units`` fill: one per unit and test domain."""
     return [Cell(u.method.label, u.train_label, t, u.seed) for u in units for t in u.tests]

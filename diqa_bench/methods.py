@@ -105,7 +105,20 @@ class TrainingData:
 
     samples: list[TrainSample]
     domains: list[str] = field(default_factory=list)
-    _loader: Any = None  # set by the runner: a callable(samples, batch_size, size, shuffle, seed) -> Iterator[Batch]
+    # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed) -> Iterator[Batch].
+    # The runner sets its own (it records undecodable images as skips); tests use from_samples().
+    _loader: Any = None
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[TrainSample], ctx: MethodContext | None = None, domains: Sequence[str] | None = None) -> "TrainingData":
+        """A training set that decodes its images as the runner does, on ``ctx.device`` (default:
+        the CPU): what a plugin's tests hand to ``fit``. An undecodable image raises DataError.
+        ``domains`` defaults to the samples' domains, in order of appearance."""
+        from diqa_bench.images import training_loader
+
+        samples = list(samples)
+        doms = list(domains) if domains is not None else list(dict.fromkeys(s.domain for s in samples))
+        return cls(samples=samples, domains=doms, _loader=training_loader(ctx or MethodContext()))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -121,7 +134,7 @@ class TrainingData:
         """Decode the samples (or those at ``indices``) in batches on the context's device.
         ``Batch.indices`` point into ``self.samples``. ``size`` resizes to (H, W)."""
         if self._loader is None:
-            raise RuntimeError("TrainingData has no image loader; the runner sets one")
+            raise RuntimeError("TrainingData has no image loader: build it with TrainingData.from_samples(samples, ctx)")
         idx = list(range(len(self.samples))) if indices is None else list(indices)
         return self._loader(self.samples, idx, batch_size, size, shuffle, seed)
 

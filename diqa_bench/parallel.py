@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 CHUNK = 16  # at most this many images per task (fewer when there are few images)
 CPU_BATCH = 4  # images per batch inside a worker
@@ -97,16 +97,20 @@ def _method_for(recipe: MethodRecipe):
     return _METHODS[key]
 
 
-def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str]) -> tuple[dict[str, float], dict[int, str]]:
+def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_failing: bool = False) -> tuple[dict[str, float], dict[int, str]]:
+    """Scores of one chunk (by key) and the positions it could not score, with the reason: images
+    that fail to decode, and with ``skip_failing`` images the method fails on (see
+    :func:`diqa_bench.batch_loop.score_batches`)."""
+    from diqa_bench.batch_loop import score_batches
     from diqa_bench.images import iter_batches
-    from diqa_bench.runner import _to_floats
 
     method, ctx = _method_for(recipe)
     errors: dict[int, str] = {}
     scores: dict[str, float] = {}
-    for batch in iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
-                              size=method.input_size, on_error=lambda pos, msg: errors.__setitem__(pos, msg)):
-        scores.update(zip(batch.keys, _to_floats(method.score_batch(batch))))
+    batches = iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
+                           size=method.input_size, on_error=errors.__setitem__)
+    for batch, values in score_batches(method, batches, errors.__setitem__ if skip_failing else None):
+        scores.update(zip(batch.keys, values))
     return scores, errors
 
 
@@ -172,21 +176,46 @@ def shutdown_pools(wait: bool = False) -> None:
     _POOLS.clear()
 
 
+def plan_chunks(n: int, processes: int, costs: Sequence[float] | None = None) -> list[list[int]]:
+    """Positions ``0..n-1`` cut into chunks, about four per process, so no process idles while
+    another finishes a long tail. Without ``costs``: consecutive runs of positions. With ``costs``
+    (e.g. pixels per image, for images of very different sizes): the costliest images first, each
+    chunk holding at most a quarter-process's share of the total cost, so one 12-megapixel photo
+    is a chunk of its own instead of sharing a worker with others while the other worker idles."""
+    size = max(CPU_BATCH, min(CHUNK, -(-n // (4 * processes))))
+    if costs is None:
+        return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+    budget = sum(costs) / (4 * processes)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    spent = 0.0
+    for i in sorted(range(n), key=lambda i: -costs[i]):
+        if current and (len(current) >= size or spent + costs[i] > budget):
+            chunks.append(current)
+            current, spent = [], 0.0
+        current.append(i)
+        spent += costs[i]
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 def score_in_processes(recipe: MethodRecipe, paths: list[str], keys: list[str], processes: int,
-                       on_error: Callable[[int, str], None]) -> Iterator[dict[str, float]]:
+                       on_error: Callable[[int, str], None], skip_failing: bool = False,
+                       costs: Sequence[float] | None = None) -> Iterator[dict[str, float]]:
     """Yield dicts of key -> score as chunks finish (the caller commits them to the cache as they
     come, so an interrupted run keeps them). Decode errors go to ``on_error(position, message)``;
-    a method that raises stops the scoring with that exception."""
-    # About four chunks per process, so no process idles while another finishes a long tail.
-    size = max(CPU_BATCH, min(CHUNK, -(-len(paths) // (4 * processes))))
-    chunks = [(s, paths[s : s + size], keys[s : s + size]) for s in range(0, len(paths), size)]
+    a method that raises stops the scoring with that exception, unless ``skip_failing``: then
+    the images it fails on go to ``on_error`` too. A wrong number of scores always stops it.
+    ``costs``: see :func:`plan_chunks`."""
     executor = pool(processes)
-    futures = {executor.submit(_score_chunk, recipe, p, k): start for start, p, k in chunks}
+    futures = {executor.submit(_score_chunk, recipe, [paths[i] for i in chunk], [keys[i] for i in chunk], skip_failing): chunk
+               for chunk in plan_chunks(len(paths), processes, costs)}
     try:
         for fut in as_completed(futures):
             scores, errors = fut.result()
             for pos, msg in errors.items():
-                on_error(futures[fut] + pos, msg)
+                on_error(futures[fut][pos], msg)
             yield scores
     except BrokenProcessPool:
         _POOLS.pop(processes, None)  # a worker died: the next call starts a fresh pool

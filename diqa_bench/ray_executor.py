@@ -262,7 +262,7 @@ def plan_shards(runner, units: list, shard_size: int) -> list[Shard]:
         if unit.train is not None:
             continue
         try:
-            token = runner.zero_shot_token(runner._new_method(unit))
+            token = runner.zero_shot_token(runner.new_method(unit))
         except Exception:
             continue  # the unit itself reports why the method cannot be created
         images = []
@@ -296,9 +296,9 @@ def worker_error(exc: BaseException) -> str:
     """One line naming what went wrong on the worker."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
-        from diqa_bench.runner import _reason
+        from diqa_bench.batch_loop import failure_reason
 
-        return _reason(cause)
+        return failure_reason(cause)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
@@ -357,7 +357,7 @@ def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
         method = runner.registry.method(method_spec.name)(**method_spec.options)
     except Exception:
         return
-    from diqa_bench.runner import once
+    from diqa_bench.batch_loop import once
 
     try:
         runner.score_images(method, runner.zero_shot_token(method), images, ctx, once(lambda: method.setup(ctx)))

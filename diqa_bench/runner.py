@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from diqa_bench import __version__
+from diqa_bench.batch_loop import failure_reason, once, score_batches
 from diqa_bench.cache import (
-    CellCache,
     ScoreCache,
     file_hash,
     stable_hash,
@@ -109,7 +109,6 @@ class CellOutcome:
     mos_lower_better: bool = False
     train_scores: list[float] = field(default_factory=list)  # on the test domain's train split (acceptability threshold)
     train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
-    cached: bool = False
 
 
 @dataclass
@@ -142,7 +141,6 @@ class Runner:
         self.processes = max(1, int(options.processes or 1))
         self.cache_dir = Path(options.cache_dir)
         self.scores = ScoreCache(self.cache_dir)
-        self.cells = CellCache(self.cache_dir)
         self.datasets: dict[str, LoadedDataset] = {}
         self.skips: list[Skip] = []
         self.decode_skips: dict[str, str] = {}  # image key -> reason, found while decoding
@@ -233,7 +231,7 @@ class Runner:
         token = method.cache_token()
         return token if self.decoder == "pil" else f"{token}|{self.decoder}"
 
-    def _new_method(self, unit: Unit) -> Method:
+    def new_method(self, unit: Unit) -> Method:
         cls = self.registry.method(unit.method.name)
         return cls(**unit.method.options)
 
@@ -275,11 +273,7 @@ class Runner:
                 paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers, size=method.input_size, on_error=on_error,
                 decoder=ctx.decoder,
             )
-            for batch in batches:
-                out = method.score_batch(batch)
-                values = _to_floats(out)
-                if len(values) != len(batch.keys):
-                    raise RuntimeError(f"{method.name}.score_batch returned {len(values)} scores for {len(batch.keys)} images")
+            for batch, values in score_batches(method, batches):
                 pending.update(zip(batch.keys, values))
                 if len(pending) >= 256:  # commit often: a killed run loses at most a few batches
                     self.scores.put_many(token, pending)
@@ -297,7 +291,7 @@ class Runner:
         outcomes = {t: CellOutcome(label, train, t, unit.seed, "failed") for t in unit.tests}
         ctx = self.method_context(unit.seed)
         try:
-            method = self._new_method(unit)
+            method = self.new_method(unit)
         except Exception as exc:
             return self._fail_all(outcomes, f"cannot create method: {type(exc).__name__}: {exc}", "failed")
         ensure_setup = once(lambda: method.setup(ctx))
@@ -320,13 +314,13 @@ class Runner:
                 except MethodUnavailable:
                     raise
                 except Exception as exc:  # one test domain failing leaves the others
-                    o.status, o.reason = "failed", _reason(exc)
+                    o.status, o.reason = "failed", failure_reason(exc)
                     self._debug(exc)
         except MethodUnavailable as exc:
             return self._fail_all(outcomes, str(exc), "not run")
         except Exception as exc:
             self._debug(exc)
-            return self._fail_all(outcomes, _reason(exc), "failed")
+            return self._fail_all(outcomes, failure_reason(exc), "failed")
         finally:
             try:
                 method.teardown()
@@ -354,6 +348,8 @@ class Runner:
         sets = self._domain_sets(o.test)
         o.mos_lower_better = len(sets) == 1 and bool(sets[0].obj.lower_better)
         if self.config.acceptability is not None:
+            from diqa_bench.stats import unacceptable  # scipy: not for `score`, which imports this module for resolve_device
+
             tr_images, why = self.domain_images(o.test, o.seed, "train")
             if not why:
                 tr_scores = self.score_images(method, token, tr_images, ctx, ensure_setup)
@@ -464,33 +460,6 @@ class Runner:
         units = self.units()
         executor = executor or LocalExecutor(progress=self._progress_enabled(), log=self.log)
         return executor.run(self, units, on_unit)
-
-
-def once(fn: Callable[[], None]) -> Callable[[], None]:
-    """``fn`` wrapped to run at most once (a method's setup, a fitted model's load)."""
-    state = {"done": False}
-
-    def call() -> None:
-        if not state["done"]:
-            fn()
-            state["done"] = True
-
-    return call
-
-
-def _reason(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, (DataError, UserError)):
-        return msg
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-def _to_floats(out: Any) -> list[float]:
-    if hasattr(out, "detach"):
-        out = out.detach().float().cpu().reshape(-1).tolist()
-    elif hasattr(out, "tolist"):
-        out = out.reshape(-1).tolist()
-    return [float(v) for v in out]
 
 
 def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None, executor=None):

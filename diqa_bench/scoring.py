@@ -1,8 +1,20 @@
 """``diqa-bench score``: score image files or folders with one method, outside any benchmark.
 
-Writes ``path,score`` rows (plus ``decision`` with ``--threshold``): what a teledermatology
-service needs to gate incoming photos. Images that cannot be decoded get an empty score and the
-reason on stderr; the exit code is then 1.
+What a teledermatology service puts in front of its upload form. It writes one CSV row per image:
+``path, score, better`` (``lower`` or ``higher``: which way is better quality for this method),
+``decision`` (with ``--threshold``: accept / reject / error) and ``skipped`` (why an image has no
+score: it could not be decoded, or the method cannot score it, e.g. smaller than NIQE's 96x96
+minimum). One bad image never costs the others their scores.
+
+Exit codes: 0 every image scored; 1 some images skipped (the CSV is still written, the reasons are
+in it and on stderr); 2 usage error, or a method that cannot run here or returns the wrong number
+of scores (one line on stderr, no CSV).
+
+Speed: images go through the same batch loop as ``run`` (:mod:`diqa_bench.batch_loop`); on the
+CPU, zero-shot methods score in one single-threaded process per core (:mod:`diqa_bench.parallel`),
+and only those processes build the method, so the parent never imports the method's library.
+Scores are cached by method configuration and image content (``--cache-dir``, as ``run``): a
+photo scored before is answered from the cache. Only what the chosen method needs is imported.
 """
 
 from __future__ import annotations
@@ -12,10 +24,12 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from diqa_bench.config import safe_yaml
+from diqa_bench.batch_loop import ScoreCountError
 from diqa_bench.errors import MethodUnavailable, UserError
 
 
@@ -33,12 +47,34 @@ def _parse_options(pairs: list[str]) -> dict:
     return out
 
 
+def score_token(method, weights: str | None, decoder: str) -> str:
+    """The score-cache token: the method's configuration, plus the content of a loaded fit (a
+    trainable method's scores depend on its saved files), plus a non-PIL decoder (its pixels
+    differ slightly, as in ``run``)."""
+    from diqa_bench.cache import file_hash, stable_hash
+
+    token = method.cache_token()
+    if method.trainable and weights:
+        root = Path(weights)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        token = "fit-file:" + stable_hash([token, [(str(p.relative_to(root)) if root.is_dir() else p.name, file_hash(p)) for p in files]])
+    return token if decoder == "pil" else f"{token}|{decoder}"
+
+
+def _progress(enabled: bool, total: int, initial: int, name: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc=f"score ({name})", file=sys.stderr, dynamic_ncols=True)
+
+
 def score_paths(args, registry) -> int:
-    from diqa_bench.cache import file_hash
+    from diqa_bench.cache import ScoreCache, default_cache_dir, file_hash
     from diqa_bench.config import validate_options
-    from diqa_bench.images import iter_batches, list_images, resolve_decoder
+    from diqa_bench.images import list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
-    from diqa_bench.runner import _to_floats, resolve_device
+    from diqa_bench.runner import resolve_device
 
     if args.max_pixels is not None:
         if args.max_pixels < 1:
@@ -55,6 +91,8 @@ def score_paths(args, registry) -> int:
     validate_options(options, cls.options_schema, cls.required_options, f"method {cls.name} options", "score")
     if cls.trainable and not args.weights:
         raise UserError(f"method {cls.name!r} is trainable: pass --weights with a saved fit (a run saves them under <results>/models/)")
+    if cls.trainable and not Path(args.weights).exists():
+        raise UserError(f"--weights {args.weights}: no such file or folder")
     try:
         paths = list_images(args.paths)
     except Exception as exc:
@@ -64,51 +102,132 @@ def score_paths(args, registry) -> int:
 
     weights_dir = args.weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
     device = resolve_device(args.device)
-    ctx = MethodContext(device=device, batch_size=args.batch_size, workers=args.workers,
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    ctx = MethodContext(device=device, batch_size=args.batch_size, workers=args.workers, cache_dir=cache_dir,
                         weights_dir=Path(weights_dir) if weights_dir else None, decoder=resolve_decoder(args.decode, device))
     method = cls(**options)
+    progress = not args.no_progress and sys.stderr.isatty()
+
+    # Identical files are scored once: work is per content hash, rows are per path.
+    keys = [file_hash(p) for p in paths]
+    path_of: dict[str, str] = {}
+    for p, k in zip(paths, keys):
+        path_of.setdefault(k, str(p))
+    cache = ScoreCache(cache_dir)
+    token = score_token(method, args.weights, ctx.decoder)
+    scores: dict[str, float] = cache.get_many(token, list(path_of))
+    todo = [k for k in path_of if k not in scores]
+    errors: dict[str, str] = {}  # key -> why it has no score
+    bar = _progress(progress, len(path_of), len(path_of) - len(todo), cls.name)
     try:
-        method.setup(ctx)
-        if cls.trainable:
-            if not Path(args.weights).exists():
-                raise UserError(f"--weights {args.weights}: no such file or folder")
-            method.load(Path(args.weights))
+        if todo:
+            _score(method, registry, ctx, args, todo, path_of, scores, errors, cache, token, bar)
     except MethodUnavailable as exc:
         raise UserError(f"{cls.name}: {exc}") from None
+    except ScoreCountError as exc:  # the method's bug, not the images': no score can be trusted
+        raise UserError(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
 
-    scores: dict[int, float] = {}
-    errors: dict[int, str] = {}
-    keys = [file_hash(p) if p.exists() else "" for p in paths]
-    for batch in iter_batches([str(p) for p in paths], keys, range(len(paths)), batch_size=ctx.batch_size, device=ctx.device,
-                              workers=ctx.workers, size=method.input_size, on_error=lambda pos, msg: errors.__setitem__(pos, msg),
-                              decoder=ctx.decoder):
-        scores.update(zip(batch.indices, _to_floats(method.score_batch(batch))))
-
+    lower = bool(method.lower_better)
+    better = "lower" if lower else "higher"
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    header = ["path", "score"] + (["decision"] if args.threshold is not None else [])
-    w.writerow(header)
-    lower = bool(method.lower_better)
-    for i, p in enumerate(paths):
-        s = scores.get(i)
-        row = [str(p), "" if s is None else f"{s:.6g}"]
+    w.writerow(["path", "score", "better"] + (["decision"] if args.threshold is not None else []) + ["skipped"])
+    decided: list[bool] = []
+    for p, k in zip(paths, keys):
+        s = scores.get(k)
+        usable = s is not None and s == s
+        why = "" if usable else errors.get(k) or ("score is NaN" if s is not None else "not scored")
+        row: list[Any] = [str(p), f"{s:.6g}" if usable else "", better]
         if args.threshold is not None:
-            if s is None or s != s:
-                row.append("error")
-            else:
+            if usable:
                 ok = s <= args.threshold if lower else s >= args.threshold
+                decided.append(ok)
                 row.append("accept" if ok else "reject")
-        w.writerow(row)
+            else:
+                row.append("error")
+        w.writerow(row + [why])
     if args.output:
         from diqa_bench.results import atomic_write
 
         atomic_write(Path(args.output), buf.getvalue())
     else:
         sys.stdout.write(buf.getvalue())
-    for i, msg in errors.items():
-        print(f"diqa-bench: skipped {msg}", file=sys.stderr)
+    skipped = [(p, k) for p, k in zip(paths, keys) if not (scores.get(k) is not None and scores[k] == scores[k])]
+    for p, k in skipped:
+        why = errors.get(k, "score is NaN")
+        print(f"diqa-bench: skipped {p}: {_without_path(why, p)}", file=sys.stderr)
+    summary = f"{cls.name}: {len(paths) - len(skipped)} of {len(paths)} images scored; {better} score is better"
     if args.threshold is not None:
-        decided = [r for r in scores.values() if r == r]
-        n_rej = sum(1 for s in decided if not (s <= args.threshold if lower else s >= args.threshold))
-        print(f"{len(decided) - n_rej} accepted, {n_rej} rejected ({'lower' if lower else 'higher'} score is better; threshold {args.threshold})", file=sys.stderr)
-    return 1 if errors else 0
+        summary += f"; {sum(decided)} accepted, {len(decided) - sum(decided)} rejected (threshold {args.threshold})"
+    print(summary, file=sys.stderr)
+    return 1 if skipped else 0
+
+
+def _without_path(reason: str, path) -> str:
+    """Decoders and methods often start their message with the path; the line already has it."""
+    prefix = f"{path}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
+def _pixels(paths: list[str]) -> list[float]:
+    """Pixels per image from the file headers (cheap): the pool's work estimate. Photos from phones
+    and dermatoscopes differ a hundredfold in size."""
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import probe_size
+
+    out = []
+    for p in paths:
+        try:
+            w, h = probe_size(p)
+        except (DataError, OSError):
+            w = h = 1  # the worker reports why it cannot decode it
+        out.append(float(w * h))
+    return out
+
+
+def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str], scores: dict[str, float], errors: dict[str, str],
+           cache, token: str, bar) -> None:
+    """Score the images ``todo`` (content keys) into ``scores``; those that cannot be scored go to
+    ``errors`` with the reason. Committed to the cache as they come."""
+    from diqa_bench.parallel import recipe_for, score_in_processes
+
+    processes = max(1, args.processes if args.processes is not None else (os.cpu_count() or 1))
+    paths = [path_of[k] for k in todo]
+
+    def on_error(pos: int, msg: str) -> None:
+        errors[todo[pos]] = msg
+        if bar is not None:
+            bar.update(1)
+
+    def done(found: dict[str, float]) -> None:
+        cache.put_many(token, found)
+        scores.update(found)
+        if bar is not None:
+            bar.update(len(found))
+
+    recipe = None
+    if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(todo) > 1:
+        recipe = recipe_for(method, registry, ctx)
+    if recipe is not None:  # the workers build the method: the parent never imports its library
+        for found in score_in_processes(recipe, paths, todo, min(processes, len(todo)), on_error, skip_failing=True, costs=_pixels(paths)):
+            done(found)
+        return
+
+    from diqa_bench.batch_loop import score_batches
+    from diqa_bench.images import iter_batches
+
+    method.setup(ctx)
+    if method.trainable:
+        method.load(Path(args.weights))
+    batches = iter_batches(paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
+                           size=method.input_size, on_error=on_error, decoder=ctx.decoder)
+    pending: dict[str, float] = {}
+    for batch, values in score_batches(method, batches, on_image_error=on_error):
+        pending.update(zip(batch.keys, values))
+        if len(pending) >= 64:
+            done(pending)
+            pending = {}
+    done(pending)

@@ -6,7 +6,9 @@ MOS falls with the amount of noise added, so a method that measures noise should
 - ``stub-dataset``: N noisy gradient images in G content groups, MOS 1-5 (or DMOS with
   ``lower_better: true``);
 - ``stub-noise``: zero-shot, lower is better: the mean absolute Laplacian (noise energy). Options
-  ``fail``, ``nan`` and ``unavailable`` make it misbehave, for failure-path tests;
+  ``fail``, ``nan``, ``unavailable``, ``extra_scores`` (return that many scores more, or fewer
+  when negative, than images) and ``min_size`` (fail on images smaller than that, like NIQE
+  below 96x96) make it misbehave, for failure-path tests;
 - ``stub-linear``: trainable: a least-squares line from noise energy to normalised MOS.
 
 Register them with ``load_plugins(extra=[("stub", diqa_bench.testing)])``.
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench.datasets import Dataset, DatasetContext, Record
-from diqa_bench.errors import MethodUnavailable
+from diqa_bench.errors import DataError, MethodUnavailable
 from diqa_bench.hookspecs import hookimpl
 from diqa_bench.methods import Method
 
@@ -84,7 +86,8 @@ class StubNoise(Method):
     version = "1"
     description = "noise energy (mean |Laplacian|); lower is better (for tests)"
     lower_better = True
-    options_schema = {"fail": {"type": "boolean"}, "nan": {"type": "boolean"}, "unavailable": {"type": "boolean"}, "weights": {"type": ["string", "null"]}}
+    options_schema = {"fail": {"type": "boolean"}, "nan": {"type": "boolean"}, "unavailable": {"type": "boolean"}, "weights": {"type": ["string", "null"]},
+                      "extra_scores": {"type": "integer"}, "min_size": {"type": "integer", "minimum": 1}}
 
     calls = 0  # images scored by all instances: lets tests prove what the cache saved
 
@@ -93,12 +96,22 @@ class StubNoise(Method):
             raise MethodUnavailable("missing weights file stub.pth: put it in the weights folder (DIQA_BENCH_WEIGHTS)")
 
     def score_batch(self, batch):
+        import torch
+
         if self.options.get("fail"):
             raise RuntimeError("stub failure on purpose")
+        height, width = batch.images.shape[-2:]
+        if min(height, width) < self.options.get("min_size", 0):
+            raise DataError(f"stub-noise needs at least {self.options['min_size']} pixels a side, got {height}x{width}")
         StubNoise.calls += len(batch.keys)
         out = _noise_energy(batch.images)
         if self.options.get("nan"):
             out[0] = float("nan")
+        extra = self.options.get("extra_scores", 0)
+        if extra > 0:
+            out = torch.cat([out, out.new_zeros(extra)])
+        elif extra < 0:
+            out = out[:extra]
         return out
 
 
@@ -168,7 +181,7 @@ def stub_config(methods: list[dict] | None = None, seeds: list[int] | None = Non
 @dataclass
 class BenchmarkResult:
     out: Path
-    exit_code: int
+    exit_code: int  # as the CLI's: 1 when a cell failed; "not run" (e.g. missing weights) is not a failure
     metrics: Any  # pandas DataFrame (tidy)
     scores: Any  # pandas DataFrame
     run: dict[str, Any]
@@ -182,29 +195,51 @@ class BenchmarkResult:
         return float(row.value.iloc[0])
 
 
-def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plugins: list[tuple[str, Any]] | None = None, **run_kw) -> BenchmarkResult:
-    """Run a benchmark in ``tmp_path`` (config file, cache and results all inside it) on CPU (or ``device=``) with
-    the stub plugins plus ``plugins`` (name, module) pairs; returns its stored tables."""
+def isolated_registry(plugins: list[tuple[str, Any] | str] | None = None):
+    """A registry of the stub plugins plus exactly ``plugins``: (name, module) pairs, or the names
+    of installed entry points. No other installed plugin loads, so a plugin's tests give the same
+    result whether or not it (or anything else) is installed."""
+    import os
+
+    from diqa_bench.plugins import load_plugins
+
+    import diqa_bench.testing as stubs
+
+    extra = [p for p in plugins or [] if not isinstance(p, str)]
+    entry_points = [p for p in plugins or [] if isinstance(p, str)]
+    saved = os.environ.get("DIQA_BENCH_PLUGINS")
+    os.environ["DIQA_BENCH_PLUGINS"] = ",".join(entry_points)
+    try:
+        return load_plugins(extra=[("stub", stubs), *extra])
+    finally:
+        if saved is None:
+            os.environ.pop("DIQA_BENCH_PLUGINS", None)
+        else:
+            os.environ["DIQA_BENCH_PLUGINS"] = saved
+
+
+def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plugins: list[tuple[str, Any] | str] | None = None,
+                       **run_kw) -> BenchmarkResult:
+    """Run a benchmark in ``tmp_path`` (config file, cache and results all inside it) on CPU (or
+    ``device=``) with the stub plugins plus ``plugins`` (see :func:`isolated_registry`); returns
+    its stored tables. Figures and report.html only with ``reports=True`` (they take seconds)."""
     import pandas as pd
     import yaml
 
     from diqa_bench import config as cfgmod
-    from diqa_bench.plugins import load_plugins
     from diqa_bench.results import load_results
     from diqa_bench.runner import RunOptions, run_benchmark
-
-    import diqa_bench.testing as stubs
 
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     cfg_path = tmp_path / "bench.yaml"
     cfg_path.write_text(yaml.safe_dump(config or stub_config()))
-    registry = load_plugins(extra=[("stub", stubs), *(plugins or [])])
+    registry = isolated_registry(plugins)
     cfg = cfgmod.parse(cfg_path, registry)
     out = Path(run_kw.pop("out", tmp_path / "results"))
     opts = RunOptions(out=out, cache_dir=Path(run_kw.pop("cache_dir", tmp_path / "cache")), device=run_kw.pop("device", "cpu"), workers=run_kw.pop("workers", 0),
-                      batch_size=run_kw.pop("batch_size", 8), progress=False, **run_kw)
+                      batch_size=run_kw.pop("batch_size", 8), progress=False, reports=run_kw.pop("reports", False), **run_kw)
     outcomes, _ = run_benchmark(cfg, registry, opts, log=lambda msg: None)
     metrics, info = load_results(out)
-    exit_code = 1 if any(o.status != "ok" for o in outcomes) else 0
+    exit_code = 1 if any(o.status == "failed" for o in outcomes) else 0
     return BenchmarkResult(out, exit_code, metrics, pd.read_csv(out / "scores.csv"), info, (out / "LEADERBOARD.md").read_text())

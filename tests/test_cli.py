@@ -194,7 +194,8 @@ def test_score_writes_path_score_csv(image_dir, stub_cli, capsys):
     assert cli.main(["score", "-m", "stub-noise", str(image_dir), "--device", "cpu"]) == 0
     rows = _csv(capsys.readouterr().out)
     assert [Path(r["path"]).name for r in rows] == ["n0.png", "n1.png", "n2.png"]
-    assert list(rows[0]) == ["path", "score"]
+    assert list(rows[0]) == ["path", "score", "better", "skipped"]
+    assert {r["better"] for r in rows} == {"lower"} and {r["skipped"] for r in rows} == {""}
     for r in rows:
         expected = _noise_energy(torch.from_numpy(decode(r["path"])).permute(2, 0, 1)[None]).item()
         assert float(r["score"]) == pytest.approx(expected, rel=1e-4)
@@ -209,11 +210,11 @@ def test_score_to_file_with_threshold(image_dir, tmp_path, stub_cli, capsys):
     threshold = (scores[1] + scores[2]) / 2
     assert cli.main(["score", "-m", "stub-noise", str(image_dir), "-o", str(out), "--threshold", str(threshold), "--device", "cpu"]) == 0
     rows = _csv(out.read_text())
-    assert list(rows[0]) == ["path", "score", "decision"]
+    assert list(rows[0]) == ["path", "score", "better", "decision", "skipped"]
     # stub-noise is lower-is-better: the two cleaner images pass, the noisiest is rejected
     assert [r["decision"] for r in rows] == ["accept", "accept", "reject"]
     err = capsys.readouterr().err
-    assert "2 accepted, 1 rejected (lower score is better" in err
+    assert "3 of 3 images scored; lower score is better; 2 accepted, 1 rejected" in err
 
 
 def test_score_reports_an_undecodable_file_and_exits_1(image_dir, stub_cli, capsys):
@@ -223,7 +224,79 @@ def test_score_reports_an_undecodable_file_and_exits_1(image_dir, stub_cli, caps
     rows = {Path(r["path"]).name: r for r in _csv(captured.out)}
     assert rows["broken.jpg"]["score"] == "" and rows["broken.jpg"]["decision"] == "error"
     assert rows["n0.png"]["score"] != ""
+    assert rows["broken.jpg"]["skipped"] and not rows["n0.png"]["skipped"]
     assert "broken.jpg" in captured.err
+
+
+def _sized_images(folder, sizes):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"img{i:02d}_{w}x{h}.png")
+    return folder
+
+
+@pytest.fixture
+def _stop_pools():
+    """No pool from an earlier test, and none left behind (`score` uses one per CPU core by default)."""
+    from diqa_bench import parallel
+
+    parallel.shutdown_pools(wait=True)
+    yield
+    parallel.shutdown_pools(wait=True)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"], ids=["in-process", "process-pool"])
+def test_score_skips_an_image_the_method_cannot_score_and_scores_the_rest(tmp_path, stub_cli, capsys, processes, _stop_pools):
+    """Like NIQE below 96x96: the too-small image is skipped with its reason, the others (of the
+    same batch size bucket or not) are scored, and the exit code says some were skipped."""
+    folder = _sized_images(tmp_path / "imgs", [(40, 40), (40, 40), (12, 40), (40, 40), (48, 32)] * 4)
+    argv = ["score", "-m", "stub-noise", "--option", "min_size=30", str(folder), "--device", "cpu", "--processes", processes,
+            "--cache-dir", str(tmp_path / "cache")]
+    from diqa_bench import parallel
+
+    assert cli.main(argv) == 1
+    assert (2 in parallel._POOLS) == (processes == "2")  # the path under test is the one that ran
+    captured = capsys.readouterr()
+    rows = _csv(captured.out)
+    small = [r for r in rows if "_12x40" in r["path"]]
+    assert len(rows) == 20 and len(small) == 4
+    for r in small:
+        assert r["score"] == "" and "needs at least 30 pixels a side, got 40x12" in r["skipped"]
+    assert all(r["score"] != "" and r["skipped"] == "" for r in rows if r not in small)
+    assert captured.err.count("diqa-bench: skipped") == 4 and "16 of 20 images scored" in captured.err
+
+
+@pytest.mark.parametrize("processes", ["1", "2"], ids=["in-process", "process-pool"])
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_score_with_a_method_returning_the_wrong_number_of_scores_is_an_error(image_dir, stub_cli, capsys, extra, processes, _stop_pools):
+    argv = ["score", "-m", "stub-noise", "--option", f"extra_scores={extra}", str(image_dir), "--device", "cpu", "--processes", processes]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no CSV with scores on the wrong images
+    assert "diqa-bench: error: stub-noise.score_batch returned" in captured.err and "Traceback" not in captured.err
+
+
+def test_score_answers_a_second_time_from_the_cache(image_dir, tmp_path, stub_cli, stub_counters, capsys):
+    argv = ["score", "-m", "stub-noise", str(image_dir), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--processes", "1"]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    assert stub_counters[0].calls == 3
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == first
+    assert stub_counters[0].calls == 3  # nothing scored again
+    assert cli.main(argv + ["--option", "nan=false"]) == 0  # other options: another cache entry
+    assert stub_counters[0].calls == 6
+
+
+def test_score_progress_bar_on_a_terminal_unless_no_progress(image_dir, tmp_path, stub_cli, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    argv = ["score", "-m", "stub-noise", str(image_dir), "--device", "cpu", "--processes", "1"]
+    assert cli.main(argv + ["--cache-dir", str(tmp_path / "c1")]) == 0
+    assert "score (stub-noise)" in capsys.readouterr().err
+    assert cli.main(argv + ["--cache-dir", str(tmp_path / "c2"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "score (stub-noise)" not in err and "lower score is better" in err
 
 
 @pytest.mark.parametrize(
@@ -278,3 +351,24 @@ def test_strict_plugins_flag_makes_a_broken_plugin_exit_2(tmp_path, monkeypatch,
     assert "plugin 'broken' (broken_ep_mod) failed to load: ImportError: needs libfoo" in capsys.readouterr().err
     with pytest.warns(plugins.PluginWarning):
         assert cli.main(["list", "methods"]) == 0
+
+
+WEIGHTS = Path(os.environ.get("DIQA_BENCH_WEIGHTS") or REPO.parent / "shared" / "weights")
+
+
+def test_score_niqe_skips_an_image_below_96x96_and_scores_the_others(tmp_path, capsys, monkeypatch, _stop_pools):
+    """The real metric through the real plugins and the process pool, as a quality gate runs it."""
+    if not (WEIGHTS / "niqe_modelparameters.mat").is_file():
+        pytest.skip(f"niqe_modelparameters.mat not found in {WEIGHTS}")
+    monkeypatch.delenv("DIQA_BENCH_PLUGINS", raising=False)
+    folder = _sized_images(tmp_path / "imgs", [(160, 128), (64, 200), (200, 150)])
+    argv = ["score", "-m", "niqe", str(folder), "--device", "cpu", "--weights-dir", str(WEIGHTS), "--processes", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    rows = {Path(r["path"]).name: r for r in _csv(captured.out)}
+    assert rows["img01_64x200.png"]["score"] == ""
+    assert "NIQE needs at least 96x96 pixels, got 200x64" in rows["img01_64x200.png"]["skipped"]
+    assert all(float(rows[n]["score"]) > 0 and rows[n]["skipped"] == "" for n in ("img00_160x128.png", "img02_200x150.png"))
+    assert {r["better"] for r in rows.values()} == {"lower"}
+    assert "2 of 3 images scored; lower score is better" in captured.err

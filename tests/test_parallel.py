@@ -45,6 +45,23 @@ def test_a_method_error_in_a_worker_fails_its_cells_with_the_reason(tmp_path):
     assert all("stub failure on purpose" in c["reason"] for c in res.run["cells"])
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["in-process", "process-pool"])
+@pytest.mark.parametrize("extra", [-1, 1], ids=["n-1", "n+1"])
+def test_a_method_returning_the_wrong_number_of_scores_fails_its_cells(tmp_path, processes, extra):
+    from diqa_bench import parallel
+
+    cfg = _bigger(stub_config(methods=[{"name": "stub-noise", "options": {"extra_scores": extra}}], seeds=[0], train_sets=[]))
+    res = run_tiny_benchmark(tmp_path, cfg, processes=processes)
+    assert (2 in parallel._POOLS) == (processes == 2)  # the path under test is the one that ran
+    assert res.exit_code == 1
+    assert {c["status"] for c in res.run["cells"]} == {"failed"}
+    for cell in res.run["cells"]:
+        assert "ScoreCountError: stub-noise.score_batch returned" in cell["reason"]
+        n = int(cell["reason"].split(" scores for ")[1].split()[0])
+        assert f"returned {n + extra} scores for {n} images" in cell["reason"]
+    assert res.scores.empty  # no score was stored against the wrong image
+
+
 def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
     from diqa_bench.methods import MethodContext
     from diqa_bench.parallel import recipe_for
@@ -74,3 +91,15 @@ def test_workers_start_with_huge_pages_for_malloc_and_the_parent_is_untouched(mo
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # a user's tunables are kept
     assert parallel.pool(1).submit(_tunables).result() == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
     assert _tunables() == "glibc.malloc.arena_max=2"
+
+
+def test_chunks_cover_every_image_once_and_a_huge_image_gets_its_own():
+    from diqa_bench.parallel import plan_chunks
+
+    assert plan_chunks(40, 2) == [list(range(s, min(s + 5, 40))) for s in range(0, 40, 5)]
+    costs = [1.0] * 60
+    costs[37] = 1000.0  # one 12-megapixel photo among dermoscopy crops
+    chunks = plan_chunks(60, 2, costs)
+    assert sorted(i for c in chunks for i in c) == list(range(60))
+    assert chunks[0] == [37]  # the costliest work starts first, alone
+    assert all(len(c) <= 16 for c in chunks)
