@@ -1,6 +1,8 @@
 """Each dataset format on tiny generated fixtures: generic CSV, the pyiqa-layout public databases,
 dermatology ratings (raw per-observer and precomputed MOS)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -214,3 +216,31 @@ def test_derm_ratings_root_from_environment(tmp_path, ctx, monkeypatch):
     ds = DermRatingsDataset(ratings="ratings.csv")
     assert ds.check() == []
     assert len(check_records(ds.load(ctx), ds, "derm").records) == 20
+
+
+HAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "derm-ham10000-sample70"
+if not HAM.is_dir():  # a worktree sits one level deeper than the main checkout
+    HAM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "derm-ham10000-sample70"
+
+
+@pytest.mark.skipif(not (HAM / "HAM10000_metadata_sample.csv").is_file(), reason=f"real HAM10000 sample not present at {HAM} (project-local test data)")
+def test_derm_ratings_with_ham10000_metadata_as_published(tmp_path, ctx):
+    """HAM10000's own metadata (lesion_id, image_id without extension) names the patient-level
+    group: the lesion. Ratings are made up; images and metadata are the real files, read in place."""
+    images = sorted(p.relative_to(HAM).as_posix() for p in HAM.glob("*/*.jpg"))
+    rng = np.random.default_rng(0)
+    rows = [(img, f"r{o}", int(rng.integers(1, 6))) for img in images for o in range(3)]
+    pd.DataFrame(rows, columns=["image", "observer", "rating"]).to_csv(tmp_path / "ratings.csv", index=False)
+    ds = DermRatingsDataset(root=str(HAM), ratings=str(tmp_path / "ratings.csv"), metadata=str(HAM / "HAM10000_metadata_sample.csv"),
+                            image_column="image_id", patient_column="lesion_id", screening=False)
+    recs = check_records(ds.load(ctx), ds, "ham").records
+    meta = pd.read_csv(HAM / "HAM10000_metadata_sample.csv")
+    lesion_of = dict(zip(meta.image_id, meta.lesion_id))
+    assert len(recs) == len(images) == 70
+    assert all(r.group == lesion_of[Path(r.id).stem] for r in recs)
+    assert ds.screening["reliability"]["images"] == 70
+    summary = ds.describe()
+    assert summary["rows"] == 70 and summary["missing"] == 0 and summary["groups"] == len({lesion_of[Path(i).stem] for i in images})
+    with pytest.raises(DataError, match="missing column 'image' \\(image\\)"):
+        DermRatingsDataset(root=str(HAM), ratings=str(tmp_path / "ratings.csv"), metadata=str(HAM / "HAM10000_metadata_sample.csv"),
+                           patient_column="lesion_id").load(ctx)

@@ -13,7 +13,6 @@ import math
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 from diqa_datasets.public import CSIQ, SPAQ, TID2013, KADID10k, KonIQ10k, LIVEChallenge
 from PIL import Image

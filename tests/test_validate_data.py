@@ -124,7 +124,7 @@ def test_protocol_full_has_no_training_side(tmp_path, registry):
 def test_list_methods_names_pyiqa_metrics_without_importing_pyiqa(tmp_path):
     code = "import sys, diqa_bench.cli as c; c.main(['list', 'methods']); print('PYIQA' if 'pyiqa' in sys.modules else 'NO-PYIQA')"
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'plugins'}", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     lines = proc.stdout.splitlines()
     assert lines[-1] == "NO-PYIQA"
     assert any(line.startswith("topiq_nr ") for line in lines) and any(line.startswith("clipiqa+_vitl14_512 ") for line in lines)
