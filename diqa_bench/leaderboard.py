@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from diqa_bench import pairs
 from diqa_bench.stats import HIGHER_IS_BETTER
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
@@ -138,6 +139,9 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
     lines.append("")
     domains_info = run_info.get("domains", {})
     for test in test_domains(metrics, run_info):
+        if pairs.is_pair_domain(run_info, test):  # paired preference: its own table (diqa_bench.pairs)
+            lines.extend(pairs.markdown_section(metrics, run_info, test))
+            continue
         info = domains_info.get(test, {})
         tags = []
         if info.get("pseudo_mos"):
@@ -204,6 +208,7 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
             f"- Acceptability: MOS below {p['acceptability']} is unacceptable. AUC: how well the score detects unacceptable images; "
             "Accuracy and Retake rate use the score threshold with the best accuracy on the test domain's train split."
         )
+    out.extend(pairs.protocol_lines(run_info))
     skips = run_info.get("skipped", [])
     if skips:
         out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(f"{s['dataset']}/{s['image']}: {s['reason']}" for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")
@@ -220,6 +225,9 @@ def render_terminal(metrics, run_info: dict[str, Any]) -> str:
 
     parts = []
     for test in test_domains(metrics, run_info):
+        if pairs.is_pair_domain(run_info, test):
+            parts.append(pairs.terminal_section(metrics, run_info, test))
+            continue
         header, rows = leaderboard_rows(metrics, run_info, test, markdown=False)
         info = run_info.get("domains", {}).get(test, {})
         note = " (pseudo-MOS)" if info.get("pseudo_mos") else ""

@@ -145,10 +145,14 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     """Write every result file (and, with ``reports``, the figures and report.html); returns the
     main files' paths."""
 
+    from diqa_bench import pairs
+
     out.mkdir(parents=True, exist_ok=True)
-    metrics = compute_metrics(outcomes, config)
+    regular, paired = pairs.partition(outcomes)  # paired-preference cells have their own statistic
+    pair_metrics, pair_cells = pairs.evaluate(paired, config)
+    metrics = pairs.add_metrics(compute_metrics(regular, config), pair_metrics)
     scores = scores_frame(outcomes)
-    run_info = {**run_info, "cells": cell_records(outcomes)}
+    run_info = {**run_info, "cells": cell_records(outcomes), **({"pair_cells": pair_cells} if paired else {})}
     run_info["failed_cells"] = [c for c in run_info["cells"] if c["status"] != "ok"]
     paths = {
         "scores": out / "scores.csv",
@@ -161,6 +165,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     atomic_write(paths["metrics"], metrics.to_csv(index=False))
     atomic_write(paths["metrics_json"], json.dumps(_json_rows(metrics), indent=1))
     atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
+    paths.update(pairs.write_files(out, paired))
     render_leaderboard(out, metrics, run_info, build_figures=reports)
     return paths
 

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from diqa_bench import pairs
 from diqa_bench.leaderboard import leaderboard_rows, protocol_lines
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.stored import StoredRun
@@ -83,6 +84,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                 row[0] += f" {WORSE_MARK}"
             classes.append("best" if i == 0 and row[1:2] and row[1] not in ("n/a", "") else "")
         parts.append(_table(header, rows, f"leaderboard-{test}", classes))
+    parts.extend(pairs.html_sections(run))  # paired-preference domains: pair accuracy tables
 
     if "transfer" in figures:
         parts.append("<h2>Cross-domain transfer</h2>")
