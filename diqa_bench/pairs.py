@@ -148,14 +148,15 @@ def attach(runner: Any, outcomes: list[Any]) -> None:
             continue
         if o.test not in cache:
             sets = [runner.datasets[s.name] for s in runner.config.domains[o.test] if s.name in runner.datasets]
-            cache[o.test] = domain_pairs(sets) if any(is_pair_dataset(d.obj) for d in sets if not d.error) else None
+            cache[o.test] = domain_pairs(sets) if any(is_pair_dataset(d.obj) for d in sets) else None
         if cache[o.test] is not None:
             o.pairs = cache[o.test]
 
 
 def domain_info(datasets: list[Any]) -> dict[str, Any]:
-    """Extra run.json keys of a pair domain (nothing for other domains)."""
-    if not any(is_pair_dataset(d.obj) for d in datasets if not d.error):
+    """Extra run.json keys of a pair domain (nothing for other domains). A pair dataset that failed
+    to load still makes its domain a pair domain: its table then gives the reason."""
+    if not any(is_pair_dataset(d.obj) for d in datasets):
         return {}
     pairs = domain_pairs(datasets)
     cats: dict[str, int] = {}
@@ -362,8 +363,11 @@ def _isnan(v) -> bool:
 def describe(run_info: dict[str, Any], test: str) -> str:
     info = run_info.get("domains", {}).get(test, {})
     cats = info.get("categories") or {}
-    text = (f"Paired preference (2AFC), evaluation only: {info.get('pairs', '?')} pairs in {info.get('groups', '?')} content groups"
-            + (" (" + ", ".join(f"{c}: {n}" for c, n in sorted(cats.items())) + ")" if cats else "") + ". ")
+    if info.get("pairs"):
+        text = (f"Paired preference (2AFC), evaluation only: {info['pairs']} pairs in {info.get('groups', '?')} content groups"
+                + (" (" + ", ".join(f"{c}: {n}" for c, n in sorted(cats.items())) + ")" if cats else "") + ". ")
+    else:
+        text = "Paired preference (2AFC), evaluation only: no pairs loaded (reasons below). "
     return text + (f"Pair accuracy: share of pairs where the method scores the better image higher (ties count half); chance = {CHANCE}. "
                    "[brackets]: bootstrap interval resampling content groups with all their pairs, seeds pooled. "
                    "No split: every pair is tested for every split seed; no method trained or selected on these images.")

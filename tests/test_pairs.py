@@ -5,6 +5,7 @@ and the results files (metrics, run.json, pairs.csv, LEADERBOARD.md, re-renderin
 import itertools
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -208,6 +209,23 @@ def test_report_html_and_stored_cells_leave_pairs_to_their_own_table(tmp_path, p
     build_report(res.out)
     html = (res.out / "report.html").read_text()
     assert 'id="pairs-mixed"' in html and "chance = 0.5" in html
+
+
+def test_missing_pairs_fail_with_a_reason_and_acceptability_leaves_pairs_alone(tmp_path, pair_folder):
+    cfg = pairs_config(pair_folder, bootstrap=100)
+    cfg["methods"] = [{"name": "stub-noise"}]
+    cfg["train_sets"] = []
+    cfg["domains"]["gone"] = [{"dataset": "pairs", "name": "gone-pairs", "options": {"csv": str(tmp_path / "gone.csv")}}]
+    cfg["test_domains"] = ["a", "right", "gone"]
+    cfg["acceptability"] = {"threshold": 3.0}
+    res = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)])
+    assert res.exit_code == 1
+    assert res.value("stub-noise", "-", "right", "PAIR_ACC") == 1.0
+    assert set(res.metrics[res.metrics.test == "right"].statistic) == {"PAIR_ACC"}  # no AUC / accuracy gate on pairs
+    assert "AUC" in set(res.metrics[res.metrics.test == "a"].statistic)
+    gone = res.leaderboard.split("## Test domain: gone (paired preference, evaluation only)")[1].split("## ")[0]
+    assert re.search(r"\| stub-noise @ - +\| failed: dataset gone-pairs: csv: pairs CSV not found", gone)
+    assert "no pairs loaded" in gone
 
 
 # -- evaluation-only rules in the config ----------------------------------------------------------
