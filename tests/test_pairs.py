@@ -195,6 +195,18 @@ def test_pair_accuracy_end_to_end_against_hand_computation(tmp_path, pair_folder
     assert np.allclose(again[["value", "ci_low", "ci_high", "n"]].to_numpy(float), stored[["value", "ci_low", "ci_high", "n"]].to_numpy(float))
 
 
+def test_each_pair_image_is_scored_once_for_all_seeds_and_runs(tmp_path, pair_folder, stub_counters):
+    stub_noise, _ = stub_counters
+    cfg = {"name": "once", "domains": {"right": [{"dataset": "pairs", "options": {"csv": str(pair_folder / "right.csv")}}]},
+           "methods": [{"name": "stub-noise"}], "test_domains": ["right"], "splits": {"seeds": [0, 1, 2]}, "statistics": {"bootstrap": 50}}
+    cache = tmp_path / "cache"
+    res = run_tiny_benchmark(tmp_path / "one", cfg, plugins=[("datasets", diqa_datasets)], cache_dir=cache)
+    assert stub_noise.calls == 6  # 3 pairs, 6 distinct images, 3 seeds
+    assert len(res.scores) == 18 and res.value("stub-noise", "-", "right", "PAIR_ACC") == 1.0
+    run_tiny_benchmark(tmp_path / "two", cfg, plugins=[("datasets", diqa_datasets)], cache_dir=cache)
+    assert stub_noise.calls == 6  # the score cache answers a re-run
+
+
 def test_report_html_and_stored_cells_leave_pairs_to_their_own_table(tmp_path, pair_folder):
     from diqa_bench.report import build_report
     from diqa_bench.report.stored import load_run
