@@ -33,7 +33,6 @@ STATISTIC = "PAIR_ACC"
 KIND = "pairs"
 CHANCE = 0.5
 PAIR_COLUMNS = ["domain", "dataset", "better", "worse", "group", "category"]
-PAIR_CELL_KEYS = ("method", "train", "test", "seed", "pairs", "groups", "dropped")
 
 
 def category_statistic(category: str) -> str:
@@ -406,9 +405,10 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     doms = sorted(pair_domains(run_info))
     if not doms:
         return []
-    return [f"- Paired preference ({', '.join(doms)}): evaluation-only pairs (better, worse); every image is scored once per method and the "
+    line = (f"- Paired preference ({', '.join(doms)}): evaluation-only pairs (better, worse); every image is scored once per method and the "
             "whole set is the test set of every split seed. PAIR_ACC = share of pairs where the direction-aligned score prefers the better "
-            f"image, ties count half (chance {CHANCE}); interval: percentile bootstrap over content groups, each drawn group with all its pairs."]
+            f"image, ties count half (chance {CHANCE}); interval: percentile bootstrap over content groups, each drawn group with all its pairs.")
+    return [line]
 
 
 def html_sections(run) -> list[str]:

@@ -9,16 +9,16 @@ import re
 import shutil
 from pathlib import Path
 
+import diqa_datasets
 import numpy as np
 import pytest
 import yaml
+from diqa_datasets.pairs import PairsDataset
 
-import diqa_datasets
 from diqa_bench.datasets import DatasetContext
 from diqa_bench.errors import ConfigError
 from diqa_bench.pairs import Pair, pair_accuracy, recompute
 from diqa_bench.testing import StubLinear, run_tiny_benchmark
-from diqa_datasets.pairs import PairsDataset
 
 pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 
@@ -243,10 +243,9 @@ def test_missing_pairs_fail_with_a_reason_and_acceptability_leaves_pairs_alone(t
 # -- evaluation-only rules in the config ----------------------------------------------------------
 
 def _parse(tmp_path, cfg):
+    import diqa_bench.testing as stubs
     from diqa_bench import config as cfgmod
     from diqa_bench.plugins import load_plugins
-
-    import diqa_bench.testing as stubs
 
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))
