@@ -383,6 +383,9 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
                     raise ConfigError(f"{file}: domains.{dom}[{j}].dataset: " + unknown_name_message("dataset", s.type, registry.datasets))
                 cls = registry.datasets[s.type].cls
                 validate_options(s.options, cls.options_schema, cls.required_options, f"domains.{dom}[{j}].options", file)
+        from diqa_bench.pairs import check_config
+
+        check_config(domains, train_sets, registry, file)  # paired-preference domains are evaluation-only
 
     splits = {**DEFAULTS["splits"], **data.get("splits", {})}
     if splits["protocol"] == "full" and train_sets:

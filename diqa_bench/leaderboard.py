@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from diqa_bench import pairs
 from diqa_bench.stats import HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
@@ -219,6 +220,9 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
     lines.append("")
     domains_info = run_info.get("domains", {})
     for test in test_domains(metrics, run_info):
+        if pairs.is_pair_domain(run_info, test):  # paired preference: its own table (diqa_bench.pairs)
+            lines.extend(pairs.markdown_section(metrics, run_info, test))
+            continue
         info = domains_info.get(test, {})
         tags = []
         if info.get("pseudo_mos"):
@@ -363,6 +367,7 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
             "metrics.csv; models/<method>@<train>/seed<k>/threshold.json for `diqa-bench score --threshold auto`). The "
             f"\"{ACCEPT_ALL_LABEL}\" row is the reference without a gate; {BELOW_ACCEPT_ALL} marks a gate less accurate than it."
         )
+    out.extend(pairs.protocol_lines(run_info))
     skips = run_info.get("skipped", [])
     if skips:
         out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(f"{s['dataset']}/{s['image']}: {s['reason']}" for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")
@@ -381,6 +386,9 @@ def render_terminal(metrics, run_info: dict[str, Any]) -> str:
 
     parts = []
     for test in test_domains(metrics, run_info):
+        if pairs.is_pair_domain(run_info, test):
+            parts.append(pairs.terminal_section(metrics, run_info, test))
+            continue
         header, rows = leaderboard_rows(metrics, run_info, test, markdown=False)
         info = run_info.get("domains", {}).get(test, {})
         note = " (pseudo-MOS)" if info.get("pseudo_mos") else ""

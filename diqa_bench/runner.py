@@ -37,6 +37,7 @@ from diqa_bench.datasets import (
 from diqa_bench.errors import DataError, MethodUnavailable, UserError
 from diqa_bench.grid import Unit, expand
 from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
+from diqa_bench.pairs import is_pair_dataset
 from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
 from diqa_bench.plugins import Registry
 from diqa_bench.splits import check_split_labels, split_records
@@ -109,6 +110,7 @@ class CellOutcome:
     mos_lower_better: bool = False
     train_scores: list[float] = field(default_factory=list)  # on the test domain's train split (acceptability threshold)
     train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
+    pairs: list | None = None  # paired-preference test domain: its (dataset, Pair) list (diqa_bench.pairs)
 
 
 @dataclass
@@ -186,6 +188,8 @@ class Runner:
 
     def _split(self, ds: LoadedDataset, seed: int) -> tuple[list[int], list[int]]:
         """(train positions, test positions) of one dataset for one seed; group-aware."""
+        if is_pair_dataset(ds.obj):  # evaluation-only: all of it is test data for every seed, none trains
+            return [], list(range(len(ds.records)))
         pos_of = {id(r): i for i, r in enumerate(ds.records)}
         train, test = split_records(ds.records, self.config.test_ratio, seed, self.config.use_split_column, getattr(self.config, "protocol", "split"))
         return [pos_of[id(r)] for r in train], [pos_of[id(r)] for r in test]
@@ -467,6 +471,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     Results are written even when the run is interrupted, with the cells done so far."""
     from datetime import datetime, timezone
 
+    from diqa_bench import pairs
     from diqa_bench.results import environment, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -487,6 +492,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                 ],
                 "pseudo_mos": any(d.pseudo_mos for d in sets),
                 "synthetic": any(getattr(d.obj, "synthetic", False) for d in sets if not d.error),
+                **pairs.domain_info(sets),
             }
         return {
             "schema_version": 1,
@@ -518,6 +524,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     except KeyboardInterrupt:
         interrupted = True
         runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
+    pairs.attach(runner, outcomes)
     paths = write_all(options.out, {**info(), "interrupted": interrupted}, outcomes, config, reports=options.reports)
     if interrupted:
         raise KeyboardInterrupt

@@ -70,10 +70,13 @@ class StoredRun:
         return self.run_info.get("protocol", {})
 
     def test_domains(self) -> list[str]:
+        from diqa_bench.pairs import pair_domains
+
+        skip = pair_domains(self.run_info)  # paired-preference domains have no MOS: their table is diqa_bench.pairs'
         declared = self.run_info.get("config", {}).get("test_domains")
         if declared:
-            return list(declared)
-        return sorted(set(self.metrics["test"])) if len(self.metrics) else []
+            return [d for d in declared if d not in skip]
+        return sorted(set(self.metrics["test"]) - skip) if len(self.metrics) else []
 
     def domain_datasets(self, test: str) -> list[dict[str, Any]]:
         return [d for d in self.run_info.get("domains", {}).get(test, {}).get("datasets", []) if not d.get("error")]
@@ -156,12 +159,17 @@ def _eval_mos(run: StoredRun, rows) -> np.ndarray:
 
 
 def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
+    from diqa_bench.pairs import pair_domains
+
     directions = _directions(run.run_info)
     scores = run.scores
+    skip = pair_domains(run.run_info)  # judged on pairs, not on a MOS (diqa_bench.pairs)
     cells: dict[CellKey, Cell] = {}
     if scores.empty:
         return cells
     for (method, train, test, seed), rows in scores.groupby(["method", "train", "domain", "seed"], sort=False):
+        if test in skip:
+            continue
         rows = rows.sort_values(["dataset", "image"], kind="stable").reset_index(drop=True)
         lower = directions.get((method, train), False)
         score = rows["score"].to_numpy(float)

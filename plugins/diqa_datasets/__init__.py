@@ -1,5 +1,6 @@
 """In-tree dataset types: generic CSV, the public IQA databases in pyiqa's layout, dermatology
-ratings, and two embedded offline domains (scikit-image photos and synthetic skin).
+ratings, two embedded offline domains (scikit-image photos and synthetic skin), and paired
+preference (2AFC) pairs for evaluation.
 
 Kept light: heavy modules are imported when a dataset loads, not when names are listed.
 """
@@ -11,6 +12,7 @@ from diqa_bench import hookimpl
 def register_datasets(register):
     from .derm import DermRatingsDataset
     from .embedded import SkimageNaturalDataset, SyntheticSkinDataset
+    from .pairs import PairsDataset
     from .public import PUBLIC_DATASETS
     from .tabular import CsvDataset
 
@@ -20,3 +22,4 @@ def register_datasets(register):
     register(DermRatingsDataset)
     register(SkimageNaturalDataset)
     register(SyntheticSkinDataset)
+    register(PairsDataset)

@@ -1,0 +1,448 @@
+"""Paired preference (2AFC) evaluation: datasets of image pairs where one image is known to be
+better, and the pair-accuracy statistic.
+
+A pair dataset yields one :class:`~diqa_bench.datasets.Record` per distinct image (so each method
+scores each image once, through the normal scoring path and score cache) and keeps the pair list
+in ``dataset.pairs``. Such data carries no MOS: it is evaluation-only. The config refuses a pair
+domain in ``train_sets``; the runner puts every image of a pair dataset on the test side for every
+split seed, so no trainable method sees one for fitting or model selection.
+
+Statistic, per cell: ``PAIR_ACC``, the share of pairs whose direction-aligned scores prefer the
+``better`` image (a tie counts half; a lower-is-better method's scores are negated, never
+``abs()``), with a percentile bootstrap interval that resamples content groups with all their
+pairs (a pair without a group is its own group). Per-category values are ``PAIR_ACC[<category>]``.
+Chance is 0.5.
+
+Stored: metrics.csv / metrics.json rows (n = pairs), ``pairs.csv`` (every pair: dataset, better,
+worse, group, category) next to ``scores.csv`` (every image's score), and ``run.json`` (``domains``
+gets ``kind: pairs`` with pair, group and category counts; ``pair_cells`` the pairs and groups each
+cell used). The leaderboard shows a pair domain as its own table, rendered from these files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from diqa_bench.datasets import Dataset, Record
+
+STATISTIC = "PAIR_ACC"
+KIND = "pairs"
+CHANCE = 0.5
+PAIR_COLUMNS = ["domain", "dataset", "better", "worse", "group", "category"]
+
+
+def category_statistic(category: str) -> str:
+    return f"{STATISTIC}[{category}]"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One judgement: ``better`` is preferred over ``worse`` (record ids of the same dataset)."""
+
+    better: str
+    worse: str
+    group: str = ""  # content group: pairs sharing one are resampled together
+    category: str = ""
+
+    @property
+    def content_group(self) -> str:
+        return self.group or f"{self.better}\x00{self.worse}"
+
+
+class PairDataset(Dataset):
+    """Base class of paired-preference dataset types. ``load`` must set ``self.pairs``; records
+    come from :func:`records_for_pairs`. ``evaluation_only``: never trained or selected on."""
+
+    evaluation_only: ClassVar[bool] = True
+    mos_range = (0.0, 1.0)
+    pairs: list[Pair]
+
+
+def is_pair_dataset(obj: Any) -> bool:
+    return bool(getattr(obj, "evaluation_only", False))
+
+
+def records_for_pairs(pairs: list[Pair], path_of: dict[str, str]) -> list[Record]:
+    """One record per distinct image of ``pairs``. The MOS is a placeholder the statistics never
+    read (pairs carry the truth): 1 for an image that is only ever the better one, 0 for only ever
+    the worse one, 0.5 for both; it keeps scores.csv readable."""
+    roles: dict[str, set[str]] = {}
+    group: dict[str, str] = {}
+    for p in pairs:
+        roles.setdefault(p.better, set()).add("better")
+        roles.setdefault(p.worse, set()).add("worse")
+        group.setdefault(p.better, p.group)
+        group.setdefault(p.worse, p.group)
+    out = []
+    for image, r in roles.items():
+        mos = 0.5 if len(r) == 2 else (1.0 if "better" in r else 0.0)
+        out.append(Record(id=image, path=path_of[image], mos=mos, group=group[image]))
+    return out
+
+
+# -- the statistic ---------------------------------------------------------------------------------
+
+@dataclass
+class PairResult:
+    value: float
+    ci: tuple[float, float]
+    boot: np.ndarray  # bootstrap samples of the accuracy
+    pairs: int
+    groups: int
+
+
+def pair_credit(better: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """1 where ``better`` scores higher, 0.5 on a tie, 0 otherwise (scores already aligned so that
+    higher means better)."""
+    better, worse = np.asarray(better, float), np.asarray(worse, float)
+    return np.where(better > worse, 1.0, np.where(better == worse, 0.5, 0.0))
+
+
+def pair_accuracy(better: np.ndarray, worse: np.ndarray, groups: list[str], *, lower_better: bool = False, bootstrap: int = 1000,
+                  confidence: float = 0.95, seed: int = 0) -> PairResult:
+    """Pair accuracy of one method on a list of pairs (``better[i]`` and ``worse[i]`` are the raw
+    scores of pair i, ``groups[i]`` its content group), with a bootstrap interval over groups: each
+    resample draws as many groups as there are, with replacement, and takes every pair of each
+    drawn group (accuracy = credited pairs / pairs drawn)."""
+    sign = -1.0 if lower_better else 1.0
+    credit = pair_credit(sign * np.asarray(better, float), sign * np.asarray(worse, float))
+    n = len(credit)
+    if n == 0:
+        return PairResult(float("nan"), (float("nan"), float("nan")), np.array([]), 0, 0)
+    names, index = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    g = len(names)
+    sums = np.bincount(index, weights=credit, minlength=g)
+    counts = np.bincount(index, minlength=g).astype(float)
+    value = float(credit.mean())
+    boot = np.array([])
+    ci = (float("nan"), float("nan"))
+    if bootstrap:
+        draws = np.random.default_rng(seed).integers(0, g, size=(bootstrap, g))
+        boot = sums[draws].sum(1) / counts[draws].sum(1)
+        alpha = (1 - confidence) / 2
+        ci = (float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha)))
+    return PairResult(value, ci, boot, n, g)
+
+
+# -- runner side -------------------------------------------------------------------------------------
+
+def domain_pairs(datasets: list[Any]) -> list[tuple[str, Pair]]:
+    """(dataset name, pair) of every pair of a domain's loaded datasets (runner.LoadedDataset)."""
+    out = []
+    for ds in datasets:
+        if not ds.error and is_pair_dataset(ds.obj):
+            out.extend((ds.name, p) for p in getattr(ds.obj, "pairs", []))
+    return out
+
+
+def attach(runner: Any, outcomes: list[Any]) -> None:
+    """Give every outcome of a pair test domain the domain's pairs (the statistic needs them)."""
+    cache: dict[str, list[tuple[str, Pair]]] = {}
+    for o in outcomes:
+        if o.test not in runner.config.domains:
+            continue
+        if o.test not in cache:
+            sets = [runner.datasets[s.name] for s in runner.config.domains[o.test] if s.name in runner.datasets]
+            cache[o.test] = domain_pairs(sets) if any(is_pair_dataset(d.obj) for d in sets) else None
+        if cache[o.test] is not None:
+            o.pairs = cache[o.test]
+
+
+def domain_info(datasets: list[Any]) -> dict[str, Any]:
+    """Extra run.json keys of a pair domain (nothing for other domains). A pair dataset that failed
+    to load still makes its domain a pair domain: its table then gives the reason."""
+    if not any(is_pair_dataset(d.obj) for d in datasets):
+        return {}
+    pairs = domain_pairs(datasets)
+    cats: dict[str, int] = {}
+    for _, p in pairs:
+        if p.category:
+            cats[p.category] = cats.get(p.category, 0) + 1
+    return {"kind": KIND, "pairs": len(pairs), "groups": len({(d, p.content_group) for d, p in pairs}), "categories": cats}
+
+
+# -- results side ------------------------------------------------------------------------------------
+
+def partition(outcomes: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(regular outcomes, pair-domain outcomes)."""
+    regular = [o for o in outcomes if getattr(o, "pairs", None) is None]
+    paired = [o for o in outcomes if getattr(o, "pairs", None) is not None]
+    return regular, paired
+
+
+def _cell_pairs(o) -> tuple[np.ndarray, np.ndarray, list[str], list[str], int]:
+    """Scores of better and worse image per usable pair, groups, categories, pairs dropped."""
+    score = {(r.dataset, r.id): s for r, s in zip(o.images, o.scores) if math.isfinite(s)}
+    b, w, groups, cats, dropped = [], [], [], [], 0
+    for name, p in o.pairs:
+        sb, sw = score.get((name, p.better)), score.get((name, p.worse))
+        if sb is None or sw is None:
+            dropped += 1
+            continue
+        b.append(sb)
+        w.append(sw)
+        groups.append(f"{name}/{p.content_group}")
+        cats.append(p.category)
+    return np.array(b, float), np.array(w, float), groups, cats, dropped
+
+
+def evaluate(paired: list[Any], config: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """metrics rows (per seed and seed "all": mean over seeds, bootstrap samples pooled) of the
+    pair-domain cells, and the pairs / groups each cell used (for run.json)."""
+    import pandas as pd
+
+    from diqa_bench.results import AGGREGATE_SEED, METRIC_COLUMNS
+
+    rows, cells = [], []
+    pooled: dict[tuple, list[np.ndarray]] = {}
+    values: dict[tuple, list[tuple[float, int]]] = {}
+    for o in paired:
+        if o.status != "ok":
+            continue
+        b, w, groups, cats, dropped = _cell_pairs(o)
+        cells.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, pairs=len(b), groups=len(set(groups)), dropped=dropped))
+        parts = [(STATISTIC, np.ones(len(b), bool))]
+        parts += [(category_statistic(c), np.array([x == c for x in cats])) for c in sorted({c for c in cats if c})]
+        for name, mask in parts:
+            res = pair_accuracy(b[mask], w[mask], [g for g, m in zip(groups, mask) if m], lower_better=o.lower_better,
+                                bootstrap=config.bootstrap, confidence=config.confidence, seed=config.stats_seed)
+            rows.append(dict(method=o.method, train=o.train, test=o.test, seed=str(o.seed), statistic=name, value=res.value,
+                             ci_low=res.ci[0], ci_high=res.ci[1], n=res.pairs, std=float("nan")))
+            key = (o.method, o.train, o.test, name)
+            values.setdefault(key, []).append((res.value, res.pairs))
+            if len(res.boot):
+                pooled.setdefault(key, []).append(res.boot)
+    for (method, train, test, name), vals in values.items():
+        v = np.array([x for x, _ in vals], float)
+        lo = hi = float("nan")
+        if pooled.get((method, train, test, name)):
+            samples = np.concatenate(pooled[(method, train, test, name)])
+            alpha = (1 - config.confidence) / 2
+            lo, hi = float(np.quantile(samples, alpha)), float(np.quantile(samples, 1 - alpha))
+        rows.append(dict(method=method, train=train, test=test, seed=AGGREGATE_SEED, statistic=name, value=float(np.nanmean(v)), ci_low=lo, ci_high=hi,
+                         n=int(round(np.mean([n for _, n in vals]))), std=float(np.nanstd(v, ddof=1)) if len(v) > 1 else float("nan")))
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS), cells
+
+
+def add_metrics(metrics, pair_metrics):
+    """metrics.csv rows with the pair rows appended."""
+    import pandas as pd
+
+    if not len(pair_metrics):
+        return metrics
+    if not len(metrics):
+        return pair_metrics
+    return pd.concat([metrics, pair_metrics], ignore_index=True)
+
+
+def pairs_frame(paired: list[Any]):
+    """pairs.csv: every pair of every pair test domain, once."""
+    import pandas as pd
+
+    rows, seen = [], set()
+    for o in paired:
+        if o.test in seen:
+            continue
+        seen.add(o.test)
+        rows.extend((o.test, name, p.better, p.worse, p.group, p.category) for name, p in o.pairs)
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def write_files(out, paired: list[Any]) -> dict[str, Any]:
+    from diqa_bench.results import atomic_write
+
+    if not paired:
+        return {}
+    path = out / "pairs.csv"
+    atomic_write(path, pairs_frame(paired).to_csv(index=False))
+    return {"pairs": path}
+
+
+def recompute(folder, bootstrap: int | None = None) -> Any:
+    """PAIR_ACC rows of a stored run recomputed from scores.csv, pairs.csv and run.json alone (no
+    method runs): what ``diqa-bench report`` would need if metrics.csv were lost."""
+    import types
+    from pathlib import Path
+
+    import pandas as pd
+
+    from diqa_bench.results import load_results
+
+    folder = Path(folder)
+    _, info = load_results(folder)
+    scores = pd.read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str, "seed": str},
+                         keep_default_na=False, na_values={"score": [""]})
+    table = pd.read_csv(folder / "pairs.csv", dtype=str, keep_default_na=False)
+    p = info.get("protocol", {})
+    config = types.SimpleNamespace(bootstrap=p.get("bootstrap", 1000) if bootstrap is None else bootstrap, confidence=p.get("confidence", 0.95),
+                                   stats_seed=p.get("stats_seed", 0))
+    lower = {(c["method"], c["train"]): bool(c.get("lower_better")) for c in info.get("cells", [])}
+    outcomes = []
+    for (method, train, test, seed), rows in scores.groupby(["method", "train", "domain", "seed"], sort=False):
+        sub = table[table["domain"] == test]
+        if sub.empty:
+            continue
+        images = [types.SimpleNamespace(dataset=d, id=i) for d, i in zip(rows["dataset"], rows["image"])]
+        pairs = [(r.dataset, Pair(r.better, r.worse, r.group, r.category)) for r in sub.itertuples(index=False)]
+        outcomes.append(types.SimpleNamespace(method=method, train=train, test=test, seed=seed, status="ok", images=images,
+                                              scores=rows["score"].astype(float).tolist(), lower_better=lower.get((method, train), False), pairs=pairs))
+    return evaluate(outcomes, config)[0]
+
+
+# -- rendering ---------------------------------------------------------------------------------------
+
+def is_pair_domain(run_info: dict[str, Any], test: str) -> bool:
+    return run_info.get("domains", {}).get(test, {}).get("kind") == KIND
+
+
+def pair_domains(run_info: dict[str, Any]) -> set[str]:
+    return {d for d, info in run_info.get("domains", {}).items() if info.get("kind") == KIND}
+
+
+def _fmt(v, lo, hi) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if lo is None or hi is None or any(isinstance(x, float) and math.isnan(x) for x in (lo, hi)):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a pair domain's table: pair accuracy [CI], pairs, groups, and the
+    accuracy per category when the pairs carry categories; best first; cells without results
+    with their reason."""
+    agg = metrics[(metrics["test"] == test) & (metrics["seed"].astype(str) == "all")] if len(metrics) else metrics
+    info = run_info.get("domains", {}).get(test, {})
+    cats = sorted(info.get("categories") or {})
+    header = ["Method @ train set", "Pair accuracy ↑", "pairs", "groups"] + [f"{c} ↑ (pairs)" for c in cats]
+    entries: dict[tuple[str, str], dict[str, tuple]] = {}
+    for r in agg.itertuples(index=False):
+        if r.statistic == STATISTIC or str(r.statistic).startswith(STATISTIC + "["):
+            entries.setdefault((r.method, r.train), {})[r.statistic] = (r.value, r.ci_low, r.ci_high, r.n)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for c in run_info.get("pair_cells", []):
+        if c["test"] == test:
+            groups.setdefault((c["method"], c["train"]), []).append(int(c["groups"]))
+    best = max((e[STATISTIC][0] for e in entries.values() if STATISTIC in e and not _isnan(e[STATISTIC][0])), default=None)
+
+    def sort_key(key):
+        v = entries[key].get(STATISTIC, (float("nan"),))[0]
+        return (_isnan(v), -(0 if _isnan(v) else v), key)
+
+    rows = []
+    for key in sorted(entries, key=sort_key):
+        e = entries[key]
+        v, lo, hi, n = e.get(STATISTIC, (float("nan"),) * 4)
+        text = _fmt(v, lo, hi)
+        if markdown and best is not None and not _isnan(v) and abs(v - best) < 1e-12:
+            text = f"**{text}**"
+        g = groups.get(key)
+        row = [f"{key[0]} @ {key[1]}", text, "" if _isnan(n) else str(int(n)), str(int(round(np.mean(g)))) if g else "?"]
+        for c in cats:
+            cv = e.get(category_statistic(c))
+            row.append(f"{_fmt(*cv[:3])} ({int(cv[3])})" if cv else "n/a")
+        rows.append(row)
+    reasons: dict[tuple[str, str], str] = {}
+    for c in run_info.get("cells", []):
+        if c["test"] == test and c["status"] != "ok" and (c["method"], c["train"]) not in entries:
+            reasons.setdefault((c["method"], c["train"]), f"{c['status']}: {c['reason']}")
+    for (m, t), why in reasons.items():
+        rows.append([f"{m} @ {t}", why if len(why) <= 60 else why[:59].rstrip() + "…"] + [""] * (len(header) - 2))
+    return header, rows
+
+
+def _isnan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def describe(run_info: dict[str, Any], test: str) -> str:
+    info = run_info.get("domains", {}).get(test, {})
+    cats = info.get("categories") or {}
+    if info.get("pairs"):
+        text = (f"Paired preference (2AFC), evaluation only: {info['pairs']} pairs in {info.get('groups', '?')} content groups"
+                + (" (" + ", ".join(f"{c}: {n}" for c, n in sorted(cats.items())) + ")" if cats else "") + ". ")
+    else:
+        text = "Paired preference (2AFC), evaluation only: no pairs loaded (reasons below). "
+    return text + (f"Pair accuracy: share of pairs where the method scores the better image higher (ties count half); chance = {CHANCE}. "
+                   "[brackets]: bootstrap interval resampling content groups with all their pairs, seeds pooled. "
+                   "No split: every pair is tested for every split seed; no method trained or selected on these images.")
+
+
+def markdown_section(metrics, run_info: dict[str, Any], test: str) -> list[str]:
+    """The LEADERBOARD.md lines of a pair test domain (heading to notes)."""
+    from tabulate import tabulate
+
+    from diqa_bench.leaderboard import missing_notes
+
+    info = run_info.get("domains", {}).get(test, {})
+    lines = [f"## Test domain: {test} (paired preference, evaluation only)", ""]
+    if info.get("datasets"):
+        lines += ["Datasets: " + ", ".join(f"{d['name']} ({d['type']}, {d['images']} images)" for d in info["datasets"]) + ".", ""]
+    lines += [describe(run_info, test), ""]
+    header, rows = table_rows(metrics, run_info, test)
+    lines += [tabulate(rows, headers=header, tablefmt="github", disable_numparse=True) if rows else "_No results for this domain._", ""]
+    notes = missing_notes(run_info, test)
+    if notes:
+        lines += ["Cells without results:", ""] + [f"- {n}" for n in notes] + [""]
+    dropped = [c for c in run_info.get("pair_cells", []) if c["test"] == test and c.get("dropped")]
+    if dropped:
+        lines += [f"Pairs left out because an image has no score (skipped or NaN): up to {max(c['dropped'] for c in dropped)} per cell (run.json pair_cells).", ""]
+    return lines
+
+
+def terminal_section(metrics, run_info: dict[str, Any], test: str) -> str:
+    from tabulate import tabulate
+
+    header, rows = table_rows(metrics, run_info, test, markdown=False)
+    return f"Test domain: {test} (paired preference; chance = {CHANCE})\n" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)
+
+
+def protocol_lines(run_info: dict[str, Any]) -> list[str]:
+    doms = sorted(pair_domains(run_info))
+    if not doms:
+        return []
+    line = (f"- Paired preference ({', '.join(doms)}): evaluation-only pairs (better, worse); every image is scored once per method and the "
+            "whole set is the test set of every split seed. PAIR_ACC = share of pairs where the direction-aligned score prefers the better "
+            f"image, ties count half (chance {CHANCE}); interval: percentile bootstrap over content groups, each drawn group with all its pairs.")
+    return [line]
+
+
+def html_sections(run) -> list[str]:
+    """HTML tables of the pair domains of a stored run (report.html)."""
+    import html as _html
+
+    parts = []
+    for test in run.run_info.get("config", {}).get("test_domains", []):
+        if not is_pair_domain(run.run_info, test):
+            continue
+        header, rows = table_rows(run.metrics, run.run_info, test, markdown=False)
+        head = "".join(f"<th>{_html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        parts.append(f"<h3>Test domain: {_html.escape(test)} (paired preference, evaluation only)</h3>")
+        parts.append(f'<p class="note">{_html.escape(describe(run.run_info, test))}</p>')
+        parts.append(f'<table id="pairs-{_html.escape(test)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    return parts
+
+
+# -- config side ---------------------------------------------------------------------------------------
+
+def check_config(domains: dict[str, list[Any]], train_sets: list[list[str]], registry: Any, file: str) -> None:
+    """Refuse a pair domain in train_sets, and a domain mixing pair and MOS datasets (one line)."""
+    from diqa_bench.errors import ConfigError
+
+    kinds: dict[str, str] = {}
+    for dom, specs in domains.items():
+        flags = [bool(getattr(registry.datasets[s.type].cls, "evaluation_only", False)) for s in specs if s.type in registry.datasets]
+        if any(flags) and not all(flags):
+            raise ConfigError(f"{file}: domains.{dom}: mixes paired-preference datasets with MOS datasets; put the pairs in a domain of their own")
+        if flags and all(flags):
+            kinds[dom] = next(s.type for s in specs)
+    for i, ts in enumerate(train_sets):
+        for j, d in enumerate(ts):
+            if d in kinds:
+                raise ConfigError(f"{file}: train_sets[{i}][{j}]: domain {d!r} holds paired-preference data (dataset type {kinds[d]!r}), "
+                                  "which is evaluation-only: list it under test_domains, never in train_sets")
