@@ -226,13 +226,9 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     atomic_write(paths["metrics"], metrics.to_csv(index=False))
     atomic_write(paths["metrics_json"], json.dumps(_json_rows(metrics), indent=1))
     atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
-    details: dict = {}
-    regular, paired = pairs.partition(outcomes)  # paired-preference cells have their own statistic
-    pair_metrics, pair_cells = pairs.evaluate(paired, config)
-    metrics = pairs.add_metrics(compute_metrics(regular, config, details), pair_metrics)
-    run_info = {**run_info, "protocol": {**run_info.get("protocol", {}), **protocol_statistics()}}
-    scores = scores_frame(outcomes)
-    run_info = {**run_info, "cells": cell_records(outcomes, details), **({"pair_cells": pair_cells} if paired else {})}
+    if config.acceptability is not None:
+        write_thresholds(out, outcomes, details)
+    paths.update(pairs.write_files(out, paired))
     render_leaderboard(out, metrics, run_info, build_figures=reports)
     return paths
 
