@@ -208,11 +208,6 @@ class Sample:
             self._cache["mapped"] = self.mapping(self.score)
         return self._cache["mapped"]
 
-    def subset(self, positions: np.ndarray) -> "Sample":
-        """The images at ``positions``, keeping this cell's mapping (fitted on all its images)."""
-        codes = np.unique(self.codes[positions], return_inverse=True)[1]
-        return Sample(self.score[positions], self.mos[positions], codes.reshape(-1), self.mapping)
-
 
 def _srocc(s: Sample, w):
     return _wpearson(weighted_ranks(s.score, w), weighted_ranks(s.mos, w), w)
