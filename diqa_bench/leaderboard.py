@@ -268,7 +268,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append("")
             lines.append(f"Δ = train set - reference, on the same test images of each split seed, mean over seeds; [{conf}% paired "
                          "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0, else no detectable "
-                         "difference. *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
+                         "difference (not testable: no interval, e.g. one content group in a seed). *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
                          f"set of another domain against the in-domain one ({test}).")
             lines.append("")
             if warning:
