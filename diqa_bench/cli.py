@@ -234,7 +234,6 @@ def cmd_compare(args) -> int:
 
     df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
     text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
-    print(text)
     if args.output:
         from diqa_bench.results import atomic_write
 
@@ -243,6 +242,7 @@ def cmd_compare(args) -> int:
             raise UserError(f"-o {out}: use a .csv or .md file name")
         atomic_write(out, df.to_csv(index=False) if out.suffix.lower() == ".csv" else text)
         print(f"wrote {out}", file=sys.stderr)
+    print(text)
     return EXIT_OK
 
 
