@@ -228,9 +228,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from diqa_bench.report import compare_runs, format_comparison
-
-    from diqa_bench.report import compare_transfer
+    from diqa_bench.report import compare_runs, compare_transfer, format_comparison
 
     df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
     text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
