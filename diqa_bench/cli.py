@@ -197,7 +197,9 @@ def cmd_run(args) -> int:
         executor = RayExecutor(**executor_opts, progress=not args.no_progress and sys.stderr.isatty())
     outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
     metrics, info = load_results(out)
-    print(render_terminal(metrics, info))
+    from diqa_bench.report.transfer import read_transfer
+
+    print(render_terminal(metrics, info, transfer=read_transfer(out)))
     missing = [o for o in outcomes if o.status != "ok"]
     if missing:
         print(f"\n{len(missing)} of {len(outcomes)} cells have no result:")
@@ -222,7 +224,9 @@ def cmd_report(args) -> int:
     folder = Path(args.dir)
     metrics, info = load_results(folder)
     render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
-    print(render_terminal(metrics, info))
+    from diqa_bench.report.transfer import read_transfer
+
+    print(render_terminal(metrics, info, transfer=read_transfer(folder)))
     print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}" + ("" if args.no_figures else f", {folder / 'report.html'} and {folder / 'figures'}/"))
     return EXIT_OK
 

@@ -340,7 +340,8 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_terminal(metrics, run_info: dict[str, Any]) -> str:
+def render_terminal(metrics, run_info: dict[str, Any], transfer=None) -> str:
+    """The tables as plain text, each followed by its transfer table when ``transfer`` is given."""
     from tabulate import tabulate
 
     parts = []
@@ -351,5 +352,10 @@ def render_terminal(metrics, run_info: dict[str, Any]) -> str:
         notes = "".join(f"\n  {n}" for n in missing_notes(run_info, test))
         warning = domain_warning(run_info, test)
         warning = f"{LITTLE_DATA} Warning: {warning}.\n" if warning else ""
-        parts.append(f"Test domain: {test}{note}\n{warning}" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes)
+        text = f"Test domain: {test}{note}\n{warning}" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes
+        t_header, t_rows = transfer_rows(transfer, test)
+        if t_rows:
+            text += f"\n\nTransfer on {test} (Δ = train set - reference, paired content-group bootstrap):\n"
+            text += tabulate(t_rows, headers=t_header, tablefmt="simple", disable_numparse=True)
+        parts.append(text)
     return "\n\n".join(parts)
