@@ -265,7 +265,9 @@ def cmd_run(args) -> int:
         executor = RayExecutor(**executor_opts, progress=not args.no_progress and sys.stderr.isatty())
     outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
     metrics, info = load_results(out)
-    print(render_terminal(metrics, info))
+    from diqa_bench.report.transfer import read_transfer
+
+    print(render_terminal(metrics, info, transfer=read_transfer(out)))
     missing = [o for o in outcomes if o.status != "ok"]
     if missing:
         print(f"\n{len(missing)} of {len(outcomes)} cells have no result:")
@@ -290,19 +292,18 @@ def cmd_report(args) -> int:
     folder = Path(args.dir)
     metrics, info = load_results(folder)
     render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
-    print(render_terminal(metrics, info))
+    from diqa_bench.report.transfer import read_transfer
+
+    print(render_terminal(metrics, info, transfer=read_transfer(folder)))
     print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}" + ("" if args.no_figures else f", {folder / 'report.html'} and {folder / 'figures'}/"))
     return EXIT_OK
 
 
 def cmd_compare(args) -> int:
-    from diqa_bench.report import compare_runs, format_comparison
-
-    from diqa_bench.report import compare_transfer
+    from diqa_bench.report import compare_runs, compare_transfer, format_comparison
 
     df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
     text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
-    print(text)
     if args.output:
         from diqa_bench.results import atomic_write
 
@@ -311,6 +312,7 @@ def cmd_compare(args) -> int:
             raise UserError(f"-o {out}: use a .csv or .md file name")
         atomic_write(out, df.to_csv(index=False) if out.suffix.lower() == ".csv" else text)
         print(f"wrote {out}", file=sys.stderr)
+    print(text)
     return EXIT_OK
 
 

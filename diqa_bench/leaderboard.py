@@ -272,7 +272,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append("")
             lines.append(f"Δ = train set - reference, on the same test images of each split seed, mean over seeds; [{conf}% paired "
                          "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0, else no detectable "
-                         "difference. *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
+                         "difference (not testable: no interval, e.g. one content group in a seed). *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
                          f"set of another domain against the in-domain one ({test}).")
             lines.append("")
             if warning:
@@ -381,7 +381,8 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_terminal(metrics, run_info: dict[str, Any]) -> str:
+def render_terminal(metrics, run_info: dict[str, Any], transfer=None) -> str:
+    """The tables as plain text, each followed by its transfer table when ``transfer`` is given."""
     from tabulate import tabulate
 
     parts = []
@@ -395,5 +396,10 @@ def render_terminal(metrics, run_info: dict[str, Any]) -> str:
         notes = "".join(f"\n  {n}" for n in missing_notes(run_info, test))
         warning = domain_warning(run_info, test)
         warning = f"{LITTLE_DATA} Warning: {warning}.\n" if warning else ""
-        parts.append(f"Test domain: {test}{note}\n{warning}" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes)
+        text = f"Test domain: {test}{note}\n{warning}" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + notes
+        t_header, t_rows = transfer_rows(transfer, test)
+        if t_rows:
+            text += f"\n\nTransfer on {test} (Δ = train set - reference, paired content-group bootstrap):\n"
+            text += tabulate(t_rows, headers=t_header, tablefmt="simple", disable_numparse=True)
+        parts.append(text)
     return "\n\n".join(parts)

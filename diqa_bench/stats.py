@@ -50,7 +50,7 @@ HIGHER_IS_BETTER = {"SROCC": True, "KRCC": True, "PLCC": True, "PLCC_raw": True,
 MIN_LOGISTIC_N = 10  # fewer images than this: 4 parameters overfit (step functions); a linear map is used
 MIN_GROUPS, MIN_IMAGES = 10, 30  # per seed; below either, a test domain's intervals and verdicts carry a warning
 RESAMPLING = "content groups (all images of a drawn group), within each split seed; replicate = mean over seeds"
-VERDICTS = ("better", "worse", "no detectable difference")
+VERDICTS = ("better", "worse", "no detectable difference", "not testable")
 
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
@@ -208,11 +208,6 @@ class Sample:
             self._cache["mapped"] = self.mapping(self.score)
         return self._cache["mapped"]
 
-    def subset(self, positions: np.ndarray) -> "Sample":
-        """The images at ``positions``, keeping this cell's mapping (fitted on all its images)."""
-        codes = np.unique(self.codes[positions], return_inverse=True)[1]
-        return Sample(self.score[positions], self.mos[positions], codes.reshape(-1), self.mapping)
-
 
 def _srocc(s: Sample, w):
     return _wpearson(weighted_ranks(s.score, w), weighted_ranks(s.mos, w), w)
@@ -293,10 +288,9 @@ def seed_mean(replicates: Sequence[np.ndarray]) -> np.ndarray:
     """Replicate-wise mean over split seeds of per-seed bootstrap replicates (same length each)."""
     if not len(replicates):
         return np.array([])
-    stacked = np.vstack([np.asarray(r, float) for r in replicates])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate NaN in every seed stays NaN
-        return np.nanmean(stacked, axis=0)
+    # A replicate undefined in one seed (a constant resample; a seed with a single group) is
+    # undefined as a whole: averaging the other seeds alone would estimate another quantity.
+    return np.vstack([np.asarray(r, float) for r in replicates]).mean(axis=0)
 
 
 def pooled_ci(samples: list[np.ndarray], confidence: float = 0.95) -> tuple[float, float]:
@@ -306,8 +300,11 @@ def pooled_ci(samples: list[np.ndarray], confidence: float = 0.95) -> tuple[floa
 
 
 def verdict(ci_low: float, ci_high: float) -> str:
-    """'better' when the interval of a difference lies above 0, 'worse' below, else no detectable difference."""
-    if np.isfinite(ci_low) and ci_low > 0:
+    """'better' when the interval of a difference lies above 0, 'worse' below, else no detectable
+    difference; 'not testable' without an interval (e.g. a seed with a single content group)."""
+    if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return "not testable"
+    if ci_low > 0:
         return "better"
     if np.isfinite(ci_high) and ci_high < 0:
         return "worse"
@@ -320,7 +317,7 @@ def data_warning(n_images: int | float, n_groups: int | float) -> str:
     if n_images is None or n_groups is None or not (np.isfinite(n_images) and np.isfinite(n_groups)):
         return ""
     if n_groups < MIN_GROUPS or n_images < MIN_IMAGES:
-        return (f"too little data: {int(n_groups)} content groups and {int(n_images)} test images in the smallest split seed "
+        return (f"too little data: {int(n_groups)} content group{'s' if int(n_groups) != 1 else ''} and {int(n_images)} test images in the smallest split seed "
                 f"(intervals need at least {MIN_GROUPS} groups and {MIN_IMAGES} images per seed); treat its intervals, † and verdicts "
                 "as unreliable")
     return ""
@@ -366,7 +363,8 @@ def evaluate(
     if bootstrap > 0:
         w = group_weights(sample.codes, bootstrap, rng if rng is not None else np.random.default_rng(seed))
         for k in STATISTICS:
-            boot[k] = statistic(k, sample, w)
+            # one content group: resampling it only repeats the same images, so there is no interval
+            boot[k] = statistic(k, sample, w) if sample.n_groups > 1 else np.full(bootstrap, np.nan)
             ci[k] = quantile_ci(boot[k], confidence)
     return CellStats(n=n, values=point, ci=ci, mapping=sample.mapping, boot=boot, n_groups=sample.n_groups)
 
@@ -406,7 +404,7 @@ def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: f
         gs.append(a.n_groups)
         if bootstrap > 0:
             w = group_weights(a.codes, bootstrap, seed_rng(stats_seed, split_seed))
-            reps.append(statistic(name, b, w) - statistic(name, a, w))
+            reps.append(statistic(name, b, w) - statistic(name, a, w) if a.n_groups > 1 else np.full(bootstrap, np.nan))
     finite = [v for v in per_seed.values() if np.isfinite(v)]
     value = float(np.mean(finite)) if finite else float("nan")
     rep = seed_mean(reps)

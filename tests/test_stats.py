@@ -296,9 +296,23 @@ def test_seed_pooling_averages_per_seed_statistics_replicate_by_replicate():
     assert d.ci == stats.quantile_ci(np.mean(expected_reps, axis=0))
 
 
+def test_a_single_content_group_has_no_interval_and_no_verdict():
+    score, mos = _data(n=40, seed=14)
+    cell = stats.evaluate(score, mos, groups=["scene"] * 40, bootstrap=100)
+    assert np.isfinite(cell.values["SROCC"]) and all(np.isnan(cell.ci["SROCC"]))
+    one = stats.Sample.build(score, mos, ["scene"] * 40)
+    other = stats.Sample.build(mos, mos, ["scene"] * 40)
+    d = stats.paired_delta({0: (one, other)}, "SROCC", bootstrap=100)
+    assert d.value > 0 and all(np.isnan(d.ci)) and d.verdict == "not testable"
+    # pooled with a seed that has groups, the replicate means stay undefined: no interval from half the data
+    many = stats.Sample.build(score, mos, np.arange(40) // 4)
+    many_other = stats.Sample.build(mos, mos, np.arange(40) // 4)
+    assert stats.paired_delta({0: (one, other), 1: (many, many_other)}, "SROCC", bootstrap=100).verdict == "not testable"
+
+
 def test_data_warning_thresholds():
     assert stats.data_warning(30, 10) == ""
-    assert "9 content groups" in stats.data_warning(100, 9)
+    assert "9 content groups" in stats.data_warning(100, 9) and "1 content group and" in stats.data_warning(100, 1)
     assert "29 test images" in stats.data_warning(29, 29)
 
 

@@ -157,6 +157,12 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def _delta(value: float, lo: float = float("nan"), hi: float = float("nan")) -> str:
+    if value != value:
+        return "n/a"
+    return f"{value:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo == lo and hi == hi else "")
+
+
 def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE"), transfer=None) -> str:
     """Markdown: the warnings, then one table of B - A per entry and statistic ("*" = significant),
     then (``transfer``, from :func:`compare_transfer`) the transfer verdicts of both runs."""
@@ -172,7 +178,8 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
         rows = []
         for r in sub.itertuples(index=False):
             rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
-                         f"{r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.p_value:.3f}", "yes *" if r.significant else "no", r.mode,
+                         _delta(r.delta, r.ci_low, r.ci_high), "n/a" if r.p_value != r.p_value else f"{r.p_value:.3f}",
+                         "yes *" if r.significant else "no", r.mode,
                          f"{r.n} ({r.groups})" if r.mode == "paired" else "-", r.seeds])
         lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "Significant", "Bootstrap",
                                              "n (groups)", "Seeds"], tablefmt="github", disable_numparse=True))
@@ -181,7 +188,7 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
                   "independent: no images in common, difference of independent bootstraps."]
     if transfer is not None and len(transfer):
         lines += ["", "## Transfer verdicts (A vs B)", ""]
-        rows = [[r.method, r.test, f"{r.train} vs {r.reference_train}", r.statistic, f"{r.value_a:+.3f}", f"{r.value_b:+.3f}", r.verdict_a,
+        rows = [[r.method, r.test, f"{r.train} vs {r.reference_train}", r.statistic, _delta(r.value_a), _delta(r.value_b), r.verdict_a,
                  r.verdict_b, "changed" if r.changed else ""] for r in transfer.itertuples(index=False)]
         lines.append(tabulate(rows, headers=["Method", "Test", "Train vs reference", "Statistic", "Δ in A", "Δ in B", "Verdict A", "Verdict B", ""],
                               tablefmt="github", disable_numparse=True))

@@ -246,7 +246,7 @@ def per_distortion_heatmap(table, test: str, out: Path) -> Path | None:
     return path
 
 
-VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#c62828", "no detectable difference": "#6e6e6e"}
+VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#c62828", "no detectable difference": "#6e6e6e", "not testable": "#b0b0b0"}
 
 
 def transfer_forest(table, run: StoredRun, out: Path) -> Path | None:
@@ -308,7 +308,7 @@ def transfer_forest(table, run: StoredRun, out: Path) -> Path | None:
     handles = [Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
     handles += [Line2D([], [], color="black", marker="o", lw=0, label="mixed vs single"),
                 Line2D([], [], color="black", marker="o", lw=0, markerfacecolor="white", label="transfer loss (vs in-domain)")]
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=7, frameon=False)
     fig.suptitle("Does the train set matter? Paired differences on the same test images (mean over split seeds)", fontsize=10, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0.45 / fig_h, 1, 1 - 0.1 / fig_h))
     path = out / "transfer_deltas.png"

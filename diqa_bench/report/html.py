@@ -45,6 +45,12 @@ def _figure(path: Path, caption: str) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
+def _warned(row) -> bool:
+    """Whether a significance row comes from a test domain with too little data."""
+    w = getattr(row, "warning", "")
+    return isinstance(w, str) and bool(w)
+
+
 def _num(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
@@ -112,7 +118,8 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
         parts.append("<h2>Significance against the best entry</h2>")
         pooled = significance[significance["seed"] == "all"]
         rows = [[r.test, f"{r.best_method} @ {r.best_train}", f"{r.method} @ {r.train}", _num(r.delta), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
-                 _num(r.p_value), "yes " + WORSE_MARK if r.worse else "no", r.n] for r in pooled.itertuples(index=False)]
+                 _num(r.p_value), ("yes " + WORSE_MARK if r.worse else "no") + (f" {LITTLE_DATA} too little data" if _warned(r) else ""), r.n]
+                for r in pooled.itertuples(index=False)]
         parts.append(_table(["Test domain", "Best", "Compared", "ΔSROCC (best - compared)", "CI", "p", "Significantly worse", "n per seed"],
                             rows, "significance"))
 
