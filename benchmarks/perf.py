@@ -413,7 +413,9 @@ def part_score(args, tmp: Path) -> None:
 
     def score(name: str, cache: str, *extra: str) -> tuple[float, list[float]]:
         out = tmp / f"score-{name}-{cache}.csv"
-        seconds, _ = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
+        seconds, proc = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
+        if not out.exists():
+            raise RuntimeError(f"score wrote no CSV (exit {proc.returncode}): {' | '.join(proc.stderr.strip().splitlines()[-3:])}")
         rows = {r["path"]: r["score"] for r in csv.DictReader(out.open())}
         return seconds, [float(rows[p]) if rows.get(p) else float("nan") for p in paths]
 
