@@ -116,6 +116,14 @@ def test_list_methods_shows_kind_and_direction(stub_cli, capsys):
     assert "(plugin: stub)" in lines["stub-noise"]
 
 
+def test_list_methods_with_options_prints_each_option_from_its_schema(stub_cli, capsys):
+    assert cli.main(["list", "methods", "--options"]) == 0
+    out = capsys.readouterr().out
+    block = out.split("stub-noise", 1)[1].split("stub-linear", 1)[0]
+    assert "    fail: boolean" in block and "    weights: string or null" in block
+    assert "    min_size: integer (>= 1)" in block
+
+
 def test_plugins_json(stub_cli, capsys):
     assert cli.main(["plugins", "--json"]) == 0
     (info,) = json.loads(capsys.readouterr().out)
