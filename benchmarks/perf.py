@@ -374,22 +374,10 @@ with torch.inference_mode():
 SCORE_FOLDERS = ("derm-ham10000-sample70", "derm-healthy-skin-agppga")
 
 
-CPU_SECONDS: dict[str, float] = {}  # command label -> CPU seconds (user + system, its processes together)
-
-
-def timed(cmd: list[str], label: str | None = None) -> tuple[float, subprocess.CompletedProcess]:
-    """Wall seconds of ``cmd`` from start to exit; its CPU seconds (with every process it waited
-    for, e.g. the scoring pool) go to CPU_SECONDS[label]: on a machine shared with other work the
-    wall times move with the load, the CPU times much less."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if label:
-        CPU_SECONDS[label] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 1):  # 1: some images skipped, the rest scored
         raise RuntimeError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
     return seconds, proc
@@ -417,16 +405,15 @@ def part_score(args, tmp: Path) -> None:
         f"{', '.join(SCORE_FOLDERS)}; each command a fresh process, timed from start to exit; "
         f"`score` with {args.processes} processes and an empty cache unless marked warm.")
     say("")
-    say("| method | pyiqa loop s | score s (default precision) | ratio | score s (float32) | ratio | score s (warm cache) | SROCC vs pyiqa | max abs diff float32 | CPU s: pyiqa / score / score float32 |")
-    say("|---|---|---|---|---|---|---|---|---|---|")
+    say("| method | pyiqa loop s | score s (default precision) | ratio | score s (float32) | ratio | score s (warm cache) | SROCC vs pyiqa | max abs diff float32 |")
+    say("|---|---|---|---|---|---|---|---|---|")
     cli = [sys.executable, "-m", "diqa_bench.cli", "score", "--device", "cpu", "--no-progress", "--processes", str(args.processes)]
     if args.weights_dir:
         cli += ["--weights-dir", str(args.weights_dir)]
 
     def score(name: str, cache: str, *extra: str) -> tuple[float, list[float]]:
         out = tmp / f"score-{name}-{cache}.csv"
-        seconds, proc = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)],
-                              f"score {name} {' '.join(extra) or 'default'}")
+        seconds, proc = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
         if not out.exists():
             raise RuntimeError(f"score wrote no CSV (exit {proc.returncode}): {' | '.join(proc.stderr.strip().splitlines()[-3:])}")
         rows = {r["path"]: r["score"] for r in csv.DictReader(out.open())}
@@ -435,20 +422,19 @@ def part_score(args, tmp: Path) -> None:
     for name in args.score_methods:
         weights = str(args.weights_dir / PYIQA_WEIGHTS[name]) if name in PYIQA_WEIGHTS and args.weights_dir else ""
         try:
-            base_s, proc = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, *paths], f"pyiqa {name}")
+            base_s, proc = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, *paths])
             base = [float(v) for v in proc.stdout.split()]
             default_s, default = score(name, "default")
             f32_s, f32 = score(name, "float32", "--option", "precision=float32")
             warm_s, _ = score(name, "default")
         except Exception as exc:
-            say(f"| {name} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]} | | | | | | | | |")
+            say(f"| {name} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]} | | | | | | | |")
             continue
         ok = [i for i in range(len(paths)) if default[i] == default[i] and f32[i] == f32[i]]
         rho = spearmanr([base[i] for i in ok], [default[i] for i in ok])[0]
         diff = max(abs(base[i] - f32[i]) for i in ok)
         say(f"| {name} | {base_s:.1f} | {default_s:.1f} | {base_s / default_s:.2f}x | {f32_s:.1f} | {base_s / f32_s:.2f}x | {warm_s:.1f} | "
-            f"{rho:.4f} | {diff:.3g} | {CPU_SECONDS[f'pyiqa {name}']:.1f} / {CPU_SECONDS[f'score {name} default']:.1f} / "
-            f"{CPU_SECONDS[f'score {name} --option precision=float32']:.1f} |")
+            f"{rho:.4f} | {diff:.3g} |")
     say("")
     # The first score: one photo, start to exit (what a gate waits for on a single upload).
     one = paths[0]
@@ -457,8 +443,7 @@ def part_score(args, tmp: Path) -> None:
     try:
         base_s, _ = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, one])
         first_s, _ = timed(cli + ["-m", name, "--cache-dir", str(tmp / "score-cache-one"), one])
-        say(f"One photo ({Path(one).name}), {name}, start to exit: `score` {first_s:.1f} s, pyiqa's loop {base_s:.1f} s. "
-            f"Load average at the end (other work on this machine): {os.getloadavg()[0]:.1f}.")
+        say(f"One photo ({Path(one).name}), {name}, start to exit: `score` {first_s:.1f} s, pyiqa's loop {base_s:.1f} s.")
     except Exception as exc:
         say(f"One photo: not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     say("")
