@@ -443,7 +443,8 @@ def part_score(args, tmp: Path) -> None:
     try:
         base_s, _ = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, one])
         first_s, _ = timed(cli + ["-m", name, "--cache-dir", str(tmp / "score-cache-one"), one])
-        say(f"One photo ({Path(one).name}), {name}, start to exit: `score` {first_s:.1f} s, pyiqa's loop {base_s:.1f} s.")
+        say(f"One photo ({Path(one).name}), {name}, start to exit: `score` {first_s:.1f} s, pyiqa's loop {base_s:.1f} s. "
+            f"Load average at the end (other work on this machine): {os.getloadavg()[0]:.1f}.")
     except Exception as exc:
         say(f"One photo: not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     say("")
