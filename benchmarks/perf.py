@@ -413,7 +413,9 @@ def part_score(args, tmp: Path) -> None:
 
     def score(name: str, cache: str, *extra: str) -> tuple[float, list[float]]:
         out = tmp / f"score-{name}-{cache}.csv"
-        seconds, _ = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
+        seconds, proc = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
+        if not out.exists():
+            raise RuntimeError(f"score wrote no CSV (exit {proc.returncode}): {' | '.join(proc.stderr.strip().splitlines()[-3:])}")
         rows = {r["path"]: r["score"] for r in csv.DictReader(out.open())}
         return seconds, [float(rows[p]) if rows.get(p) else float("nan") for p in paths]
 
@@ -433,6 +435,18 @@ def part_score(args, tmp: Path) -> None:
         diff = max(abs(base[i] - f32[i]) for i in ok)
         say(f"| {name} | {base_s:.1f} | {default_s:.1f} | {base_s / default_s:.2f}x | {f32_s:.1f} | {base_s / f32_s:.2f}x | {warm_s:.1f} | "
             f"{rho:.4f} | {diff:.3g} |")
+    say("")
+    # The first score: one photo, start to exit (what a gate waits for on a single upload).
+    one = paths[0]
+    name = args.score_methods[0]
+    weights = str(args.weights_dir / PYIQA_WEIGHTS[name]) if name in PYIQA_WEIGHTS and args.weights_dir else ""
+    try:
+        base_s, _ = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, one])
+        first_s, _ = timed(cli + ["-m", name, "--cache-dir", str(tmp / "score-cache-one"), one])
+        say(f"One photo ({Path(one).name}), {name}, start to exit: `score` {first_s:.1f} s, pyiqa's loop {base_s:.1f} s. "
+            f"Load average at the end (other work on this machine): {os.getloadavg()[0]:.1f}.")
+    except Exception as exc:
+        say(f"One photo: not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     say("")
 
 

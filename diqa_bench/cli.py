@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered methods or datasets")
     ls.add_argument("what", choices=["methods", "datasets"])
+    ls.add_argument("--options", action="store_true", help="also each one's options (from its options_schema): type, allowed values, description")
 
     pl = sub.add_parser("plugins", help="list loaded plugins, their versions and what they registered")
     pl.add_argument("--json", action="store_true")
@@ -126,9 +127,27 @@ def cmd_list(args) -> int:
         extra = f"  [{cls.kind()}{', lower is better' if cls.lower_better is True else ''}]" if args.what == "methods" else ""
         desc = (cls.description or "").strip().splitlines()[0] if cls.description else ""
         print(f"{name:<22} {desc}{extra}  (plugin: {e.plugin})")
+        if args.options:
+            for opt, schema in (cls.options_schema or {}).items():
+                print(f"    {opt}: {_describe_option(schema)}")
     if hidden:
         print(f"({len(hidden)} more names are known but not usable here, e.g. full-reference pyiqa metrics: {', '.join(sorted(hidden)[:6])}, ...)")
     return EXIT_OK
+
+
+def _describe_option(schema: dict) -> str:
+    """One line for a JSON-schema property: type or allowed values, bounds, description."""
+    if "enum" in schema:
+        kind = " | ".join(map(str, schema["enum"]))
+    else:
+        types = schema.get("type", "any")
+        kind = " or ".join(types) if isinstance(types, list) else str(types)
+    bounds = [f"{word} {schema[key]}" for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if key in schema]
+    parts = [kind + (f" ({', '.join(bounds)})" if bounds else "")]
+    if schema.get("description"):
+        parts.append(schema["description"])
+    return "; ".join(parts)
 
 
 def cmd_plugins(args) -> int:

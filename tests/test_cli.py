@@ -116,6 +116,14 @@ def test_list_methods_shows_kind_and_direction(stub_cli, capsys):
     assert "(plugin: stub)" in lines["stub-noise"]
 
 
+def test_list_methods_with_options_prints_each_option_from_its_schema(stub_cli, capsys):
+    assert cli.main(["list", "methods", "--options"]) == 0
+    out = capsys.readouterr().out
+    block = out.split("stub-noise", 1)[1].split("stub-linear", 1)[0]
+    assert "    fail: boolean" in block and "    weights: string or null" in block
+    assert "    min_size: integer (>= 1)" in block
+
+
 def test_plugins_json(stub_cli, capsys):
     assert cli.main(["plugins", "--json"]) == 0
     (info,) = json.loads(capsys.readouterr().out)
@@ -372,3 +380,13 @@ def test_score_niqe_skips_an_image_below_96x96_and_scores_the_others(tmp_path, c
     assert all(float(rows[n]["score"]) > 0 and rows[n]["skipped"] == "" for n in ("img00_160x128.png", "img02_200x150.png"))
     assert {r["better"] for r in rows.values()} == {"lower"}
     assert "2 of 3 images scored; lower score is better" in captured.err
+
+
+def test_score_reports_a_method_unavailable_in_the_pool_workers_in_one_line(image_dir, stub_cli, capsys, _stop_pools):
+    from diqa_bench import parallel
+
+    argv = ["score", "-m", "stub-noise", "--option", "unavailable=true", str(image_dir), "--device", "cpu", "--processes", "2"]
+    assert cli.main(argv) == 2
+    assert 2 in parallel._POOLS  # the workers, not the parent, found the method unavailable
+    captured = capsys.readouterr()
+    assert "diqa-bench: error: stub-noise: missing weights file stub.pth" in captured.err and captured.out == ""

@@ -100,6 +100,9 @@ class PyiqaMetric(Method):
         import pyiqa  # seconds to import: only when a pyiqa method actually runs
         import torch
 
+        from .fast_filter import install
+
+        install()  # float64 Gaussian normalisation without torch's slow float64 convolution (same values)
         self.device = compute_device(device, self.float64)
         # pyiqa prints progress to stdout, where ``score`` writes its CSV.
         with contextlib.redirect_stdout(sys.stderr), safe_pyiqa_build(weights_dir, self.download_timeout, self.metric):
