@@ -8,6 +8,7 @@ cell is recorded with its reason while the rest of the grid goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -404,11 +405,7 @@ class Runner:
             data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
             t0 = time.time()
             method.fit(data, ctx)
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
-            model_dir.mkdir(parents=True)
-            method.save(model_dir)
-            done.write_text(f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
+            export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
             ready = ensure_setup
         self._copy_model(model_dir, unit)
         return token, ready
@@ -465,6 +462,41 @@ class Runner:
         return executor.run(self, units, on_unit)
 
 
+def export_model(method: Method, model_dir: Path, note: str) -> None:
+    """Save a fitted model into the cache atomically: into a temp folder beside ``model_dir``, which
+    is renamed into place with its DONE marker only once everything is written. A full disk or a
+    crash leaves no half model, and concurrent runs never delete each other's folders (the first
+    to finish wins; the same key means the same fit)."""
+    import tempfile
+
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the model is copied into shareable results
+        method.save(tmp)
+        (tmp / "DONE").write_text(note)
+        for _ in range(2):
+            if (model_dir / "DONE").exists():
+                return  # another run saved the same fit first
+            if model_dir.exists():  # a half-written folder left by an older version: set aside
+                stale = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.stale-"))
+                try:
+                    os.replace(model_dir, stale / "model")
+                except OSError:
+                    pass  # someone else moved it
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.replace(tmp, model_dir)
+                return
+            except OSError:
+                continue  # another run renamed its copy in between: look again
+        raise OSError(f"cannot save the fitted model to {model_dir}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def once(fn: Callable[[], None]) -> Callable[[], None]:
     """``fn`` wrapped to run at most once (a method's setup, a fitted model's load)."""
     state = {"done": False}
@@ -494,13 +526,25 @@ def _to_floats(out: Any) -> list[float]:
 
 def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None, executor=None):
     """Run a whole benchmark and write its results. Returns (outcomes, paths of written files).
-    Results are written even when the run is interrupted, with the cells done so far."""
+    Results are written even when the run is interrupted, with the cells done so far: into
+    ``options.out`` when it holds no finished results, else beside it (``<out>.partial``)."""
     from datetime import datetime, timezone
 
-    from diqa_bench.results import environment, write_all
+    from diqa_bench.results import environment, publish_results, results_lock, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    runner = Runner(config, registry, options, log)
+    # Checked before any work: the results folder is writable and no other run writes to it.
+    final_out = Path(options.out)
+    lock = results_lock(final_out)
+    try:
+        stage = staging_folder(final_out)
+        options = dataclasses.replace(options, out=stage)
+        runner = Runner(config, registry, options, log)
+    except BaseException:
+        if "stage" in locals():
+            shutil.rmtree(stage, ignore_errors=True)
+        lock.release()
+        raise
     outcomes: list[CellOutcome] = []
 
     def info() -> dict[str, Any]:
@@ -543,14 +587,26 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     interrupted = False
     try:
-        runner.run(executor, on_unit=lambda unit, result: outcomes.extend(result))
-    except KeyboardInterrupt:
-        interrupted = True
-        runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
-    paths = write_all(options.out, {**info(), "interrupted": interrupted}, outcomes, config, reports=options.reports)
+        try:
+            runner.run(executor, on_unit=lambda unit, result: outcomes.extend(result))
+        except KeyboardInterrupt:
+            interrupted = True
+            runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
+        write_all(stage, {**info(), "interrupted": interrupted}, outcomes, config, reports=options.reports)
+        where = publish_results(stage, final_out, complete=not interrupted)
+    finally:  # a crash leaves the previous results as they were
+        shutil.rmtree(stage, ignore_errors=True)
+        lock.release()
+    if where != final_out:
+        runner.log(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
+    paths = {k: where / p.name for k, p in RESULT_FILES.items()}
     if interrupted:
         raise KeyboardInterrupt
     return outcomes, paths
+
+
+RESULT_FILES = {name: Path(file) for name, file in (
+    ("scores", "scores.csv"), ("metrics", "metrics.csv"), ("metrics_json", "metrics.json"), ("run", "run.json"), ("leaderboard", "LEADERBOARD.md"))}
 
 
 def _unique_skips(skips: list[Skip]) -> list[Skip]:
