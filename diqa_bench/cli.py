@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diqa-bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `diqa-bench plugins --json | head`: the reader left; not an error of ours
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        except (OSError, ValueError):
+            pass
+        return 141
 
 
 def _registry(args):

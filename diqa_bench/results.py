@@ -296,6 +296,14 @@ def load_results(folder: Path):
     for name in ("metrics.csv", "run.json"):
         if not (folder / name).is_file():
             raise UserError(f"{folder}: no {name} here; is this a diqa-bench results folder?")
-    metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
-    run_info = json.loads((folder / "run.json").read_text())
+    try:
+        metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
+        run_info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' and json's parse errors are ValueErrors
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"{folder}: damaged results ({reason}); re-run the benchmark to rewrite them") from None
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    if missing or not isinstance(run_info, dict):
+        what = f"metrics.csv lacks {', '.join(missing)}" if missing else "run.json is not an object"
+        raise UserError(f"{folder}: damaged results ({what}); re-run the benchmark to rewrite them")
     return metrics, run_info

@@ -202,3 +202,34 @@ def test_git_info_does_not_write_to_the_checkout(tmp_path):
     info = _git_info(tmp_path)
     assert info["commit"] and info["dirty"] is False
     assert (index.read_bytes(), index.stat().st_mtime_ns) == before
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+@pytest.mark.parametrize("damage", ["truncated-json", "garbage-csv", "empty-csv"])
+def test_report_on_a_damaged_folder_is_one_line(tmp_path, capsys, damage):
+    res = run_tiny_benchmark(tmp_path, small())
+    if damage == "truncated-json":
+        (res.out / "run.json").write_text((res.out / "run.json").read_text()[:50])
+    elif damage == "garbage-csv":
+        (res.out / "metrics.csv").write_bytes(b"\x00\xff" * 40)
+    else:
+        (res.out / "metrics.csv").write_text("")
+    assert cli.main(["report", str(res.out), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged results" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_closed_pipe_is_not_a_traceback(stub_registry, monkeypatch, capsys):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def fileno(self):
+            raise OSError("no file descriptor")
+
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert cli.main(["plugins", "--json"]) == 141
