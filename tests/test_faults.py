@@ -233,3 +233,83 @@ def test_a_closed_pipe_is_not_a_traceback(stub_registry, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert cli.main(["plugins", "--json"]) == 141
+
+
+KILLED_PARENT = """
+import os, sys, time
+from diqa_bench import parallel
+executor = parallel.pool(2)
+pids = sorted(executor._processes)  # pool() has started them all
+print(" ".join(map(str, pids)), flush=True)
+time.sleep(600)
+"""
+
+
+def test_pool_workers_exit_when_the_parent_is_killed(tmp_path):
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 15
+        alive = workers
+        while alive and time.time() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in workers if _alive(p)]
+        assert not alive, f"workers {alive} outlived their parent"
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
+
+
+WATCHED_WORKER = """
+import os, time
+from diqa_bench.parallel import exit_with_parent
+exit_with_parent(os.getppid(), use_pdeathsig=False, interval_s=0.1)
+print(os.getpid(), flush=True)
+time.sleep(600)
+"""
+
+MIDDLE = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+print(worker.stdout.readline().strip(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_watchdog_alone_ends_a_worker_whose_parent_died():
+    """Where PR_SET_PDEATHSIG is not used (other systems, or a pool started from a short-lived
+    thread) the watchdog thread still ends the worker."""
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, WATCHED_WORKER], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        worker = int(middle.stdout.readline())
+        assert _alive(worker)
+        os.kill(middle.pid, signal.SIGKILL)
+        middle.wait(10)
+        deadline = time.time() + 10
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        middle.kill()
