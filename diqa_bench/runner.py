@@ -35,7 +35,7 @@ from diqa_bench.datasets import (
     check_records,
     normalise_mos,
 )
-from diqa_bench.errors import DataError, MethodUnavailable, UserError
+from diqa_bench.errors import DataError, MethodUnavailable, RunAborted, UserError
 from diqa_bench.grid import Unit, expand
 from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
 from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
@@ -586,17 +586,23 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         }
 
     interrupted = False
+    aborted: RunAborted | None = None
     try:
         try:
             runner.run(executor, on_unit=lambda unit, result: outcomes.extend(result))
         except KeyboardInterrupt:
             interrupted = True
             runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
-        write_all(stage, {**info(), "interrupted": interrupted}, outcomes, config, reports=options.reports)
+        except RunAborted as exc:
+            interrupted = aborted = exc
+        write_all(stage, {**info(), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
         where = publish_results(stage, final_out, complete=not interrupted)
     finally:  # a crash leaves the previous results as they were
         shutil.rmtree(stage, ignore_errors=True)
         lock.release()
+    if aborted is not None:
+        done = sum(o.status == "ok" for o in outcomes)
+        raise RunAborted(f"{aborted}; {done} finished cells are written to {where}; run the same command again to resume (finished work is cached)")
     if where != final_out:
         runner.log(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
     paths = {k: where / p.name for k, p in RESULT_FILES.items()}

@@ -313,3 +313,85 @@ def test_watchdog_alone_ends_a_worker_whose_parent_died():
         assert not _alive(worker)
     finally:
         middle.kill()
+
+
+class _Ref:
+    """Hashable by identity, like an ObjectRef."""
+
+    def __init__(self, args):
+        self.args = args
+
+
+class _FakeRay:
+    """Just enough of Ray to run units in this process; after ``alive`` units the local raylet
+    "dies": every later ``get`` raises Ray's own LocalRayletDiedError."""
+
+    def __init__(self, runner_units_alive: int):
+        import ray.exceptions
+
+        self.exceptions = ray.exceptions
+        self.alive = runner_units_alive
+        self.got = 0
+        self.cancelled = 0
+
+    def remote(self, fn):
+        class Task:
+            def options(self, **kw):
+                return self
+
+            def remote(self, *args):
+                return _Ref(args)
+
+        return Task()
+
+    def put(self, obj):
+        return obj
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        self.got += 1
+        if self.got > self.alive:
+            raise self.exceptions.LocalRayletDiedError()
+        spec, unit = ref.args
+        return self.runner.run_unit(unit), []
+
+    def cancel(self, ref, force=False):
+        self.cancelled += 1
+        raise self.exceptions.LocalRayletDiedError()
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_lost_ray_cluster_writes_finished_cells_and_says_how_to_resume(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'diqa-bench[ray]')")
+    from diqa_bench.errors import RunAborted
+    from diqa_bench.ray_executor import RayExecutor
+
+    fake = _FakeRay(runner_units_alive=2)
+    real_run = RayExecutor._run
+
+    def run_with_fake(self, ray, runner, spec, units, on_unit):
+        fake.runner = runner
+        return real_run(self, ray, runner, spec, units, on_unit)
+
+    monkeypatch.setattr(RayExecutor, "_connect", lambda self: (fake, False))
+    monkeypatch.setattr(RayExecutor, "_run", run_with_fake)
+    import diqa_bench.testing as stubs
+    from diqa_bench import config as cfgmod
+    from diqa_bench.plugins import load_plugins
+    from diqa_bench.runner import RunOptions, run_benchmark
+
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(small()))
+    registry = load_plugins(extra=[("stub", stubs)])
+    opts = RunOptions(out=tmp_path / "results", cache_dir=tmp_path / "cache", device="cpu", workers=0, batch_size=8, progress=False)
+    with pytest.raises(RunAborted) as info:
+        run_benchmark(cfgmod.parse(tmp_path / "bench.yaml", registry), registry, opts, log=lambda msg: None,
+                      executor=RayExecutor(shard_size=None, log=lambda msg: None))
+    message = str(info.value)
+    assert "\n" not in message and "Ray cluster was lost" in message and "LocalRayletDiedError" in message
+    assert "run the same command again to resume" in message and str(tmp_path / "results") in message
+    run = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run["interrupted"] is True
+    assert [c["status"] for c in run["cells"]] == ["ok"] * len(run["cells"]) and len(run["cells"]) == 4  # two units x two test domains
+    assert fake.got == 3  # it stopped at the first lost task instead of failing every later one
