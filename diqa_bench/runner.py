@@ -394,18 +394,32 @@ class Runner:
         model_dir = self.cache_dir / "models" / key
         done = model_dir / "DONE"
         token = f"fit:{key}"
-        if done.exists():
-
-            @once
-            def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
-                ensure_setup()
-                method.load(model_dir)
-        else:
+        def fit_and_save() -> None:
             ensure_setup()
             data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
             t0 = time.time()
             method.fit(data, ctx)
             export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
+
+        if done.exists():
+
+            @once
+            def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
+                ensure_setup()
+                try:
+                    method.load(model_dir)
+                except Exception as exc:  # noqa: BLE001 - a cache is disposable: a damaged model is fitted again
+                    import warnings
+
+                    from diqa_bench.cache import CacheWarning
+
+                    aside = set_aside(model_dir)
+                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=2)
+                    fit_and_save()
+                    self._copy_model(model_dir, unit)
+        else:
+            fit_and_save()
             ready = ensure_setup
         self._copy_model(model_dir, unit)
         return token, ready
@@ -495,6 +509,13 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
         raise OSError(f"cannot save the fitted model to {model_dir}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a damaged cache entry to ``<name>.damaged-<time>`` beside it; returns the new path."""
+    aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.replace(folder, aside)
+    return aside
 
 
 def once(fn: Callable[[], None]) -> Callable[[], None]:

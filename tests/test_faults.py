@@ -395,3 +395,27 @@ def test_lost_ray_cluster_writes_finished_cells_and_says_how_to_resume(tmp_path,
     assert run["interrupted"] is True
     assert [c["status"] for c in run["cells"]] == ["ok"] * len(run["cells"]) and len(run["cells"]) == 4  # two units x two test domains
     assert fake.got == 3  # it stopped at the first lost task instead of failing every later one
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
+    from diqa_bench.cache import CacheWarning
+
+    first = run_tiny_benchmark(tmp_path, small())
+    cache = tmp_path / "cache"
+    models = [p for p in (cache / "models").iterdir() if (p / "DONE").exists()]
+    assert models
+    for m in models:
+        (m / "linear.json").write_bytes(b"\x00garbage")
+    for name in ("scores.sqlite", "cells.sqlite"):  # so the models must be loaded again
+        for suffix in ("", "-wal", "-shm"):
+            (cache / (name + suffix)).unlink(missing_ok=True)
+    StubLinear.fits = 0
+    with pytest.warns(CacheWarning, match="cannot be loaded"):
+        again = run_tiny_benchmark(tmp_path, small())
+    assert StubLinear.fits == len(models)
+    assert all(c["status"] == "ok" for c in again.run["cells"])
+    assert (again.out / "metrics.csv").read_bytes() == (first.out / "metrics.csv").read_bytes()
+    assert [p for p in (cache / "models").iterdir() if ".damaged-" in p.name]
+    for saved in (again.out / "models").rglob("linear.json"):
+        json.loads(saved.read_text())
