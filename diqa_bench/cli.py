@@ -177,10 +177,6 @@ def cmd_run(args) -> int:
 
     out = Path(args.out or cfg.output or Path("results") / cfg.name)
     ro = cfg.run_options
-    if "max_image_pixels" in ro:
-        from diqa_bench.images import set_image_limits
-
-        set_image_limits(ro["max_image_pixels"])
     opts = RunOptions(
         out=out,
         cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir(),

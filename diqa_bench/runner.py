@@ -135,9 +135,11 @@ class Runner:
         self.opts = options
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = resolve_device(options.device)
-        from diqa_bench.images import resolve_decoder
+        from diqa_bench.images import resolve_decoder, set_image_limits
 
         self.decoder = resolve_decoder(options.decode, self.device)
+        if "max_image_pixels" in config.run_options:  # in the environment: decoding workers inherit it
+            set_image_limits(config.run_options["max_image_pixels"])
         # a GPU eats decoded images faster than a CPU method does: more decode workers by default there
         self.workers = options.workers if options.workers is not None else min(8 if self.device.startswith("cuda") else 4, os.cpu_count() or 1)
         self.processes = max(1, int(options.processes or 1))
@@ -555,7 +557,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Checked before any work: the results folder is writable and no other run writes to it.
-    final_out = Path(options.out)
+    final_out = Path(os.path.abspath(options.out))  # "." and ".." have no name to put a sibling beside
     lock = results_lock(final_out)
     try:
         stage = staging_folder(final_out)
