@@ -205,7 +205,8 @@ def safe_pyiqa_build(ctx_weights_dir: str | os.PathLike | None, timeout_s: float
     def safe_load(f, *args, **kwargs):
         kwargs["weights_only"] = True
         kwargs.setdefault("map_location", "cpu")
-        if len(args) > 1:  # positional pickle_module: not allowed together with weights_only
+        kwargs.pop("pickle_module", None)  # a custom unpickler is what weights_only=True rules out
+        if len(args) > 1:  # map_location stays; a positional pickle_module goes
             args = args[:1]
         try:
             return original_load(f, *args, **kwargs)
