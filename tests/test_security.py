@@ -382,3 +382,22 @@ def test_config_pixel_limit_applies_to_a_run(tmp_path, monkeypatch):
     result = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)], reports=False)
     assert [s["image"] for s in result.run["skipped"]] == ["wide.png"]
     assert "limit of 0.015 MP" in result.run["skipped"][0]["reason"]
+
+
+def test_forced_safe_load_keeps_the_callers_arguments(tmp_path):
+    import torch
+
+    from diqa_pyiqa.weights import safe_pyiqa_build
+
+    good = tmp_path / "t.pth"
+    torch.save({"w": torch.ones(2)}, str(good))
+    marker = tmp_path / "pwned"
+    evil = evil_pth(tmp_path / "e.pth", marker)
+    import pickle
+
+    with safe_pyiqa_build(None):
+        assert torch.load(str(good), "cpu", pickle, weights_only=False)["w"].sum() == 2
+        assert torch.load(str(good), map_location="cpu", weights_only=False)["w"].sum() == 2
+        with pytest.raises(MethodUnavailable, match="refused"):
+            torch.load(str(evil), weights_only=False)
+    assert not marker.exists()

@@ -204,10 +204,10 @@ def safe_pyiqa_build(ctx_weights_dir: str | os.PathLike | None, timeout_s: float
 
     def safe_load(f, *args, **kwargs):
         kwargs["weights_only"] = True
-        kwargs.setdefault("map_location", "cpu")
         kwargs.pop("pickle_module", None)  # a custom unpickler is what weights_only=True rules out
-        if len(args) > 1:  # map_location stays; a positional pickle_module goes
-            args = args[:1]
+        args = args[:1]  # map_location stays; a positional pickle_module goes
+        if not args:
+            kwargs.setdefault("map_location", "cpu")
         try:
             return original_load(f, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - explained in one line
