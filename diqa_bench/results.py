@@ -67,6 +67,12 @@ def results_lock(out: Path):
     return lock
 
 
+# What a run writes into its folder; a folder holding only these (say, from a run that crashed
+# before writing run.json) may be replaced.
+RESULT_NAMES = frozenset({"LEADERBOARD.md", "metrics.csv", "metrics.json", "scores.csv", "run.json", "models", "report.html",
+                          "figures", "significance.csv", "per_distortion.csv"})
+
+
 def staging_folder(out: Path) -> Path:
     """A new hidden folder beside ``out`` for this run's results; also checks, before any work, that
     results can be written there."""
@@ -75,7 +81,7 @@ def staging_folder(out: Path) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"cannot write results to {out}: it exists and is not a folder")
-    if out.is_dir() and not (out / "run.json").is_file() and any(out.iterdir()):
+    if out.is_dir() and not (out / "run.json").is_file() and any(p.name not in RESULT_NAMES for p in out.iterdir()):
         raise UserError(f"cannot write results to {out}: it holds files but is no results folder (no run.json); "
                         "a run replaces the whole folder, so choose a new or empty one")
     try:

@@ -130,6 +130,9 @@ def test_damaged_cache_database_is_set_aside_and_rebuilt(tmp_path):
     from diqa_bench.cache import CacheWarning
 
     first = run_tiny_benchmark(tmp_path, small())
+    import gc
+
+    gc.collect()  # close the first run's connections, as the end of its process would
     cache = tmp_path / "cache"
     for name in ("scores.sqlite", "cells.sqlite"):
         for suffix in ("-wal", "-shm"):
@@ -402,6 +405,9 @@ def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
     from diqa_bench.cache import CacheWarning
 
     first = run_tiny_benchmark(tmp_path, small())
+    import gc
+
+    gc.collect()  # close the first run's connections, as the end of its process would
     cache = tmp_path / "cache"
     models = [p for p in (cache / "models").iterdir() if (p / "DONE").exists()]
     assert models
