@@ -401,3 +401,11 @@ def test_forced_safe_load_keeps_the_callers_arguments(tmp_path):
         with pytest.raises(MethodUnavailable, match="refused"):
             torch.load(str(evil), weights_only=False)
     assert not marker.exists()
+
+
+def test_workers_load_fewer_large_batches_ahead():
+    from diqa_bench.images import DEFAULT_BATCH_PIXELS, prefetch_factor
+
+    assert prefetch_factor(4, 16 * 512 * 384) == 4  # the default benchmark's images: unchanged
+    assert prefetch_factor(4, 4032 * 3024) == 1  # phone photos: one each, not four
+    assert prefetch_factor(1, DEFAULT_BATCH_PIXELS) == 4
