@@ -396,6 +396,7 @@ class Runner:
         model_dir = self.cache_dir / "models" / key
         done = model_dir / "DONE"
         token = f"fit:{key}"
+
         def fit_and_save() -> None:
             ensure_setup()
             data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
@@ -488,9 +489,9 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the model is copied into shareable results
+        from diqa_bench.results import _umask
+
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the model is copied into shareable results
         method.save(tmp)
         (tmp / "DONE").write_text(note)
         for _ in range(2):
