@@ -49,26 +49,72 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+class CacheWarning(UserWarning):
+    pass
+
+
+def _connect(path: Path, schema: str) -> sqlite3.Connection:
+    """Open (creating if needed) one cache database with its table. A cache is disposable: a file
+    that is not a database any more (a crash of the disk, a stray write) is renamed aside with a
+    one-line warning and started afresh; a folder that cannot be written is a one-line UserError."""
+    from diqa_bench.errors import UserError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cache folder {path.parent}: cannot be created: {exc.strerror or exc} (set --cache-dir or $DIQA_BENCH_CACHE)") from None
+    for attempt in range(2):
+        try:
+            return _open(path, schema)
+        except sqlite3.DatabaseError as exc:
+            message = str(exc)
+            damaged = not isinstance(exc, sqlite3.OperationalError) or "malformed" in message or "not a database" in message
+            if not damaged or attempt:
+                raise UserError(f"cache {path}: {message} (set --cache-dir or $DIQA_BENCH_CACHE to a writable folder with free space)") from None
+            aside = _set_aside(path)
+            import warnings
+
+            warnings.warn(f"cache {path} was damaged ({message}); moved to {aside.name} and rebuilt (results already computed will be recomputed)",
+                          CacheWarning, stacklevel=3)
+    raise AssertionError("unreachable")
+
+
+def _open(path: Path, schema: str) -> sqlite3.Connection:
     con = sqlite3.connect(str(path), timeout=60)
-    # WAL suits many processes on one machine; network file systems need a rollback journal
-    # (DIQA_BENCH_SQLITE_JOURNAL=DELETE), since WAL relies on shared memory between processes.
-    journal = os.environ.get("DIQA_BENCH_SQLITE_JOURNAL", "WAL").upper()
-    if journal not in ("WAL", "DELETE", "TRUNCATE", "PERSIST"):
-        raise ValueError(f"DIQA_BENCH_SQLITE_JOURNAL={journal!r}: use WAL, DELETE, TRUNCATE or PERSIST")
-    con.execute(f"PRAGMA journal_mode={journal}")
-    con.execute("PRAGMA synchronous=NORMAL")
+    try:
+        # WAL suits many processes on one machine; network file systems need a rollback journal
+        # (DIQA_BENCH_SQLITE_JOURNAL=DELETE), since WAL relies on shared memory between processes.
+        journal = os.environ.get("DIQA_BENCH_SQLITE_JOURNAL", "WAL").upper()
+        if journal not in ("WAL", "DELETE", "TRUNCATE", "PERSIST"):
+            raise ValueError(f"DIQA_BENCH_SQLITE_JOURNAL={journal!r}: use WAL, DELETE, TRUNCATE or PERSIST")
+        con.execute(f"PRAGMA journal_mode={journal}")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute(schema)
+        con.commit()
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged database (and its WAL files) to ``<name>.damaged-<time>``."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}-{os.getpid()}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            os.replace(src, aside.with_name(aside.name + suffix))
+    return aside
 
 
 class ScoreCache:
     """Per-image scores of one method configuration (its cache token)."""
 
     def __init__(self, folder: Path) -> None:
-        self.con = _connect(Path(folder) / "scores.sqlite")
-        self.con.execute("CREATE TABLE IF NOT EXISTS scores (method TEXT, image TEXT, score REAL, PRIMARY KEY (method, image))")
-        self.con.commit()
+        self.con = _connect(Path(folder) / "scores.sqlite", "CREATE TABLE IF NOT EXISTS scores (method TEXT, image TEXT, score REAL, PRIMARY KEY (method, image))")
 
     def get_many(self, method: str, keys: Sequence[str]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -90,9 +136,7 @@ class ScoreCache:
 class SqliteFeatureCache(FeatureCache):
     def __init__(self, path: Path, namespace: str) -> None:
         self.namespace = namespace
-        self.con = _connect(Path(path))
-        self.con.execute("CREATE TABLE IF NOT EXISTS features (ns TEXT, image TEXT, value BLOB, PRIMARY KEY (ns, image))")
-        self.con.commit()
+        self.con = _connect(Path(path), "CREATE TABLE IF NOT EXISTS features (ns TEXT, image TEXT, value BLOB, PRIMARY KEY (ns, image))")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

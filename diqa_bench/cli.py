@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diqa-bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `diqa-bench plugins --json | head`: the reader left; not an error of ours
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        except (OSError, ValueError):
+            pass
+        return 141
 
 
 def _registry(args):
@@ -254,10 +260,6 @@ def cmd_run(args) -> int:
 
     out = Path(args.out or cfg.output or Path("results") / cfg.name)
     ro = cfg.run_options
-    if "max_image_pixels" in ro:
-        from diqa_bench.images import set_image_limits
-
-        set_image_limits(ro["max_image_pixels"])
     opts = RunOptions(
         out=out,
         cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir(),

@@ -23,3 +23,8 @@ class MethodUnavailable(Exception):
 class DataError(Exception):
     """Bad data: a corrupt image, a NaN MOS, a path outside the dataset root. Depending on the
     config's ``bad_input`` policy it either stops the cell or becomes a recorded skip."""
+
+
+class RunAborted(UserError):
+    """The run cannot go on for a reason outside it (e.g. its Ray cluster was lost). The cells
+    finished so far are written as an interrupted run; the message says how to resume."""

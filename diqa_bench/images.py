@@ -353,6 +353,13 @@ def per_batch(batch_size: int, size: tuple[int, int], pixel_budget: int | None =
     return max(1, min(batch_size, budget // max(1, size[0] * size[1])))
 
 
+def prefetch_factor(workers: int, largest_batch_pixels: int) -> int:
+    """Batches each DataLoader worker loads ahead: 4, fewer when that many batches of the largest
+    size would hold more than four pixel budgets in memory (12 MP photos: one each)."""
+    in_flight = max(1, workers) * max(1, largest_batch_pixels)
+    return max(1, min(4, 4 * batch_pixels() // in_flight))
+
+
 def size_buckets(order: Sequence[int], sizes: dict[int, tuple[int, int]], batch_size: int, pixel_budget: int | None = None) -> list[list[int]]:
     """Group positions by image size, keeping first-seen order, then cut into batches of at most
     ``batch_size`` images and (unless a single image is larger) ``pixel_budget`` pixels."""
@@ -419,9 +426,11 @@ def iter_batches(
                 report(pos, str(exc))
         good = [p for p in positions if p in sizes]
         batches = size_buckets(good, sizes, batch_size)
+        largest = max((len(b) * sizes[b[0]][0] * sizes[b[0]][1] for b in batches), default=0)
     else:
         n = per_batch(batch_size, size)
         batches = [positions[s : s + n] for s in range(0, len(positions), n)]
+        largest = n * size[0] * size[1]
     if not batches:
         return
 
@@ -442,7 +451,7 @@ def iter_batches(
             collate_fn=_collate,
             pin_memory=on_cuda,  # pinned in a background thread, so the copies below can be asynchronous
             persistent_workers=False,
-            prefetch_factor=4 if workers > 0 else None,
+            prefetch_factor=prefetch_factor(workers, largest) if workers > 0 else None,
         )
     for items in loaded:
         good_items = []

@@ -373,6 +373,9 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
         out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(f"{s['dataset']}/{s['image']}: {s['reason']}" for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")
     else:
         out.append(f"- Skipped images: none (bad_input: {p.get('bad_input')}).")
+    if run_info.get("interrupted"):
+        out.append("- **Interrupted**: the run was stopped before every cell finished; these are partial results "
+                   "(a re-run resumes from the cache).")
     if run_info.get("plugin_clashes"):
         out.append("- Plugin name clashes (the first registration was used): " + "; ".join(run_info["plugin_clashes"]) + ".")
     failed = run_info.get("failed_cells", [])

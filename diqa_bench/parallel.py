@@ -73,10 +73,43 @@ _METHODS: dict[str, tuple[Any, Any]] = {}  # in a worker: recipe key -> (method,
 _POOLS: dict[int, ProcessPoolExecutor] = {}  # in the parent: one pool per size, reused by every method of a run
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None, parent_thread_lives: bool = False) -> None:
+    if parent is not None:
+        exit_with_parent(parent, parent_thread_lives)
     import torch
 
     torch.set_num_threads(1)  # one core per process: the processes are the parallelism
+
+
+def exit_with_parent(parent: int, use_pdeathsig: bool = True, interval_s: float = 1.0) -> None:
+    """Make this worker exit when process ``parent`` dies (``kill -9`` of a run must not leave
+    workers of hundreds of MB each behind). On Linux the kernel sends SIGKILL at once
+    (PR_SET_PDEATHSIG; it fires when the *thread* that started the worker ends, so only when that
+    thread lives as long as the process); everywhere a daemon thread checks the parent each second."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if use_pdeathsig and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the watchdog below still works
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="diqa-parent-watchdog", daemon=True).start()
 
 
 def _method_for(recipe: MethodRecipe):
@@ -152,7 +185,10 @@ def _started() -> int:
 def pool(processes: int) -> ProcessPoolExecutor:
     """The shared pool of ``processes`` workers, started on first use and kept for the run."""
     if processes not in _POOLS:
-        executor = ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"), initializer=_init_worker)
+        import threading
+
+        executor = ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"), initializer=_init_worker,
+                                       initargs=(os.getpid(), threading.current_thread() is threading.main_thread()))
         saved = os.environ.get("GLIBC_TUNABLES")
         if saved is None or "glibc.malloc.hugetlb" not in saved:  # a user's own setting wins
             os.environ["GLIBC_TUNABLES"] = f"{saved}:{WORKER_GLIBC_TUNABLES}" if saved else WORKER_GLIBC_TUNABLES

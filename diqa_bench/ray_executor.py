@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from diqa_bench.errors import UserError
+from diqa_bench.errors import RunAborted, UserError
 
 INSTALL_HINT = "pip install 'diqa-bench[ray]'"
 
@@ -172,9 +172,12 @@ class RayExecutor:
                 if bar is not None:
                     bar.update(1)
                 release()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunAborted):
             for ref in pending:
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - a lost cluster cannot cancel anything
+                    pass
             raise
         finally:
             # What finished is kept, in unit order, even past a gap left by an interruption.
@@ -201,6 +204,8 @@ class RayExecutor:
         try:
             result, skips = ray.get(ref)
         except Exception as exc:
+            if cluster_lost(ray, exc):  # every later task would fail the same way, after its retries
+                raise RunAborted(f"the Ray cluster was lost ({type(exc).__name__}: {worker_error(exc)})") from None
             if isinstance(exc, ray.exceptions.RayTaskError):  # raised by our code on the worker: not retried
                 reason = f"on the Ray worker: {worker_error(exc)}"
             else:  # the worker process or its node died, on every attempt
@@ -219,6 +224,14 @@ class RayExecutor:
         for o in result:
             if o.status != "ok":
                 say(f"  {o.method} @ {o.train} -> {o.test} (seed {o.seed}): {o.status}: {o.reason}")
+
+
+def cluster_lost(ray, exc: BaseException) -> bool:
+    """Whether ``exc`` means the driver lost its cluster (its local raylet or the cluster's control
+    store died), rather than one task or one worker node failing."""
+    names = ("LocalRayletDiedError", "RaySystemError", "GcsUnavailableError")
+    lost = tuple(t for t in (getattr(ray.exceptions, n, None) for n in names) if isinstance(t, type))
+    return isinstance(exc, lost)
 
 
 # -- driver side helpers ---------------------------------------------------------------------------

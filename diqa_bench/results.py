@@ -6,6 +6,10 @@ Files in the output folder:
   plus rows with ``seed = "all"`` aggregated across split seeds (mean, std, pooled-bootstrap CI);
 - ``run.json``: what ran, on what, with which versions, and every cell's status;
 - ``LEADERBOARD.md``: rendered from metrics.csv and run.json (see :mod:`diqa_bench.leaderboard`).
+
+A run writes into a hidden sibling folder and :func:`publish_results` swaps it in when the run is
+complete, so an interrupted or crashed re-run never replaces finished results with fewer cells.
+One run at a time per folder: :func:`results_lock`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +41,7 @@ def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: results are meant to be read by others
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -43,6 +49,90 @@ def atomic_write(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def results_lock(out: Path):
+    """Hold an exclusive lock on the results folder ``out`` (a lock file beside it), or raise a
+    one-line UserError when another run holds it. Release it with ``.release()``."""
+    from filelock import FileLock, Timeout
+
+    from diqa_bench.errors import UserError
+
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(out.parent / f".{out.name}.lock"), timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"another diqa-bench run is writing to {out}; wait for it to finish or choose another --out") from None
+    except OSError as exc:
+        raise UserError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    return lock
+
+
+# What a run writes into its folder; a folder holding only these (say, from a run that crashed
+# before writing run.json) may be replaced.
+RESULT_NAMES = frozenset({"LEADERBOARD.md", "metrics.csv", "metrics.json", "scores.csv", "run.json", "models", "report.html",
+                          "figures", "significance.csv", "per_distortion.csv"})
+
+
+def staging_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out`` for this run's results; also checks, before any work, that
+    results can be written there."""
+    from diqa_bench.errors import UserError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"cannot write results to {out}: it exists and is not a folder")
+    if out.is_dir() and not (out / "run.json").is_file() and any(p.name not in RESULT_NAMES for p in out.iterdir()):
+        raise UserError(f"cannot write results to {out}: it holds files but is no results folder (no run.json); "
+                        "a run replaces the whole folder, so choose a new or empty one")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
+        stage.chmod(0o777 & ~_umask())
+        return stage
+    except OSError as exc:
+        raise UserError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+
+
+def publish_results(stage: Path, out: Path, complete: bool) -> Path:
+    """Move a run's results from ``stage`` to where they belong and return that folder.
+
+    A complete run replaces ``out`` as a whole (no file of the previous run survives, so nothing
+    links stale figures). An interrupted run replaces ``out`` only when ``out`` holds no complete
+    results; otherwise it goes to ``<out>.partial`` and the finished results stay as they were."""
+    out = Path(out)
+    previous_complete = False
+    if (out / "run.json").is_file():
+        try:
+            previous_complete = not json.loads((out / "run.json").read_text()).get("interrupted", False)
+        except (OSError, ValueError):
+            previous_complete = False
+    target = out if complete or not previous_complete else out.with_name(out.name + ".partial")
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+        os.replace(target, old / "results")
+        os.replace(stage, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, target)
+    return target
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (setting it briefly
+    would race with threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
@@ -120,10 +210,12 @@ def scores_frame(outcomes):
 
 def _git_info(where: Path) -> dict[str, Any]:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        # --no-optional-locks: `git status` would otherwise refresh and rewrite the checkout's index
+        git = ["git", "--no-optional-locks"]
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=5)
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -294,8 +386,16 @@ def load_results(folder: Path):
     for name in ("metrics.csv", "run.json"):
         if not (folder / name).is_file():
             raise UserError(f"{folder}: no {name} here; is this a diqa-bench results folder?")
-    metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
-    run_info = json.loads((folder / "run.json").read_text())
+    try:
+        metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
+        run_info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' and json's parse errors are ValueErrors
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"{folder}: damaged results ({reason}); re-run the benchmark to rewrite them") from None
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    if missing or not isinstance(run_info, dict):
+        what = f"metrics.csv lacks {', '.join(missing)}" if missing else "run.json is not an object"
+        raise UserError(f"{folder}: damaged results ({what}); re-run the benchmark to rewrite them")
     return metrics, run_info
 
 

@@ -8,6 +8,7 @@ cell is recorded with its reason while the rest of the grid goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -34,7 +35,7 @@ from diqa_bench.datasets import (
     check_records,
     normalise_mos,
 )
-from diqa_bench.errors import DataError, MethodUnavailable, UserError
+from diqa_bench.errors import DataError, MethodUnavailable, RunAborted, UserError
 from diqa_bench.grid import Unit, expand
 from diqa_bench.methods import Method, MethodContext, TrainingData, TrainSample
 from diqa_bench.pairs import is_pair_dataset
@@ -135,9 +136,11 @@ class Runner:
         self.opts = options
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.device = resolve_device(options.device)
-        from diqa_bench.images import resolve_decoder
+        from diqa_bench.images import resolve_decoder, set_image_limits
 
         self.decoder = resolve_decoder(options.decode, self.device)
+        if "max_image_pixels" in config.run_options:  # in the environment: decoding workers inherit it
+            set_image_limits(config.run_options["max_image_pixels"])
         # a GPU eats decoded images faster than a CPU method does: more decode workers by default there
         self.workers = options.workers if options.workers is not None else min(8 if self.device.startswith("cuda") else 4, os.cpu_count() or 1)
         self.processes = max(1, int(options.processes or 1))
@@ -394,22 +397,33 @@ class Runner:
         model_dir = self.cache_dir / "models" / key
         done = model_dir / "DONE"
         token = f"fit:{key}"
+
+        def fit_and_save() -> None:
+            ensure_setup()
+            data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
+            t0 = time.time()
+            method.fit(data, ctx)
+            export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
+
         if done.exists():
 
             @once
             def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
                 ensure_setup()
-                method.load(model_dir)
+                try:
+                    method.load(model_dir)
+                except Exception as exc:  # noqa: BLE001 - a cache is disposable: a damaged model is fitted again
+                    import warnings
+
+                    from diqa_bench.cache import CacheWarning
+
+                    aside = set_aside(model_dir)
+                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=2)
+                    fit_and_save()
+                    self._copy_model(model_dir, unit)
         else:
-            ensure_setup()
-            data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
-            t0 = time.time()
-            method.fit(data, ctx)
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
-            model_dir.mkdir(parents=True)
-            method.save(model_dir)
-            done.write_text(f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
+            fit_and_save()
             ready = ensure_setup
         self._copy_model(model_dir, unit)
         return token, ready
@@ -466,16 +480,70 @@ class Runner:
         return executor.run(self, units, on_unit)
 
 
+def export_model(method: Method, model_dir: Path, note: str) -> None:
+    """Save a fitted model into the cache atomically: into a temp folder beside ``model_dir``, which
+    is renamed into place with its DONE marker only once everything is written. A full disk or a
+    crash leaves no half model, and concurrent runs never delete each other's folders (the first
+    to finish wins; the same key means the same fit)."""
+    import tempfile
+
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
+    try:
+        from diqa_bench.results import _umask
+
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the model is copied into shareable results
+        method.save(tmp)
+        (tmp / "DONE").write_text(note)
+        for _ in range(2):
+            if (model_dir / "DONE").exists():
+                return  # another run saved the same fit first
+            if model_dir.exists():  # a half-written folder left by an older version: set aside
+                stale = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.stale-"))
+                try:
+                    os.replace(model_dir, stale / "model")
+                except OSError:
+                    pass  # someone else moved it
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.replace(tmp, model_dir)
+                return
+            except OSError:
+                continue  # another run renamed its copy in between: look again
+        raise OSError(f"cannot save the fitted model to {model_dir}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a damaged cache entry to ``<name>.damaged-<time>`` beside it; returns the new path."""
+    aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.replace(folder, aside)
+    return aside
+
+
 def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None, executor=None):
     """Run a whole benchmark and write its results. Returns (outcomes, paths of written files).
-    Results are written even when the run is interrupted, with the cells done so far."""
+    Results are written even when the run is interrupted, with the cells done so far: into
+    ``options.out`` when it holds no finished results, else beside it (``<out>.partial``)."""
     from datetime import datetime, timezone
 
     from diqa_bench import pairs
-    from diqa_bench.results import environment, write_all
+    from diqa_bench.results import environment, publish_results, results_lock, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    runner = Runner(config, registry, options, log)
+    # Checked before any work: the results folder is writable and no other run writes to it.
+    final_out = Path(os.path.abspath(options.out))  # "." and ".." have no name to put a sibling beside
+    lock = results_lock(final_out)
+    try:
+        stage = staging_folder(final_out)
+        options = dataclasses.replace(options, out=stage)
+        runner = Runner(config, registry, options, log)
+    except BaseException:
+        if "stage" in locals():
+            shutil.rmtree(stage, ignore_errors=True)
+        lock.release()
+        raise
     outcomes: list[CellOutcome] = []
 
     def info() -> dict[str, Any]:
@@ -519,13 +587,27 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         }
 
     interrupted = False
+    aborted: RunAborted | None = None
     try:
-        runner.run(executor, on_unit=lambda unit, result: outcomes.extend(result))
-    except KeyboardInterrupt:
-        interrupted = True
-        runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
-    pairs.attach(runner, outcomes)
-    paths = write_all(options.out, {**info(), "interrupted": interrupted}, outcomes, config, reports=options.reports)
+        try:
+            runner.run(executor, on_unit=lambda unit, result: outcomes.extend(result))
+        except KeyboardInterrupt:
+            interrupted = True
+            runner.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
+        except RunAborted as exc:
+            interrupted = aborted = exc
+        pairs.attach(runner, outcomes)
+        write_all(stage, {**info(), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
+        where = publish_results(stage, final_out, complete=not interrupted)
+    finally:  # a crash leaves the previous results as they were
+        shutil.rmtree(stage, ignore_errors=True)
+        lock.release()
+    if aborted is not None:
+        done = sum(o.status == "ok" for o in outcomes)
+        raise RunAborted(f"{aborted}; {done} finished cells are written to {where}; run the same command again to resume (finished work is cached)")
+    if where != final_out:
+        runner.log(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
+    paths = {k: where / p.name for k, p in RESULT_FILES.items()}
     if interrupted:
         raise KeyboardInterrupt
     return outcomes, paths
@@ -545,6 +627,10 @@ def _data_protocol(d: LoadedDataset) -> dict[str, Any]:
     if set(labels) != {"unsplit"}:
         out["split_counts"] = dict(labels)
     return out
+
+
+RESULT_FILES = {name: Path(file) for name, file in (
+    ("scores", "scores.csv"), ("metrics", "metrics.csv"), ("metrics_json", "metrics.json"), ("run", "run.json"), ("leaderboard", "LEADERBOARD.md"))}
 
 
 def _unique_skips(skips: list[Skip]) -> list[Skip]:

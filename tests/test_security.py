@@ -240,7 +240,7 @@ def alias_bomb(levels: int = 9, width: int = 10) -> str:
     lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for i in range(1, levels):
         lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
-    return "\n".join(lines) + f"\n"
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("where", ["dataset", "metric_options"])
@@ -356,3 +356,56 @@ def test_a_clash_is_printed_in_the_leaderboards_protocol():
 
     lines = protocol_lines({"protocol": {}, "plugin_clashes": ["method name 'piqe' is registered twice: by built-in plugin 'pyiqa' and by plugin 'aaa'; the second is ignored"]})
     assert any(line.startswith("- Plugin name clashes") and "'piqe'" in line for line in lines)
+
+
+def test_config_pixel_limit_applies_to_a_run(tmp_path, monkeypatch):
+    import diqa_datasets
+    import pandas as pd
+
+    from diqa_bench.images import MAX_PIXELS_ENV
+    from diqa_bench.testing import run_tiny_benchmark
+
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
+    monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")  # restored after the test: the run sets it from the config
+    folder = _images(tmp_path / "imgs", n=8)  # 120x100 = 12000 pixels each
+    Image.new("RGB", (200, 100)).save(folder / "wide.png")  # 20000 pixels
+    names = sorted(p.name for p in folder.iterdir())
+    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = {
+        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
+        "methods": [{"name": "stub-noise"}],
+        "test_domains": ["a"],
+        "splits": {"test_ratio": 0.99},
+        "statistics": {"bootstrap": 10},
+        "max_image_pixels": 15000,
+    }
+    result = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)], reports=False)
+    assert [s["image"] for s in result.run["skipped"]] == ["wide.png"]
+    assert "limit of 0.015 MP" in result.run["skipped"][0]["reason"]
+
+
+def test_forced_safe_load_keeps_the_callers_arguments(tmp_path):
+    import torch
+
+    from diqa_pyiqa.weights import safe_pyiqa_build
+
+    good = tmp_path / "t.pth"
+    torch.save({"w": torch.ones(2)}, str(good))
+    marker = tmp_path / "pwned"
+    evil = evil_pth(tmp_path / "e.pth", marker)
+    import pickle
+
+    with safe_pyiqa_build(None):
+        assert torch.load(str(good), "cpu", pickle, weights_only=False)["w"].sum() == 2
+        assert torch.load(str(good), map_location="cpu", weights_only=False)["w"].sum() == 2
+        with pytest.raises(MethodUnavailable, match="refused"):
+            torch.load(str(evil), weights_only=False)
+    assert not marker.exists()
+
+
+def test_workers_load_fewer_large_batches_ahead():
+    from diqa_bench.images import DEFAULT_BATCH_PIXELS, prefetch_factor
+
+    assert prefetch_factor(4, 16 * 512 * 384) == 4  # the default benchmark's images: unchanged
+    assert prefetch_factor(4, 4032 * 3024) == 1  # phone photos: one each, not four
+    assert prefetch_factor(1, DEFAULT_BATCH_PIXELS) == 4

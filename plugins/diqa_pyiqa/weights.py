@@ -204,9 +204,10 @@ def safe_pyiqa_build(ctx_weights_dir: str | os.PathLike | None, timeout_s: float
 
     def safe_load(f, *args, **kwargs):
         kwargs["weights_only"] = True
-        kwargs.setdefault("map_location", "cpu")
-        if len(args) > 1:  # positional pickle_module: not allowed together with weights_only
-            args = args[:1]
+        kwargs.pop("pickle_module", None)  # a custom unpickler is what weights_only=True rules out
+        args = args[:1]  # map_location stays; a positional pickle_module goes
+        if not args:
+            kwargs.setdefault("map_location", "cpu")
         try:
             return original_load(f, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - explained in one line

@@ -1,0 +1,432 @@
+"""Fault injection: interruptions, concurrent runs, full disks, damaged caches, unwritable folders.
+Each test reproduces the fault on the stub plugins (CPU, no network, seconds)."""
+
+import errno
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diqa_bench import cli
+from diqa_bench.runner import Runner
+from diqa_bench.testing import StubLinear, run_tiny_benchmark, stub_config
+
+
+def small(**kw):
+    cfg = stub_config(seeds=[0], **kw)
+    cfg["statistics"] = {"bootstrap": 10}
+    return cfg
+
+
+class _InterruptAt:
+    def __init__(self, fn, n):
+        self.fn, self.n, self.calls = fn, n, 0
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kw)
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_interrupted_rerun_keeps_the_finished_results(tmp_path, monkeypatch):
+    first = run_tiny_benchmark(tmp_path, small())
+    before = {p.name: p.read_bytes() for p in first.out.iterdir() if p.is_file()}
+    interrupt = _InterruptAt(Runner.run_unit, 2)
+    monkeypatch.setattr(Runner, "run_unit", lambda self, unit: interrupt(self, unit))
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny_benchmark(tmp_path, small())
+    after = {p.name: p.read_bytes() for p in first.out.iterdir() if p.is_file()}
+    assert after == before  # not one byte of the finished results changed
+    partial = first.out.with_name(first.out.name + ".partial")
+    run = json.loads((partial / "run.json").read_text())
+    assert run["interrupted"] is True and len(run["cells"]) < len(first.run["cells"])
+    assert "Interrupted" in (partial / "LEADERBOARD.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if ".incomplete-" in p.name]  # no staging folder left
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_a_crashed_rerun_leaves_the_previous_results(tmp_path, monkeypatch):
+    first = run_tiny_benchmark(tmp_path, small())
+    before = (first.out / "metrics.csv").read_bytes()
+    monkeypatch.setattr(Runner, "run", lambda self, *a, **k: (_ for _ in ()).throw(MemoryError("out of memory")))
+    with pytest.raises(MemoryError):
+        run_tiny_benchmark(tmp_path, small())
+    assert (first.out / "metrics.csv").read_bytes() == before
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_a_second_run_on_the_same_output_is_refused_with_one_line(tmp_path, stub_registry, monkeypatch, capsys):
+    from diqa_bench.results import results_lock
+
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"])))
+    out = tmp_path / "out"
+    held = results_lock(out)  # another run holds the folder
+    try:
+        code = cli.main(["run", str(cfg), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--workers", "0", "--no-progress"])
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert code == 2 and "another diqa-bench run is writing to" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_concurrent_model_exports_never_delete_each_others_folder(tmp_path):
+    from diqa_bench.runner import export_model
+
+    class Model:
+        def __init__(self, tag):
+            self.tag = tag
+
+        def save(self, folder):
+            (Path(folder) / "linear.json").write_text(json.dumps({"coef": self.tag}))
+
+    target = tmp_path / "models" / "k"
+    export_model(Model(1), target, "first\n")
+    export_model(Model(2), target, "second\n")  # the same key finished twice: the first one stays
+    assert json.loads((target / "linear.json").read_text()) == {"coef": 1} and (target / "DONE").read_text() == "first\n"
+    half = tmp_path / "models" / "half"
+    half.mkdir()
+    (half / "linear.json").write_text("")  # no DONE: a crash of an older version
+    export_model(Model(3), half, "done\n")
+    assert json.loads((half / "linear.json").read_text()) == {"coef": 3}
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["half", "k"]  # no temp folders left
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_full_disk_during_model_export_leaves_no_corrupt_model(tmp_path, monkeypatch):
+    def full_disk(self, folder):
+        (Path(folder) / "linear.json").write_text("")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StubLinear, "save", full_disk)
+    res = run_tiny_benchmark(tmp_path, small())
+    failed = [c for c in res.run["cells"] if c["method"] == "stub-linear"]
+    assert failed and all(c["status"] == "failed" and "No space left on device" in c["reason"] for c in failed)
+    models = tmp_path / "cache" / "models"
+    assert not [p for p in models.rglob("DONE")] and not [p for p in models.iterdir()]
+    monkeypatch.undo()
+    again = run_tiny_benchmark(tmp_path, small())  # the next run fits afresh
+    assert all(c["status"] == "ok" for c in again.run["cells"])
+    saved = list((again.out / "models").rglob("linear.json"))
+    assert saved and all(p.stat().st_size > 0 for p in saved)
+
+
+def _damage(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.write(os.urandom(100))
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_damaged_cache_database_is_set_aside_and_rebuilt(tmp_path):
+    from diqa_bench.cache import CacheWarning
+
+    first = run_tiny_benchmark(tmp_path, small())
+    import gc
+
+    gc.collect()  # close the first run's connections, as the end of its process would
+    cache = tmp_path / "cache"
+    for name in ("scores.sqlite", "cells.sqlite"):
+        for suffix in ("-wal", "-shm"):
+            (cache / (name + suffix)).unlink(missing_ok=True)
+        _damage(cache / name)
+    with pytest.warns(CacheWarning, match="damaged"):
+        again = run_tiny_benchmark(tmp_path, small())
+    assert (again.out / "metrics.csv").read_bytes() == (first.out / "metrics.csv").read_bytes()
+    assert [p.name for p in cache.iterdir() if ".damaged-" in p.name]
+    with sqlite3.connect(cache / "scores.sqlite") as con:
+        assert con.execute("SELECT COUNT(*) FROM scores").fetchone()[0] > 0
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+@pytest.mark.parametrize("where", ["out", "cache"])
+def test_unwritable_out_or_cache_is_one_line_before_any_work(tmp_path, stub_registry, monkeypatch, capsys, where):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    ran = []
+    monkeypatch.setattr(Runner, "run", lambda self, *a, **k: ran.append(1))
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"])))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "out" if where == "out" else tmp_path / "out"
+    cache = blocker if where == "cache" else tmp_path / "cache"
+    code = cli.main(["run", str(cfg), "--out", str(out), "--cache-dir", str(cache), "--device", "cpu", "--workers", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and not ran
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and str(blocker) in err
+
+
+def test_out_that_holds_other_files_is_never_replaced(tmp_path, stub_registry, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"])))
+    precious = tmp_path / "desktop"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    code = cli.main(["run", str(cfg), "--out", str(precious), "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--no-progress"])
+    assert code == 2 and "no results folder" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_result_files_are_readable_by_others_respecting_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        res = run_tiny_benchmark(tmp_path, small())
+    finally:
+        os.umask(old)
+    files = [p for p in res.out.rglob("*") if p.is_file()]
+    assert files
+    for p in files + [res.out] + [p for p in res.out.rglob("*") if p.is_dir()]:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode & 0o044 == 0o044 and not mode & 0o022, f"{p}: {oct(mode)}"
+
+
+def test_git_info_does_not_write_to_the_checkout(tmp_path):
+    from diqa_bench.results import _git_info
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True, env=env)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "x"], check=True, env=env)
+    os.utime(tmp_path / "f.txt", (1, 1))  # stale stat data: a plain `git status` rewrites the index
+    index = tmp_path / ".git" / "index"
+    before = (index.read_bytes(), index.stat().st_mtime_ns)
+    info = _git_info(tmp_path)
+    assert info["commit"] and info["dirty"] is False
+    assert (index.read_bytes(), index.stat().st_mtime_ns) == before
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+@pytest.mark.parametrize("damage", ["truncated-json", "garbage-csv", "empty-csv"])
+def test_report_on_a_damaged_folder_is_one_line(tmp_path, capsys, damage):
+    res = run_tiny_benchmark(tmp_path, small())
+    if damage == "truncated-json":
+        (res.out / "run.json").write_text((res.out / "run.json").read_text()[:50])
+    elif damage == "garbage-csv":
+        (res.out / "metrics.csv").write_bytes(b"\x00\xff" * 40)
+    else:
+        (res.out / "metrics.csv").write_text("")
+    assert cli.main(["report", str(res.out), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged results" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_closed_pipe_is_not_a_traceback(stub_registry, monkeypatch, capsys):
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def fileno(self):
+            raise OSError("no file descriptor")
+
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert cli.main(["plugins", "--json"]) == 141
+
+
+KILLED_PARENT = """
+import os, sys, time
+from diqa_bench import parallel
+executor = parallel.pool(2)
+pids = sorted(executor._processes)  # pool() has started them all
+print(" ".join(map(str, pids)), flush=True)
+time.sleep(600)
+"""
+
+
+def test_pool_workers_exit_when_the_parent_is_killed(tmp_path):
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 15
+        alive = workers
+        while alive and time.time() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in workers if _alive(p)]
+        assert not alive, f"workers {alive} outlived their parent"
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
+
+
+WATCHED_WORKER = """
+import os, time
+from diqa_bench.parallel import exit_with_parent
+exit_with_parent(os.getppid(), use_pdeathsig=False, interval_s=0.1)
+print(os.getpid(), flush=True)
+time.sleep(600)
+"""
+
+MIDDLE = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+print(worker.stdout.readline().strip(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_watchdog_alone_ends_a_worker_whose_parent_died():
+    """Where PR_SET_PDEATHSIG is not used (other systems, or a pool started from a short-lived
+    thread) the watchdog thread still ends the worker."""
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, WATCHED_WORKER], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        worker = int(middle.stdout.readline())
+        assert _alive(worker)
+        os.kill(middle.pid, signal.SIGKILL)
+        middle.wait(10)
+        deadline = time.time() + 10
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        middle.kill()
+
+
+class _Ref:
+    """Hashable by identity, like an ObjectRef."""
+
+    def __init__(self, args):
+        self.args = args
+
+
+class _FakeRay:
+    """Just enough of Ray to run units in this process; after ``alive`` units the local raylet
+    "dies": every later ``get`` raises Ray's own LocalRayletDiedError."""
+
+    def __init__(self, runner_units_alive: int):
+        import types
+
+        # Ray's exception names, without importing Ray: Ray reads its environment once, when first
+        # imported, and the real-cluster tests set that environment themselves.
+        class LocalRayletDiedError(Exception):
+            def __str__(self):
+                return "The task's local raylet died. Check raylet.out for more information."
+
+        self.exceptions = types.SimpleNamespace(LocalRayletDiedError=LocalRayletDiedError, RayTaskError=type("RayTaskError", (Exception,), {}))
+        self.alive = runner_units_alive
+        self.got = 0
+        self.cancelled = 0
+
+    def remote(self, fn):
+        class Task:
+            def options(self, **kw):
+                return self
+
+            def remote(self, *args):
+                return _Ref(args)
+
+        return Task()
+
+    def put(self, obj):
+        return obj
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        self.got += 1
+        if self.got > self.alive:
+            raise self.exceptions.LocalRayletDiedError()
+        spec, unit = ref.args
+        return self.runner.run_unit(unit), []
+
+    def cancel(self, ref, force=False):
+        self.cancelled += 1
+        raise self.exceptions.LocalRayletDiedError()
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_lost_ray_cluster_writes_finished_cells_and_says_how_to_resume(tmp_path, monkeypatch):
+    from diqa_bench.errors import RunAborted
+    from diqa_bench.ray_executor import RayExecutor
+
+    fake = _FakeRay(runner_units_alive=2)
+    real_run = RayExecutor._run
+
+    def run_with_fake(self, ray, runner, spec, units, on_unit):
+        fake.runner = runner
+        return real_run(self, ray, runner, spec, units, on_unit)
+
+    monkeypatch.setattr(RayExecutor, "_connect", lambda self: (fake, False))
+    monkeypatch.setattr(RayExecutor, "_run", run_with_fake)
+    import diqa_bench.testing as stubs
+    from diqa_bench import config as cfgmod
+    from diqa_bench.plugins import load_plugins
+    from diqa_bench.runner import RunOptions, run_benchmark
+
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(small()))
+    registry = load_plugins(extra=[("stub", stubs)])
+    opts = RunOptions(out=tmp_path / "results", cache_dir=tmp_path / "cache", device="cpu", workers=0, batch_size=8, progress=False)
+    with pytest.raises(RunAborted) as info:
+        run_benchmark(cfgmod.parse(tmp_path / "bench.yaml", registry), registry, opts, log=lambda msg: None,
+                      executor=RayExecutor(shard_size=None, log=lambda msg: None))
+    message = str(info.value)
+    assert "\n" not in message and "Ray cluster was lost" in message and "LocalRayletDiedError" in message
+    assert "run the same command again to resume" in message and str(tmp_path / "results") in message
+    run = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run["interrupted"] is True
+    assert [c["status"] for c in run["cells"]] == ["ok"] * len(run["cells"]) and len(run["cells"]) == 4  # two units x two test domains
+    assert fake.got == 3  # it stopped at the first lost task instead of failing every later one
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
+    from diqa_bench.cache import CacheWarning
+
+    first = run_tiny_benchmark(tmp_path, small())
+    import gc
+
+    gc.collect()  # close the first run's connections, as the end of its process would
+    cache = tmp_path / "cache"
+    models = [p for p in (cache / "models").iterdir() if (p / "DONE").exists()]
+    assert models
+    for m in models:
+        (m / "linear.json").write_bytes(b"\x00garbage")
+    for name in ("scores.sqlite", "cells.sqlite"):  # so the models must be loaded again
+        for suffix in ("", "-wal", "-shm"):
+            (cache / (name + suffix)).unlink(missing_ok=True)
+    StubLinear.fits = 0
+    with pytest.warns(CacheWarning, match="cannot be loaded"):
+        again = run_tiny_benchmark(tmp_path, small())
+    assert StubLinear.fits == len(models)
+    assert all(c["status"] == "ok" for c in again.run["cells"])
+    assert (again.out / "metrics.csv").read_bytes() == (first.out / "metrics.csv").read_bytes()
+    assert [p for p in (cache / "models").iterdir() if ".damaged-" in p.name]
+    for saved in (again.out / "models").rglob("linear.json"):
+        json.loads(saved.read_text())
