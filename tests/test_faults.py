@@ -134,7 +134,7 @@ def test_damaged_cache_database_is_set_aside_and_rebuilt(tmp_path):
 
     gc.collect()  # close the first run's connections, as the end of its process would
     cache = tmp_path / "cache"
-    for name in ("scores.sqlite", "cells.sqlite"):
+    for name in ("scores.sqlite",):
         for suffix in ("-wal", "-shm"):
             (cache / (name + suffix)).unlink(missing_ok=True)
         _damage(cache / name)
@@ -418,7 +418,7 @@ def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
     assert models
     for m in models:
         (m / "linear.json").write_bytes(b"\x00garbage")
-    for name in ("scores.sqlite", "cells.sqlite"):  # so the models must be loaded again
+    for name in ("scores.sqlite",):  # so the models must be loaded again
         for suffix in ("", "-wal", "-shm"):
             (cache / (name + suffix)).unlink(missing_ok=True)
     StubLinear.fits = 0
