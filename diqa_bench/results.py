@@ -137,7 +137,8 @@ def _umask() -> int:
 
 def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
     """MOS the cell is judged against: raw MOS when the test domain holds one dataset; the
-    per-dataset range-normalised MOS (0-1, higher better) when it mixes datasets of other scales."""
+    per-dataset normalised MOS (``mos_norm``, from :func:`diqa_bench.datasets.normalise_mos`, higher
+    better) when it mixes datasets of other scales."""
     datasets = {r.dataset for r in outcome.images}
     if len(datasets) <= 1:
         return np.array([r.mos for r in outcome.images], float), outcome.mos_lower_better
