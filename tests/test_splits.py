@@ -89,6 +89,8 @@ def test_split_items_and_group_kfold_are_group_aware():
     train, held = split_items(list(range(30)), groups, 0.2, seed=1)
     assert not {groups[i] for i in train} & {groups[i] for i in held}
     assert sorted(train + held) == list(range(30))
+    with pytest.raises(ValueError, match="29 items but 30 groups"):
+        split_items(list(range(29)), groups, 0.2, seed=1)
     folds = group_kfold(groups, 5, seed=1)
     assert len(folds) == 5
     seen = []
