@@ -70,6 +70,12 @@ class StoredRun:
     def protocol(self) -> dict[str, Any]:
         return self.run_info.get("protocol", {})
 
+    def bootstrap_settings(self, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None) -> tuple[int, float, int]:
+        """(bootstrap size, confidence, stats seed): the given ones, else the run's protocol."""
+        protocol = self.protocol
+        return (bootstrap or protocol.get("bootstrap") or 1000, confidence or protocol.get("confidence", 0.95),
+                protocol.get("stats_seed", 0) if seed is None else seed)
+
     def test_domains(self) -> list[str]:
         from diqa_bench.pairs import pair_domains
 
