@@ -198,6 +198,21 @@ class BenchmarkResult:
         return float(row.value.iloc[0])
 
 
+class InterruptOnCall:
+    """Wraps a function and raises KeyboardInterrupt (as Ctrl-C would) on its ``n``-th call; the
+    other calls go through. For tests of interrupted runs: ``monkeypatch.setattr(Runner,
+    "run_unit", InterruptOnCall(Runner.run_unit, 2))``."""
+
+    def __init__(self, fn, n: int):
+        self.fn, self.n, self.calls = fn, n, 0
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kw)
+
+
 def isolated_registry(plugins: list[tuple[str, Any] | str] | None = None):
     """A registry of the stub plugins plus exactly ``plugins``: (name, module) pairs, or the names
     of installed entry points. No other installed plugin loads, so a plugin's tests give the same
