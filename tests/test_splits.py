@@ -110,6 +110,8 @@ def test_protocol_full_scores_every_image_and_reports_raters(tmp_path):
 
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
+    import diqa_datasets
+
     rng = np.random.default_rng(0)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -123,7 +125,7 @@ def test_protocol_full_scores_every_image_and_reports_raters(tmp_path):
     cfg = stub_config(methods=[{"name": "stub-noise"}], seeds=[0], train_sets=[], test_domains=["a", "derm"])
     cfg["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "patient_column": "patient"}}]
     cfg["splits"] = {"protocol": "full", "seeds": [0]}
-    res = run_tiny_benchmark(tmp_path / "run", cfg)
+    res = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)])
     assert res.exit_code == 0
     srocc = res.metrics[(res.metrics.statistic == "SROCC") & (res.metrics.seed.astype(str) == "all")]
     assert dict(zip(srocc.test, srocc.n)) == {"a": 30, "derm": 24}  # every image, no hashed test fraction
