@@ -42,7 +42,6 @@ from diqa_bench.pairs import is_pair_dataset
 from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
 from diqa_bench.plugins import Registry
 from diqa_bench.splits import check_split_labels, split_records
-from diqa_bench.stats import unacceptable
 
 
 def resolve_device(requested: str | None) -> str:
