@@ -161,19 +161,23 @@ def normalise_mos(mos: list[float], dataset: Dataset, how: str = "range") -> lis
     variance within the dataset. DMOS-style (``lower_better``) labels are flipped. Raw MOS is never
     compared across datasets: use this for training targets only; evaluation uses the raw MOS.
     """
+    return scale_mos(mos, dataset.mos_range, bool(dataset.lower_better), how).tolist()
+
+
+def scale_mos(mos, mos_range: tuple[float, float] | None, lower_better: bool, how: str = "range"):
+    """The arithmetic of :func:`normalise_mos` on bare values (numpy array out), for callers that
+    hold a dataset's declared range and direction but not the :class:`Dataset` (stored runs)."""
     import numpy as np
 
     values = np.asarray(mos, dtype=float)
     if how == "range":
-        low, high = dataset.mos_range
+        if mos_range is None:
+            raise ValueError("range MOS normalisation needs the dataset's mos_range")
+        low, high = mos_range
         out = (values - low) / (high - low)
-        if dataset.lower_better:
-            out = 1.0 - out
-    elif how == "zscore":
+        return 1.0 - out if lower_better else out
+    if how == "zscore":
         sd = values.std()
         out = (values - values.mean()) / (sd if sd > 0 else 1.0)
-        if dataset.lower_better:
-            out = -out
-    else:
-        raise ValueError(f"unknown MOS normalisation {how!r}: use 'range' or 'zscore'")
-    return out.tolist()
+        return -out if lower_better else out
+    raise ValueError(f"unknown MOS normalisation {how!r}: use 'range' or 'zscore'")

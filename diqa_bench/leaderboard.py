@@ -174,6 +174,11 @@ def transfer_rows(transfer, test: str) -> tuple[list[str], list[list[str]]]:
 REASON_WIDTH = 60  # longer reasons are cut in the table and given in full below it
 
 
+def _bullets(title: str, items: list[str]) -> list[str]:
+    """Markdown lines of a titled bullet list, or none when there are no items."""
+    return [title, "", *(f"- {n}" for n in items), ""] if items else []
+
+
 def missing_notes(run_info: dict[str, Any], test: str) -> list[str]:
     """One line per method @ train set of this test domain whose cells have no result, with the
     full reason and the seeds it applies to."""
@@ -253,18 +258,8 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         for item in legend:
             lines.append(item)
             lines.append("")
-        notes = missing_notes(run_info, test)
-        if notes:
-            lines.append("Cells without results:")
-            lines.append("")
-            lines.extend(f"- {n}" for n in notes)
-            lines.append("")
-        linear = linear_mapping_notes(run_info, test)
-        if linear:
-            lines.append("PLCC and RMSE with a linear instead of a logistic mapping:")
-            lines.append("")
-            lines.extend(f"- {n}" for n in linear)
-            lines.append("")
+        lines += _bullets("Cells without results:", missing_notes(run_info, test))
+        lines += _bullets("PLCC and RMSE with a linear instead of a logistic mapping:", linear_mapping_notes(run_info, test))
         t_header, t_rows = transfer_rows(transfer, test)
         if t_rows:
             conf = int(round(100 * run_info.get("protocol", {}).get("confidence", 0.95)))

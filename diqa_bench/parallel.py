@@ -116,11 +116,11 @@ def _method_for(recipe: MethodRecipe):
     key = json.dumps(asdict(recipe), sort_keys=True, default=str)
     if key not in _METHODS:
         from diqa_bench.methods import MethodContext
-        from diqa_bench.plugins import load_plugins
+        from diqa_bench.plugins import load_plugins, only_entry_points
 
-        os.environ["DIQA_BENCH_PLUGINS"] = ",".join(recipe.entry_points)
         extra = [(name, importlib.import_module(mod)) for name, mod in recipe.modules]
-        registry = load_plugins(strict=True, extra=extra)
+        with only_entry_points(recipe.entry_points):  # the worker may run other code after this method
+            registry = load_plugins(strict=True, extra=extra)
         method = registry.method(recipe.name)(**recipe.options)
         ctx = MethodContext(device="cpu", batch_size=recipe.batch_size, workers=0, seed=recipe.seed,
                             weights_dir=Path(recipe.weights_dir) if recipe.weights_dir else None)

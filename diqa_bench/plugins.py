@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Iterable
@@ -145,6 +146,21 @@ def selected_plugins() -> set[str] | None:
     if raw is None:
         return None
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+@contextmanager
+def only_entry_points(names: Iterable[str]):
+    """Within the block, DIQA_BENCH_PLUGINS selects exactly ``names`` (none when empty); the
+    previous value, or its absence, comes back afterwards even when the block fails."""
+    saved = os.environ.get("DIQA_BENCH_PLUGINS")
+    os.environ["DIQA_BENCH_PLUGINS"] = ",".join(names)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("DIQA_BENCH_PLUGINS", None)
+        else:
+            os.environ["DIQA_BENCH_PLUGINS"] = saved
 
 
 def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = ()) -> Registry:

@@ -137,7 +137,8 @@ def _umask() -> int:
 
 def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
     """MOS the cell is judged against: raw MOS when the test domain holds one dataset; the
-    per-dataset range-normalised MOS (0-1, higher better) when it mixes datasets of other scales."""
+    per-dataset normalised MOS (``mos_norm``, from :func:`diqa_bench.datasets.normalise_mos`, higher
+    better) when it mixes datasets of other scales."""
     datasets = {r.dataset for r in outcome.images}
     if len(datasets) <= 1:
         return np.array([r.mos for r in outcome.images], float), outcome.mos_lower_better
@@ -290,6 +291,82 @@ def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
         atomic_write(folder / "threshold.json", json.dumps(doc, indent=1))
         written.append(folder / "threshold.json")
     return written
+
+
+def run_info(config, registry, runner, options, executor, started: str) -> dict[str, Any]:
+    """run.json's content for a run started at ``started`` (ISO time): configuration, environment,
+    plugins, protocol, the datasets of each domain, screening and skipped images. ``runner`` is the
+    :class:`diqa_bench.runner.Runner` that ran it; ``executor`` the one it ran on (None: local)."""
+    from datetime import datetime, timezone
+
+    from diqa_bench import pairs
+    from diqa_bench.cache import stable_hash
+
+    domains = {}
+    for dom, specs in config.domains.items():
+        sets = [runner.datasets[s.name] for s in specs if s.name in runner.datasets]
+        domains[dom] = {
+            "datasets": [
+                {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
+                 "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos,
+                 "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None,
+                 **_data_protocol(d)}
+                for d in sets
+            ],
+            "pseudo_mos": any(d.pseudo_mos for d in sets),
+            "synthetic": any(getattr(d.obj, "synthetic", False) for d in sets if not d.error),
+            **pairs.domain_info(sets),
+        }
+    return {
+        "schema_version": 1,
+        "name": config.name,
+        "config_path": str(config.path),
+        "config_hash": stable_hash(config.raw),
+        "config": config.raw,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(runner.device),
+        "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
+        "plugin_clashes": list(getattr(registry, "clashes", [])),
+        "protocol": {
+            "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
+            "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
+            "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
+            "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes, "decoder": runner.decoder,
+            "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
+        },
+        "domains": domains,
+        "screening": runner.screening,
+        "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(runner.skips)],
+        "cache_dir": str(runner.cache_dir),
+    }
+
+
+def _data_protocol(d) -> dict[str, Any]:
+    """What a dataset did to its images and splits, for run.json: preprocessing (e.g. pyiqa's
+    resize), where its split came from, and how many images each split label holds."""
+    from diqa_bench.splits import check_split_labels
+
+    if d.error:
+        return {}
+    out: dict[str, Any] = {}
+    if getattr(d.obj, "preprocessing", None):
+        out["preprocessing"] = d.obj.preprocessing
+    if getattr(d.obj, "split_source", None):
+        out["split_source"] = d.obj.split_source
+    labels = check_split_labels(d.records, d.name)
+    if set(labels) != {"unsplit"}:
+        out["split_counts"] = dict(labels)
+    return out
+
+
+def _unique_skips(skips: list) -> list:
+    seen, out = set(), []
+    for s in skips:
+        if (s.dataset, s.image, s.reason) not in seen:
+            seen.add((s.dataset, s.image, s.reason))
+            out.append(s)
+    return out
 
 
 def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bool = True) -> dict[str, Path]:

@@ -42,7 +42,6 @@ from diqa_bench.pairs import is_pair_dataset
 from diqa_bench.parallel import CHUNK, recipe_for, score_in_processes
 from diqa_bench.plugins import Registry
 from diqa_bench.splits import check_split_labels, split_records
-from diqa_bench.stats import unacceptable
 
 
 def resolve_device(requested: str | None) -> str:
@@ -529,7 +528,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     from datetime import datetime, timezone
 
     from diqa_bench import pairs
-    from diqa_bench.results import environment, publish_results, results_lock, staging_folder, write_all
+    from diqa_bench.results import publish_results, results_lock, run_info, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Checked before any work: the results folder is writable and no other run writes to it.
@@ -546,46 +545,6 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         raise
     outcomes: list[CellOutcome] = []
 
-    def info() -> dict[str, Any]:
-        domains = {}
-        for dom, specs in config.domains.items():
-            sets = [runner.datasets[s.name] for s in specs if s.name in runner.datasets]
-            domains[dom] = {
-                "datasets": [
-                    {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
-                     "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos,
-                     "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None,
-                     **_data_protocol(d)}
-                    for d in sets
-                ],
-                "pseudo_mos": any(d.pseudo_mos for d in sets),
-                "synthetic": any(getattr(d.obj, "synthetic", False) for d in sets if not d.error),
-                **pairs.domain_info(sets),
-            }
-        return {
-            "schema_version": 1,
-            "name": config.name,
-            "config_path": str(config.path),
-            "config_hash": stable_hash(config.raw),
-            "config": config.raw,
-            "started_at": started,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment(runner.device),
-            "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
-            "plugin_clashes": list(getattr(registry, "clashes", [])),
-            "protocol": {
-                "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
-                "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
-                "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
-                "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes, "decoder": runner.decoder,
-                "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
-            },
-            "domains": domains,
-            "screening": runner.screening,
-            "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(runner.skips)],
-            "cache_dir": str(runner.cache_dir),
-        }
-
     interrupted = False
     aborted: RunAborted | None = None
     try:
@@ -597,7 +556,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         except RunAborted as exc:
             interrupted = aborted = exc
         pairs.attach(runner, outcomes)
-        write_all(stage, {**info(), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
+        write_all(stage, {**run_info(config, registry, runner, options, executor, started), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
         where = publish_results(stage, final_out, complete=not interrupted)
     finally:  # a crash leaves the previous results as they were
         shutil.rmtree(stage, ignore_errors=True)
@@ -613,30 +572,5 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     return outcomes, paths
 
 
-def _data_protocol(d: LoadedDataset) -> dict[str, Any]:
-    """What a dataset did to its images and splits, for run.json: preprocessing (e.g. pyiqa's
-    resize), where its split came from, and how many images each split label holds."""
-    if d.error:
-        return {}
-    out: dict[str, Any] = {}
-    if getattr(d.obj, "preprocessing", None):
-        out["preprocessing"] = d.obj.preprocessing
-    if getattr(d.obj, "split_source", None):
-        out["split_source"] = d.obj.split_source
-    labels = check_split_labels(d.records, d.name)
-    if set(labels) != {"unsplit"}:
-        out["split_counts"] = dict(labels)
-    return out
-
-
 RESULT_FILES = {name: Path(file) for name, file in (
     ("scores", "scores.csv"), ("metrics", "metrics.csv"), ("metrics_json", "metrics.json"), ("run", "run.json"), ("leaderboard", "LEADERBOARD.md"))}
-
-
-def _unique_skips(skips: list[Skip]) -> list[Skip]:
-    seen, out = set(), []
-    for s in skips:
-        if (s.dataset, s.image, s.reason) not in seen:
-            seen.add((s.dataset, s.image, s.reason))
-            out.append(s)
-    return out

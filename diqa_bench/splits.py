@@ -101,7 +101,10 @@ def split_records(
 
 def split_items(items: Sequence[T], groups: Sequence[str], test_ratio: float, seed: int) -> tuple[list[int], list[int]]:
     """Group-aware split of arbitrary items by position: (train positions, held-out positions).
-    For methods that carve a validation set out of their training data."""
+    For methods that carve a validation set out of their training data. ``groups[i]`` is the
+    content group of ``items[i]``: a length mismatch would silently mis-assign groups, so it fails."""
+    if len(items) != len(groups):
+        raise ValueError(f"split_items: {len(items)} items but {len(groups)} groups")
     held = split_groups(groups, test_ratio, seed)
     train = [i for i, g in enumerate(groups) if g not in held]
     out = [i for i, g in enumerate(groups) if g in held]

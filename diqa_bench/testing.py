@@ -198,27 +198,33 @@ class BenchmarkResult:
         return float(row.value.iloc[0])
 
 
+class InterruptOnCall:
+    """Wraps a function and raises KeyboardInterrupt (as Ctrl-C would) on its ``n``-th call; the
+    other calls go through. For tests of interrupted runs: ``monkeypatch.setattr(Runner,
+    "run_unit", InterruptOnCall(Runner.run_unit, 2))``."""
+
+    def __init__(self, fn, n: int):
+        self.fn, self.n, self.calls = fn, n, 0
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kw)
+
+
 def isolated_registry(plugins: list[tuple[str, Any] | str] | None = None):
     """A registry of the stub plugins plus exactly ``plugins``: (name, module) pairs, or the names
     of installed entry points. No other installed plugin loads, so a plugin's tests give the same
     result whether or not it (or anything else) is installed."""
-    import os
-
-    from diqa_bench.plugins import load_plugins
+    from diqa_bench.plugins import load_plugins, only_entry_points
 
     import diqa_bench.testing as stubs
 
     extra = [p for p in plugins or [] if not isinstance(p, str)]
     entry_points = [p for p in plugins or [] if isinstance(p, str)]
-    saved = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ",".join(entry_points)
-    try:
+    with only_entry_points(entry_points):
         return load_plugins(extra=[("stub", stubs), *extra])
-    finally:
-        if saved is None:
-            os.environ.pop("DIQA_BENCH_PLUGINS", None)
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = saved
 
 
 def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plugins: list[tuple[str, Any] | str] | None = None,

@@ -244,3 +244,22 @@ def test_derm_ratings_with_ham10000_metadata_as_published(tmp_path, ctx):
     with pytest.raises(DataError, match="missing column 'image' \\(image\\)"):
         DermRatingsDataset(root=str(HAM), ratings=str(tmp_path / "ratings.csv"), metadata=str(HAM / "HAM10000_metadata_sample.csv"),
                            patient_column="lesion_id").load(ctx)
+
+
+def test_mos_normalisation_puts_higher_better_first_on_one_scale():
+    from diqa_bench.datasets import Dataset, normalise_mos, scale_mos
+
+    class Dmos(Dataset):
+        name = "dmos"
+        mos_range = (0.0, 100.0)
+        lower_better = True
+
+    assert normalise_mos([0.0, 25.0, 100.0], Dmos()) == [1.0, 0.75, 0.0]  # DMOS flipped: 0 is the best image
+    z = normalise_mos([10.0, 20.0, 30.0], Dmos(), "zscore")
+    assert z[0] > 0 > z[2] and abs(sum(z)) < 1e-12
+    assert scale_mos([3.0], (1.0, 5.0), False).tolist() == [0.5]
+    assert scale_mos([7.0, 7.0], None, False, "zscore").tolist() == [0.0, 0.0]  # constant labels: no division by zero
+    with pytest.raises(ValueError, match="needs the dataset's mos_range"):
+        scale_mos([1.0], None, False, "range")
+    with pytest.raises(ValueError, match="unknown MOS normalisation 'rank'"):
+        scale_mos([1.0], (0.0, 1.0), False, "rank")

@@ -14,7 +14,7 @@ import yaml
 
 from diqa_bench import cli
 from diqa_bench.runner import Runner
-from diqa_bench.testing import StubLinear, run_tiny_benchmark, stub_config
+from diqa_bench.testing import InterruptOnCall, StubLinear, run_tiny_benchmark, stub_config
 
 
 def small(**kw):
@@ -23,22 +23,11 @@ def small(**kw):
     return cfg
 
 
-class _InterruptAt:
-    def __init__(self, fn, n):
-        self.fn, self.n, self.calls = fn, n, 0
-
-    def __call__(self, *args, **kw):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return self.fn(*args, **kw)
-
-
 @pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 def test_interrupted_rerun_keeps_the_finished_results(tmp_path, monkeypatch):
     first = run_tiny_benchmark(tmp_path, small())
     before = {p.name: p.read_bytes() for p in first.out.iterdir() if p.is_file()}
-    interrupt = _InterruptAt(Runner.run_unit, 2)
+    interrupt = InterruptOnCall(Runner.run_unit, 2)
     monkeypatch.setattr(Runner, "run_unit", lambda self, unit: interrupt(self, unit))
     with pytest.raises(KeyboardInterrupt):
         run_tiny_benchmark(tmp_path, small())

@@ -73,6 +73,24 @@ def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
     assert recipe_for(StubNoise(), stub_registry, MethodContext()) is None
 
 
+@pytest.mark.parametrize("before", [None, "some-plugin"])
+def test_building_a_method_in_a_worker_leaves_the_plugin_selection_as_it_was(monkeypatch, before):
+    import os
+
+    from diqa_bench import parallel
+    from diqa_bench.parallel import MethodRecipe
+
+    if before is None:
+        monkeypatch.delenv("DIQA_BENCH_PLUGINS", raising=False)
+    else:
+        monkeypatch.setenv("DIQA_BENCH_PLUGINS", before)
+    monkeypatch.setattr(parallel, "_METHODS", {})
+    recipe = MethodRecipe("stub-noise", {}, (), (("stub", "diqa_bench.testing"),), None, 4, 0)
+    method, _ = parallel._method_for(recipe)
+    assert method.name == "stub-noise"
+    assert os.environ.get("DIQA_BENCH_PLUGINS") == before
+
+
 def _tunables():
     import os
 

@@ -10,7 +10,7 @@ import pytest
 from diqa_bench import hookimpl
 from diqa_bench.datasets import Dataset, Record
 from diqa_bench.runner import Runner
-from diqa_bench.testing import StubLinear, StubNoise, run_tiny_benchmark, stub_config
+from diqa_bench.testing import InterruptOnCall, StubLinear, StubNoise, run_tiny_benchmark, stub_config
 
 pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 
@@ -89,24 +89,11 @@ def test_zero_shot_scores_each_image_once_across_seeds_and_cells(tmp_path, stub_
     assert StubNoise.calls == unique_images
 
 
-class _Interrupt:
-    """Raise KeyboardInterrupt (as Ctrl-C would) on the n-th call of the wrapped function."""
-
-    def __init__(self, fn, n):
-        self.fn, self.n, self.calls = fn, n, 0
-
-    def __call__(self, *args, **kw):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return self.fn(*args, **kw)
-
-
 def test_run_killed_between_units_resumes_to_identical_tables(tmp_path, monkeypatch, stub_counters):
     reference = _tables(run_tiny_benchmark(tmp_path / "reference", small_config()))
 
     killed = tmp_path / "killed"
-    interrupt = _Interrupt(Runner.run_unit, 3)
+    interrupt = InterruptOnCall(Runner.run_unit, 3)
     monkeypatch.setattr(Runner, "run_unit", lambda self, unit: interrupt(self, unit))
     with pytest.raises(KeyboardInterrupt):
         run_tiny_benchmark(killed, small_config())
@@ -125,7 +112,7 @@ def test_run_killed_between_units_resumes_to_identical_tables(tmp_path, monkeypa
 def test_run_killed_inside_a_batch_resumes_to_identical_tables(tmp_path, monkeypatch, stub_counters):
     reference = _tables(run_tiny_benchmark(tmp_path / "reference", small_config()))
     killed = tmp_path / "killed"
-    interrupt = _Interrupt(StubNoise.score_batch, 2)
+    interrupt = InterruptOnCall(StubNoise.score_batch, 2)
     monkeypatch.setattr(StubNoise, "score_batch", lambda self, batch: interrupt(self, batch))
     with pytest.raises(KeyboardInterrupt):
         run_tiny_benchmark(killed, small_config(), batch_size=4)

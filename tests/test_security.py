@@ -53,6 +53,27 @@ def _images(folder: Path, n: int = 2) -> Path:
     return folder
 
 
+def _csv_folder_run(tmp_path: Path, folder: Path, **config):
+    """A stub-noise benchmark on every image of ``folder`` as a csv dataset (MOS 1-5 by name)."""
+    import pandas as pd
+
+    from diqa_bench.testing import run_tiny_benchmark
+
+    import diqa_datasets
+
+    names = sorted(p.name for p in folder.iterdir())
+    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = {
+        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
+        "methods": [{"name": "stub-noise"}],
+        "test_domains": ["a"],
+        "splits": {"test_ratio": 0.99},
+        "statistics": {"bootstrap": 10},
+        **config,
+    }
+    return run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)], reports=False)
+
+
 @pytest.mark.parametrize("method", ["brisque", "musiq"])
 def test_score_refuses_weights_that_carry_code(offline_pyiqa, capsys, method):
     tmp = offline_pyiqa
@@ -198,25 +219,10 @@ def test_score_skips_bombs_and_writes_the_good_images(tmp_path, stub_registry, m
 
 
 def test_a_bomb_in_a_benchmark_is_one_skipped_image_not_a_failed_cell(tmp_path, monkeypatch):
-    import pandas as pd
-
-    from diqa_bench.testing import run_tiny_benchmark
-
-    import diqa_datasets
-
     monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
     folder = _images(tmp_path / "imgs", n=24)
     png_claiming(folder / "bomb.png", 12000, 12000)
-    names = sorted(p.name for p in folder.iterdir())
-    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
-    cfg = {
-        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
-        "methods": [{"name": "stub-noise"}],
-        "test_domains": ["a"],
-        "splits": {"test_ratio": 0.99},
-        "statistics": {"bootstrap": 10},
-    }
-    result = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)], reports=False)
+    result = _csv_folder_run(tmp_path, folder)
     assert result.exit_code == 0
     assert [s["reason"] for s in result.run["skipped"] if "bomb.png" in str(s)] and "exceed the limit" in str(result.run["skipped"])
 
@@ -359,27 +365,13 @@ def test_a_clash_is_printed_in_the_leaderboards_protocol():
 
 
 def test_config_pixel_limit_applies_to_a_run(tmp_path, monkeypatch):
-    import diqa_datasets
-    import pandas as pd
-
     from diqa_bench.images import MAX_PIXELS_ENV
-    from diqa_bench.testing import run_tiny_benchmark
 
     monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
     monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")  # restored after the test: the run sets it from the config
     folder = _images(tmp_path / "imgs", n=8)  # 120x100 = 12000 pixels each
     Image.new("RGB", (200, 100)).save(folder / "wide.png")  # 20000 pixels
-    names = sorted(p.name for p in folder.iterdir())
-    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
-    cfg = {
-        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
-        "methods": [{"name": "stub-noise"}],
-        "test_domains": ["a"],
-        "splits": {"test_ratio": 0.99},
-        "statistics": {"bootstrap": 10},
-        "max_image_pixels": 15000,
-    }
-    result = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)], reports=False)
+    result = _csv_folder_run(tmp_path, folder, max_image_pixels=15000)
     assert [s["image"] for s in result.run["skipped"]] == ["wide.png"]
     assert "limit of 0.015 MP" in result.run["skipped"][0]["reason"]
 

@@ -89,6 +89,8 @@ def test_split_items_and_group_kfold_are_group_aware():
     train, held = split_items(list(range(30)), groups, 0.2, seed=1)
     assert not {groups[i] for i in train} & {groups[i] for i in held}
     assert sorted(train + held) == list(range(30))
+    with pytest.raises(ValueError, match="29 items but 30 groups"):
+        split_items(list(range(29)), groups, 0.2, seed=1)
     folds = group_kfold(groups, 5, seed=1)
     assert len(folds) == 5
     seen = []
@@ -108,6 +110,8 @@ def test_protocol_full_scores_every_image_and_reports_raters(tmp_path):
 
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
+    import diqa_datasets
+
     rng = np.random.default_rng(0)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -121,7 +125,7 @@ def test_protocol_full_scores_every_image_and_reports_raters(tmp_path):
     cfg = stub_config(methods=[{"name": "stub-noise"}], seeds=[0], train_sets=[], test_domains=["a", "derm"])
     cfg["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "patient_column": "patient"}}]
     cfg["splits"] = {"protocol": "full", "seeds": [0]}
-    res = run_tiny_benchmark(tmp_path / "run", cfg, plugins=["datasets"])
+    res = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)])
     assert res.exit_code == 0
     srocc = res.metrics[(res.metrics.statistic == "SROCC") & (res.metrics.seed.astype(str) == "all")]
     assert dict(zip(srocc.test, srocc.n)) == {"a": 30, "derm": 24}  # every image, no hashed test fraction

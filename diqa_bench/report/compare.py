@@ -51,10 +51,7 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
 
     run_a, run_b = load_run(Path(dir_a)), load_run(Path(dir_b))
     warnings = compatibility_warnings(run_a, run_b)
-    protocol = run_a.protocol
-    bootstrap = bootstrap or protocol.get("bootstrap") or 1000
-    confidence = confidence or protocol.get("confidence", 0.95)
-    seed = protocol.get("stats_seed", 0)
+    bootstrap, confidence, seed = run_a.bootstrap_settings(bootstrap, confidence)
     cells_a, cells_b = run_a.cells(), run_b.cells()
     seeded_a, seeded_b = _per_seed(run_a), _per_seed(run_b)
 

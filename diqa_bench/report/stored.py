@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench import stats
+from diqa_bench.datasets import scale_mos
 from diqa_bench.errors import UserError
 
 CellKey = tuple[str, str, str, str]  # (method label, train set, test domain, split seed)
@@ -68,6 +69,12 @@ class StoredRun:
     @property
     def protocol(self) -> dict[str, Any]:
         return self.run_info.get("protocol", {})
+
+    def bootstrap_settings(self, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None) -> tuple[int, float, int]:
+        """(bootstrap size, confidence, stats seed): the given ones, else the run's protocol."""
+        protocol = self.protocol
+        return (bootstrap or protocol.get("bootstrap") or 1000, confidence or protocol.get("confidence", 0.95),
+                protocol.get("stats_seed", 0) if seed is None else seed)
 
     def test_domains(self) -> list[str]:
         from diqa_bench.pairs import pair_domains
@@ -145,16 +152,9 @@ def _eval_mos(run: StoredRun, rows) -> np.ndarray:
     how = run.protocol.get("normalise_mos", "range")
     for name, idx in rows.groupby("dataset").indices.items():
         info = sets.get(name, {})
-        values = mos[idx]
-        if how == "range" and info.get("mos_range"):
-            low, high = info["mos_range"]
-            norm = (values - low) / (high - low)
-            norm = 1.0 - norm if info.get("lower_better") else norm
-        else:  # z-score over the images of this dataset present in the cell
-            sd = values.std()
-            norm = (values - values.mean()) / (sd if sd > 0 else 1.0)
-            norm = -norm if info.get("lower_better") else norm
-        out[idx] = norm
+        # Without a declared range, z-score over the images of this dataset present in the cell.
+        mode = "range" if how == "range" and info.get("mos_range") else "zscore"
+        out[idx] = scale_mos(mos[idx], info.get("mos_range"), bool(info.get("lower_better")), mode)
     return out
 
 

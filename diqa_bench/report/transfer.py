@@ -59,10 +59,7 @@ def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, conf
     import pandas as pd
 
     run = folder_or_run if isinstance(folder_or_run, StoredRun) else load_run(folder_or_run)
-    protocol = run.protocol
-    bootstrap = bootstrap or protocol.get("bootstrap") or 1000
-    confidence = confidence or protocol.get("confidence", 0.95)
-    seed = protocol.get("stats_seed", 0) if seed is None else seed
+    bootstrap, confidence, seed = run.bootstrap_settings(bootstrap, confidence, seed)
     cells = run.cells()
     domains = _train_domains(run)
     rows = []
