@@ -275,3 +275,19 @@ def test_default_benchmark_has_enough_content_groups_in_every_split():
             real_skin = sum(r.real for d in datasets for r in d.reference_list())
             assert all(len(t) >= 6 for t in [split_groups(groups[0], cfg.test_ratio, s) for s in cfg.seeds])
     assert real_skin == 19
+
+
+def test_over_exposure_of_the_brightest_skin_photo_keeps_texture():
+    """Light skin at +2.8 EV would clip to a flat white frame, on which NIQE's patch statistics are
+    undefined (it fails the whole batch); the distortion keeps the darkest 5% of pixels unclipped."""
+    from diqa_datasets.embedded.distortions import over_exposure
+
+    ref = embedded.square_photo(SKIN_PHOTOS_DIR / "image_0012.jpg", 96)
+    rng = np.random.default_rng(0)
+    outs = [over_exposure(ref, level, rng).astype(np.float32) for level in range(1, 6)]
+    means = [o.mean() for o in outs]
+    assert means == sorted(means) and means[0] > ref.mean() * 255  # brighter level after level
+    worst = outs[-1].max(axis=-1)
+    assert (worst < 250).mean() >= 0.04 and worst.std() > 2.0  # not a flat white frame
+    dark = np.full((32, 32, 3), 0.2, np.float32)  # nothing clips: the full +2.8 EV applies
+    assert abs(over_exposure(dark, 5, rng).mean() / 255 - (0.2**2.2 * 2**2.8) ** (1 / 2.2)) < 0.01

@@ -29,7 +29,7 @@ from .names import DISTORTION_NAMES, LEVELS
 from .photos import NATURAL_PHOTOS, SKIMAGE_PHOTOS, BundledPhoto
 
 # Bump when generated pixels or labels change: the cache folder name includes it.
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 RECORDS_FILE = "records.json"
 SKIN_PHOTOS_DIR = Path(__file__).resolve().parent / "skin_photos"
 SKIN_PHOTOS_LICENCE = "CC BY 4.0, Legit.Health AGPPGA study, doi:10.5281/zenodo.17975532"
