@@ -291,3 +291,24 @@ def test_over_exposure_of_the_brightest_skin_photo_keeps_texture():
     assert (worst < 250).mean() >= 0.04 and worst.std() > 2.0  # not a flat white frame
     dark = np.full((32, 32, 3), 0.2, np.float32)  # nothing clips: the full +2.8 EV applies
     assert abs(over_exposure(dark, 5, rng).mean() / 255 - (0.2**2.2 * 2**2.8) ** (1 / 2.2)) < 0.01
+
+
+def test_leaderboard_says_which_references_are_real():
+    from test_leaderboard import golden_metrics, golden_run_info
+
+    from diqa_bench.leaderboard import render_markdown
+
+    info = golden_run_info()
+    real, synth = SkinPhotosDataset(), SyntheticSkinDataset(references=6)
+    info["domains"]["b"]["datasets"] = [
+        {"name": "skin-photos", "type": "skin-photos", "images": 532, "synthetic": False, "references": real.references_note, "notes": []},
+        {"name": "synthetic-skin", "type": "synthetic-skin", "images": 168, "synthetic": True, "references": synth.references_note,
+         "notes": ["natural-photos: 1 photo(s) not installed, left out: x (reinstall)"]},
+    ]
+    text = render_markdown(golden_metrics(), info)
+    section = text[text.index("## Test domain: b") :]
+    assert section.startswith("## Test domain: b (labels are pseudo-MOS; partly synthetic images)")
+    assert ("References (content groups): 19 real photos (CC BY 4.0, Legit.Health AGPPGA study, "
+            "doi:10.5281/zenodo.17975532) + 6 synthetic (procedural skin, Fitzpatrick I-VI).") in section
+    assert "Note: natural-photos: 1 photo(s) not installed" in section
+    assert "## Test domain: a (labels are pseudo-MOS)\n" in text and text.count("References (content groups)") == 1

@@ -113,13 +113,14 @@ class EmbeddedDataset(Dataset):
 
     @property
     def references_note(self) -> str:
-        """One line for reports: how many references, real or generated, and their licence."""
+        """How many references, real or generated, and where from: one phrase for reports (the
+        leaderboard joins a domain's with " + ")."""
         refs = self.reference_list()
         real = sum(r.real for r in refs)
         parts = [f"{real} real photos"] if real else []
         if len(refs) - real:
             parts.append(f"{len(refs) - real} synthetic")
-        return " + ".join(parts) + " (one content group each)"
+        return " + ".join(parts)
 
     # -- generation and cache ------------------------------------------------------------------
     def reference_names(self) -> list[str]:
@@ -325,7 +326,7 @@ class NaturalPhotosDataset(PhotoDataset):
     def references_note(self) -> str:
         refs = self.reference_list()
         sources = sorted({p.distribution for p in self.photos if p.group in {r.group for r in refs}})
-        return f"{len(refs)} real photos bundled with {', '.join(sources)} (one content group each)"
+        return f"{len(refs)} real photos (bundled with {', '.join(sources)})"
 
 
 class SkimageNaturalDataset(NaturalPhotosDataset):
@@ -360,7 +361,7 @@ class SkinPhotosDataset(PhotoDataset):
 
     @property
     def references_note(self) -> str:
-        return f"{len(self.reference_list())} real photos ({SKIN_PHOTOS_LICENCE}), one content group each"
+        return f"{len(self.reference_list())} real photos ({SKIN_PHOTOS_LICENCE})"
 
 
 class SyntheticSkinDataset(EmbeddedDataset):
@@ -378,6 +379,10 @@ class SyntheticSkinDataset(EmbeddedDataset):
             Reference(i, f"synthetic_skin_{i:03d}_fitzpatrick{self.skin_type(i)}", False, f"procedural, Fitzpatrick type {self.skin_type(i)}")
             for i in range(self.references or 0)
         ]
+
+    @property
+    def references_note(self) -> str:
+        return f"{self.references or 0} synthetic (procedural skin, Fitzpatrick I-VI)"
 
     @staticmethod
     def skin_type(index: int) -> int:
