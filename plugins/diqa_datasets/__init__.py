@@ -11,7 +11,12 @@ from diqa_bench import hookimpl
 @hookimpl
 def register_datasets(register):
     from .derm import DermRatingsDataset
-    from .embedded import NaturalPhotosDataset, SkimageNaturalDataset, SkinPhotosDataset, SyntheticSkinDataset
+    from .embedded import (
+        NaturalPhotosDataset,
+        SkimageNaturalDataset,
+        SkinPhotosDataset,
+        SyntheticSkinDataset,
+    )
     from .public import PUBLIC_DATASETS
     from .tabular import CsvDataset
 

@@ -94,7 +94,7 @@ class EmbeddedDataset(Dataset):
             raise DataError(f"{self.name}: levels must lie in 1..{LEVELS}, got {levels!r}")
         if references is None:
             references = self.default_references
-        options = dict(seed=seed, size=size, distortions=distortions, levels=levels, include_pristine=include_pristine)
+        options = {"seed": seed, "size": size, "distortions": distortions, "levels": levels, "include_pristine": include_pristine}
         if references is not None:
             options["references"] = int(references)
         super().__init__(**options)
@@ -281,14 +281,15 @@ class PhotoDataset(EmbeddedDataset):
         return refs[: self.references] if self.references is not None else refs
 
     def check(self) -> list[str]:
-        found = len(self.catalogue()) - len(self.missing())
-        wanted = self.references if self.references is not None else self.min_references
-        if found >= max(wanted, self.min_references):
+        missing = self.missing()
+        found = len(self.catalogue()) - len(missing)
+        needed = max(self.references or 0, self.min_references)
+        if found >= needed:
             return []
-        return [
-            f"{self.name}: only {found} of its {len(self.catalogue())} photos are installed, {max(wanted, self.min_references)} "
-            f"needed; missing: {', '.join(self.missing())} ({self.requirement})"
-        ]
+        return [(
+            f"{self.name}: only {found} of its {len(self.catalogue())} photos are installed, {needed} needed; "
+            f"missing: {', '.join(missing)} ({self.requirement})"
+        )]
 
     @property
     def notes(self) -> list[str]:

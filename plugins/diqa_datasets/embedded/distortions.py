@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .names import DISTORTION_NAMES, LEVELS
+from .names import DISTORTION_NAMES
+
 GAMMA = 2.2
 
 

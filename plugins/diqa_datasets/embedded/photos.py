@@ -14,7 +14,7 @@ a quality database: not a pristine reference).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 
@@ -38,7 +38,7 @@ def _from_metadata(distribution: str, path: str) -> Path | None:
     return None if root is None else root / path
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dist_root(distribution: str) -> Path | None:
     from importlib import metadata
 
@@ -59,7 +59,7 @@ def _from_module(module: str | None, path: str) -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0]).parent / path
+    return Path(next(iter(spec.submodule_search_locations))).parent / path
 
 
 def _skimage(name: str, file: str) -> BundledPhoto:
