@@ -310,6 +310,10 @@ def run_info(config, registry, runner, options, executor, started: str) -> dict[
                 {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
                  "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos,
                  "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None,
+                 # which references are real photos and which generated, for the reader of a table
+                 "synthetic": bool(getattr(d.obj, "synthetic", False)) if not d.error else None,
+                 "references": getattr(d.obj, "references_note", None) if not d.error else None,
+                 "notes": list(getattr(d.obj, "notes", None) or []) if not d.error else [],
                  **_data_protocol(d)}
                 for d in sets
             ],
