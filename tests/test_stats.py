@@ -253,10 +253,14 @@ def test_kendall_weighted_pairs_and_scipy_paths_agree(monkeypatch):
     groups = np.arange(50) // 4
     sample = stats.Sample.build(score, mos, groups)
     w = stats.group_weights(sample.codes, 30, np.random.default_rng(2))
+    groups_form = stats.statistic("KRCC", sample, w)
+    monkeypatch.setattr(stats, "KENDALL_GROUPS_MAX", 0)
     pairs = stats.statistic("KRCC", sample, w)
     monkeypatch.setattr(stats, "KENDALL_PAIRS_MAX", 10)
     per_row = stats.statistic("KRCC", sample, w)
+    np.testing.assert_allclose(groups_form, per_row, atol=1e-12)
     np.testing.assert_allclose(pairs, per_row, atol=1e-12)
+    assert np.isfinite(per_row).all() and np.ptp(per_row) > 0
 
 
 def test_paired_delta_uses_the_same_draws_for_both_sides():
