@@ -227,6 +227,7 @@ class CrossDomain(Method):
 
         built = (self.opts["backbone"], self.opts["backbone_weights"], self.mode, pretrained, str(self.device))
         if self.backbone is not None and self._built == built:
+            self._open_caches()  # the options (input policy, feature selection) may come from a checkpoint
             return  # e.g. the runner's setup() followed by load() of a fit made with the same backbone
         self._built = built
         if pretrained:
@@ -247,8 +248,13 @@ class CrossDomain(Method):
 
             model.requires_grad_(False)
             model = MultiLevelFeatures(model)
-            self._columns = model.columns(self.opts["features"])
         self.backbone = model.eval()
+        self._open_caches()
+
+    def _open_caches(self) -> None:
+        """The feature caches and backbone columns that the current options read."""
+        if self.mode == "head":
+            self._columns = self.backbone.columns(self.opts["features"])
         self.feature_cache = self.ctx.feature_cache(self._feature_namespace()) if (self.ctx and self.mode == "head") else None
         self.handcrafted_cache = self.ctx.feature_cache(self._handcrafted_namespace()) if (self.ctx and self._uses_handcrafted) else None
 
@@ -599,6 +605,7 @@ class CrossDomain(Method):
             "method": self.name,
             "method_version": self.version,
             "mode": self.mode,
+            "describe": self.describe(),  # what ran: head or finetune, inputs, features, loss
             "options": self.options,  # as given: the cache token is recomputed from them
             "resolved_options": self.opts,
             "backbone_weights_id": self.weights_id,
