@@ -143,11 +143,16 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         if info.get("pseudo_mos"):
             tags.append("labels are pseudo-MOS")
         if info.get("synthetic"):
-            tags.append("synthetic images")
+            partly = any(d.get("synthetic") is False for d in info.get("datasets", []))
+            tags.append("partly synthetic images" if partly else "synthetic images")
         lines.append(f"## Test domain: {test}" + (f" ({'; '.join(tags)})" if tags else ""))
         lines.append("")
         if info.get("datasets"):
             lines.append("Datasets: " + ", ".join(f"{d['name']} ({d['type']}, {d['images']} images)" for d in info["datasets"]) + ".")
+            refs = [d["references"] for d in info["datasets"] if d.get("references")]
+            if refs:
+                lines.append("References (content groups): " + " + ".join(refs) + ".")
+            lines.extend(f"Note: {n}" for d in info["datasets"] for n in d.get("notes", []))
             lines.append("")
         header, rows = leaderboard_rows(metrics, run_info, test, marks=marks)
         if rows:

@@ -511,7 +511,11 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                 "datasets": [
                     {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
                      "mos_range": list(getattr(d.obj, "mos_range", ())) if not d.error else None, "pseudo_mos": d.pseudo_mos,
-                     "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None}
+                     "lower_better": bool(getattr(d.obj, "lower_better", False)) if not d.error else None,
+                     # which references are real photos and which generated, for the reader of a table
+                     "synthetic": bool(getattr(d.obj, "synthetic", False)) if not d.error else None,
+                     "references": getattr(d.obj, "references_note", None) if not d.error else None,
+                     "notes": list(getattr(d.obj, "notes", None) or []) if not d.error else []}
                     for d in sets
                 ],
                 "pseudo_mos": any(d.pseudo_mos for d in sets),

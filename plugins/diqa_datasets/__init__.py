@@ -1,5 +1,6 @@
 """In-tree dataset types: generic CSV, the public IQA databases in pyiqa's layout, dermatology
-ratings, and two embedded offline domains (scikit-image photos and synthetic skin).
+ratings, and the embedded offline domains (real skin photos shipped in the package, synthetic skin,
+photos bundled by installed packages).
 
 Kept light: heavy modules are imported when a dataset loads, not when names are listed.
 """
@@ -10,7 +11,7 @@ from diqa_bench import hookimpl
 @hookimpl
 def register_datasets(register):
     from .derm import DermRatingsDataset
-    from .embedded import SkimageNaturalDataset, SyntheticSkinDataset
+    from .embedded import NaturalPhotosDataset, SkimageNaturalDataset, SkinPhotosDataset, SyntheticSkinDataset
     from .public import PUBLIC_DATASETS
     from .tabular import CsvDataset
 
@@ -18,5 +19,7 @@ def register_datasets(register):
     for cls in PUBLIC_DATASETS:
         register(cls)
     register(DermRatingsDataset)
-    register(SkimageNaturalDataset)
+    register(SkinPhotosDataset)
     register(SyntheticSkinDataset)
+    register(NaturalPhotosDataset)
+    register(SkimageNaturalDataset)

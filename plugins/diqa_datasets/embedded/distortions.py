@@ -79,9 +79,18 @@ def under_exposure(img, level, rng):
     return to_uint8(np.round(dark * 255.0) / 255.0)
 
 
+# Over-exposure never clips more than this share of the pixels: a camera's auto-exposure does not
+# blow out the whole frame, and an all-white image has no texture left for NIQE-style metrics (their
+# patch statistics are undefined there) nor for a grader to judge.
+MAX_CLIPPED = 0.95
+
+
 def over_exposure(img, level, rng):
     ev = [0.5, 0.9, 1.4, 2.0, 2.8][level - 1]
-    return to_uint8(_display(_linear(img) * 2.0**ev))
+    lin = _linear(img)
+    brightest = np.quantile(lin.max(axis=-1), 1.0 - MAX_CLIPPED)  # the darkest pixels that may clip
+    gain = min(2.0**ev, 0.9 / brightest) if brightest > 0 else 2.0**ev
+    return to_uint8(_display(lin * gain))
 
 
 _CASTS = np.array([[1.0, 0.0, -1.0], [-1.0, 0.0, 1.0], [-0.5, 1.0, -0.5], [0.5, -1.0, 0.5]])  # warm, cool, green, magenta
