@@ -386,7 +386,7 @@ def test_handcrafted_head_without_backbone_features_scores_from_both_caches(imag
     assert torch.allclose(_scores(loaded, data), from_pixels, atol=1e-5)
 
     with pytest.raises(Exception, match="features: none needs hand-crafted"):
-        CrossDomain(features="none").setup(ctx)
+        CrossDomain(features="none", handcrafted="none").setup(ctx)
 
 
 def test_finetune_with_handcrafted_features_round_trip(image_set, tmp_path):

@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "backbone": DEFAULT_BACKBONE,
     "backbone_weights": None,
     "mode": "auto",
-    "loss": "mix",
+    "loss": "fidelity",
     "mix_weight": 0.5,
     "rank_sigma": 0.1,
     "domain_weights": None,
@@ -80,19 +80,19 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "val_ratio": 0.2,
     "head_hidden": 256,
-    "input_policy": "resize",
+    "input_policy": "native",
     "image_size": 224,
     "crop_grid": 3,
     "max_short_side": 768,
-    "features": "multilevel",
-    "handcrafted": "none",
+    "features": "stages",
+    "handcrafted": "full",
 }
 MODE_DEFAULTS = {"head": {"epochs": 150, "patience": 10, "batch_size": 64}, "finetune": {"epochs": 20, "patience": 4}}
 
 
 class CrossDomain(Method):
     name = "cross-domain"
-    version = "3"
+    version = "4"
     description = "ImageNet backbone + quality head trained across domains (domain-balanced, within-dataset ranking)"
     lower_better = False
     trainable = True
@@ -325,7 +325,12 @@ class CrossDomain(Method):
         found = [cache.get_many(unique) if cache is not None else {} for cache, _ in sources]
         missing = [k for k in unique if any(k not in f for f in found)]
         if missing:
-            with torch.inference_mode():
+            from diqa_cross_domain.networks import single_thread
+
+            # One CPU thread: when other processes share the cores, threads wait on each other
+            # (measured on a shared 2-core machine, load ~6: 83 ms per 192 px image with one thread,
+            # 290 ms with two); an idle machine loses at most the second core.
+            with torch.inference_mode(), single_thread(self._on_cuda):
                 for batch_keys, images in compute(missing):
                     images = images.to(self.device)
                     for (cache, extract), have in zip(sources, found):
