@@ -5,21 +5,29 @@ Training (``fit``):
 
 - targets are ``TrainSample.mos_norm`` (MOS normalised within each dataset, higher is better);
 - each step draws a domain-balanced batch (option ``domain_weights``, equal shares by default);
-- loss ``l1``, ``mse``, ``fidelity`` (UNIQUE's pairwise ranking loss on pairs drawn within one
-  dataset only) or ``mix`` (``(1 - mix_weight) * l1 + mix_weight * fidelity``);
+- loss ``fidelity`` (default: UNIQUE's pairwise ranking loss on pairs drawn within one dataset
+  only), ``l1``, ``mse`` or ``mix`` (``(1 - mix_weight) * l1 + mix_weight * fidelity``);
 - AdamW, cosine learning-rate schedule over the epochs, early stopping on a validation split carved
-  group-aware out of the train set (``val_ratio``), best epoch restored; seeded from ``ctx.seed``;
-- ``mode: head`` freezes the backbone and reads it at several depths (``features: multilevel``:
-  mean and std of every stage plus the pooled embedding; see
-  :class:`diqa_cross_domain.networks.MultiLevelFeatures`): each image's features are computed once and kept in the
+  out of the train set (``val_ratio`` of each domain's content groups, whole groups; the validation
+  loss averages the domains with equal weight), best epoch restored; seeded from ``ctx.seed``.
+  Test data is never seen by the fit;
+- ``mode: head`` freezes the backbone and reads it at several depths (see
+  :class:`diqa_cross_domain.networks.MultiLevelFeatures`; option ``features`` picks which: by
+  default the mean and std of every stage, without the pooled embedding), next to hand-crafted
+  quality features (option ``handcrafted``, default ``full``: BRISQUE's natural-scene statistics
+  plus exposure, colour, sharpness, noise, blockiness and glare statistics; see
+  :mod:`diqa_cross_domain.handcrafted`). Each image's features are computed once and kept in the
   shared feature cache (keyed by image content hash, namespaced by backbone, weights and input
-  policy), so every cell of a benchmark reuses them and only a small MLP trains. ``mode: finetune``
-  trains everything (bf16 autocast and channels_last on CUDA). ``mode: auto`` (default) picks
-  finetune on CUDA, head elsewhere.
+  policy; every stage is cached whatever ``features`` selects), so every cell of a benchmark reuses
+  them and only a small MLP trains. ``mode: finetune`` trains the backbone too (its pooled embedding
+  plus the hand-crafted block feed the head; bf16 autocast and channels_last on CUDA).
+  ``mode: auto`` (default) picks finetune on CUDA, head elsewhere: :meth:`CrossDomain.describe`
+  and the checkpoint's ``cross_domain.json`` say which one a fit ran as.
 
 Input handling (no blur or colour augmentation; flips and random crops in finetune training only;
-policy for large images) is described in :mod:`diqa_cross_domain.inputs`. Scores are predicted
-normalised MOS: higher is better.
+by default the whole image at native resolution) is described in :mod:`diqa_cross_domain.inputs`.
+Scores are predicted normalised MOS: higher is better. docs/cross_domain.md holds the ablation
+behind the defaults.
 """
 
 from __future__ import annotations
