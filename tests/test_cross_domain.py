@@ -295,9 +295,8 @@ def test_ggd_fit_recovers_the_shape_of_gaussian_and_laplacian_samples():
 
 
 def test_handcrafted_features_shape_determinism_and_distortion_response():
-    from diqa_cross_domain import handcrafted
-
     import torch.nn.functional as F
+    from diqa_cross_domain import handcrafted
 
     skimage_data = pytest.importorskip("skimage.data")
     photo = torch.from_numpy(skimage_data.astronaut() / 255.0).permute(2, 0, 1)[None].float()
