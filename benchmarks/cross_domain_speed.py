@@ -6,7 +6,8 @@ images per second, at batch sizes 1, 32 and 128, on CUDA when available (else CP
     .venv/bin/python benchmarks/cross_domain_speed.py --threads 1     # a CPU shared with other jobs
 
 Training numbers come from ``CrossDomain.fit`` itself on generated 256x256 PNG files (decoding
-included, one epoch, no validation split); inference from ``score_batch`` on in-memory batches.
+included, one epoch, no validation split); inference from ``score_batch`` on in-memory batches;
+the hand-crafted quality features (``handcrafted: nss`` / ``full``) alone on in-memory batches.
 ``--cell-images`` also times one head-mode cell of the default benchmark with default options:
 cold (features extracted) and warm (features from the cache, as every later cell sees them).
 """
@@ -110,6 +111,17 @@ def main() -> None:
             print(f"{label:<40}" + "".join(cells))
         print(f"(images/s; fit batches hold at most --images={len(samples)} images; head fit at bs=1 trains "
               "with batches of 2, the smallest a ranking loss can use)")
+
+        from diqa_cross_domain import handcrafted
+
+        images = torch.rand(32, 3, args.size, args.size, device=device)
+        for kind in ("nss", "full"):
+            handcrafted.features(images[:2], kind)  # warm-up
+            sync(device)
+            start = time.perf_counter()
+            handcrafted.features(images, kind)
+            sync(device)
+            print(f"hand-crafted features ({kind}, bs=32): {len(images) / (time.perf_counter() - start):.1f} images/s")
 
         if args.cell_images:
             cell = make_images(tmp, args.cell_images, args.size, seed=1)

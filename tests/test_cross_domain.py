@@ -273,3 +273,133 @@ def test_finetune_checkpoint_round_trip(image_set, tmp_path):
     loaded.setup(ctx)
     loaded.load(tmp_path / "run")
     assert loaded.mode == "finetune" and torch.equal(_scores(loaded, data), before)
+
+
+# -- hand-crafted features, native input, stage selection, validation split -----------------------
+def test_ggd_fit_recovers_the_shape_of_gaussian_and_laplacian_samples():
+    from diqa_cross_domain import handcrafted
+
+    gen = torch.Generator().manual_seed(0)
+    gauss = torch.randn(1, 200_000, generator=gen)
+    laplace = torch.distributions.Laplace(0.0, 1.0).sample((1, 200_000))
+    shape_g, var_g = handcrafted._ggd(gauss)[0].tolist()
+    shape_l = handcrafted._ggd(laplace)[0, 0].item()
+    assert abs(shape_g - 2.0) < 0.05 and abs(var_g - 1.0) < 0.02
+    assert abs(shape_l - 1.0) < 0.05
+    # An asymmetric Gaussian (AGGD of shape 2, left scale 0.5, right scale 2: each side is drawn with
+    # probability proportional to its scale) is recovered: shape, scales and a positive mean.
+    right = gauss[:, :160_000].abs() * 2.0
+    left = -gauss[:, 160_000:].abs() * 0.5
+    alpha, mean, left_var, right_var = handcrafted._aggd(torch.cat([right, left], 1))[0].tolist()
+    assert abs(alpha - 2.0) < 0.1 and abs(left_var - 0.25) < 0.01 and abs(right_var - 4.0) < 0.1 and mean > 0
+
+
+def test_handcrafted_features_shape_determinism_and_distortion_response():
+    import torch.nn.functional as F
+    from diqa_cross_domain import handcrafted
+
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = torch.from_numpy(skimage_data.astronaut() / 255.0).permute(2, 0, 1)[None].float()
+    clean = F.interpolate(photo, size=(128, 128), mode="bilinear", antialias=True)
+    noisy = (clean + 0.08 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    blurred = F.avg_pool2d(F.pad(clean, (2, 2, 2, 2), mode="replicate"), 5, 1)
+    batch = torch.cat([clean, noisy, blurred])
+    nss = handcrafted.features(batch, "nss")
+    full = handcrafted.features(batch, "full")
+    assert nss.shape == (3, handcrafted.NSS_DIM) and full.shape == (3, handcrafted.NSS_DIM + handcrafted.STATS_DIM)
+    assert nss.dtype == torch.float32 and torch.isfinite(full).all()
+    assert torch.equal(handcrafted.features(batch, "full"), full)  # deterministic
+    assert torch.allclose(handcrafted.features(noisy, "full")[0], full[1], atol=1e-5)  # independent of the batch
+    assert torch.equal(full[:, : handcrafted.NSS_DIM], nss)  # ``full`` extends ``nss``
+    # White noise pushes the MSCN distribution from peaky towards Gaussian (shape 2 -> 3);
+    # blur empties the high frequencies (log Laplacian energy) and noise fills them (Immerkaer).
+    shape, lap, noise = 0, handcrafted.NSS_DIM + 13, handcrafted.NSS_DIM + 18
+    assert full[1, shape] > full[0, shape] + 0.5
+    assert full[2, lap] < full[0, lap] - 1.0 < full[1, lap] - 1.0
+    assert full[1, noise] > full[0, noise] > full[2, noise]
+    assert handcrafted.features(batch, "none").shape == (3, 0)
+
+
+def test_native_policy_keeps_every_pixel_and_caps_large_images():
+    images = torch.rand(2, 3, 96, 130)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    policy = InputPolicy("native", 224, max_short_side=768)
+    views = policy.eval_views(images)
+    assert views.shape == (2, 3, 96, 130) and policy.views_per_image == 1
+    assert torch.allclose(views * std + mean, images, atol=1e-6)  # not resampled, not cropped
+    big = InputPolicy("native", 224, max_short_side=48).eval_views(images)
+    assert big.shape == (2, 3, 48, 65)
+    assert InputPolicy("native", 64).train_views(images, torch.Generator().manual_seed(0)).shape == (2, 3, 64, 64)
+    assert policy.token() != InputPolicy("resize", 224).token()
+
+
+def test_stage_selection_reads_columns_of_one_cached_vector():
+    from diqa_cross_domain.networks import MultiLevelFeatures
+
+    timm = pytest.importorskip("timm")
+    net = MultiLevelFeatures(timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0))
+    f, chs = net.pooled_features, net.stage_channels
+    assert net.columns("multilevel") == list(range(net.num_features))
+    assert net.columns("pooled") == list(range(f))
+    assert len(net.columns("stages")) == 2 * sum(chs)
+    assert net.columns("early") == list(range(f, f + 2 * sum(chs[: (len(chs) + 1) // 2])))
+    assert net.columns("none") == []
+
+
+def test_validation_split_holds_out_groups_of_every_domain():
+    from diqa_cross_domain.sampling import validation_split
+
+    domains = ["skin"] * 40 + ["natural"] * 12 + ["tiny"] * 6
+    groups = [f"s{i // 4}" for i in range(40)] + [f"n{i // 2}" for i in range(12)] + [f"t{i // 2}" for i in range(6)]
+    train, val = validation_split(domains, groups, 0.25, seed=0, min_groups=4)
+    assert sorted(train + val) == list(range(len(domains)))
+    held = {groups[i] for i in val}
+    assert held.isdisjoint(groups[i] for i in train)  # whole groups
+    assert sum(g.startswith("s") for g in held) == 2 and sum(g.startswith("n") for g in held) == 2  # round(0.25 * 10), round(0.25 * 6)
+    assert not any(g.startswith("t") for g in held)  # 3 groups: below min_groups, all for training
+
+
+def test_handcrafted_head_without_backbone_features_scores_from_both_caches(image_set, shared_cache, tmp_path):
+    data, ctx = _data(image_set, shared_cache)
+    nss_only = CrossDomain(epochs=30, handcrafted="nss", features="none", loss="fidelity", **FAST)
+    nss_only.setup(ctx)
+    nss_only.fit(data, ctx)
+    assert nss_only.features_extracted == 0 and nss_only.head.feature_mean.numel() == 36  # the backbone never ran
+    scores = _scores(nss_only, data).numpy()
+    assert np.corrcoef(scores, [s.mos for s in image_set])[0, 1] > 0.5  # blur is visible to NSS alone
+
+    both = CrossDomain(epochs=5, handcrafted="full", features="early", **FAST)
+    both.setup(ctx)
+    both.fit(data, ctx)
+    assert both.describe()["mode"] == "head" and both.describe()["handcrafted"] == "full"
+    from_pixels = _scores(both, data)
+    cached = both.score_from_cache([s.key for s in image_set])
+    np.testing.assert_allclose([cached[s.key] for s in image_set], from_pixels.numpy(), rtol=1e-5, atol=1e-6)
+    both.save(tmp_path / "run")
+    meta = __import__("json").loads((tmp_path / "run" / "cross_domain.json").read_text())
+    assert meta["describe"]["mode"] == "head" and meta["describe"]["features"] == "early"
+    loaded = CrossDomain()
+    loaded.setup(MethodContext(device="cpu", batch_size=8, cache_dir=tmp_path / "fresh"))
+    loaded.load(tmp_path / "run")
+    assert torch.allclose(_scores(loaded, data), from_pixels, atol=1e-5)
+
+    with pytest.raises(Exception, match="features: none needs hand-crafted"):
+        CrossDomain(features="none", handcrafted="none").setup(ctx)
+
+
+def test_finetune_with_handcrafted_features_round_trip(image_set, tmp_path):
+    data, ctx = _data(image_set[::4], tmp_path)
+    method = CrossDomain(mode="finetune", epochs=1, batch_size=3, handcrafted="nss", **FAST)
+    method.setup(ctx)
+    method.fit(data, ctx)
+    width = method.backbone.num_features
+    assert method.describe()["mode"] == "finetune"
+    assert not torch.equal(method.head.feature_std[width:], torch.ones(36))  # standardised by training statistics
+    assert torch.equal(method.head.feature_mean[:width], torch.zeros(width))  # backbone block passes unchanged
+    method.save(tmp_path / "run")
+    before = _scores(method, data)
+    loaded = CrossDomain()
+    loaded.setup(ctx)
+    loaded.load(tmp_path / "run")
+    assert loaded.describe()["handcrafted"] == "nss" and torch.equal(_scores(loaded, data), before)

@@ -4,7 +4,7 @@ No blur, colour, contrast or JPEG augmentation ever (they change the very thing 
 training only adds horizontal flips and random crop positions. Images arrive float [0, 1] RGB at
 native resolution; ImageNet normalisation is applied here.
 
-Two policies for large images (option ``input_policy``):
+Three policies (option ``input_policy``):
 
 - ``resize`` (default): the short side is resized (antialiased) to ``image_size / 0.875`` (256 for
   224) and a ``image_size`` square is cropped: centre crop for scoring, random crop for training.
@@ -15,8 +15,13 @@ Two policies for large images (option ``input_policy``):
   ``crop_grid`` x ``crop_grid`` grid of ``image_size`` crops covering the image (features are
   averaged in head mode, scores in finetune mode). Keeps fine cues (noise, slight blur) that
   resizing hides; training uses one random crop.
+- ``native``: the whole image at its own resolution, one view (the backbone is fully convolutional
+  and pools globally): nothing is resampled unless the short side exceeds ``max_short_side``
+  (downscaled to it) or is below ``MIN_SIDE`` (upscaled to it). Keeps every pixel's evidence at
+  the cost of one view; finetune training uses one random ``image_size`` crop (smaller images whole).
 
-Images smaller than ``image_size`` are upscaled so their short side reaches ``image_size``.
+With ``resize`` and ``crops``, images smaller than ``image_size`` are upscaled so their short side
+reaches ``image_size``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from diqa_cross_domain.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 CROP_PCT = 0.875
+MIN_SIDE = 32  # the backbone's total stride: below it the last stage has no pixel left
 
 
 @dataclass(frozen=True)
@@ -41,17 +47,26 @@ class InputPolicy:
     def token(self) -> str:
         if self.kind == "resize":
             return f"resize{self.image_size}"
+        if self.kind == "native":
+            return f"native{self.max_short_side}"
         return f"crops{self.image_size}g{self.crop_grid}m{self.max_short_side}"
 
     @property
     def views_per_image(self) -> int:
-        return 1 if self.kind == "resize" else self.crop_grid**2
+        return self.crop_grid**2 if self.kind == "crops" else 1
 
     def _rescale(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
         short = min(h, w)
         if self.kind == "resize":
             target = round(self.image_size / CROP_PCT)
+        elif self.kind == "native":
+            target = min(max(short, MIN_SIDE), self.max_short_side)
+            if short == target:
+                return images
+            scale = target / short
+            size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
+            return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
         else:
             target = min(max(short, self.image_size), self.max_short_side)
         if short == target:
@@ -63,6 +78,8 @@ class InputPolicy:
     def eval_views(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B * V, 3, S, S] normalised views (V = views_per_image, image-major)."""
         images = self._rescale(images)
+        if self.kind == "native":
+            return normalise(images)
         h, w = images.shape[-2:]
         s = self.image_size
         if self.kind == "resize":
@@ -78,7 +95,7 @@ class InputPolicy:
         """[B, 3, H, W] -> [B, 3, S, S]: one random crop per image, flipped horizontally half the time."""
         images = self._rescale(images)
         b, _, h, w = images.shape
-        s = self.image_size
+        s = min(self.image_size, h, w) if self.kind == "native" else self.image_size
         tops = torch.randint(0, h - s + 1, (b,), generator=generator).tolist()
         lefts = torch.randint(0, w - s + 1, (b,), generator=generator).tolist()
         flips = torch.rand(b, generator=generator).lt(0.5).tolist()

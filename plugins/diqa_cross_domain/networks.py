@@ -30,8 +30,12 @@ class Joined(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``extra``: per-view features appended to the backbone's (the hand-crafted block)."""
+        features = self.backbone(x)
+        if extra is not None:
+            features = torch.cat([features.float(), extra.float()], 1)
+        return self.head(features)
 
 
 @contextlib.contextmanager
@@ -83,7 +87,9 @@ class MultiLevelFeatures(nn.Module):
         self._stage_outputs: list[torch.Tensor] = []
         for stage in info:
             backbone.get_submodule(stage["module"]).register_forward_hook(self._keep)
-        self.num_features = backbone.num_features + 2 * sum(stage["num_chs"] for stage in info)
+        self.pooled_features = backbone.num_features
+        self.stage_channels = [int(stage["num_chs"]) for stage in info]
+        self.num_features = backbone.num_features + 2 * sum(self.stage_channels)
 
     def _keep(self, module, inputs, output) -> None:
         self._stage_outputs.append(output)
@@ -97,3 +103,17 @@ class MultiLevelFeatures(nn.Module):
             parts += [out.mean((2, 3)), out.std((2, 3))]
         self._stage_outputs = []
         return torch.cat(parts, 1)
+
+    def columns(self, selection: str) -> list[int]:
+        """Positions, in :meth:`forward`'s output, of the features a head reads: ``multilevel``
+        (all), ``pooled`` (the final embedding), ``stages`` (every stage's mean and std), ``early``
+        (the first half of the stages, rounded up: the resolutions where noise and blur live)."""
+        f = self.pooled_features
+        if selection == "multilevel":
+            return list(range(self.num_features))
+        if selection == "pooled":
+            return list(range(f))
+        if selection == "none":
+            return []
+        n_stages = len(self.stage_channels) if selection == "stages" else (len(self.stage_channels) + 1) // 2
+        return list(range(f, f + 2 * sum(self.stage_channels[:n_stages])))

@@ -40,3 +40,27 @@ def within_dataset_pairs(datasets: Sequence, sample_ids: Sequence[int] | None = 
         ids = np.asarray(sample_ids)
         same &= ids[:, None] != ids[None, :]
     return np.argwhere(same).astype(np.int64)
+
+
+def validation_split(domains: Sequence[str], groups: Sequence[str], ratio: float, seed: int, min_groups: int) -> tuple[list[int], list[int]]:
+    """(train positions, validation positions): ``ratio`` of each domain's content groups held out
+    whole, domain by domain, so the validation set that picks the epoch holds every training domain
+    (a split over the pooled groups can leave a small domain out of it entirely). A domain with
+    fewer than ``min_groups`` groups is kept whole for training."""
+    from diqa_bench.splits import split_items
+
+    by_domain: dict[str, list[int]] = defaultdict(list)
+    for i, d in enumerate(domains):
+        by_domain[d].append(i)
+    train: list[int] = []
+    val: list[int] = []
+    for d in sorted(by_domain):
+        idx = by_domain[d]
+        g = [groups[i] for i in idx]
+        if ratio > 0 and len(set(g)) >= min_groups:
+            tr, va = split_items(idx, g, ratio, seed)
+            train += [idx[i] for i in tr]
+            val += [idx[i] for i in va]
+        else:
+            train += idx
+    return sorted(train), sorted(val)
