@@ -328,6 +328,18 @@ def data_section(run_info: dict[str, Any]) -> list[str]:
     return ["## Data and raters", "", *out, ""]
 
 
+def fitted_model_lines(run_info: dict[str, Any]) -> list[str]:
+    """One protocol line per trainable method whose models describe what they ran as (e.g. the
+    cross-domain model's head or finetune mode), with how many fitted cells each variant covers."""
+    by_method: dict[str, dict[str, int]] = {}
+    for row in run_info.get("fitted_models", []):
+        text = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("method", "train", "seed"))
+        by_method.setdefault(row["method"], {})
+        by_method[row["method"]][text] = by_method[row["method"]].get(text, 0) + 1
+    return [f"- {method} ran as: " + "; ".join(f"{text} ({n} fitted model{'s' if n != 1 else ''})" for text, n in variants.items()) + "."
+            for method, variants in sorted(by_method.items())]
+
+
 def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     p = run_info.get("protocol", {})
     seeds = p.get("seeds", [])
@@ -368,6 +380,7 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
             f"\"{ACCEPT_ALL_LABEL}\" row is the reference without a gate; {BELOW_ACCEPT_ALL} marks a gate less accurate than it."
         )
     out.extend(pairs.protocol_lines(run_info))
+    out.extend(fitted_model_lines(run_info))
     skips = run_info.get("skipped", [])
     if skips:
         out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(f"{s['dataset']}/{s['image']}: {s['reason']}" for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")

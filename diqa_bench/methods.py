@@ -199,6 +199,13 @@ class Method:
         raise NotImplementedError(f"{self.name} cannot be loaded")
 
     # -- identity --------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What this instance runs as once fitted or loaded, when its options do not say it alone
+        (e.g. ``mode: auto`` choosing a frozen-backbone head on CPU and full fine-tuning on CUDA).
+        Saved beside each fitted model as ``description.json`` and reported in run.json and the
+        leaderboard's protocol, so one row name never hides two different models. Default: none."""
+        return {}
+
     def cache_token(self) -> str:
         """Everything the scores depend on: name, version and options (a stable hash)."""
         blob = json.dumps({"name": self.name, "version": self.version, "options": self.options}, sort_keys=True, default=str)

@@ -340,10 +340,25 @@ def run_info(config, registry, runner, options, executor, started: str) -> dict[
             "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
         },
         "domains": domains,
+        "fitted_models": fitted_models(options.out),
         "screening": runner.screening,
         "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(runner.skips)],
         "cache_dir": str(runner.cache_dir),
     }
+
+
+def fitted_models(out: Path) -> list[dict[str, Any]]:
+    """What each fitted model saved in ``out/models`` ran as (its ``description.json``, see
+    :meth:`diqa_bench.methods.Method.describe`), for run.json and the protocol."""
+    rows = []
+    for path in sorted(Path(out).glob("models/*/seed*/description.json")):
+        entry, seed = path.parent.parent.name, path.parent.name[len("seed"):]
+        method, _, train = entry.rpartition("@")
+        try:
+            rows.append({"method": method, "train": train, "seed": int(seed), **json.loads(path.read_text())})
+        except (ValueError, OSError):
+            continue  # a model folder from elsewhere: nothing to report
+    return rows
 
 
 def _data_protocol(d) -> dict[str, Any]:

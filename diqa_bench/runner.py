@@ -9,6 +9,7 @@ cell is recorded with its reason while the rest of the grid goes on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -390,6 +391,8 @@ class Runner:
                 "split_column": self.config.use_split_column,
                 "normalise": self.config.normalise_mos,
                 "diqa_bench": __version__,
+                # the device can change the model itself (cross-domain's mode: auto), not only its numerics
+                "device": self.device.split(":")[0],
                 **({"decoder": self.decoder} if self.decoder != "pil" else {}),
             }
         )
@@ -479,6 +482,9 @@ class Runner:
         return executor.run(self, units, on_unit)
 
 
+DESCRIPTION_FILE = "description.json"  # Method.describe() of a fitted model, saved with it
+
+
 def export_model(method: Method, model_dir: Path, note: str) -> None:
     """Save a fitted model into the cache atomically: into a temp folder beside ``model_dir``, which
     is renamed into place with its DONE marker only once everything is written. A full disk or a
@@ -493,6 +499,9 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
 
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the model is copied into shareable results
         method.save(tmp)
+        description = method.describe() if hasattr(method, "describe") else {}
+        if description:
+            (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1, default=str))
         (tmp / "DONE").write_text(note)
         for _ in range(2):
             if (model_dir / "DONE").exists():

@@ -375,3 +375,18 @@ def test_zero_shot_score_token_depends_on_the_decoder(tmp_path, stub_registry):
     assert runner.zero_shot_token(method) == method.cache_token()
     runner.decoder = "nvjpeg"  # what --decode gpu resolves to on a CUDA machine
     assert runner.zero_shot_token(method) == method.cache_token() + "|nvjpeg"
+
+
+def test_what_a_fitted_model_ran_as_reaches_run_json_and_the_protocol(tmp_path, stub_counters, monkeypatch):
+    """A method's describe() (e.g. head vs finetune under one row name) is saved with each fitted
+    model, listed in run.json and summarised in the leaderboard's protocol, also when the fit comes
+    from the cache."""
+    monkeypatch.setattr(StubLinear, "describe", lambda self: {"mode": "head", "loss": "l1"})
+    first = run_tiny_benchmark(tmp_path, small_config(), only=["stub-linear"])
+    rows = first.run["fitted_models"]
+    assert sorted((r["method"], r["train"], r["seed"]) for r in rows) == [("stub-linear", t, 0) for t in ("a", "a+b", "b")]
+    assert all(r["mode"] == "head" and r["loss"] == "l1" for r in rows)
+    assert f"stub-linear ran as: mode head, loss l1 ({len(rows)} fitted models)" in first.leaderboard
+    again = run_tiny_benchmark(tmp_path, small_config(), only=["stub-linear"])
+    assert again.run["fitted_models"] == rows
+
