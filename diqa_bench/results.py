@@ -394,13 +394,25 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
 
     from diqa_bench import pairs
 
+    from diqa_bench import derived
+
     out.mkdir(parents=True, exist_ok=True)
-    details: dict = {}
     regular, paired = pairs.partition(outcomes)  # paired-preference cells have their own statistic
-    pair_metrics, pair_cells = pairs.evaluate(paired, config)
-    metrics = pairs.add_metrics(compute_metrics(regular, config, details), pair_metrics)
-    run_info = {**run_info, "protocol": {**run_info.get("protocol", {}), **protocol_statistics()}}
     scores = scores_frame(outcomes)
+    scores_csv = scores.to_csv(index=False)
+    cells = [(o.method, o.train, o.test, o.seed, o.status, o.reason) for o in outcomes]
+    cached = derived.entry(run_info.get("cache_dir"), "metrics", derived.key(scores_csv, cells, config.raw))
+    stored = _cached_metrics(cached)
+    if stored is None:
+        details: dict = {}
+        pair_metrics, pair_cells = pairs.evaluate(paired, config)
+        metrics = pairs.add_metrics(compute_metrics(regular, config, details), pair_metrics)
+        metrics_csv, metrics_json = metrics.to_csv(index=False), json.dumps(_json_rows(metrics), indent=1)
+        derived.store(cached, {"metrics.csv": metrics_csv, "metrics.json": metrics_json,
+                               "details.json": json.dumps({"details": [[list(k), v] for k, v in details.items()], "pair_cells": pair_cells}, default=str)})
+    else:  # the same scores, cells, config and code as a run before: the same statistics
+        metrics, (metrics_csv, metrics_json, details, pair_cells) = None, stored
+    run_info = {**run_info, "protocol": {**run_info.get("protocol", {}), **protocol_statistics()}}
     run_info = {**run_info, "cells": cell_records(outcomes, details), **({"pair_cells": pair_cells} if paired else {})}
     run_info["failed_cells"] = [c for c in run_info["cells"] if c["status"] != "ok"]
     paths = {
@@ -410,18 +422,33 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
         "run": out / "run.json",
         "leaderboard": out / "LEADERBOARD.md",
     }
-    atomic_write(paths["scores"], scores.to_csv(index=False))
-    atomic_write(paths["metrics"], metrics.to_csv(index=False))
-    atomic_write(paths["metrics_json"], json.dumps(_json_rows(metrics), indent=1))
+    atomic_write(paths["scores"], scores_csv)
+    atomic_write(paths["metrics"], metrics_csv)
+    atomic_write(paths["metrics_json"], metrics_json)
     atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
     if config.acceptability is not None:
         write_thresholds(out, outcomes, details)
     paths.update(pairs.write_files(out, paired))
-    render_leaderboard(out, metrics, run_info, build_figures=reports)
+    report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(scores_csv, metrics_csv, run_info.get("domains"), config.raw))
+    render_leaderboard(out, metrics, run_info, build_figures=reports, cache=report_cache)
     return paths
 
 
-def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bool = True) -> str:
+def _cached_metrics(entry: Path | None):
+    """(metrics.csv text, metrics.json text, details, pair_cells) of a cached computation, or None."""
+    from diqa_bench import derived
+
+    if not derived.hit(entry):
+        return None
+    try:
+        saved = json.loads(derived.read_text(entry, "details.json"))
+        details = {(m, t, te, int(seed)): v for (m, t, te, seed), v in saved["details"]}
+        return derived.read_text(entry, "metrics.csv"), derived.read_text(entry, "metrics.json"), details, saved["pair_cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged entry: compute again
+
+
+def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bool = True, cache: Path | None = None) -> str:
     """(Re-)render LEADERBOARD.md of a results folder from its stored files. The paired tables
     (significance.csv, transfer.csv/json) are recomputed from scores.csv; with ``build_figures``
     also the figures and report.html. A report that cannot be built is a warning, never a lost
@@ -439,12 +466,12 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
             if build_figures:
                 from diqa_bench.report import build_report
 
-                written = build_report(out)
+                written = build_report(out, cache)
                 figures = sorted(str(p.relative_to(out)) for p in written if p.suffix == ".png")
             else:
                 from diqa_bench.report import build_tables
 
-                build_tables(out)
+                build_tables(out, cache)
         except Exception as exc:  # figures are a bonus; the tables must still be written
             warnings.warn(f"report {'figures' if build_figures else 'tables'} not written: {type(exc).__name__}: {exc}")
     sig = out / "significance.csv"

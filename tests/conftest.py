@@ -52,4 +52,4 @@ def no_report_figures(monkeypatch):
     from diqa_bench import results
 
     render = results.render_leaderboard
-    monkeypatch.setattr(results, "render_leaderboard", lambda out, metrics=None, run_info=None, build_figures=True: render(out, metrics, run_info, build_figures=False))
+    monkeypatch.setattr(results, "render_leaderboard", lambda out, metrics=None, run_info=None, build_figures=True, cache=None: render(out, metrics, run_info, build_figures=False, cache=cache))

@@ -266,3 +266,22 @@ def test_report_rerenders_from_stored_results_without_running_a_method(stub_runs
     sig = pd.read_csv(folder / "significance.csv", dtype={"seed": str})
     assert set(sig["test"]) == {"a", "b"} and (sig["seed"] == "all").any()
     pd.testing.assert_frame_equal(significance(folder), significance(folder))  # seeded: re-rendering gives the same tables
+
+
+def test_cached_report_restores_tables_and_figures_and_renders_a_new_page(tmp_path, monkeypatch):
+    """A report cache entry (diqa_bench.derived) gives the same tables and figures without drawing
+    anything; report.html is rendered again."""
+    import shutil
+
+    from diqa_bench.report import build_report
+    from diqa_bench.report import figures as fig
+
+    first = mixed_run(tmp_path / "first")
+    entry = tmp_path / "cache" / "derived" / "report" / "k"
+    built = {p.relative_to(first): p.read_bytes() for p in build_report(first, entry) if p.name != "report.html"}
+    second = tmp_path / "second"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns("figures", "*.png", "significance.csv", "transfer.*", "per_distortion.csv", "report.html"))
+    monkeypatch.setattr(fig, "scatter_grid", lambda *a, **k: pytest.fail("a cached report draws nothing"))
+    restored = build_report(second, entry)
+    assert {p.relative_to(second): p.read_bytes() for p in restored if p.name != "report.html"} == built
+    assert (second / "report.html").stat().st_size > 1000

@@ -390,3 +390,21 @@ def test_what_a_fitted_model_ran_as_reaches_run_json_and_the_protocol(tmp_path, 
     again = run_tiny_benchmark(tmp_path, small_config(), only=["stub-linear"])
     assert again.run["fitted_models"] == rows
 
+
+
+def test_warm_rerun_reuses_derived_statistics_until_the_code_changes(tmp_path, stub_counters, monkeypatch):
+    """The statistics and paired tables of unchanged scores come from the cache (a warm
+    re-run recomputes no bootstrap), byte-identical; a change to diqa-bench's code recomputes them."""
+    from diqa_bench import derived, stats
+
+    first = run_tiny_benchmark(tmp_path, small_config())
+    tables = {name: (first.out / name).read_bytes() for name in ("metrics.csv", "metrics.json", "transfer.csv", "significance.csv")}
+    calls = []
+    evaluate = stats.evaluate
+    monkeypatch.setattr(stats, "evaluate", lambda *a, **k: calls.append(1) or evaluate(*a, **k))
+    again = run_tiny_benchmark(tmp_path, small_config())
+    assert calls == []
+    assert {name: (again.out / name).read_bytes() for name in tables} == tables
+    monkeypatch.setattr(derived, "code_hash", lambda: "another version")
+    third = run_tiny_benchmark(tmp_path, small_config())
+    assert calls and (third.out / "metrics.csv").read_bytes() == tables["metrics.csv"]

@@ -24,26 +24,88 @@ from diqa_bench.report.transfer import transfer
 __all__ = ["build_report", "build_tables", "compare_runs", "compare_transfer", "format_comparison", "significance", "significance_marks", "transfer"]
 
 
-def build_tables(folder: Path):
+TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv")
+
+
+def _restore(folder: Path, cache: Path | None) -> dict | None:
+    """Copy a cached report (tables and figures, see :mod:`diqa_bench.derived`) into ``folder``;
+    returns its manifest, or None when there is no usable entry."""
+    import json
+    import shutil
+
+    from diqa_bench import derived
+
+    if not derived.hit(cache):
+        return None
+    try:
+        manifest = json.loads(derived.read_text(cache, "manifest.json"))
+        for name in manifest["files"]:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache / name, folder / name)
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged entry: compute again
+
+
+def _save(folder: Path, cache: Path | None, figures: dict[str, Path]) -> None:
+    import json
+
+    from diqa_bench import derived
+
+    files = {name: folder / name for name in TABLE_FILES if (folder / name).is_file()}
+    files.update({str(p.relative_to(folder)): p for p in figures.values()})
+    manifest = {"files": sorted(files), "figures": {k: str(p.relative_to(folder)) for k, p in figures.items()}}
+    derived.store(cache, {**files, "manifest.json": json.dumps(manifest)})
+
+
+def _stored_tables(folder: Path):
+    """(significance, transfer, per-distortion) tables as stored in ``folder``."""
+    import pandas as pd
+
+    from diqa_bench.report.transfer import read_transfer
+
+    sig = pd.read_csv(folder / "significance.csv", dtype={"seed": str, "method": str, "train": str, "test": str})
+    per = pd.read_csv(folder / "per_distortion.csv", dtype={"method": str, "train": str, "test": str}) if (folder / "per_distortion.csv").is_file() else pd.DataFrame()
+    return sig, read_transfer(folder), per
+
+
+def build_tables(folder: Path, cache: Path | None = None):
     """Write significance.csv, transfer.csv and transfer.json; returns (run, significance,
-    transfer, written paths)."""
+    transfer, written paths). ``cache``: an entry of :mod:`diqa_bench.derived` to reuse or fill."""
     from diqa_bench.report.stored import load_run
     from diqa_bench.report.transfer import write_transfer
     from diqa_bench.results import atomic_write
 
     run = load_run(Path(folder))
+    if _restore(run.folder, cache) is not None:
+        sig, table, _ = _stored_tables(run.folder)
+        return run, sig, table, [run.folder / n for n in TABLE_FILES[:3] if (run.folder / n).is_file()]
     sig = significance(run)
     atomic_write(run.folder / "significance.csv", sig.to_csv(index=False))
     table = transfer(run)
     written = [run.folder / "significance.csv", *write_transfer(run.folder, table)]
+    _save(run.folder, cache, {})
     return run, sig, table, written
 
 
-def build_report(folder: Path) -> list[Path]:
-    """Write the tables, figures and report.html of the results folder; returns the written paths."""
+def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
+    """Write the tables, figures and report.html of the results folder; returns the written paths.
+    ``cache``: an entry of :mod:`diqa_bench.derived` holding (or to hold) the tables and figures of
+    the same stored scores; report.html is always rendered anew (it names this run's times)."""
     from diqa_bench.report import figures as fig
     from diqa_bench.report.html import render
+    from diqa_bench.report.stored import load_run
     from diqa_bench.results import atomic_write
+
+    folder = Path(folder)
+    manifest = _restore(folder, cache)
+    if manifest is not None:
+        run = load_run(folder)
+        sig, table, per = _stored_tables(folder)
+        figures = {k: folder / name for k, name in manifest["figures"].items()}
+        written = [folder / name for name in manifest["files"]]
+        atomic_write(folder / "report.html", render(run, figures, sig, per, table))
+        return [*written, folder / "report.html"]
 
     run, sig, table, written = build_tables(folder)
     out = run.folder / "figures"
@@ -65,6 +127,7 @@ def build_report(folder: Path) -> list[Path]:
         written.append(run.folder / "per_distortion.csv")
         for test in run.test_domains():
             keep(f"distortion:{test}", fig.per_distortion_heatmap(per, test, out))
+    _save(run.folder, cache, figures)
     atomic_write(run.folder / "report.html", render(run, figures, sig, per, table))
     written.append(run.folder / "report.html")
     return written
