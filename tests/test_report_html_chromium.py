@@ -51,13 +51,14 @@ def report(mixed_report, tmp_path):  # noqa: F811 (the imported fixture)
     return page
 
 
-def test_report_dom_has_tables_and_embedded_images(report, tmp_path):
+def test_report_dom_has_tables_and_embedded_images(report, mixed_report, tmp_path):  # noqa: F811
     result = _chromium(tmp_path, "--dump-dom", report.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     page = _Page()
     page.feed(result.stdout)
     assert {"leaderboard-skin", "leaderboard-natural", "significance", "per-distortion"} <= set(page.tables)
-    assert len(page.images) == 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    figures = list((mixed_report / "figures").glob("*.png"))  # every figure embedded, the transfer forest plot among them
+    assert len(page.images) == len(figures) >= 6 and all(src.startswith("data:image/png;base64,") for src in page.images)
     assert page.rows > 20
     assert "musiq @ -" in result.stdout and "failed: stub failure on purpose" in result.stdout
 
