@@ -400,7 +400,9 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     regular, paired = pairs.partition(outcomes)  # paired-preference cells have their own statistic
     scores = scores_frame(outcomes)
     scores_csv = scores.to_csv(index=False)
-    cells = [(o.method, o.train, o.test, o.seed, o.status, o.reason) for o in outcomes]
+    # everything the statistics read that scores.csv does not hold: statuses, the train split's
+    # scores (acceptability threshold) and the pairs of a paired-preference domain
+    cells = [(o.method, o.train, o.test, o.seed, o.status, o.reason, list(o.train_scores), list(o.train_bad), repr(o.pairs)) for o in outcomes]
     cached = derived.entry(run_info.get("cache_dir"), "metrics", derived.key(scores_csv, cells, config.raw))
     stored = _cached_metrics(cached)
     if stored is None:
