@@ -457,7 +457,7 @@ def reduced_config(src: Path, dst: Path, references: int) -> Path:
     cfg = yaml.safe_load(src.read_text())
     for specs in cfg["domains"].values():
         for s in specs:
-            if s["dataset"] in ("synthetic-skin", "skimage-natural"):
+            if s["dataset"] in ("synthetic-skin", "skimage-natural", "skin-photos", "natural-photos"):  # the embedded domains
                 s.setdefault("options", {})["references"] = references
     cfg["statistics"] = {"bootstrap": 200}
     dst.write_text(yaml.safe_dump(cfg))
