@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (default: start a local one)")
 
     v = sub.add_parser("validate", help="check a config (schema, names, options, data) without running it")
-    v.add_argument("config")
+    v.add_argument("config", nargs="?")
     v.add_argument("--schema", action="store_true", help="print the config JSON schema and exit")
 
     ls = sub.add_parser("list", help="list registered methods or datasets")
@@ -175,6 +175,8 @@ def cmd_validate(args) -> int:
     if args.schema:
         print(json.dumps(cfgmod.SCHEMA, indent=2))
         return EXIT_OK
+    if not args.config:
+        raise UserError("validate: give a CONFIG file (or --schema to print the config schema)")
     reg = _registry(args)
     cfg = cfgmod.parse(args.config, reg)
     problems = []

@@ -390,3 +390,12 @@ def test_score_reports_a_method_unavailable_in_the_pool_workers_in_one_line(imag
     assert 2 in parallel._POOLS  # the workers, not the parent, found the method unavailable
     captured = capsys.readouterr()
     assert "diqa-bench: error: stub-noise: missing weights file stub.pth" in captured.err and captured.out == ""
+
+
+def test_validate_schema_needs_no_config_and_validate_without_one_is_one_line(capsys):
+    assert cli.main(["validate", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"methods", "domains", "splits", "max_image_pixels"} <= set(schema["properties"])
+    assert cli.main(["validate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give a CONFIG file" in err[0]
