@@ -219,8 +219,6 @@ def test_derm_ratings_root_from_environment(tmp_path, ctx, monkeypatch):
 
 
 HAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "derm-ham10000-sample70"
-if not HAM.is_dir():  # a worktree sits one level deeper than the main checkout
-    HAM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "derm-ham10000-sample70"
 
 
 @pytest.mark.skipif(not (HAM / "HAM10000_metadata_sample.csv").is_file(), reason=f"real HAM10000 sample not present at {HAM} (project-local test data)")
