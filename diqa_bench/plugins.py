@@ -237,6 +237,56 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
     return registry
 
 
+@dataclass(frozen=True)
+class PluginSources:
+    """How another process (a pool worker, a Ray worker) loads the same plugins as this one:
+    entry points it re-discovers by name, and other plugins by importable module name."""
+
+    entry_points: tuple[str, ...] = ()
+    modules: tuple[tuple[str, str], ...] = ()  # (plugin name, module name)
+
+    @classmethod
+    def of(cls, registry: "Registry", names: Iterable[str] | None = None) -> "PluginSources":
+        """The sources of ``names`` (default: every plugin that loaded). Raises :class:`UserError`
+        for a plugin registered as an object rather than an importable module."""
+        import importlib
+        import types
+
+        entry_points = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        eps, modules = [], []
+        for name in registry.plugins if names is None else names:
+            info = registry.plugins.get(name)
+            if info is None:
+                raise UserError(f"plugin {name!r} is not loaded")
+            if info.error:
+                continue
+            if entry_points.get(name) == info.module:
+                eps.append(name)
+                continue
+            try:
+                module = importlib.import_module(info.module)
+            except (ImportError, TypeError, ValueError):
+                module = None
+            if not isinstance(module, types.ModuleType):
+                raise UserError(f"plugin {name!r} was registered as an object, not an importable module: another process cannot load it")
+            modules.append((name, info.module))
+        return cls(tuple(eps), tuple(modules))
+
+    def load(self, where: str = "in this process") -> "Registry":
+        """The registry of exactly these plugins, in this process (strict: a plugin that loaded in
+        the parent must load here too). ``where`` names this process in the error message."""
+        import importlib
+
+        extra = []
+        for name, mod in self.modules:
+            try:
+                extra.append((name, importlib.import_module(mod)))
+            except ImportError as exc:
+                raise UserError(f"plugin {name!r}: module {mod!r} cannot be imported {where} ({exc}); install it there or put it on PYTHONPATH") from None
+        with only_entry_points(self.entry_points):
+            return load_plugins(strict=True, extra=extra)
+
+
 def format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
     """One-line warnings on the CLI: 'diqa-bench: warning: ...'."""
     return f"diqa-bench: warning: {message}\n"

@@ -68,7 +68,7 @@ def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
     from diqa_bench.testing import StubNoise
 
     ok = recipe_for(StubNoise(), stub_registry, MethodContext(batch_size=16))
-    assert ok is not None and ok.modules == (("stub", "diqa_bench.testing"),) and ok.batch_size == 4
+    assert ok is not None and ok.plugins.modules == (("stub", "diqa_bench.testing"),) and ok.batch_size == 4
     stub_registry.plugins["stub"].module = "not.a.module"
     assert recipe_for(StubNoise(), stub_registry, MethodContext()) is None
 
@@ -79,13 +79,14 @@ def test_building_a_method_in_a_worker_leaves_the_plugin_selection_as_it_was(mon
 
     from diqa_bench import parallel
     from diqa_bench.parallel import MethodRecipe
+    from diqa_bench.plugins import PluginSources
 
     if before is None:
         monkeypatch.delenv("DIQA_BENCH_PLUGINS", raising=False)
     else:
         monkeypatch.setenv("DIQA_BENCH_PLUGINS", before)
     monkeypatch.setattr(parallel, "_METHODS", {})
-    recipe = MethodRecipe("stub-noise", {}, (), (("stub", "diqa_bench.testing"),), None, 4, 0)
+    recipe = MethodRecipe("stub-noise", {}, PluginSources((), (("stub", "diqa_bench.testing"),)), None, 4, 0)
     method, _ = parallel._method_for(recipe)
     assert method.name == "stub-noise"
     assert os.environ.get("DIQA_BENCH_PLUGINS") == before
