@@ -467,7 +467,9 @@ def reduced_config(src: Path, dst: Path, references: int) -> Path:
 def part_grid(args, tmp: Path) -> None:
     from diqa_bench import config as cfgmod
     from diqa_bench.plugins import load_plugins
-    from diqa_bench.runner import Runner, RunOptions, run_benchmark
+    from diqa_bench.plan import Plan
+    from diqa_bench.runner import RunOptions, run_benchmark
+    from diqa_bench.scorer import Scorer
 
     src = Path(args.config)
     cfg_path = reduced_config(src, tmp / "grid.yaml", args.references) if args.references else src
@@ -485,7 +487,8 @@ def part_grid(args, tmp: Path) -> None:
 
     quiet = lambda msg: None  # noqa: E731
     shared.mkdir(parents=True)
-    Runner(cfg, reg, opts(tmp / "gen-cache", tmp / "gen-out"), quiet).load_datasets()  # generate once, outside every timing
+    opts(tmp / "gen-cache", tmp / "gen-out")
+    Plan.build(cfg, reg, tmp / "gen-cache", log=quiet)  # generate the datasets once, outside every timing
 
     t0 = time.perf_counter()
     outcomes, _ = run_benchmark(cfg, reg, opts(tmp / "cache", tmp / "out-cold"), quiet)
@@ -496,13 +499,11 @@ def part_grid(args, tmp: Path) -> None:
 
     # naive: each unit alone, with an empty cache (what a script looping over cells would do)
     t0 = time.perf_counter()
-    runner = Runner(cfg, reg, opts(tmp / "naive-0", tmp / "naive-out"), quiet)
-    runner.load_datasets()
-    units = runner.units()
+    opts(tmp / "naive-0", tmp / "naive-out")
+    plan = Plan.build(cfg, reg, tmp / "naive-0", log=quiet)
+    units = plan.units
     for i, unit in enumerate(units):
-        fresh = Runner(cfg, reg, opts(tmp / f"naive-{i + 1}", tmp / "naive-out"), quiet)
-        fresh.datasets = runner.datasets
-        fresh.run_unit(unit)
+        Scorer(plan, reg, opts(tmp / f"naive-{i + 1}", tmp / "naive-out"), quiet).run_unit(unit)
     naive = time.perf_counter() - t0
 
     ok = sum(o.status == "ok" for o in outcomes)

@@ -71,7 +71,7 @@ def _connect(path: Path, schema: str) -> sqlite3.Connection:
             damaged = not isinstance(exc, sqlite3.OperationalError) or "malformed" in message or "not a database" in message
             if not damaged or attempt:
                 raise UserError(f"cache {path}: {message} (set --cache-dir or $DIQA_BENCH_CACHE to a writable folder with free space)") from None
-            aside = _set_aside(path)
+            aside = set_aside(path, suffixes=("", "-wal", "-shm"))
             import warnings
 
             warnings.warn(f"cache {path} was damaged ({message}); moved to {aside.name} and rebuilt (results already computed will be recomputed)",
@@ -97,13 +97,14 @@ def _open(path: Path, schema: str) -> sqlite3.Connection:
     return con
 
 
-def _set_aside(path: Path) -> Path:
-    """Rename a damaged database (and its WAL files) to ``<name>.damaged-<time>``."""
+def set_aside(path: Path, suffixes: tuple[str, ...] = ("",)) -> Path:
+    """Rename a damaged cache entry (a database with its WAL files, a model folder) to
+    ``<name>.damaged-<time>-<pid>`` beside it, so it is rebuilt and can still be inspected."""
     import time
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside = path.with_name(f"{path.name}.damaged-{stamp}-{os.getpid()}")
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in suffixes:
         src = path.with_name(path.name + suffix)
         if src.exists():
             os.replace(src, aside.with_name(aside.name + suffix))

@@ -1,6 +1,8 @@
-"""Executors run the grid's units. Units are independent, so an executor may run them anywhere;
+"""Executors run the grid's units. Units are independent, so an executor may run them anywhere, each
+through a :class:`~diqa_bench.scorer.Scorer` of the run's plan: ``run(scorer, units, on_unit)``.
 ``LocalExecutor`` runs them one after another in this process (the DataLoader's worker processes
-decode images in parallel, and the model has the device to itself)."""
+decode images in parallel, and the model has the device to itself); the Ray executor is in
+:mod:`diqa_bench.ray_executor`."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ class LocalExecutor:
         self.progress = progress
         self.log = log
 
-    def run(self, runner, units, on_unit=None):
+    def run(self, scorer, units, on_unit=None):
         outcomes = []
         bar = None
         if self.progress:
@@ -24,7 +26,7 @@ class LocalExecutor:
             t0 = time.time()
             if bar is not None:
                 bar.set_postfix_str(unit.describe())
-            result = runner.run_unit(unit)
+            result = scorer.run_unit(unit)
             outcomes.extend(result)
             if on_unit is not None:
                 on_unit(unit, result)

@@ -536,11 +536,13 @@ def _to_device(tensors: list, device: str):
     return pinned.to(device, non_blocking=True)
 
 
-def training_loader(ctx):
-    """The decoder :class:`~diqa_bench.methods.TrainingData` uses: samples -> Batches on ctx.device.
-    Undecodable training images raise DataError (they were checked before training started)."""
+def training_loader(ctx, on_error=None):
+    """The decoder of :class:`~diqa_bench.methods.TrainingData`: samples -> Batches on ctx.device.
+    An undecodable training image raises DataError, or with ``on_error(sample, message)`` is
+    reported there and left out (the runner's skip policy)."""
 
     def load(samples, positions, batch_size, size, shuffle, seed):
+        report = None if on_error is None else (lambda pos, msg: on_error(samples[pos], msg))
         return iter_batches(
             [s.path for s in samples],
             [s.key for s in samples],
@@ -551,6 +553,7 @@ def training_loader(ctx):
             size=size,
             shuffle=shuffle,
             seed=seed,
+            on_error=report,
             decoder=ctx.decoder,
         )
 

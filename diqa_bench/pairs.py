@@ -131,23 +131,24 @@ def pair_accuracy(better: np.ndarray, worse: np.ndarray, groups: list[str], *, l
 # -- runner side -------------------------------------------------------------------------------------
 
 def domain_pairs(datasets: list[Any]) -> list[tuple[str, Pair]]:
-    """(dataset name, pair) of every pair of a domain's loaded datasets (runner.LoadedDataset)."""
+    """(dataset name, pair) of every pair of a domain's loaded datasets (plan.LoadedDataset)."""
     out = []
     for ds in datasets:
-        if not ds.error and is_pair_dataset(ds.obj):
+        if not ds.error and ds.evaluation_only:
             out.extend((ds.name, p) for p in getattr(ds.obj, "pairs", []))
     return out
 
 
-def attach(runner: Any, outcomes: list[Any]) -> None:
-    """Give every outcome of a pair test domain the domain's pairs (the statistic needs them)."""
+def attach(plan: Any, outcomes: list[Any]) -> None:
+    """Give every outcome of a pair test domain the domain's pairs (the statistic needs them).
+    ``plan``: the run's :class:`diqa_bench.plan.Plan`, on the machine that loaded its datasets."""
     cache: dict[str, list[tuple[str, Pair]]] = {}
     for o in outcomes:
-        if o.test not in runner.config.domains:
+        if o.test not in plan.config.domains:
             continue
         if o.test not in cache:
-            sets = [runner.datasets[s.name] for s in runner.config.domains[o.test] if s.name in runner.datasets]
-            cache[o.test] = domain_pairs(sets) if any(is_pair_dataset(d.obj) for d in sets) else None
+            sets = [plan.datasets[s.name] for s in plan.config.domains[o.test] if s.name in plan.datasets]
+            cache[o.test] = domain_pairs(sets) if any(d.evaluation_only for d in sets) else None
         if cache[o.test] is not None:
             o.pairs = cache[o.test]
 
@@ -155,7 +156,7 @@ def attach(runner: Any, outcomes: list[Any]) -> None:
 def domain_info(datasets: list[Any]) -> dict[str, Any]:
     """Extra run.json keys of a pair domain (nothing for other domains). A pair dataset that failed
     to load still makes its domain a pair domain: its table then gives the reason."""
-    if not any(is_pair_dataset(d.obj) for d in datasets):
+    if not any(d.evaluation_only for d in datasets):
         return {}
     pairs = domain_pairs(datasets)
     cats: dict[str, int] = {}

@@ -1,9 +1,10 @@
 """Run the grid's units on a Ray cluster (``pip install 'diqa-bench[ray]'``).
 
-Each unit becomes one Ray task with the resources the executor declares. The driver's Runner holds
-SQLite connections, so it never travels: a task carries the config (path and raw dict), the run
-options and the plugins to load, and the worker builds its own Runner from them (once per worker
-process, then reused). Per-image scores and fitted models go to the cache folder, which every node
+Each unit becomes one Ray task with the resources the executor declares. The driver ships the run's
+:class:`~diqa_bench.plan.Plan` (datasets already loaded and split: plain data) once through the
+object store, with the run options and the plugins to load; each worker process builds one
+:class:`~diqa_bench.scorer.Scorer` from them and reuses it for every task of the run. No worker
+re-reads the config or reloads a dataset, so every executor scores exactly the same images. Per-image scores and fitted models go to the cache folder, which every node
 must reach at the same path; a retried or re-run unit takes whatever it finds there.
 
 Zero-shot units are sharded: before a unit runs, its test images that are not cached yet are
@@ -17,13 +18,10 @@ keeps scores.csv and metrics.csv in the local executor's row order.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
-import types
 import uuid
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,15 +32,13 @@ INSTALL_HINT = "pip install 'diqa-bench[ray]'"
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs to rebuild the driver's Runner."""
+    """Everything a worker needs to score the driver's plan as the driver would."""
 
     run_id: str
-    config_path: str
-    config_raw: dict[str, Any]
+    plan: Any  # diqa_bench.plan.Plan
     options: Any  # RunOptions, with absolute paths
-    entry_points: tuple[str, ...]  # entry-point plugins, re-discovered on the worker
-    modules: tuple[tuple[str, str], ...]  # other plugins: (name, importable module name)
-    cwd: str  # the driver's folder: relative paths in the config resolve as they do there
+    plugins: Any  # diqa_bench.plugins.PluginSources: the driver's plugins
+    cwd: str  # the driver's folder: relative image paths resolve as they do there
 
 
 @dataclass
@@ -101,19 +97,19 @@ class RayExecutor:
         return opts
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self, runner, units, on_unit=None):
-        spec = worker_spec(runner, self.num_cpus_per_task)
+    def run(self, scorer, units, on_unit=None):
+        spec = worker_spec(scorer, self.num_cpus_per_task)
         ray, started = self._connect()
         try:
-            return self._run(ray, runner, spec, list(units), on_unit)
+            return self._run(ray, scorer, spec, list(units), on_unit)
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(self, ray, runner, spec: WorkerSpec, units: list, on_unit) -> list:
+    def _run(self, ray, scorer, spec: WorkerSpec, units: list, on_unit) -> list:
         unit_task = ray.remote(_unit_task).options(**self._task_options())
         shard_task = ray.remote(_shard_task).options(**self._task_options())
-        shards = plan_shards(runner, units, self.shard_size) if self.shard_size else []
+        shards = plan_shards(scorer, units, self.shard_size) if self.shard_size else []
         spec_ref = ray.put(spec)  # stored once in the object store; each task receives the object itself
         waiting_on = [0] * len(units)
         for sh in shards:
@@ -166,7 +162,7 @@ class RayExecutor:
                         if waiting_on[u] == 0:
                             submit_unit(u)
                 else:
-                    result = self._unit_done(ray, ref, runner, units[pos])
+                    result = self._unit_done(ray, ref, scorer, units[pos])
                     finished[pos] = result
                     self._report(units[pos], result, pos, len(units), time.time() - started_at[pos], bar, say)
                 if bar is not None:
@@ -197,9 +193,9 @@ class RayExecutor:
         except Exception as exc:
             say(f"  shard of {len(shard.images)} images for {shard.method.label} failed ({worker_error(exc)}); its units score them")
 
-    def _unit_done(self, ray, ref, runner, unit) -> list:
+    def _unit_done(self, ray, ref, scorer, unit) -> list:
         from diqa_bench.datasets import Skip
-        from diqa_bench.runner import CellOutcome
+        from diqa_bench.scorer import CellOutcome
 
         try:
             result, skips = ray.get(ref)
@@ -210,9 +206,9 @@ class RayExecutor:
                 reason = f"on the Ray worker: {worker_error(exc)}"
             else:  # the worker process or its node died, on every attempt
                 reason = f"the Ray task failed on every attempt ({self.max_retries + 1}): {worker_error(exc)}"
-            lower = bool(getattr(runner.registry.method(unit.method.name), "lower_better", False))
+            lower = bool(getattr(scorer.registry.method(unit.method.name), "lower_better", False))
             return [CellOutcome(unit.method.label, unit.train_label, t, unit.seed, "failed", reason, lower_better=lower) for t in unit.tests]
-        runner.skips.extend(Skip(*s) for s in skips)
+        scorer.skips.extend(Skip(*s) for s in skips)
         return result
 
     def _report(self, unit, result, pos: int, total: int, seconds: float, bar, say) -> None:
@@ -235,36 +231,21 @@ def cluster_lost(ray, exc: BaseException) -> bool:
 
 
 # -- driver side helpers ---------------------------------------------------------------------------
-def worker_spec(runner, num_cpus_per_task: float) -> WorkerSpec:
-    """What a worker needs to rebuild ``runner``; checks every plugin can be re-imported there."""
-    from diqa_bench.plugins import ENTRY_POINT_GROUP
+def worker_spec(scorer, num_cpus_per_task: float) -> WorkerSpec:
+    """What a worker needs to score like ``scorer``; checks every plugin can be re-imported there."""
+    from diqa_bench.plugins import PluginSources
 
-    entry_points = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    from_entry_points, modules = [], []
-    for name, info in runner.registry.plugins.items():
-        if info.error:
-            continue
-        if entry_points.get(name) == info.module:
-            from_entry_points.append(name)
-            continue
-        try:
-            module = importlib.import_module(info.module)
-        except ImportError:
-            module = None
-        if not isinstance(module, types.ModuleType):
-            raise UserError(f"plugin {name!r} was registered as an object, not an importable module: Ray workers cannot load it")
-        modules.append((name, info.module))
-    opts = runner.opts
+    opts = scorer.opts
     # Decoding workers inside a task share the CPUs the task declared.
     workers = opts.workers if opts.workers is not None else max(0, int(num_cpus_per_task) - 1)
     # Paths resolved here, so that no worker resolves them against its own folder or environment.
-    weights = str(runner.weights_dir.absolute()) if runner.weights_dir else None
+    weights = str(scorer.weights_dir.absolute()) if scorer.weights_dir else None
     options = replace(opts, out=Path(opts.out).absolute(), cache_dir=Path(opts.cache_dir).absolute(), weights_dir=weights, workers=workers,
                       progress=False)
-    return WorkerSpec(uuid.uuid4().hex, str(runner.config.path), runner.config.raw, options, tuple(from_entry_points), tuple(modules), os.getcwd())
+    return WorkerSpec(uuid.uuid4().hex, scorer.plan, options, PluginSources.of(scorer.registry), os.getcwd())
 
 
-def plan_shards(runner, units: list, shard_size: int) -> list[Shard]:
+def plan_shards(scorer, units: list, shard_size: int) -> list[Shard]:
     """Shards of the not-yet-cached test images of zero-shot units. An image is scored once per
     method configuration, whichever seeds or units need it."""
     if shard_size < 1:
@@ -275,18 +256,18 @@ def plan_shards(runner, units: list, shard_size: int) -> list[Shard]:
         if unit.train is not None:
             continue
         try:
-            token = runner.zero_shot_token(runner.new_method(unit))
+            token = scorer.zero_shot_token(scorer.new_method(unit))
         except Exception:
             continue  # the unit itself reports why the method cannot be created
         images = []
         for test in unit.tests:
-            sides = ("test", "train") if runner.config.acceptability is not None else ("test",)
+            sides = ("test", "train") if scorer.config.acceptability is not None else ("test",)
             for side in sides:
-                found, why = runner.domain_images(test, unit.seed, side)
+                found, why = scorer.domain_images(test, unit.seed, side)
                 if not why:
                     images.extend(found)
         unique = list({r.key: r for r in images}.values())
-        cached = runner.scores.get_many(token, [r.key for r in unique])
+        cached = scorer.scores.get_many(token, [r.key for r in unique])
         todo = []
         for r in unique:
             if r.key in cached:
@@ -317,63 +298,45 @@ def worker_error(exc: BaseException) -> str:
 
 
 # -- worker side -----------------------------------------------------------------------------------
-_RUNNER: dict[str, Any] = {}  # run id -> Runner: one per worker process and run, reused by its tasks
+_SCORER: dict[str, Any] = {}  # run id -> Scorer: one per worker process and run, reused by its tasks
 
 
-def worker_runner(spec: WorkerSpec):
-    if spec.run_id in _RUNNER:
-        return _RUNNER[spec.run_id]
-    from diqa_bench import config as cfgmod
-    from diqa_bench.plugins import load_plugins
-    from diqa_bench.runner import Runner
+def worker_scorer(spec: WorkerSpec):
+    if spec.run_id in _SCORER:
+        return _SCORER[spec.run_id]
+    from diqa_bench.scorer import Scorer
 
     if os.path.isdir(spec.cwd):
         os.chdir(spec.cwd)
-    saved = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ",".join(spec.entry_points)  # exactly the driver's plugins
-    try:
-        modules = []
-        for name, mod in spec.modules:
-            try:
-                modules.append((name, importlib.import_module(mod)))
-            except ImportError as exc:
-                raise UserError(f"plugin {name!r}: module {mod!r} cannot be imported on this Ray node ({exc}); install it there or put it on PYTHONPATH") from None
-        registry = load_plugins(strict=True, extra=modules)
-    finally:
-        if saved is None:
-            del os.environ["DIQA_BENCH_PLUGINS"]
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = saved
-    config = cfgmod.parse(spec.config_path, registry, data=spec.config_raw)
+    registry = spec.plugins.load("on this Ray node")
     quiet = (lambda msg: print(msg, flush=True)) if os.environ.get("DIQA_BENCH_DEBUG") else (lambda msg: None)
-    runner = Runner(config, registry, spec.options, log=quiet)
-    runner.load_datasets()  # the dataset plugins cache their files on disk: cheap after the driver's load
-    _RUNNER.clear()
-    _RUNNER[spec.run_id] = runner
-    return runner
+    scorer = Scorer(spec.plan, registry, spec.options, log=quiet)
+    _SCORER.clear()
+    _SCORER[spec.run_id] = scorer
+    return scorer
 
 
 def _unit_task(spec: WorkerSpec, unit) -> tuple[list, list[tuple[str, str, str]]]:
     """Run one unit on a worker; returns its outcomes and the images it skipped."""
-    runner = worker_runner(spec)
-    before = len(runner.skips)
-    result = runner.run_unit(unit)
-    return result, [(s.dataset, s.image, s.reason) for s in runner.skips[before:]]
+    scorer = worker_scorer(spec)
+    before = len(scorer.skips)
+    result = scorer.run_unit(unit)
+    return result, [(s.dataset, s.image, s.reason) for s in scorer.skips[before:]]
 
 
 def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
     """Score a shard of images into the shared score cache. A method error is left to the units
     (they hit it again and report it with their cells), so it is swallowed here."""
-    runner = worker_runner(spec)
-    ctx = runner.method_context(seed)
+    scorer = worker_scorer(spec)
+    ctx = scorer.method_context(seed)
     try:
-        method = runner.registry.method(method_spec.name)(**method_spec.options)
+        method = scorer.registry.method(method_spec.name)(**method_spec.options)
     except Exception:
         return
     from diqa_bench.batch_loop import once
 
     try:
-        runner.score_images(method, runner.zero_shot_token(method), images, ctx, once(lambda: method.setup(ctx)))
+        scorer.score_images(method, scorer.zero_shot_token(method), images, ctx, once(lambda: method.setup(ctx)))
     except Exception:
         pass
     finally:

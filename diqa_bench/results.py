@@ -41,7 +41,7 @@ def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: results are meant to be read by others
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: results are meant to be read by others
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -90,7 +90,7 @@ def staging_folder(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
-        stage.chmod(0o777 & ~_umask())
+        stage.chmod(0o777 & ~current_umask())
         return stage
     except OSError as exc:
         raise UserError(f"cannot write results to {out}: {exc.strerror or exc}") from None
@@ -120,7 +120,7 @@ def publish_results(stage: Path, out: Path, complete: bool) -> Path:
     return target
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask, read without changing it where the system allows (setting it briefly
     would race with threads creating files)."""
     try:
@@ -293,18 +293,19 @@ def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
     return written
 
 
-def run_info(config, registry, runner, options, executor, started: str) -> dict[str, Any]:
+def run_info(config, registry, scorer, options, executor, started: str) -> dict[str, Any]:
     """run.json's content for a run started at ``started`` (ISO time): configuration, environment,
-    plugins, protocol, the datasets of each domain, screening and skipped images. ``runner`` is the
-    :class:`diqa_bench.runner.Runner` that ran it; ``executor`` the one it ran on (None: local)."""
+    plugins, protocol, the datasets of each domain, screening and skipped images. ``scorer`` is the
+    driver's :class:`diqa_bench.scorer.Scorer` (with its plan); ``executor`` the one the run used."""
     from datetime import datetime, timezone
 
     from diqa_bench import pairs
     from diqa_bench.cache import stable_hash
 
+    plan = scorer.plan
     domains = {}
     for dom, specs in config.domains.items():
-        sets = [runner.datasets[s.name] for s in specs if s.name in runner.datasets]
+        sets = [plan.datasets[s.name] for s in specs if s.name in plan.datasets]
         domains[dom] = {
             "datasets": [
                 {"name": d.name, "type": d.type, "images": len(d.records), "content_hash": d.content_hash, "error": d.error,
@@ -329,21 +330,21 @@ def run_info(config, registry, runner, options, executor, started: str) -> dict[
         "config": config.raw,
         "started_at": started,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(runner.device),
+        "environment": environment(scorer.device),
         "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
         "plugin_clashes": list(getattr(registry, "clashes", [])),
         "protocol": {
             "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
             "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
             "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
-            "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": runner.workers, "processes": runner.processes, "decoder": runner.decoder,
+            "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": scorer.workers, "processes": scorer.processes, "decoder": scorer.decoder,
             "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
         },
         "domains": domains,
         "fitted_models": fitted_models(options.out),
-        "screening": runner.screening,
-        "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(runner.skips)],
-        "cache_dir": str(runner.cache_dir),
+        "screening": plan.screening,
+        "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(plan.skips + scorer.skips)],
+        "cache_dir": str(scorer.cache_dir),
     }
 
 

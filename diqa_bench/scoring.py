@@ -10,9 +10,9 @@ Exit codes: 0 every image scored; 1 some images skipped (the CSV is still writte
 in it and on stderr); 2 usage error, or a method that cannot run here or returns the wrong number
 of scores (one line on stderr, no CSV).
 
-Speed: images go through the same batch loop as ``run`` (:mod:`diqa_bench.batch_loop`); on the
-CPU, zero-shot methods score in one single-threaded process per core (:mod:`diqa_bench.parallel`),
-and only those processes build the method, so the parent never imports the method's library.
+Speed: images go through the scorer's path, as in ``run`` (:func:`diqa_bench.scorer.compute_scores`:
+the one batch loop, or on the CPU one single-threaded process per core for zero-shot methods, and
+only those processes build the method, so the parent never imports the method's library).
 Scores are cached by method configuration and image content (``--cache-dir``, as ``run``): a
 photo scored before is answered from the cache. Only what the chosen method needs is imported.
 """
@@ -74,7 +74,7 @@ def score_paths(args, registry) -> int:
     from diqa_bench.config import validate_options
     from diqa_bench.images import list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
-    from diqa_bench.runner import resolve_device
+    from diqa_bench.scorer import resolve_device
 
     if args.max_pixels is not None:
         if args.max_pixels < 1:
@@ -192,42 +192,25 @@ def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str]
            cache, token: str, bar) -> None:
     """Score the images ``todo`` (content keys) into ``scores``; those that cannot be scored go to
     ``errors`` with the reason. Committed to the cache as they come."""
-    from diqa_bench.parallel import recipe_for, score_in_processes
-
-    processes = max(1, args.processes if args.processes is not None else (os.cpu_count() or 1))
-    paths = [path_of[k] for k in todo]
+    from diqa_bench.scorer import compute_scores
 
     def on_error(pos: int, msg: str) -> None:
         errors[todo[pos]] = msg
         if bar is not None:
             bar.update(1)
 
-    def done(found: dict[str, float]) -> None:
+    def commit(found: dict[str, float]) -> None:
         cache.put_many(token, found)
         scores.update(found)
         if bar is not None:
             bar.update(len(found))
 
-    recipe = None
-    if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(todo) > 1:
-        recipe = recipe_for(method, registry, ctx)
-    if recipe is not None:  # the workers build the method: the parent never imports its library
-        for found in score_in_processes(recipe, paths, todo, min(processes, len(todo)), on_error, skip_failing=True, costs=_pixels(paths)):
-            done(found)
-        return
+    def setup() -> None:  # only on the in-process path: pool workers build their own method
+        method.setup(ctx)
+        if method.trainable:
+            method.load(Path(args.weights))
 
-    from diqa_bench.batch_loop import score_batches
-    from diqa_bench.images import iter_batches
-
-    method.setup(ctx)
-    if method.trainable:
-        method.load(Path(args.weights))
-    batches = iter_batches(paths, todo, range(len(todo)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
-                           size=method.input_size, on_error=on_error, decoder=ctx.decoder)
-    pending: dict[str, float] = {}
-    for batch, values in score_batches(method, batches, on_image_error=on_error):
-        pending.update(zip(batch.keys, values))
-        if len(pending) >= 64:
-            done(pending)
-            pending = {}
-    done(pending)
+    paths = [path_of[k] for k in todo]
+    processes = max(1, args.processes if args.processes is not None else (os.cpu_count() or 1))
+    compute_scores(method, ctx, paths, todo, registry=registry, processes=processes, on_error=on_error, commit=commit, ensure_setup=setup,
+                   skip_failing=True, costs=_pixels(paths) if processes > 1 else None, commit_every=64)

@@ -200,8 +200,8 @@ class BenchmarkResult:
 
 class InterruptOnCall:
     """Wraps a function and raises KeyboardInterrupt (as Ctrl-C would) on its ``n``-th call; the
-    other calls go through. For tests of interrupted runs: ``monkeypatch.setattr(Runner,
-    "run_unit", InterruptOnCall(Runner.run_unit, 2))``."""
+    other calls go through. For tests of interrupted runs: ``monkeypatch.setattr(Scorer,
+    "run_unit", InterruptOnCall(Scorer.run_unit, 2))``."""
 
     def __init__(self, fn, n: int):
         self.fn, self.n, self.calls = fn, n, 0

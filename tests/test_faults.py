@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from diqa_bench import cli
-from diqa_bench.runner import Runner
+from diqa_bench.plan import Plan
+from diqa_bench.scorer import Scorer
 from diqa_bench.testing import InterruptOnCall, StubLinear, run_tiny_benchmark, stub_config
 
 
@@ -27,8 +28,8 @@ def small(**kw):
 def test_interrupted_rerun_keeps_the_finished_results(tmp_path, monkeypatch):
     first = run_tiny_benchmark(tmp_path, small())
     before = {p.name: p.read_bytes() for p in first.out.iterdir() if p.is_file()}
-    interrupt = InterruptOnCall(Runner.run_unit, 2)
-    monkeypatch.setattr(Runner, "run_unit", lambda self, unit: interrupt(self, unit))
+    interrupt = InterruptOnCall(Scorer.run_unit, 2)
+    monkeypatch.setattr(Scorer, "run_unit", lambda self, unit: interrupt(self, unit))
     with pytest.raises(KeyboardInterrupt):
         run_tiny_benchmark(tmp_path, small())
     after = {p.name: p.read_bytes() for p in first.out.iterdir() if p.is_file()}
@@ -44,7 +45,7 @@ def test_interrupted_rerun_keeps_the_finished_results(tmp_path, monkeypatch):
 def test_a_crashed_rerun_leaves_the_previous_results(tmp_path, monkeypatch):
     first = run_tiny_benchmark(tmp_path, small())
     before = (first.out / "metrics.csv").read_bytes()
-    monkeypatch.setattr(Runner, "run", lambda self, *a, **k: (_ for _ in ()).throw(MemoryError("out of memory")))
+    monkeypatch.setattr(Plan, "build", classmethod(lambda cls, *a, **k: (_ for _ in ()).throw(MemoryError("out of memory"))))
     with pytest.raises(MemoryError):
         run_tiny_benchmark(tmp_path, small())
     assert (first.out / "metrics.csv").read_bytes() == before
@@ -140,7 +141,7 @@ def test_damaged_cache_database_is_set_aside_and_rebuilt(tmp_path):
 def test_unwritable_out_or_cache_is_one_line_before_any_work(tmp_path, stub_registry, monkeypatch, capsys, where):
     monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
     ran = []
-    monkeypatch.setattr(Runner, "run", lambda self, *a, **k: ran.append(1))
+    monkeypatch.setattr(Plan, "build", classmethod(lambda cls, *a, **k: ran.append(1)))
     cfg = tmp_path / "bench.yaml"
     cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"])))
     blocker = tmp_path / "a-file"
@@ -353,7 +354,7 @@ class _FakeRay:
         if self.got > self.alive:
             raise self.exceptions.LocalRayletDiedError()
         spec, unit = ref.args
-        return self.runner.run_unit(unit), []
+        return self.scorer.run_unit(unit), []
 
     def cancel(self, ref, force=False):
         self.cancelled += 1
@@ -368,9 +369,9 @@ def test_lost_ray_cluster_writes_finished_cells_and_says_how_to_resume(tmp_path,
     fake = _FakeRay(runner_units_alive=2)
     real_run = RayExecutor._run
 
-    def run_with_fake(self, ray, runner, spec, units, on_unit):
-        fake.runner = runner
-        return real_run(self, ray, runner, spec, units, on_unit)
+    def run_with_fake(self, ray, scorer, spec, units, on_unit):
+        fake.scorer = scorer
+        return real_run(self, ray, scorer, spec, units, on_unit)
 
     monkeypatch.setattr(RayExecutor, "_connect", lambda self: (fake, False))
     monkeypatch.setattr(RayExecutor, "_run", run_with_fake)

@@ -9,7 +9,8 @@ import pytest
 
 from diqa_bench import hookimpl
 from diqa_bench.datasets import Dataset, Record
-from diqa_bench.runner import Runner
+from diqa_bench.plan import Plan
+from diqa_bench.scorer import Scorer
 from diqa_bench.testing import InterruptOnCall, StubLinear, StubNoise, run_tiny_benchmark, stub_config
 
 pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
@@ -93,8 +94,8 @@ def test_run_killed_between_units_resumes_to_identical_tables(tmp_path, monkeypa
     reference = _tables(run_tiny_benchmark(tmp_path / "reference", small_config()))
 
     killed = tmp_path / "killed"
-    interrupt = InterruptOnCall(Runner.run_unit, 3)
-    monkeypatch.setattr(Runner, "run_unit", lambda self, unit: interrupt(self, unit))
+    interrupt = InterruptOnCall(Scorer.run_unit, 3)
+    monkeypatch.setattr(Scorer, "run_unit", lambda self, unit: interrupt(self, unit))
     with pytest.raises(KeyboardInterrupt):
         run_tiny_benchmark(killed, small_config())
     partial = json.loads((killed / "results" / "run.json").read_text())
@@ -302,7 +303,7 @@ def test_plugin_author_fixtures(diqa_run_benchmark, diqa_stub_method, diqa_stub_
 
 
 def test_fit_cache_is_keyed_by_split_and_package_version(tmp_path, monkeypatch, stub_counters):
-    import diqa_bench.runner as runner_mod
+    import diqa_bench.plan as plan_mod
 
     def cfg(ratio):
         return small_config(methods=[{"name": "stub-linear"}], train_sets=[["a"]], test_domains=["a"], splits={"test_ratio": ratio, "seeds": [0]})
@@ -312,7 +313,7 @@ def test_fit_cache_is_keyed_by_split_and_package_version(tmp_path, monkeypatch, 
     assert StubLinear.fits == 1
     run_tiny_benchmark(tmp_path, cfg(0.5))
     assert StubLinear.fits == 2
-    monkeypatch.setattr(runner_mod, "__version__", "999.0")
+    monkeypatch.setattr(plan_mod, "__version__", "999.0")
     run_tiny_benchmark(tmp_path, cfg(0.5))
     assert StubLinear.fits == 3
 
@@ -370,11 +371,11 @@ def test_zero_shot_score_token_depends_on_the_decoder(tmp_path, stub_registry):
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(small_config()))
     cfg = cfgmod.parse(path, stub_registry)
-    runner = Runner(cfg, stub_registry, RunOptions(out=tmp_path / "out", cache_dir=tmp_path / "cache", device="cpu"))
+    scorer = Scorer(Plan.build(cfg, stub_registry, tmp_path / "cache"), stub_registry, RunOptions(out=tmp_path / "out", cache_dir=tmp_path / "cache", device="cpu"))
     method = StubNoise()
-    assert runner.zero_shot_token(method) == method.cache_token()
-    runner.decoder = "nvjpeg"  # what --decode gpu resolves to on a CUDA machine
-    assert runner.zero_shot_token(method) == method.cache_token() + "|nvjpeg"
+    assert scorer.zero_shot_token(method) == method.cache_token()
+    scorer.decoder = "nvjpeg"  # what --decode gpu resolves to on a CUDA machine
+    assert scorer.zero_shot_token(method) == method.cache_token() + "|nvjpeg"
 
 
 def test_what_a_fitted_model_ran_as_reaches_run_json_and_the_protocol(tmp_path, stub_counters, monkeypatch):

@@ -1,0 +1,185 @@
+"""The plan of a run: everything decided before any image is scored.
+
+Which datasets each domain holds (loaded and checked once), which of their images fall on the
+train and the test side for every seed, the units of work the grid asks for, and the keys under
+which fitted models are cached. A plan is plain data, so it pickles: the Ray executor ships it to
+its workers, which score it without re-reading the config or reloading a dataset.
+
+What scores a plan is :mod:`diqa_bench.scorer`; what runs the two is :mod:`diqa_bench.runner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from diqa_bench import __version__
+from diqa_bench.cache import file_hash, stable_hash
+from diqa_bench.config import Config
+from diqa_bench.datasets import Dataset, DatasetContext, Record, Skip, check_records, normalise_mos
+from diqa_bench.errors import DataError, UserError
+from diqa_bench.grid import Unit, expand
+from diqa_bench.methods import TrainSample
+from diqa_bench.pairs import is_pair_dataset
+from diqa_bench.plugins import Registry
+from diqa_bench.splits import check_split_labels, split_records
+
+
+@dataclass
+class ImageRef:
+    """One test or train image of a cell, with everything the tables need."""
+
+    key: str  # content hash: the score cache's key
+    path: str
+    id: str
+    dataset: str
+    domain: str
+    mos: float
+    mos_norm: float
+    group: str
+    distortion: str | None
+    level: int | None
+    mos_lower_better: bool = False  # DMOS-style label (its dataset's direction)
+
+
+@dataclass
+class LoadedDataset:
+    """One dataset of a domain, loaded and checked, with its images split for every seed.
+
+    ``obj`` and ``records`` stay on the machine that loaded them (a plugin's object need not
+    pickle); what scoring needs travels in ``refs`` and ``splits``."""
+
+    name: str
+    domain: str
+    type: str
+    obj: Dataset | None
+    records: list[Record]
+    content_hash: str
+    refs: list[ImageRef] = field(default_factory=list)  # one per record, in record order
+    splits: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)  # seed -> (train, test) positions
+    lower_better: bool = False
+    pseudo_mos: bool = False
+    evaluation_only: bool = False  # a 2AFC pair set (diqa_bench.pairs): test data only, never split
+    error: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["obj"], state["records"] = None, []
+        return state
+
+
+@dataclass
+class Plan:
+    config: Config
+    units: list[Unit]
+    datasets: dict[str, LoadedDataset]
+    skips: list[Skip] = field(default_factory=list)  # records left out while loading (bad_input: skip)
+    screening: dict[str, Any] = field(default_factory=dict)  # rater screening of each dataset that has raters
+
+    @classmethod
+    def build(cls, config: Config, registry: Registry, cache_dir, only: list[str] | None = None, progress: bool = False,
+              log: Callable[[str], None] = print) -> "Plan":
+        """Load every dataset the grid needs and split it for every seed."""
+        needed = set(config.test_domains)
+        for ts in config.train_sets:
+            needed.update(ts)
+        ctx = DatasetContext(cache_dir=cache_dir / "datasets", progress=progress)
+        plan = cls(config, [], {})
+        for domain, specs in config.domains.items():
+            if domain in needed:
+                for spec in specs:
+                    plan.datasets[spec.name] = plan._load(registry, spec, domain, ctx, log)
+        trainable = {m.name: registry.method(m.name).trainable for m in config.methods}
+        plan.units = expand(config, trainable, only)
+        return plan
+
+    def _load(self, registry: Registry, spec, domain: str, ctx: DatasetContext, log: Callable[[str], None]) -> LoadedDataset:
+        cls = registry.dataset(spec.type)
+        try:
+            obj = cls(**spec.options)
+            problems = obj.check()
+            if problems:
+                raise DataError("; ".join(problems))
+            log(f"loading dataset {spec.name} ({spec.type}) for domain {domain}")
+            records = obj.load(ctx)
+            checked = check_records(list(records), obj, spec.name, self.config.bad_input)
+            check_split_labels(checked.records, spec.name)  # an unknown label fails here, not in every cell
+        except (DataError, UserError, OSError) as exc:
+            log(f"dataset {spec.name}: {exc}")
+            return LoadedDataset(spec.name, domain, spec.type, None, [], "", evaluation_only=is_pair_dataset(cls), error=str(exc))
+        recs = checked.records
+        keys = [file_hash(r.path) for r in recs]
+        norm = normalise_mos([r.mos for r in recs], obj, self.config.normalise_mos) if recs else []
+        lower = bool(obj.lower_better)
+        ds = LoadedDataset(
+            spec.name, domain, spec.type, obj, recs,
+            stable_hash([(r.id, k, r.mos, r.content_group, r.split) for r, k in zip(recs, keys)]),
+            refs=[ImageRef(k, r.path, r.id, spec.name, domain, float(r.mos), float(n), f"{spec.name}/{r.content_group}", r.distortion, r.level, lower)
+                  for r, k, n in zip(recs, keys, norm)],
+            lower_better=lower, pseudo_mos=bool(getattr(obj, "pseudo_mos", False)), evaluation_only=is_pair_dataset(obj),
+        )
+        for seed in self.config.seeds:
+            ds.splits[seed] = self._split(ds, seed)
+        self.skips.extend(checked.skips)
+        if getattr(obj, "screening", None):
+            self.screening[spec.name] = obj.screening
+        return ds
+
+    def _split(self, ds: LoadedDataset, seed: int) -> tuple[list[int], list[int]]:
+        """(train positions, test positions) of one dataset for one seed; group-aware."""
+        if ds.evaluation_only:  # evaluation-only: all of it is test data for every seed, none trains
+            return [], list(range(len(ds.records)))
+        pos_of = {id(r): i for i, r in enumerate(ds.records)}
+        train, test = split_records(ds.records, self.config.test_ratio, seed, self.config.use_split_column, self.config.protocol)
+        return [pos_of[id(r)] for r in train], [pos_of[id(r)] for r in test]
+
+    # -- what the scorer asks ---------------------------------------------------------------------
+    def domain_sets(self, domain: str) -> list[LoadedDataset]:
+        return [self.datasets[s.name] for s in self.config.domains[domain]]
+
+    def images(self, domain: str, seed: int, side: str) -> tuple[list[ImageRef], str | None]:
+        """Images of one side ('train' / 'test') of a domain for a seed, or the reason there are none."""
+        out: list[ImageRef] = []
+        for ds in self.domain_sets(domain):
+            if ds.error:
+                return [], f"dataset {ds.name}: {ds.error}"
+            train, test = ds.splits[seed]
+            out.extend(ds.refs[p] for p in (train if side == "train" else test))
+        if not out:
+            return [], f"domain {domain!r} has no {side} images"
+        return out, None
+
+    def mos_lower_better(self, domain: str) -> bool:
+        """Whether a domain's MOS is DMOS-style (only meaningful for a domain of one dataset)."""
+        sets = self.domain_sets(domain)
+        return len(sets) == 1 and sets[0].lower_better
+
+    def train_samples(self, unit: Unit) -> list[TrainSample]:
+        """The training images of a trainable unit: the train side of every dataset of its train set."""
+        samples: list[TrainSample] = []
+        for domain in unit.train or ():
+            for ds in self.domain_sets(domain):
+                if ds.error:
+                    raise DataError(f"train dataset {ds.name}: {ds.error}")
+                for p in ds.splits[unit.seed][0]:
+                    r = ds.refs[p]
+                    samples.append(TrainSample(r.key, r.path, r.mos, r.mos_norm, r.dataset, r.domain, r.group, r.distortion, r.id))
+        return samples
+
+    def fit_key(self, unit: Unit, method_token: str, device: str, decoder: str) -> str:
+        """The cache key of one fit: the method's configuration, the content of its training data and
+        everything that shapes the split, the package version, and what the device changes."""
+        return stable_hash(
+            {
+                "method": method_token,
+                "train": [(ds.name, ds.content_hash) for d in unit.train or () for ds in self.domain_sets(d)],
+                "seed": unit.seed,
+                "test_ratio": self.config.test_ratio,
+                "split_column": self.config.use_split_column,
+                "normalise": self.config.normalise_mos,
+                "diqa_bench": __version__,
+                # the device can change the model itself (cross-domain's mode: auto), not only its numerics
+                "device": device.split(":")[0],
+                **({"decoder": decoder} if decoder != "pil" else {}),
+            }
+        )

@@ -1,0 +1,392 @@
+"""The scorer: turns a :class:`~diqa_bench.plan.Plan`'s units into cells of scores.
+
+It owns everything that happens to a method: creating it, fitting it (or loading its cached fit),
+scoring images through the score cache, the one batch loop (:mod:`diqa_bench.batch_loop`) and the
+CPU process pool (:mod:`diqa_bench.parallel`). A failing method fails its cells with the reason
+while the rest of the grid goes on. Every executor runs units through a scorer: the local one in
+this process, Ray's in each worker, built from the plan the driver ships. ``diqa-bench score``
+scores through :func:`compute_scores`, the same path without a plan.
+
+It never decides what a number means (that is :mod:`diqa_bench.stats`) nor how it is shown
+(:mod:`diqa_bench.results`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from diqa_bench.batch_loop import failure_reason, once, score_batches
+from diqa_bench.errors import DataError, MethodUnavailable, UserError
+from diqa_bench.methods import Method, MethodContext, TrainingData
+
+if TYPE_CHECKING:
+    from diqa_bench.datasets import Skip
+    from diqa_bench.grid import Unit
+    from diqa_bench.plan import ImageRef, Plan
+    from diqa_bench.plugins import Registry
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    cache_dir: Path
+    device: str = "auto"
+    workers: int | None = None
+    batch_size: int = 16
+    only: list[str] | None = None
+    weights_dir: str | None = None
+    progress: bool | None = None  # None: bars on a terminal, plain lines otherwise
+    reports: bool = True  # figures, significance and report.html next to the tables
+    processes: int = 1  # CPU only: zero-shot methods score in this many single-threaded processes
+    decode: str = "auto"  # auto/cpu: PIL; gpu: nvJPEG on a CUDA device (faster, scores differ slightly)
+
+
+@dataclass
+class CellOutcome:
+    """Scores of one (method, train set, test domain, seed) cell, or why there are none."""
+
+    method: str
+    train: str
+    test: str
+    seed: int
+    status: str  # "ok", "failed", "not run"
+    reason: str = ""
+    images: list[ImageRef] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    lower_better: bool = False
+    mos_lower_better: bool = False
+    train_scores: list[float] = field(default_factory=list)  # on the test domain's train split (acceptability threshold)
+    train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
+    pairs: list | None = None  # paired-preference test domain: its (dataset, Pair) list (diqa_bench.pairs)
+
+
+def resolve_device(requested: str | None) -> str:
+    """'auto' (or None): cuda, then mps, then cpu. Anything else is passed to torch as given."""
+    import torch
+
+    if requested and requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {requested}: torch sees no CUDA device here (torch {torch.__version__})")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], keys: Sequence[str], *, registry: Registry, processes: int,
+                   on_error: Callable[[int, str], None], commit: Callable[[dict[str, float]], None], ensure_setup: Callable[[], None],
+                   skip_failing: bool = False, costs: Sequence[float] | None = None, pool_from: int = 1, commit_every: int = 256) -> None:
+    """Score images that no cache holds; ``commit`` receives the scores as they come (a killed run
+    keeps them). A zero-shot method on the CPU scores in the process pool, one single-threaded
+    process per core (when ``processes > 1``, more than ``pool_from`` images, and its plugin is
+    importable there; the parent then never builds the method); anything else in this process
+    through the one batch loop, after ``ensure_setup()``. ``on_error(position, reason)`` receives
+    the images that cannot be decoded, and with ``skip_failing`` those the method fails on."""
+    from diqa_bench.parallel import recipe_for, score_in_processes
+
+    recipe = None
+    if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(keys) > pool_from:
+        recipe = recipe_for(method, registry, ctx)
+    if recipe is not None:
+        for done in score_in_processes(recipe, list(paths), list(keys), min(processes, len(keys)), on_error, skip_failing=skip_failing, costs=costs):
+            commit(done)
+        return
+    from diqa_bench.images import iter_batches
+
+    ensure_setup()
+    batches = iter_batches(paths, keys, range(len(keys)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
+                           size=method.input_size, on_error=on_error, decoder=ctx.decoder)
+    pending: dict[str, float] = {}
+    for batch, values in score_batches(method, batches, on_error if skip_failing else None):
+        pending.update(zip(batch.keys, values))
+        if len(pending) >= commit_every:
+            commit(pending)
+            pending = {}
+    commit(pending)
+
+
+class Scorer:
+    """Runs units of a plan. One per process: the driver's for the local executor, one per Ray
+    worker process, each with its own score-cache connection over the shared cache folder."""
+
+    def __init__(self, plan: Plan, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None) -> None:
+        from diqa_bench.cache import ScoreCache
+        from diqa_bench.images import resolve_decoder, set_image_limits
+
+        self.plan = plan
+        self.config = plan.config
+        self.registry = registry
+        self.opts = options
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.device = resolve_device(options.device)
+        self.decoder = resolve_decoder(options.decode, self.device)
+        if "max_image_pixels" in self.config.run_options:  # in the environment: decoding workers inherit it
+            set_image_limits(self.config.run_options["max_image_pixels"])
+        # a GPU eats decoded images faster than a CPU method does: more decode workers by default there
+        self.workers = options.workers if options.workers is not None else min(8 if self.device.startswith("cuda") else 4, os.cpu_count() or 1)
+        self.processes = max(1, int(options.processes or 1))
+        self.cache_dir = Path(options.cache_dir)
+        self.scores = ScoreCache(self.cache_dir)
+        weights = options.weights_dir or self.config.weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
+        self.weights_dir = Path(weights).expanduser() if weights else None
+        self.skips: list[Skip] = []  # images found undecodable while scoring or training
+        self.decode_skips: dict[str, str] = {}  # image key -> reason
+
+    # -- images ----------------------------------------------------------------------------------
+    def domain_images(self, domain: str, seed: int, side: str) -> tuple[list[ImageRef], str | None]:
+        """The plan's images of one side of a domain, less those found undecodable in this run."""
+        images, why = self.plan.images(domain, seed, side)
+        if why:
+            return images, why
+        images = [r for r in images if r.key not in self.decode_skips]
+        return (images, None) if images else ([], f"domain {domain!r} has no {side} images")
+
+    def _skip(self, key: str, dataset: str, image: str, reason: str) -> None:
+        from diqa_bench.datasets import Skip
+
+        if key not in self.decode_skips:
+            self.decode_skips[key] = reason
+            self.skips.append(Skip(dataset, image, reason))
+
+    # -- methods ---------------------------------------------------------------------------------
+    def method_context(self, seed: int) -> MethodContext:
+        return MethodContext(device=self.device, batch_size=self.opts.batch_size, workers=self.workers, seed=seed, cache_dir=self.cache_dir,
+                             weights_dir=self.weights_dir, progress=self._progress_enabled(), decoder=self.decoder)
+
+    def zero_shot_token(self, method: Method) -> str:
+        """The score-cache token of a zero-shot method in this run. Scores from nvJPEG-decoded
+        pixels differ slightly from PIL's, so they never share cache entries."""
+        token = method.cache_token()
+        return token if self.decoder == "pil" else f"{token}|{self.decoder}"
+
+    def new_method(self, unit: Unit) -> Method:
+        return self.registry.method(unit.method.name)(**unit.method.options)
+
+    def score_images(self, method: Method, token: str, images: list[ImageRef], ctx: MethodContext, ensure_setup: Callable[[], None]) -> list[float]:
+        """Scores for ``images`` from the per-image cache; what is missing is computed (after
+        ``ensure_setup()``, so a fully cached cell never loads the model). Undecodable images get
+        NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
+        unique = list(dict.fromkeys(r.key for r in images))
+        have = self.scores.get_many(token, unique)
+        todo = [k for k in unique if k not in have]
+        if todo:
+            ensure_setup()
+            wanted = set(todo)
+            early = {k: float(v) for k, v in method.score_from_cache(todo).items() if k in wanted}
+            if early:  # scored from the method's own caches (e.g. features): no decoding
+                self.scores.put_many(token, early)
+                have.update(early)
+                todo = [k for k in todo if k not in early]
+        if todo:
+            ref_of = {r.key: r for r in images}
+
+            def on_error(pos: int, msg: str) -> None:
+                if self.config.bad_input == "error":
+                    raise DataError(msg)
+                r = ref_of[todo[pos]]
+                self._skip(r.key, r.dataset, r.id, msg)
+
+            def commit(found: dict[str, float]) -> None:
+                self.scores.put_many(token, found)
+                have.update(found)
+
+            # more images than one pool task holds: below that, starting the pool costs more than it saves
+            from diqa_bench.parallel import CHUNK
+
+            compute_scores(method, ctx, [ref_of[k].path for k in todo], todo, registry=self.registry, processes=self.processes,
+                           on_error=on_error, commit=commit, ensure_setup=ensure_setup, pool_from=CHUNK)
+        return [have.get(r.key, float("nan")) for r in images]
+
+    # -- units -----------------------------------------------------------------------------------
+    def run_unit(self, unit: Unit) -> list[CellOutcome]:
+        label, train = unit.method.label, unit.train_label
+        outcomes = {t: CellOutcome(label, train, t, unit.seed, "failed") for t in unit.tests}
+        ctx = self.method_context(unit.seed)
+        try:
+            method = self.new_method(unit)
+        except Exception as exc:
+            return _fail_all(outcomes, f"cannot create method: {type(exc).__name__}: {exc}", "failed")
+        ensure_setup = once(lambda: method.setup(ctx))
+        try:
+            if unit.train is None:
+                token, ready = self.zero_shot_token(method), ensure_setup
+            else:
+                token, ready = self._fit(unit, method, ctx, ensure_setup)
+            for test in unit.tests:
+                o = outcomes[test]
+                o.lower_better = bool(method.lower_better)
+                images, why = self.domain_images(test, unit.seed, "test")
+                if why:
+                    o.reason = why
+                    continue
+                try:
+                    scores = self.score_images(method, token, images, ctx, ready)
+                    o.lower_better = bool(method.lower_better)  # may be known only after setup
+                    self._finish(o, images, scores, method, token, ctx, ready)
+                except MethodUnavailable:
+                    raise
+                except Exception as exc:  # one test domain failing leaves the others
+                    o.status, o.reason = "failed", failure_reason(exc)
+                    _debug(exc)
+        except MethodUnavailable as exc:
+            return _fail_all(outcomes, str(exc), "not run")
+        except Exception as exc:
+            _debug(exc)
+            return _fail_all(outcomes, failure_reason(exc), "failed")
+        finally:
+            try:
+                method.teardown()
+            except Exception:
+                pass
+        return list(outcomes.values())
+
+    def _finish(self, o: CellOutcome, images: list[ImageRef], scores: list[float], method: Method, token: str, ctx, ensure_setup) -> None:
+        bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
+        nan_imgs = [i for i in bad if images[i].key not in self.decode_skips]
+        if nan_imgs:  # the method's own failure, not bad input: ranking it on the images left would
+            # compare it with other methods on an easier subset
+            o.status = "failed"
+            o.reason = f"{len(nan_imgs)} of {len(scores)} scores are NaN or infinite (first: {images[nan_imgs[0]].path})"
+            return
+        dropped = set(bad)
+        o.images = [r for i, r in enumerate(images) if i not in dropped]
+        o.scores = [s for i, s in enumerate(scores) if i not in dropped]
+        if len(o.scores) < 3:
+            o.status, o.reason = "failed", f"only {len(o.scores)} usable scores (need 3)"
+            return
+        o.mos_lower_better = self.plan.mos_lower_better(o.test)
+        if self.config.acceptability is not None:
+            from diqa_bench.stats import unacceptable  # scipy: only when a run asks for thresholds
+
+            tr_images, why = self.domain_images(o.test, o.seed, "train")
+            if not why:
+                tr_scores = self.score_images(method, token, tr_images, ctx, ensure_setup)
+                pairs = [(s, r) for s, r in zip(tr_scores, tr_images) if math.isfinite(s)]
+                o.train_scores = [s for s, _ in pairs]
+                o.train_bad = [bool(x) for x in unacceptable([r.mos for _, r in pairs], self.config.acceptability, [r.mos_lower_better for _, r in pairs])]
+        o.status, o.reason = "ok", ""
+
+    # -- fits ------------------------------------------------------------------------------------
+    def _fit(self, unit: Unit, method: Method, ctx: MethodContext, ensure_setup) -> tuple[str, Callable[[], None]]:
+        """Fit (or find the cached fit of) a trainable method. Returns the score-cache token and a
+        callable that makes the method ready to score (loading a cached fit only when needed)."""
+        samples = [s for s in self.plan.train_samples(unit) if s.key not in self.decode_skips]
+        if not samples:
+            raise DataError(f"train set {unit.train_label} has no images")
+        key = self.plan.fit_key(unit, method.cache_token(), self.device, self.decoder)
+        model_dir = self.cache_dir / "models" / key
+        token = f"fit:{key}"
+
+        def fit_and_save() -> None:
+            ensure_setup()
+            data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
+            t0 = time.time()
+            method.fit(data, ctx)
+            export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
+
+        if (model_dir / "DONE").exists():
+
+            @once
+            def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
+                ensure_setup()
+                try:
+                    method.load(model_dir)
+                except Exception as exc:  # noqa: BLE001 - a cache is disposable: a damaged model is fitted again
+                    import warnings
+
+                    from diqa_bench.cache import CacheWarning, set_aside
+
+                    aside = set_aside(model_dir)
+                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=2)
+                    fit_and_save()
+                    self._copy_model(model_dir, unit)
+        else:
+            fit_and_save()
+            ready = ensure_setup
+        self._copy_model(model_dir, unit)
+        return token, ready
+
+    def _copy_model(self, model_dir: Path, unit: Unit) -> None:
+        dest = self.opts.out / "models" / f"{unit.method.label}@{unit.train_label}" / f"seed{unit.seed}"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(model_dir, dest)
+
+    def _training_loader(self, ctx: MethodContext):
+        from diqa_bench.images import training_loader
+
+        def on_error(sample, msg: str) -> None:
+            if self.config.bad_input == "error":
+                raise DataError(f"training image {msg}")
+            # skip policy: the method trains without it; the image is listed as skipped
+            self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg)
+
+        return training_loader(ctx, on_error)
+
+    def _progress_enabled(self) -> bool:
+        return sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
+
+
+def _fail_all(outcomes: dict[str, CellOutcome], reason: str, status: str) -> list[CellOutcome]:
+    for o in outcomes.values():
+        o.status, o.reason = status, reason
+    return list(outcomes.values())
+
+
+def _debug(exc: BaseException) -> None:
+    if os.environ.get("DIQA_BENCH_DEBUG"):
+        traceback.print_exception(exc)
+
+
+DESCRIPTION_FILE = "description.json"  # Method.describe() of a fitted model, saved with it
+
+
+def export_model(method: Method, model_dir: Path, note: str) -> None:
+    """Save a fitted model into the cache atomically: into a temp folder beside ``model_dir``, which
+    is renamed into place with its DONE marker only once everything is written. A full disk or a
+    crash leaves no half model, and concurrent runs never delete each other's folders (the first
+    to finish wins; the same key means the same fit)."""
+    import tempfile
+
+    from diqa_bench.results import current_umask
+
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
+    try:
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; the model is copied into shareable results
+        method.save(tmp)
+        description = method.describe() if hasattr(method, "describe") else {}
+        if description:
+            (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1, default=str))
+        (tmp / "DONE").write_text(note)
+        for _ in range(2):
+            if (model_dir / "DONE").exists():
+                return  # another run saved the same fit first
+            if model_dir.exists():  # a half-written folder left by an older version: set aside
+                stale = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.stale-"))
+                try:
+                    os.replace(model_dir, stale / "model")
+                except OSError:
+                    pass  # someone else moved it
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                os.replace(tmp, model_dir)
+                return
+            except OSError:
+                continue  # another run renamed its copy in between: look again
+        raise OSError(f"cannot save the fitted model to {model_dir}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
