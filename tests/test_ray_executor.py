@@ -11,6 +11,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -129,6 +130,33 @@ def test_ray_run_gives_the_local_tables(ray_cluster, tmp_path, plugin_dir):
     _assert_same_tables(ray_out, local_out)
     # fitted models land in the results folder, as in a local run
     assert sorted(p.relative_to(ray_out) for p in (ray_out / "models").rglob("*")) == sorted(p.relative_to(local_out) for p in (local_out / "models").rglob("*"))
+
+
+@pytest.mark.slow
+def test_ray_and_local_runs_of_a_trained_network_give_the_same_metrics(ray_cluster, tmp_path):
+    """The cross-domain model (a frozen backbone, cached features, a trained head) on Ray workers
+    that receive the driver's plan: the same images, the same fits, the same numbers as a local run."""
+    import diqa_cross_domain
+
+    cfg = stub_config(methods=[{"name": "cross-domain", "options": {"image_size": 64, "epochs": 8, "val_ratio": 0}}], train_sets=[["a", "b"]],
+                      seeds=[0])
+    for dom, seed in (("a", 1), ("b", 2)):
+        cfg["domains"][dom][0]["options"] = {"count": 24, "groups": 6, "size": 64, "seed": seed, "tag": dom}
+    cfg["statistics"] = {"bootstrap": 50}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    registry = load_plugins(extra=[("stub", stubs), ("cross", diqa_cross_domain)])
+    config = cfgmod.parse(path, registry)
+    ray_outcomes, ray_out = _run(config, registry, tmp_path / "ray", RayExecutor(shard_size=None, log=lambda msg: None))
+    local_outcomes, local_out = _run(config, registry, tmp_path / "local")
+    assert [o.status for o in ray_outcomes] == [o.status for o in local_outcomes] == ["ok", "ok"]
+    ray_m, local_m = pd.read_csv(ray_out / "metrics.csv"), pd.read_csv(local_out / "metrics.csv")
+    keys = ["method", "train", "test", "seed", "statistic"]
+    assert ray_m[keys].equals(local_m[keys]) and len(ray_m) > 0
+    assert np.allclose(ray_m["value"], local_m["value"], atol=1e-6, equal_nan=True)
+    ray_scores, local_scores = pd.read_csv(ray_out / "scores.csv"), pd.read_csv(local_out / "scores.csv")
+    assert ray_scores["image"].tolist() == local_scores["image"].tolist()
+    assert np.allclose(ray_scores["score"], local_scores["score"], atol=1e-6)
 
 
 @pytest.mark.slow
