@@ -35,6 +35,7 @@ from diqa_bench.errors import MethodUnavailable
 from diqa_bench.images import training_loader
 from diqa_bench.methods import MethodContext, TrainingData, TrainSample
 
+
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """Tiny tensors gain nothing from threads, and on a busy 2-core machine threads that wait on
@@ -90,6 +91,18 @@ def test_balanced_sampler_gives_each_domain_its_share():
     assert np.ptp(weighted[:900]) == 0 and np.ptp(weighted[900:]) == 0
     with pytest.raises(ValueError, match="weight 0"):
         sample_probabilities(domains, {"skin": 0, "natural": 0})
+
+
+def test_domain_quotas_add_up_and_follow_the_weights():
+    from diqa_cross_domain.sampling import domain_quotas, stratified_draw
+
+    domains = ["natural"] * 90 + ["skin"] * 10 + ["derm"] * 5
+    assert domain_quotas(domains, None, 64) == {"derm": 22, "natural": 21, "skin": 21}  # 21.33 each: one remainder
+    assert domain_quotas(domains, {"skin": 2, "derm": 0}, 6) == {"derm": 0, "natural": 2, "skin": 4}
+    drawn = np.array(domains)[stratified_draw(domains, {"natural": 3, "skin": 5}, np.random.default_rng(0))]
+    assert sorted(drawn) == ["natural"] * 3 + ["skin"] * 5
+    with pytest.raises(ValueError, match="weight 0"):
+        domain_quotas(domains, {"skin": 0, "natural": 0, "derm": 0}, 4)
 
 
 def test_pairs_are_drawn_within_one_dataset_only():
@@ -234,10 +247,10 @@ def test_checkpoint_round_trip_gives_identical_scores(image_set, shared_cache, t
     assert (tmp_path / "run" / CHECKPOINT_NAME).is_file() and (tmp_path / "run" / "cross_domain.json").is_file()
     before = _scores(method, data)
 
-    from_folder = CrossDomain()  # options come back from the checkpoint
+    from_folder = CrossDomain()  # the model comes back as it was fitted
     from_folder.setup(ctx)
     from_folder.load(tmp_path / "run")
-    assert from_folder.opts["loss"] == "mse" and from_folder.cache_token() == method.cache_token()
+    assert from_folder.describe()["loss"] == "mse" and from_folder.cache_token() == method.cache_token()
     assert torch.equal(_scores(from_folder, data), before)
 
     fresh_ctx = MethodContext(device="cpu", batch_size=8, cache_dir=tmp_path / "other-cache")
@@ -403,3 +416,75 @@ def test_finetune_with_handcrafted_features_round_trip(image_set, tmp_path):
     loaded.setup(ctx)
     loaded.load(tmp_path / "run")
     assert loaded.describe()["handcrafted"] == "nss" and torch.equal(_scores(loaded, data), before)
+
+
+# -- domain balance of every step, options after load ---------------------------------------------
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory):
+    """Two domains whose images differ in size (so they can never share one decoded batch) and in
+    count: skin 6 images of 40x40, natural 10 of 64x80 in two datasets. Every sample has its own
+    ``mos_norm``, which tells which sample a loss target belongs to."""
+    folder = tmp_path_factory.mktemp("two_sizes")
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(16):
+        domain, dataset, size = ("skin", "skin-a", (40, 40)) if i < 6 else ("natural", f"natural-{i % 2}", (80, 64))
+        path = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        samples.append(TrainSample(key=f"k{i}", path=str(path), mos=1.0 + i / 4, mos_norm=i / 16, dataset=dataset, domain=domain, group=f"g{i}"))
+    return samples
+
+
+@pytest.mark.parametrize("weights, batch_size, shares", [(None, 4, {"skin": 2, "natural": 2}), ({"skin": 3, "natural": 1}, 4, {"skin": 3, "natural": 1}),
+                                                         (None, 5, {"skin": 2.5, "natural": 2.5})])
+def test_every_finetune_step_holds_the_domain_shares_whatever_the_image_sizes(two_sizes, tmp_path, monkeypatch, weights, batch_size, shares):
+    from diqa_cross_domain import losses
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    domain_of = {round(s.mos_norm, 4): s.domain for s in two_sizes}
+    seen: list[list[str]] = []  # the domains of every batch the training loss sees
+    steps: list[int] = []  # how many losses had been computed at each optimizer step
+    real_loss = losses.quality_loss
+
+    def recording_loss(kind, pred, target, *args, **kwargs):
+        seen.append([domain_of[round(t, 4)] for t in target.tolist()])
+        return real_loss(kind, pred, target, *args, **kwargs)
+
+    monkeypatch.setattr(losses, "quality_loss", recording_loss)
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: steps.append(len(seen)))
+    try:
+        data, ctx = _data(two_sizes, tmp_path)
+        # image_size 48: the 64x80 images give 48 px training crops, the 40 px ones stay whole
+        method = CrossDomain(mode="finetune", epochs=2, batch_size=batch_size, val_ratio=0, image_size=48, handcrafted="none", domain_weights=weights)
+        method.setup(ctx)
+        method.fit(data, ctx)
+    finally:
+        handle.remove()
+    for domains in seen:
+        assert len(domains) == batch_size
+        for d, share in shares.items():
+            assert abs(domains.count(d) - share) < 1, seen
+    assert len(steps) == 2 * math.ceil(16 / batch_size)
+    assert steps == list(range(1, len(steps) + 1))  # one loss over the whole drawn batch per step
+
+
+def test_load_keeps_the_configured_options(image_set, shared_cache, tmp_path):
+    data, ctx = _data(image_set, shared_cache)
+    fitted = CrossDomain(epochs=5, loss="mse", handcrafted="nss", features="none", **FAST)
+    fitted.setup(ctx)
+    fitted.fit(data, ctx)
+    fitted.save(tmp_path / "run")
+    before = _scores(fitted, data)
+
+    configured = {"loss": "l1", "epochs": 3, **FAST}
+    loaded = CrossDomain(**configured)
+    loaded.setup(ctx)
+    loaded.load(tmp_path / "run")
+    assert loaded.options == configured and loaded.opts["loss"] == "l1"  # what the user asked for, untouched
+    assert loaded.trained_options == fitted.options  # what the checkpoint holds, apart
+    assert loaded.describe() == fitted.describe() and loaded.describe()["loss"] == "mse"
+    assert loaded.cache_token() == fitted.cache_token() != CrossDomain(**configured).cache_token()  # scores follow the checkpoint
+    assert torch.equal(_scores(loaded, data), before)
+    loaded.fit(data, ctx)  # a new fit trains what is configured, not what was loaded
+    assert loaded.trained_options is None and loaded.describe()["loss"] == "l1" and loaded.describe()["handcrafted"] == "full"
+    assert loaded.cache_token() == CrossDomain(**configured).cache_token()

@@ -1,7 +1,13 @@
-"""Which training images a step sees: domain-balanced draws and within-dataset pairs."""
+"""Which training images a step sees: domain-balanced draws and within-dataset pairs.
+
+Head mode draws each batch position independently with its domain's share as probability
+(:func:`balanced_draw`): balanced on average. Finetune mode gives each domain a fixed quota of every
+step (:func:`domain_quotas`, :func:`stratified_draw`): its images are decoded in groups of one size,
+and a step must stay balanced however the domains' image sizes split it."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -27,6 +33,30 @@ def sample_probabilities(domains: Sequence[str], weights: Mapping[str, float] | 
 def balanced_draw(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` sample positions drawn with replacement according to ``probs``."""
     return rng.choice(len(probs), size=n, replace=True, p=probs)
+
+
+def domain_quotas(domains: Sequence[str], weights: Mapping[str, float] | None, n: int) -> dict[str, int]:
+    """How many of ``n`` batch positions each domain gets: its weight's share (as in
+    :func:`sample_probabilities`), rounded by largest remainder so the counts add up to ``n``."""
+    present = sorted(set(domains))
+    w = {d: float((weights or {}).get(d, 1.0)) for d in present}
+    total = sum(w.values())
+    if total <= 0:
+        raise ValueError(f"domain_weights give every training domain weight 0: {w}")
+    exact = {d: n * w[d] / total for d in present}
+    quotas = {d: math.floor(exact[d]) for d in present}
+    by_remainder = sorted(present, key=lambda d: (quotas[d] - exact[d], d))
+    for d in by_remainder[: n - sum(quotas.values())]:
+        quotas[d] += 1
+    return quotas
+
+
+def stratified_draw(domains: Sequence[str], quotas: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
+    """Sample positions for one batch holding exactly ``quotas[d]`` draws of each domain ``d``
+    (with replacement, uniform within the domain), domain by domain."""
+    domains = np.asarray(domains)
+    parts = [rng.choice(np.flatnonzero(domains == d), size=k, replace=True) for d, k in sorted(quotas.items()) if k]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def within_dataset_pairs(datasets: Sequence, sample_ids: Sequence[int] | None = None) -> np.ndarray:
