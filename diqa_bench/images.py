@@ -541,7 +541,7 @@ def training_loader(ctx, on_error=None):
     An undecodable training image raises DataError, or with ``on_error(sample, message)`` is
     reported there and left out (the runner's skip policy)."""
 
-    def load(samples, positions, batch_size, size, shuffle, seed):
+    def load(samples, positions, batch_size, size, shuffle, seed, loader="auto"):
         report = None if on_error is None else (lambda pos, msg: on_error(samples[pos], msg))
         return iter_batches(
             [s.path for s in samples],
@@ -555,6 +555,7 @@ def training_loader(ctx, on_error=None):
             seed=seed,
             on_error=report,
             decoder=ctx.decoder,
+            loader=loader,
         )
 
     return load

@@ -105,7 +105,7 @@ class TrainingData:
 
     samples: list[TrainSample]
     domains: list[str] = field(default_factory=list)
-    # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed) -> Iterator[Batch].
+    # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed, loader) -> Iterator[Batch].
     # The runner sets its own (it records undecodable images as skips); tests use from_samples().
     _loader: Any = None
 
@@ -130,13 +130,16 @@ class TrainingData:
         size: tuple[int, int] | None = None,
         shuffle: bool = False,
         seed: int = 0,
+        loader: str = "auto",
     ) -> Iterator[Batch]:
         """Decode the samples (or those at ``indices``) in batches on the context's device.
-        ``Batch.indices`` point into ``self.samples``. ``size`` resizes to (H, W)."""
+        ``Batch.indices`` point into ``self.samples``. ``size`` resizes to (H, W). ``loader``:
+        "threads" for many short calls (one per training step: a thread pool that outlives the
+        call instead of decoding processes started for each), else "auto"."""
         if self._loader is None:
             raise RuntimeError("TrainingData has no image loader: build it with TrainingData.from_samples(samples, ctx)")
         idx = list(range(len(self.samples))) if indices is None else list(indices)
-        return self._loader(self.samples, idx, batch_size, size, shuffle, seed)
+        return self._loader(self.samples, idx, batch_size, size, shuffle, seed, loader)
 
 
 class Method:

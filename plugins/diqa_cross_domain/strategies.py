@@ -556,7 +556,7 @@ class FinetuneStrategy(Strategy):
         import torch
 
         views, positions = [], []
-        for batch in data.batches(draw, batch_size=batch_size):
+        for batch in data.batches(draw, batch_size=batch_size, loader="threads"):  # one call per step
             views += list(self.policy.train_views(batch.images.to(self.device), generator))
             positions += list(batch.indices)
         by_shape: dict[tuple, list[int]] = {}
