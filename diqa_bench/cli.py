@@ -328,7 +328,7 @@ def cmd_compare(args) -> int:
     df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
     text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
     if args.output:
-        from diqa_bench.results import atomic_write
+        from diqa_bench.files import atomic_write
 
         out = Path(args.output)
         if out.suffix.lower() not in (".csv", ".md"):
@@ -340,8 +340,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from diqa_bench.results import resolve_threshold
-    from diqa_bench.scoring import score_paths
+    from diqa_bench.scoring import resolve_threshold, score_paths
 
     args.threshold = resolve_threshold(args.threshold, args.weights)
     return score_paths(args, _registry(args))
@@ -358,7 +357,7 @@ def cmd_mos(args) -> int:
     mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path))
     print(format_report(report), file=sys.stderr)
     if args.output:
-        from diqa_bench.results import atomic_write
+        from diqa_bench.files import atomic_write
 
         atomic_write(Path(args.output), mos.to_csv(index=False))
         print(f"wrote {len(mos)} images to {args.output}", file=sys.stderr)

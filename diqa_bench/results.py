@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench import stats
+from diqa_bench.files import atomic_write, current_umask  # noqa: F401 - also imported from here
 
 METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std", "groups"]
 SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "group", "distortion", "level", "path"]
@@ -34,21 +35,6 @@ AGGREGATE_SEED = "all"
 # Acceptability rows besides AUC / ACC / RETAKE: the score cut chosen on the train split (method's
 # units) and the accuracy of accepting every photo (the "no gate" reference).
 THRESHOLD, ACCEPT_ALL = "THRESHOLD", "ACC_ACCEPT_ALL"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: results are meant to be read by others
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def results_lock(out: Path):
@@ -118,21 +104,6 @@ def publish_results(stage: Path, out: Path, complete: bool) -> Path:
     else:
         os.replace(stage, target)
     return target
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where the system allows (setting it briefly
-    would race with threads creating files)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
@@ -523,40 +494,3 @@ def load_results(folder: Path):
         what = f"metrics.csv lacks {', '.join(missing)}" if missing else "run.json is not an object"
         raise UserError(f"{folder}: damaged results ({what}); re-run the benchmark to rewrite them")
     return metrics, run_info
-
-
-def resolve_threshold(value: str | float | None, weights: str | None) -> float | None:
-    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
-    the train split, read from ``threshold.json`` in the ``--weights`` model folder. ``auto``
-    picks the only domain, else the model's own train domain; several candidates need a DOMAIN."""
-    from diqa_bench.errors import UserError
-
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text.lower().startswith("auto"):
-        try:
-            return float(text)
-        except ValueError:
-            raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
-    domain = text.split(":", 1)[1].strip() if ":" in text else None
-    path = Path(weights or "") / "threshold.json"
-    if not weights or not path.is_file():
-        raise UserError(f"--threshold auto: {'no --weights given' if not weights else f'{weights} has no threshold.json'} "
-                        "(a run writes one into models/<method>@<train>/seed<k>/ when its config declares acceptability)")
-    try:
-        doc = json.loads(path.read_text())
-        cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: not a diqa-bench threshold file ({type(exc).__name__})") from None
-    if domain is None:
-        own = str(doc.get("train", ""))
-        if len(cuts) == 1:
-            domain = next(iter(cuts))
-        elif own in cuts:
-            domain = own
-        else:
-            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(sorted(cuts))}); choose one with --threshold auto:DOMAIN")
-    if domain not in cuts:
-        raise UserError(f"--threshold auto:{domain}: {path} has thresholds for {', '.join(sorted(cuts)) or 'no domain'}")
-    return cuts[domain]

@@ -70,7 +70,11 @@ class CellOutcome:
 
 
 def resolve_device(requested: str | None) -> str:
-    """'auto' (or None): cuda, then mps, then cpu. Anything else is passed to torch as given."""
+    """'auto' (or None): cuda, then mps, then cpu. Anything else is passed to torch as given.
+    Torch is imported only when the answer needs it: the CPU process pool's parent never runs a
+    tensor operation, and importing torch costs it seconds."""
+    if requested == "cpu" or (requested in (None, "auto") and not _may_have_accelerator()):
+        return "cpu"
     import torch
 
     if requested and requested != "auto":
@@ -83,6 +87,16 @@ def resolve_device(requested: str | None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _may_have_accelerator() -> bool:
+    """False when torch could not find a GPU here: Linux without NVIDIA, ROCm or WSL GPU device
+    nodes. Elsewhere (macOS's MPS, Windows) only torch can tell."""
+    import glob
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(glob.glob(pattern) for pattern in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg"))
 
 
 def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], keys: Sequence[str], *, registry: Registry, processes: int,
@@ -361,7 +375,7 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
     to finish wins; the same key means the same fit)."""
     import tempfile
 
-    from diqa_bench.results import current_umask
+    from diqa_bench.files import current_umask
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))

@@ -20,6 +20,7 @@ photo scored before is answered from the cache. Only what the chosen method need
 from __future__ import annotations
 
 import csv
+import json
 import io
 import os
 import sys
@@ -150,7 +151,7 @@ def score_paths(args, registry) -> int:
                 row.append("error")
         w.writerow(row + [why])
     if args.output:
-        from diqa_bench.results import atomic_write
+        from diqa_bench.files import atomic_write
 
         atomic_write(Path(args.output), buf.getvalue())
     else:
@@ -214,3 +215,40 @@ def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str]
     processes = max(1, args.processes if args.processes is not None else (os.cpu_count() or 1))
     compute_scores(method, ctx, paths, todo, registry=registry, processes=processes, on_error=on_error, commit=commit, ensure_setup=setup,
                    skip_failing=True, costs=_pixels(paths) if processes > 1 else None, commit_every=64)
+
+
+def resolve_threshold(value: str | float | None, weights: str | None) -> float | None:
+    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
+    the train split, read from ``threshold.json`` in the ``--weights`` model folder. ``auto``
+    picks the only domain, else the model's own train domain; several candidates need a DOMAIN."""
+    from diqa_bench.errors import UserError
+
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.lower().startswith("auto"):
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
+    domain = text.split(":", 1)[1].strip() if ":" in text else None
+    path = Path(weights or "") / "threshold.json"
+    if not weights or not path.is_file():
+        raise UserError(f"--threshold auto: {'no --weights given' if not weights else f'{weights} has no threshold.json'} "
+                        "(a run writes one into models/<method>@<train>/seed<k>/ when its config declares acceptability)")
+    try:
+        doc = json.loads(path.read_text())
+        cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a diqa-bench threshold file ({type(exc).__name__})") from None
+    if domain is None:
+        own = str(doc.get("train", ""))
+        if len(cuts) == 1:
+            domain = next(iter(cuts))
+        elif own in cuts:
+            domain = own
+        else:
+            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(sorted(cuts))}); choose one with --threshold auto:DOMAIN")
+    if domain not in cuts:
+        raise UserError(f"--threshold auto:{domain}: {path} has thresholds for {', '.join(sorted(cuts)) or 'no domain'}")
+    return cuts[domain]
