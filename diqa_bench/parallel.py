@@ -152,15 +152,6 @@ def warm_up(recipe: MethodRecipe, processes: int, sample: str | None = None) -> 
     return len({f.result() for f in [executor.submit(_build_and_wait, recipe, sample) for _ in range(2 * processes)]})
 
 
-# Transparent huge pages for the workers' malloc (glibc >= 2.35 reads this when a process starts;
-# older ones ignore it). The classical metrics allocate and free the same large tensors for every
-# image, and each 4 KiB page of them was faulted in again: in float64, PIQE's system time exceeded
-# its user time, with about 37,000 page faults per 512x384 image. With 2 MiB pages a worker scored
-# PIQE in float64 at 11.2 instead of 5.1 img/s (13,529 instead of 647,079 faults for 16 images;
-# benchmarks/PERF.md, run 7, has the pool's numbers).
-WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
-
-
 def _started() -> int:
     import time
 
@@ -175,16 +166,7 @@ def pool(processes: int) -> ProcessPoolExecutor:
 
         executor = ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"), initializer=_init_worker,
                                        initargs=(os.getpid(), threading.current_thread() is threading.main_thread()))
-        saved = os.environ.get("GLIBC_TUNABLES")
-        if saved is None or "glibc.malloc.hugetlb" not in saved:  # a user's own setting wins
-            os.environ["GLIBC_TUNABLES"] = f"{saved}:{WORKER_GLIBC_TUNABLES}" if saved else WORKER_GLIBC_TUNABLES
-        try:  # workers start on submit: start them all now, while the environment holds the setting
-            started = [executor.submit(_started) for _ in range(processes)]
-        finally:
-            if saved is None:
-                os.environ.pop("GLIBC_TUNABLES", None)
-            else:
-                os.environ["GLIBC_TUNABLES"] = saved
+        started = [executor.submit(_started) for _ in range(processes)]  # workers start on submit: all of them now
         for f in started:
             f.result()
         _POOLS[processes] = executor

@@ -92,26 +92,6 @@ def test_building_a_method_in_a_worker_leaves_the_plugin_selection_as_it_was(mon
     assert os.environ.get("DIQA_BENCH_PLUGINS") == before
 
 
-def _tunables():
-    import os
-
-    return os.environ.get("GLIBC_TUNABLES")
-
-
-def test_workers_start_with_huge_pages_for_malloc_and_the_parent_is_untouched(monkeypatch):
-    from diqa_bench import parallel
-
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    executor = parallel.pool(2)
-    assert len(parallel._POOLS[2]._processes) == 2  # both workers started while the setting was in place
-    assert {executor.submit(_tunables).result() for _ in range(4)} == {"glibc.malloc.hugetlb=1"}
-    assert _tunables() is None
-    parallel.shutdown_pools(wait=True)
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # a user's tunables are kept
-    assert parallel.pool(1).submit(_tunables).result() == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
-    assert _tunables() == "glibc.malloc.arena_max=2"
-
-
 def test_chunks_cover_every_image_once_and_a_huge_image_gets_its_own():
     from diqa_bench.parallel import plan_chunks
 
