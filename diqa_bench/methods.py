@@ -23,7 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
 if TYPE_CHECKING:  # torch is imported only where a method actually runs
     import torch
@@ -106,19 +106,21 @@ class TrainingData:
     samples: list[TrainSample]
     domains: list[str] = field(default_factory=list)
     # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed, loader) -> Iterator[Batch].
-    # The runner sets its own (it records undecodable images as skips); tests use from_samples().
+    # Built by from_samples() (the runner passes on_error: it records undecodable images as skips).
     _loader: Any = None
 
     @classmethod
-    def from_samples(cls, samples: Sequence[TrainSample], ctx: MethodContext | None = None, domains: Sequence[str] | None = None) -> "TrainingData":
+    def from_samples(cls, samples: Sequence[TrainSample], ctx: MethodContext | None = None, domains: Sequence[str] | None = None,
+                     on_error: Callable[[TrainSample, str], None] | None = None) -> "TrainingData":
         """A training set that decodes its images as the runner does, on ``ctx.device`` (default:
-        the CPU): what a plugin's tests hand to ``fit``. An undecodable image raises DataError.
+        the CPU): what a plugin's tests hand to ``fit``. An undecodable image raises DataError, or
+        with ``on_error(sample, reason)`` is reported there and left out of its batch.
         ``domains`` defaults to the samples' domains, in order of appearance."""
         from diqa_bench.images import training_loader
 
         samples = list(samples)
         doms = list(domains) if domains is not None else list(dict.fromkeys(s.domain for s in samples))
-        return cls(samples=samples, domains=doms, _loader=training_loader(ctx or MethodContext()))
+        return cls(samples=samples, domains=doms, _loader=training_loader(ctx or MethodContext(), on_error))
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -381,7 +381,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
         details: dict = {}
         pair_metrics, pair_cells = pairs.evaluate(paired, config)
         metrics = pairs.add_metrics(compute_metrics(regular, config, details), pair_metrics)
-        metrics_csv, metrics_json = metrics.to_csv(index=False), json.dumps(_json_rows(metrics), indent=1)
+        metrics_csv, metrics_json = metrics.to_csv(index=False), json.dumps(json_rows(metrics), indent=1)
         derived.store(cached, {"metrics.csv": metrics_csv, "metrics.json": metrics_json,
                                "details.json": json.dumps({"details": [[list(k), v] for k, v in details.items()], "pair_cells": pair_cells}, default=str)})
     else:  # the same scores, cells, config and code as a run before: the same statistics
@@ -464,7 +464,7 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
     return text
 
 
-def _json_rows(df) -> list[dict[str, Any]]:
+def json_rows(df) -> list[dict[str, Any]]:
     rows = df.to_dict(orient="records")
     for r in rows:
         for k, v in r.items():

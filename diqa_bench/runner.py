@@ -50,8 +50,8 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     aborted: RunAborted | None = None
     try:
         try:
-            scorer.plan = Plan.build(config, registry, scorer.cache_dir, options.only, scorer._progress_enabled(), scorer.log)
-            executor = executor or LocalExecutor(progress=scorer._progress_enabled(), log=scorer.log)
+            scorer.plan = Plan.build(config, registry, scorer.cache_dir, options.only, scorer.progress_enabled(), scorer.log)
+            executor = executor or LocalExecutor(progress=scorer.progress_enabled(), log=scorer.log)
             executor.run(scorer, scorer.plan.units, on_unit=lambda unit, result: outcomes.extend(result))
         except KeyboardInterrupt:
             interrupted = True

@@ -177,7 +177,7 @@ class Scorer:
     # -- methods ---------------------------------------------------------------------------------
     def method_context(self, seed: int) -> MethodContext:
         return MethodContext(device=self.device, batch_size=self.opts.batch_size, workers=self.workers, seed=seed, cache_dir=self.cache_dir,
-                             weights_dir=self.weights_dir, progress=self._progress_enabled(), decoder=self.decoder)
+                             weights_dir=self.weights_dir, progress=self.progress_enabled(), decoder=self.decoder)
 
     def zero_shot_token(self, method: Method) -> str:
         """The score-cache token of a zero-shot method in this run. Scores from nvJPEG-decoded
@@ -305,7 +305,7 @@ class Scorer:
 
         def fit_and_save() -> None:
             ensure_setup()
-            data = TrainingData(samples=samples, domains=list(unit.train), _loader=self._training_loader(ctx))
+            data = TrainingData.from_samples(samples, ctx, domains=list(unit.train), on_error=self._training_image_failed)
             t0 = time.time()
             method.fit(data, ctx)
             export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
@@ -339,18 +339,13 @@ class Scorer:
             shutil.rmtree(dest)
         shutil.copytree(model_dir, dest)
 
-    def _training_loader(self, ctx: MethodContext):
-        from diqa_bench.images import training_loader
+    def _training_image_failed(self, sample, msg: str) -> None:
+        if self.config.bad_input == "error":
+            raise DataError(f"training image {msg}")
+        # skip policy: the method trains without it; the image is listed as skipped
+        self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg)
 
-        def on_error(sample, msg: str) -> None:
-            if self.config.bad_input == "error":
-                raise DataError(f"training image {msg}")
-            # skip policy: the method trains without it; the image is listed as skipped
-            self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg)
-
-        return training_loader(ctx, on_error)
-
-    def _progress_enabled(self) -> bool:
+    def progress_enabled(self) -> bool:
         return sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
 
 

@@ -139,7 +139,8 @@ def _directions(run_info: dict[str, Any]) -> dict[tuple[str, str], bool]:
 
 
 def _eval_mos(run: StoredRun, rows) -> np.ndarray:
-    """The MOS the runner judged these rows on (see diqa_bench.results._eval_mos)."""
+    """The MOS the run judged these rows on: the rule of :func:`diqa_bench.results.compute_metrics`
+    (raw MOS for one dataset, per-dataset normalised MOS for several), on stored rows."""
     test = rows["domain"].iloc[0]
     sets = {d["name"]: d for d in run.domain_datasets(test)}
     mos = rows["mos"].to_numpy(float)

@@ -102,11 +102,11 @@ def _seed_order(s: str):
 
 def write_transfer(folder: Path, table) -> list[Path]:
     """transfer.csv and transfer.json (seeds as a list, NaN as null), atomically."""
-    from diqa_bench.results import _json_rows, atomic_write
+    from diqa_bench.results import json_rows, atomic_write
 
     folder = Path(folder)
     atomic_write(folder / "transfer.csv", table.to_csv(index=False))
-    rows = _json_rows(table)
+    rows = json_rows(table)
     for r in rows:
         r["seeds"] = [int(s) if s.lstrip("-").isdigit() else s for s in str(r["seeds"] or "").split()]
     atomic_write(folder / "transfer.json", json.dumps(rows, indent=1))
