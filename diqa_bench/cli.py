@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -90,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("ratings")
     mo.add_argument("-o", "--output", help="MOS CSV (default: stdout)")
     mo.add_argument("--no-screening", action="store_true", help="keep every observer")
+    mo.add_argument("--scale", nargs=2, metavar=("LOW", "HIGH"),
+                    help="the rating scale, e.g. --scale 1 5: a rating off it is an error, and the 95%% intervals are clipped to it (default: no scale, nothing checked or clipped)")
     return p
 
 
@@ -347,14 +350,20 @@ def cmd_score(args) -> int:
 
 
 def cmd_mos(args) -> int:
-    from diqa_bench.mos import compute_mos, format_report
+    from diqa_bench.mos import compute_mos, format_report, read_ratings
 
+    scale = None
+    if args.scale is not None:
+        try:
+            scale = tuple(float(v) for v in args.scale)
+        except ValueError:
+            raise UserError(f"--scale LOW HIGH must be two numbers, got {' '.join(args.scale)!r}") from None
+        if not (all(math.isfinite(v) for v in scale) and scale[0] < scale[1]):
+            raise UserError(f"--scale LOW HIGH needs finite numbers with LOW < HIGH, got {' '.join(args.scale)!r}")
     path = Path(args.ratings)
     if not path.is_file():
         raise UserError(f"{path}: ratings file not found")
-    from diqa_bench.mos import read_ratings
-
-    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path))
+    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path), scale=scale)
     print(format_report(report), file=sys.stderr)
     if args.output:
         from diqa_bench.files import atomic_write

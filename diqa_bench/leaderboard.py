@@ -299,9 +299,25 @@ def data_section(run_info: dict[str, Any]) -> list[str]:
     """'## Data and raters': per dataset, what was done to its images and where its split came
     from; per rated dataset, which raters the screening rejected and the inter-rater reliability.
     Empty when there is nothing of the kind to say."""
+    out = [f"- {note}" for note in data_notes(run_info)]
+    for name, rep in (run_info.get("screening") or {}).items():
+        summary, rejected, reliability = rater_facts(rep)
+        line = f"- Raters of {name}: {summary} "
+        line += (f"Rejected {len(rejected)}: " + "; ".join(f"{r['observer']} ({r['reason']})" for r in rejected) + ".") if rejected else "No rater rejected."
+        if reliability:
+            line += f" {reliability}"
+        out.append(line)
+    if not out:
+        return []
+    return ["## Data and raters", "", *out, ""]
+
+
+def data_notes(run_info: dict[str, Any]) -> list[str]:
+    """The protocol and per-dataset facts of 'Data and raters' (image preprocessing, where each
+    split came from), one plain sentence each; report.html and LEADERBOARD.md both show them."""
     out: list[str] = []
     if run_info.get("protocol", {}).get("split_protocol") == "full":
-        out.append("- Protocol full: every image of each test domain is scored (no training side; zero-shot methods only).")
+        out.append("Protocol full: every image of each test domain is scored (no training side; zero-shot methods only).")
     for dom in run_info.get("domains", {}).values():
         for d in dom.get("datasets", []):
             bits = []
@@ -313,19 +329,25 @@ def data_section(run_info: dict[str, Any]) -> list[str]:
                 shown = ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test", "unused") if counts.get(k))
                 bits.append(f"split from {d['split_source']} ({shown}; validation and unused images are neither trained nor tested on)")
             if bits:
-                out.append(f"- {d['name']}: " + "; ".join(bits) + ".")
-    for name, rep in (run_info.get("screening") or {}).items():
-        rejected = rep.get("rejected", [])
-        line = f"- Raters of {name}: {rep.get('observers')} raters, {rep.get('images')} images, {rep.get('ratings')} ratings; screening: {rep.get('method')}. "
-        line += (f"Rejected {len(rejected)}: " + "; ".join(f"{r['observer']} ({r['reason']})" for r in rejected) + ".") if rejected else "No rater rejected."
-        rel = rep.get("reliability") or {}
-        if rel.get("value") is not None:
-            line += (f" Inter-rater reliability of the kept raters: {rel['value']:.3f} ({int(100 * rel.get('confidence', 0.95))}% bootstrap interval "
-                     f"{rel['ci_low']:.3f} to {rel['ci_high']:.3f} over {rel.get('images')} images; {rel.get('method')}).")
-        out.append(line)
-    if not out:
-        return []
-    return ["## Data and raters", "", *out, ""]
+                out.append(f"{d['name']}: " + "; ".join(bits) + ".")
+    return out
+
+
+def rater_facts(rep: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str | None]:
+    """One rated dataset's screening (run.json's ``screening`` entry) as (sentence with the
+    counts, scale and screening method; the rejected raters, each a dict with ``observer`` and
+    ``reason``; the reliability sentence with its interval, or None when it was not computed)."""
+    scale = rep.get("scale")
+    on_scale = f" on the scale {scale[0]:g} to {scale[1]:g}" if scale else ""
+    summary = (f"{rep.get('observers')} raters, {rep.get('images')} images, {rep.get('ratings')} ratings{on_scale}; "
+               f"screening: {rep.get('method')}.")
+    rel = rep.get("reliability") or {}
+    reliability = None
+    if rel.get("value") is not None:
+        interval = (f"{int(100 * rel.get('confidence', 0.95))}% bootstrap interval {rel['ci_low']:.3f} to {rel['ci_high']:.3f} over"
+                    if rel.get("ci_low") is not None and rel.get("ci_high") is not None else "no bootstrap interval;")
+        reliability = f"Inter-rater reliability of the kept raters: {rel['value']:.3f} ({interval} {rel.get('images')} images; {rel.get('method')})."
+    return summary, list(rep.get("rejected", [])), reliability
 
 
 def fitted_model_lines(run_info: dict[str, Any]) -> list[str]:

@@ -3,7 +3,7 @@
 Input: one row per rating, columns ``image``, ``observer``, ``rating``. Output: one row per image
 with ``mos``, ``std``, ``n`` (observers kept), ``ci95`` (half-width of the 95% confidence interval,
 ``1.96 * std / sqrt(n)`` as in BT.500) and ``ci_low`` / ``ci_high`` (clipped to the rating scale
-when it is given: a MOS cannot lie outside it).
+when it is given: a MOS cannot lie outside it; a rating off the given scale is an error).
 
 Screening follows ITU-R BT.500 (Annex 1, "screening of the observers", the beta_2 test): for each
 image, the ratings are called normal when their kurtosis beta_2 = m4 / m2^2 lies in [2, 4]. An
@@ -66,6 +66,7 @@ class ScreeningReport:
     rejected: list[RejectedObserver] = field(default_factory=list)
     correlations: dict[str, float | None] = field(default_factory=dict)  # rater -> r with the leave-one-out mean (final panel)
     reliability: dict[str, Any] = field(default_factory=dict)  # split-half, Spearman-Brown corrected, with its interval
+    scale: list[float] | None = None  # [low, high] the ratings were checked against and the intervals clipped to
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "rejected"}
@@ -108,6 +109,24 @@ def validate_ratings(df: pd.DataFrame, label: str = "ratings") -> pd.DataFrame:
         row = df[dup].iloc[0]
         raise DataError(f"{label}: observer {row['observer']!r} rated image {row['image']!r} more than once")
     return df
+
+
+def check_scale(df: pd.DataFrame, scale: tuple[float, float], label: str = "ratings") -> tuple[float, float]:
+    """Check the rating scale (two finite numbers, low < high) and that every rating lies on it;
+    a rating off the scale is a data-entry error, not something to clip away silently. Returns
+    (low, high); a one-line :class:`DataError` names the first offending row otherwise."""
+    try:
+        low, high = (float(v) for v in scale)
+    except (TypeError, ValueError):
+        raise DataError(f"rating scale must be two numbers [low, high], got {scale!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise DataError(f"rating scale must be two finite numbers with low < high, got [{low:g}, {high:g}]")
+    outside = df[(df["rating"] < low) | (df["rating"] > high)]
+    if len(outside):
+        r = outside.iloc[0]
+        raise DataError(f"{label}: rating {r['rating']:g} of image {r['image']!r} by observer {r['observer']!r} is outside the scale "
+                        f"[{low:g}, {high:g}] ({len(outside)} rating(s) off the scale)")
+    return low, high
 
 
 def screen_observers(df: pd.DataFrame) -> list[RejectedObserver]:
@@ -251,11 +270,14 @@ def compute_mos(
     """Per-image MOS, std and 95% CI from raw ratings (columns image, observer, rating).
 
     With ``screening`` the BT.500 beta_2 test, then the rater-correlation test, reject unreliable
-    observers first; their ratings are left out of every image's MOS. ``scale`` (low, high) clips
-    the intervals to the rating scale. Returns (table sorted by image, report). Bad input raises a
+    observers first; their ratings are left out of every image's MOS. ``scale`` (low, high) is the
+    rating scale: every rating must lie on it (see :func:`check_scale`) and the intervals are
+    clipped to it. Returns (table sorted by image, report). Bad input raises a
     one-line :class:`DataError` naming ``label`` (e.g. the file).
     """
     df = validate_ratings(ratings, label)
+    if scale is not None:
+        scale = check_scale(df, scale, label)
     rejected = screen_observers(df) if screening else []
     correlations: dict[str, float | None] = {}
     if screening:
@@ -269,6 +291,7 @@ def compute_mos(
         ratings=len(df),
         rejected=rejected,
         correlations=correlations,
+        scale=None if scale is None else [scale[0], scale[1]],
     )
     kept = df[~df["observer"].isin({r.observer for r in rejected})]
     lost = sorted(set(df["image"]) - set(kept["image"]))
@@ -281,8 +304,8 @@ def compute_mos(
     out["ci_low"] = out["mos"] - out["ci95"]
     out["ci_high"] = out["mos"] + out["ci95"]
     if scale is not None:
-        out["ci_low"] = out["ci_low"].clip(lower=float(scale[0]))
-        out["ci_high"] = out["ci_high"].clip(upper=float(scale[1]))
+        out["ci_low"] = out["ci_low"].clip(lower=scale[0])
+        out["ci_high"] = out["ci_high"].clip(upper=scale[1])
     out = out.reset_index().sort_values("image", kind="stable").reset_index(drop=True)
     return out, report
 
@@ -292,6 +315,8 @@ def format_report(report: ScreeningReport) -> str:
     lines = [
         f"{report.ratings} ratings of {report.images} images by {report.observers} observers; screening: {report.method}",
     ]
+    if report.scale is not None:
+        lines.append(f"rating scale [{report.scale[0]:g}, {report.scale[1]:g}]: every rating checked to lie on it, 95% intervals clipped to it")
     if not report.rejected:
         lines.append("no observer rejected")
     else:
@@ -299,5 +324,7 @@ def format_report(report: ScreeningReport) -> str:
         lines += [f"  {r.observer}: {r.reason}" for r in report.rejected]
     rel = report.reliability or {}
     if rel.get("value") is not None:
-        lines.append(f"inter-rater reliability {rel['value']:.3f} ({rel['confidence']:.0%} interval {rel['ci_low']:.3f} to {rel['ci_high']:.3f}; {rel['method']})")
+        interval = (f"{rel['confidence']:.0%} interval {rel['ci_low']:.3f} to {rel['ci_high']:.3f}"
+                    if rel.get("ci_low") is not None and rel.get("ci_high") is not None else "no bootstrap interval")
+        lines.append(f"inter-rater reliability {rel['value']:.3f} ({interval}; {rel['method']})")
     return "\n".join(lines)

@@ -1,5 +1,7 @@
 """MOS from raw ratings and ITU-R BT.500 observer screening."""
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,4 +148,65 @@ def test_leaderboard_data_section_reports_raters_and_preprocessing():
     assert "Protocol full" in text
     assert "spaq: images resized to a 448-pixel short side" in text and "train 8, val 1, test 2" in text
     assert "Rejected 1: bad (" in text and "Inter-rater reliability of the kept raters" in text
+    assert "Raters of derm: 4 raters, 40 images, 160 ratings on the scale 1 to 5;" in text
     assert data_section({"domains": {}}) == []
+
+
+def _ratings_csv(path, rows):
+    pd.DataFrame(rows, columns=["image", "observer", "rating"]).to_csv(path, index=False)
+    return str(path)
+
+
+# Image a is rated near the top of a 1-5 scale and b near the bottom: the unclipped 95% intervals
+# run past both ends.
+_EDGE = [("a", f"o{k}", r) for k, r in enumerate([5, 5, 5, 4])] + [("b", f"o{k}", r) for k, r in enumerate([1, 1, 2, 1])]
+
+
+def test_cli_mos_scale_clips_intervals_and_reports_the_scale(tmp_path, capsys):
+    from diqa_bench import cli
+
+    path = _ratings_csv(tmp_path / "r.csv", _EDGE)
+    assert cli.main(["mos", path, "--no-screening", "-o", str(tmp_path / "plain.csv")]) == 0
+    plain = pd.read_csv(tmp_path / "plain.csv")
+    assert plain["ci_high"].max() > 5 and plain["ci_low"].min() < 1
+    assert "rating scale" not in capsys.readouterr().err
+    assert cli.main(["mos", path, "--no-screening", "--scale", "1", "5", "-o", str(tmp_path / "scaled.csv")]) == 0
+    scaled = pd.read_csv(tmp_path / "scaled.csv")
+    assert scaled["ci_high"].max() == 5 and scaled["ci_low"].min() == 1
+    assert list(scaled["mos"]) == pytest.approx(list(plain["mos"]))
+    assert "rating scale [1, 5]" in capsys.readouterr().err
+    # a scale below zero parses too (argparse must not take "-2" for an option)
+    assert cli.main(["mos", path, "--no-screening", "--scale", "-2", "6"]) == 0
+    assert pd.read_csv(io.StringIO(capsys.readouterr().out))["ci_high"].max() > 5
+
+
+def test_cli_mos_rating_off_the_scale_is_a_one_line_error(tmp_path, capsys):
+    from diqa_bench import cli
+
+    rows = _EDGE + [("c", "o0", 3), ("c", "o1", 7), ("c", "o2", 0)]
+    path = _ratings_csv(tmp_path / "r.csv", rows)
+    assert cli.main(["mos", path, "--scale", "1", "5", "-o", str(tmp_path / "out.csv")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and captured.out == ""
+    assert "rating 7 of image 'c' by observer 'o1' is outside the scale [1, 5]" in err and "2 rating(s)" in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("scale", [["5", "1"], ["3", "3"], ["one", "5"], ["1", "inf"]])
+def test_cli_mos_scale_needs_two_numbers_low_below_high(tmp_path, capsys, scale):
+    from diqa_bench import cli
+
+    path = _ratings_csv(tmp_path / "r.csv", _EDGE)
+    assert cli.main(["mos", path, "--scale", *scale]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("diqa-bench: error: --scale LOW HIGH")
+
+
+def test_compute_mos_rejects_a_bad_scale():
+    df = pd.DataFrame(_EDGE, columns=["image", "observer", "rating"])
+    with pytest.raises(DataError, match="low < high"):
+        compute_mos(df, scale=(5, 1))
+    _, report = compute_mos(df, screening=False, scale=(1, 5))
+    assert report.as_dict()["scale"] == [1.0, 5.0]
+    assert compute_mos(df, screening=False)[1].as_dict()["scale"] is None

@@ -4,6 +4,7 @@
 control every prediction; the other report tests import it from here.
 """
 
+import html
 import json
 import os
 import shutil
@@ -285,3 +286,51 @@ def test_cached_report_restores_tables_and_figures_and_renders_a_new_page(tmp_pa
     restored = build_report(second, entry)
     assert {p.relative_to(second): p.read_bytes() for p in restored if p.name != "report.html"} == built
     assert (second / "report.html").stat().st_size > 1000
+
+
+def _screened_run(folder: Path, screening: dict | None) -> Path:
+    rng = np.random.default_rng(0)
+    mos = {"skin": rng.uniform(1, 5, 20)}
+    folder = write_run(folder, {("a", "-", "skin", 0): mos["skin"] + rng.normal(0, 1, 20)}, mos)
+    if screening is not None:
+        info = json.loads((folder / "run.json").read_text())
+        info["screening"] = screening
+        (folder / "run.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_report_html_shows_rater_screening_escaped(tmp_path):
+    from diqa_bench.mos import compute_mos
+    from diqa_bench.report import build_report
+
+    # Six attentive raters and one answering at random, whose id is hostile markup from a user file.
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(1.5, 4.5, 30)
+    rows = [(f"i{i:02d}", f"r{o}", float(np.clip(np.round(t + rng.normal(0, 0.5)), 1, 5))) for o in range(6) for i, t in enumerate(truth)]
+    hostile = "<script>alert(1)</script>"
+    rows += [(f"i{i:02d}", hostile, float(rng.integers(1, 6))) for i in range(30)]
+    _, report = compute_mos(pd.DataFrame(rows, columns=["image", "observer", "rating"]), scale=(1, 5))
+    assert [r.observer for r in report.rejected] == [hostile]
+    screening = report.as_dict()
+    folder = _screened_run(tmp_path / "rated", {"derm <b>": screening})
+    build_report(folder)
+    page = (folder / "report.html").read_text()
+    assert "<h2>Data and raters</h2>" in page and "<h3>Raters of derm &lt;b&gt;</h3>" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "7 raters, 30 images, 210 ratings on the scale 1 to 5" in page
+    assert html.escape(screening["rejected"][0]["reason"]) in page  # why it was rejected
+    rel = screening["reliability"]
+    assert f"{rel['value']:.3f} (95% bootstrap interval {rel['ci_low']:.3f} to {rel['ci_high']:.3f} over 30 images" in page
+    # LEADERBOARD.md's section states the same facts
+    from diqa_bench.leaderboard import data_section
+
+    board = "\n".join(data_section(json.loads((folder / "run.json").read_text())))
+    assert "Raters of derm <b>: 7 raters, 30 images, 210 ratings on the scale 1 to 5" in board and screening["rejected"][0]["reason"] in board
+
+    # A panel where nobody is rejected says so, and a run without raters has no such section.
+    kept = _screened_run(tmp_path / "kept", {"derm": {**screening, "rejected": []}})
+    build_report(kept)
+    assert "No rater rejected." in (kept / "report.html").read_text()
+    plain = _screened_run(tmp_path / "plain", None)
+    build_report(plain)
+    assert "Data and raters" not in (plain / "report.html").read_text()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from diqa_bench import pairs
-from diqa_bench.leaderboard import LITTLE_DATA, domain_warning, leaderboard_rows, protocol_lines, transfer_rows
+from diqa_bench.leaderboard import LITTLE_DATA, data_notes, domain_warning, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.stored import StoredRun
 
@@ -53,6 +53,33 @@ def _warned(row) -> bool:
 
 def _num(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _data_section(info: dict[str, Any]) -> list[str]:
+    """'Data and raters', as in LEADERBOARD.md: preprocessing and split sources, then per rated
+    dataset its counts, the rejected raters with the reason, and the inter-rater reliability.
+    Rater ids and dataset names come from user files: everything is escaped. Absent when
+    LEADERBOARD.md has no such section."""
+    notes = data_notes(info)
+    screening = info.get("screening") or {}
+    if not notes and not screening:
+        return []
+    out = ["<h2>Data and raters</h2>"]
+    if notes:
+        out.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    for i, (name, rep) in enumerate(screening.items()):
+        summary, rejected, reliability = rater_facts(rep)
+        out.append(f"<h3>Raters of {_e(name)}</h3>")
+        out.append(f"<p>{_e(summary)}</p>")
+        if rejected:
+            out.append(f"<p>Rejected {len(rejected)} of {_e(rep.get('observers'))} raters; their ratings are left out of every image's MOS:</p>")
+            out.append(_table(["Rejected rater", "Images rated", "Reason"],
+                              [[r.get("observer"), r.get("images_rated", ""), r.get("reason", "")] for r in rejected], f"raters-{i}"))
+        else:
+            out.append("<p>No rater rejected.</p>")
+        if reliability:
+            out.append(f"<p>{_e(reliability)}</p>")
+    return out
 
 
 def render(run: StoredRun, figures: dict[str, Path], significance, per_distortion, transfer=None) -> str:
@@ -139,6 +166,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
         parts.append(_table(["Test domain", "Method @ train set", "By", "Group", "SROCC", "std over seeds", "n per seed", "seeds"], rows, "per-distortion"))
 
     parts.append("<h2>Protocol</h2><ul>" + "".join(f"<li>{_e(line[2:] if line.startswith('- ') else line)}</li>" for line in protocol_lines(info)) + "</ul>")
+    parts.extend(_data_section(info))
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>diqa-bench report: {_e(name)}</title>'
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")

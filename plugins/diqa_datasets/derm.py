@@ -124,11 +124,6 @@ class DermRatingsDataset(Dataset):
         from diqa_bench.mos import compute_mos, read_ratings
 
         raw = read_ratings(str(self.ratings))
-        low, high = self.mos_range
-        outside = raw[(raw["rating"] < low) | (raw["rating"] > high)]
-        if len(outside):
-            r = outside.iloc[0]
-            raise DataError(f"{self.ratings}: rating {r['rating']:g} of image {r['image']!r} by {r['observer']!r} is outside the scale [{low:g}, {high:g}]")
         extra = {"min_correlation": self.min_rater_correlation} if self.min_rater_correlation is not None else {}
         table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings), scale=self.mos_range, **extra)
         self.screening = report.as_dict()
