@@ -302,8 +302,9 @@ def data_section(run_info: dict[str, Any]) -> list[str]:
     out = [f"- {note}" for note in data_notes(run_info)]
     for name, rep in (run_info.get("screening") or {}).items():
         summary, rejected, reliability = rater_facts(rep)
-        line = f"- Raters of {name}: {summary} "
-        line += (f"Rejected {len(rejected)}: " + "; ".join(f"{r['observer']} ({r['reason']})" for r in rejected) + ".") if rejected else "No rater rejected."
+        line = f"- Raters of {_md_text(name)}: {summary} "
+        line += (f"Rejected {len(rejected)}: " + "; ".join(f"{_md_text(r['observer'])} ({_md_text(r['reason'])})" for r in rejected) + ".") \
+            if rejected else "No rater rejected."
         if reliability:
             line += f" {reliability}"
         out.append(line)
@@ -331,6 +332,14 @@ def data_notes(run_info: dict[str, Any]) -> list[str]:
             if bits:
                 out.append(f"{d['name']}: " + "; ".join(bits) + ".")
     return out
+
+
+def _md_text(text: Any) -> str:
+    """User-supplied text (dataset names, rater ids from a ratings file) as Markdown that renders
+    it literally: a viewer that passes HTML through would otherwise run it as markup."""
+    import html
+
+    return html.escape(str(text), quote=False)
 
 
 def rater_facts(rep: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str | None]:

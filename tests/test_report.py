@@ -325,7 +325,9 @@ def test_report_html_shows_rater_screening_escaped(tmp_path):
     from diqa_bench.leaderboard import data_section
 
     board = "\n".join(data_section(json.loads((folder / "run.json").read_text())))
-    assert "Raters of derm <b>: 7 raters, 30 images, 210 ratings on the scale 1 to 5" in board and screening["rejected"][0]["reason"] in board
+    assert "Raters of derm &lt;b&gt;: 7 raters, 30 images, 210 ratings on the scale 1 to 5" in board
+    assert html.escape(screening["rejected"][0]["reason"], quote=False) in board
+    assert "<script>" not in board and "&lt;script&gt;alert(1)&lt;/script&gt;" in board  # shown as text, not run as markup
 
     # A panel where nobody is rejected says so, and a run without raters has no such section.
     kept = _screened_run(tmp_path / "kept", {"derm": {**screening, "rejected": []}})
