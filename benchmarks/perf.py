@@ -21,8 +21,8 @@ Parts:
 3. ``memory``: peak RSS for 1,000 and 10,000 generated images through the full runner (stub
    method; see benchmarks/scale.py), and peak GPU memory on CUDA.
 4. ``score``: ``diqa-bench score`` against pyiqa's one-image loop on folders of real photos of
-   mixed sizes (``--score-data``: the HAM10000 dermoscopy sample and the healthy-skin phone photos
-   of ``../shared/data``; skipped, with the reason, when absent), each a fresh process timed from
+   mixed sizes (``--score-data``: the HAM10000 dermoscopy sample with the healthy-skin phone photos,
+   and the 260 artefact crops, of ``../shared/data``; skipped, with the reason, when absent), each a fresh process timed from
    start to exit, start-up included, side by side in one run: what a service calling either on a
    folder of uploads waits. ``score`` runs with an empty cache (and once more warm), in its default
    precision and in pyiqa's float32.
@@ -371,7 +371,12 @@ with torch.inference_mode():
         print(float(metric(p)))
 """
 
-SCORE_FOLDERS = ("derm-ham10000-sample70", "derm-healthy-skin-agppga")
+# (label, folders under --score-data, file pattern): phone photos with dermoscopy images, and the
+# many small crops of mixed sizes a per-image loop spends most of its time on.
+SCORE_SETS = (
+    ("photos", ("derm-ham10000-sample70", "derm-healthy-skin-agppga"), "*"),
+    ("crops", ("derm-artefacts-ham10000",), "*.png"),
+)
 
 
 def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -393,51 +398,58 @@ def part_score(args, tmp: Path) -> None:
 
     say("### 4. `diqa-bench score` vs pyiqa's one-image loop (real photos, start-up included)")
     say("")
-    folders = [args.score_data / f for f in SCORE_FOLDERS]
-    missing = [str(f) for f in folders if not f.is_dir()]
+    missing = [str(args.score_data / f) for _, folders, _ in SCORE_SETS for f in folders if not (args.score_data / f).is_dir()]
     if missing:
         say(f"not run: {', '.join(missing)} not found (--score-data)")
         say("")
         return
-    paths = [str(p) for p in list_images(folders)]
-    sizes = sorted({Image.open(p).size for p in paths}, key=lambda s: s[0] * s[1])
-    say(f"{len(paths)} images in {len(sizes)} sizes ({sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}) from "
-        f"{', '.join(SCORE_FOLDERS)}; each command a fresh process, timed from start to exit; "
-        f"`score` with {args.processes} processes and an empty cache unless marked warm.")
+    sets = []
+    for label, folders, pattern in SCORE_SETS:
+        paths = [str(p) for p in list_images([args.score_data / f for f in folders]) if Path(p).match(pattern)]
+        sizes = sorted({Image.open(p).size for p in paths}, key=lambda s: s[0] * s[1])
+        say(f"- {label}: {len(paths)} images in {len(sizes)} sizes ({sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]}) "
+            f"from {', '.join(folders)}" + (f" ({pattern})" if pattern != "*" else ""))
+        sets.append((label, paths))
     say("")
-    say("| method | pyiqa loop s | score s (default precision) | ratio | score s (float32) | ratio | score s (warm cache) | SROCC vs pyiqa | max abs diff float32 |")
-    say("|---|---|---|---|---|---|---|---|---|")
+    say(f"Each command a fresh process, timed from start to exit; `score` with {args.processes} processes and an empty cache unless "
+        "marked warm. pyiqa's loop reads the pixels as stored; `score` turns photos upright by their EXIF orientation first, so "
+        "rotated phone photos score differently (the last two columns).")
+    say("")
+    say("| images | method | pyiqa loop s | score s (default precision) | ratio | score s (float32) | ratio | score s (warm cache) "
+        "| SROCC vs pyiqa | max abs diff float32 |")
+    say("|---|---|---|---|---|---|---|---|---|---|")
     cli = [sys.executable, "-m", "diqa_bench.cli", "score", "--device", "cpu", "--no-progress", "--processes", str(args.processes)]
     if args.weights_dir:
         cli += ["--weights-dir", str(args.weights_dir)]
 
-    def score(name: str, cache: str, *extra: str) -> tuple[float, list[float]]:
+    def score(paths: list[str], name: str, cache: str, *extra: str) -> tuple[float, list[float]]:
         out = tmp / f"score-{name}-{cache}.csv"
-        seconds, proc = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *map(str, folders)])
+        seconds, proc = timed(cli + ["-m", name, *extra, "--cache-dir", str(tmp / f"score-cache-{name}-{cache}"), "-o", str(out), *paths])
         if not out.exists():
             raise RuntimeError(f"score wrote no CSV (exit {proc.returncode}): {' | '.join(proc.stderr.strip().splitlines()[-3:])}")
         rows = {r["path"]: r["score"] for r in csv.DictReader(out.open())}
         return seconds, [float(rows[p]) if rows.get(p) else float("nan") for p in paths]
 
-    for name in args.score_methods:
-        weights = str(args.weights_dir / PYIQA_WEIGHTS[name]) if name in PYIQA_WEIGHTS and args.weights_dir else ""
-        try:
-            base_s, proc = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, *paths])
-            base = [float(v) for v in proc.stdout.split()]
-            default_s, default = score(name, "default")
-            f32_s, f32 = score(name, "float32", "--option", "precision=float32")
-            warm_s, _ = score(name, "default")
-        except Exception as exc:
-            say(f"| {name} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]} | | | | | | | |")
-            continue
-        ok = [i for i in range(len(paths)) if default[i] == default[i] and f32[i] == f32[i]]
-        rho = spearmanr([base[i] for i in ok], [default[i] for i in ok])[0]
-        diff = max(abs(base[i] - f32[i]) for i in ok)
-        say(f"| {name} | {base_s:.1f} | {default_s:.1f} | {base_s / default_s:.2f}x | {f32_s:.1f} | {base_s / f32_s:.2f}x | {warm_s:.1f} | "
-            f"{rho:.4f} | {diff:.3g} |")
+    for label, paths in sets:
+        for name in args.score_methods:
+            weights = str(args.weights_dir / PYIQA_WEIGHTS[name]) if name in PYIQA_WEIGHTS and args.weights_dir else ""
+            try:
+                base_s, proc = timed([sys.executable, "-c", PYIQA_LOOP, name, weights, *paths])
+                base = [float(v) for v in proc.stdout.split()]
+                default_s, default = score(paths, name, f"{label}-default")
+                f32_s, f32 = score(paths, name, f"{label}-float32", "--option", "precision=float32")
+                warm_s, _ = score(paths, name, f"{label}-default")
+            except Exception as exc:
+                say(f"| {label} | {name} | not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]} | | | | | | | |")
+                continue
+            ok = [i for i in range(len(paths)) if default[i] == default[i] and f32[i] == f32[i] and base[i] == base[i]]
+            rho = spearmanr([base[i] for i in ok], [default[i] for i in ok])[0]
+            diff = max(abs(base[i] - f32[i]) for i in ok)
+            say(f"| {label} | {name} | {base_s:.1f} | {default_s:.1f} | {base_s / default_s:.2f}x | {f32_s:.1f} | {base_s / f32_s:.2f}x | "
+                f"{warm_s:.1f} | {rho:.4f} | {diff:.3g} |")
     say("")
     # The first score: one photo, start to exit (what a gate waits for on a single upload).
-    one = paths[0]
+    one = sets[0][1][0]
     name = args.score_methods[0]
     weights = str(args.weights_dir / PYIQA_WEIGHTS[name]) if name in PYIQA_WEIGHTS and args.weights_dir else ""
     try:
