@@ -1,9 +1,9 @@
 """Leaderboard tables, rendered from stored results only (never recomputing a score).
 
 One table per test domain; rows "method @ train set"; columns SROCC, PLCC, KRCC, RMSE (and the
-acceptability columns when the config declares a threshold, with an "accept all" reference row)
-as "mean ± std over seeds [CI]", arrows for direction, the best value of each column in bold,
-failed cells with their reason. A test domain with too little data gets a warning above its
+acceptability columns when the config declares a threshold, with an "accept all" reference row
+and the gate's accuracy gain over it, whose interval decides ‡) as "mean ± std over seeds [CI]",
+arrows for direction, the best value of each column in bold, failed cells with their reason. A test domain with too little data gets a warning above its
 table. Under each table: the transfer table (mixed vs single-domain training, transfer loss)
 from transfer.csv.
 """
@@ -18,10 +18,14 @@ from diqa_bench import pairs
 from diqa_bench.stats import HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
-ACCEPT_COLUMNS = ["AUC", "ACC", "RETAKE"]
-LABELS = {"AUC": "AUC (reject)", "ACC": "Accuracy", "RETAKE": "Retake rate"}
+ACCEPT_COLUMNS = ["AUC", "ACC", "ACC_GAIN", "RETAKE"]
+DELTA_COLUMNS = {"ACC_GAIN"}  # differences: signed, no spread over seeds (as in the transfer table)
+LABELS = {"AUC": "AUC (reject)", "ACC": "Accuracy", "ACC_GAIN": "ΔAccuracy vs accept all", "RETAKE": "Retake rate"}
 ACCEPT_ALL_LABEL = "accept all (no gate)"
-BELOW_ACCEPT_ALL = "‡"  # accuracy below accepting every photo
+# Accuracy significantly below accepting every photo: the whole interval of ACC_GAIN (paired, same
+# group draws) lies below 0. Without that interval (bootstrap 0, results stored before ACC_GAIN
+# existed) the point estimates are compared, and the legend says so.
+BELOW_ACCEPT_ALL = "‡"
 LITTLE_DATA = "⚠"
 
 
@@ -66,7 +70,7 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         vals = [e[c][0] for e in entries.values() if c in e and not _nan(e[c][0])]
         if vals:
             best[c] = max(vals) if HIGHER_IS_BETTER.get(c, True) else min(vals)
-    accept_all = [e["ACC_ACCEPT_ALL"][0] for e in entries.values() if "ACC_ACCEPT_ALL" in e and not _nan(e["ACC_ACCEPT_ALL"][0])]
+    accept_all = [e["ACC_ACCEPT_ALL"] for e in entries.values() if "ACC_ACCEPT_ALL" in e and not _nan(e["ACC_ACCEPT_ALL"][0])]
 
     def sort_key(key):
         v = entries[key].get("SROCC", (float("nan"),))[0]
@@ -87,10 +91,10 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
                 cells.append("n/a")
                 continue
             v, lo, hi, _, std, _ = e[c]
-            text = _fmt(v, lo, hi, std if c in MAIN_COLUMNS else None)
+            text = _delta(v, lo, hi) if c in DELTA_COLUMNS else _fmt(v, lo, hi, std)
             if markdown and c in best and not _nan(v) and abs(v - best[c]) < 1e-12:
                 text = f"**{text}**"
-            if c == "ACC" and not _nan(v) and "ACC_ACCEPT_ALL" in e and not _nan(e["ACC_ACCEPT_ALL"][0]) and v < e["ACC_ACCEPT_ALL"][0] - 1e-12:
+            if c == "ACC" and below_accept_all(e):
                 text += f" {BELOW_ACCEPT_ALL}"
             cells.append(text)
         first = next(iter(e.values()))
@@ -104,7 +108,15 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         rows.append([label] + cells + [size])
 
     if accept_all and any(c in columns for c in ACCEPT_COLUMNS):
-        ref = {"AUC": "0.500", "ACC": f"{sum(accept_all) / len(accept_all):.3f}", "RETAKE": "0.000"}
+        # every entry judged on the same test images shares one accept-all accuracy, interval and
+        # spread; entries over other images (e.g. fewer seeds) make it a plain mean
+        shared = {tuple(round(x, 9) if not _nan(x) else None for x in (a[0], a[1], a[2], a[4])) for a in accept_all}
+        if len(shared) == 1:
+            v, lo, hi, _, std, _ = accept_all[0]
+            acc = _fmt(v, lo, hi, std)
+        else:
+            acc = f"{sum(a[0] for a in accept_all) / len(accept_all):.3f}"
+        ref = {"AUC": "0.500", "ACC": acc, "RETAKE": "0.000"}
         rows.append([ACCEPT_ALL_LABEL] + [ref.get(c, "") for c in columns] + [""])
 
     # Cells that produced no numbers: every seed failed or was not run.
@@ -117,6 +129,23 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         short = why if len(why) <= REASON_WIDTH else why[: REASON_WIDTH - 1].rstrip() + "…"
         rows.append([f"{m} @ {t}", short] + [""] * (len(columns) - 1) + [""])
     return header, rows
+
+
+def below_accept_all(entry: dict[str, tuple]) -> bool:
+    """Whether an entry's gate earns ‡: significantly less accurate than accepting every photo
+    (the interval of ACC_GAIN lies below 0), or, with no such interval, a lower point estimate."""
+    gain = entry.get("ACC_GAIN")
+    if gain is not None and not (_nan(gain[1]) or _nan(gain[2])):
+        return gain[2] < 0
+    acc, ref = entry.get("ACC"), entry.get("ACC_ACCEPT_ALL")
+    return acc is not None and ref is not None and not (_nan(acc[0]) or _nan(ref[0])) and acc[0] < ref[0] - 1e-12
+
+
+def _below_by_point(metrics, test: str) -> bool:
+    """Whether any ‡ of a test domain rests on point estimates alone (no ACC_GAIN interval)."""
+    agg = metrics[(metrics["test"] == test) & (metrics["seed"].astype(str) == "all")] if len(metrics) else metrics
+    gains = agg[agg["statistic"] == "ACC_GAIN"] if len(agg) else agg
+    return not len(gains) or bool(gains["ci_low"].isna().all())
 
 
 def domain_warning(run_info: dict[str, Any], test: str) -> str:
@@ -259,7 +288,12 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled; "
                           "significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
         if any(BELOW_ACCEPT_ALL in cell for row in rows for cell in row):
-            legend.append(f"{BELOW_ACCEPT_ALL} accuracy below accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row): this gate does more harm than none.")
+            if _below_by_point(metrics, test):
+                legend.append(f"{BELOW_ACCEPT_ALL} accuracy below accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row; point estimates, "
+                              "no interval): this gate may do more harm than none.")
+            else:
+                legend.append(f"{BELOW_ACCEPT_ALL} significantly less accurate than accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row): the "
+                              "whole interval of ΔAccuracy vs accept all lies below 0; this gate does more harm than none.")
         for item in legend:
             lines.append(item)
             lines.append("")
@@ -407,8 +441,12 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
         out.append(
             f"- Acceptability: MOS below {p['acceptability']} is unacceptable. AUC: how well the score detects unacceptable images; "
             "Accuracy and Retake rate use the score threshold with the best accuracy on the test domain's train split (THRESHOLD in "
-            "metrics.csv; models/<method>@<train>/seed<k>/threshold.json for `diqa-bench score --threshold auto`). The "
-            f"\"{ACCEPT_ALL_LABEL}\" row is the reference without a gate; {BELOW_ACCEPT_ALL} marks a gate less accurate than it."
+            "metrics.csv; models/<method>@<train>/seed<k>/threshold.json for `diqa-bench score --threshold auto`). Their intervals "
+            "resample the test content groups like the correlations' (same draws) with that threshold held fixed, so they cover "
+            "which test content was drawn; how the threshold and model move with the train split shows in the ± over seeds. The "
+            f"\"{ACCEPT_ALL_LABEL}\" row is the reference without a gate; ΔAccuracy vs accept all (ACC_GAIN in metrics.csv) is the "
+            f"gate's accuracy minus it on the same resampled images; {BELOW_ACCEPT_ALL} marks a gate significantly less accurate "
+            "than accepting every photo (that interval below 0)."
         )
     out.extend(pairs.protocol_lines(run_info))
     out.extend(fitted_model_lines(run_info))

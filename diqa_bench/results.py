@@ -32,9 +32,9 @@ from diqa_bench.files import atomic_write, current_umask  # noqa: F401 - also im
 METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std", "groups"]
 SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "group", "distortion", "level", "path"]
 AGGREGATE_SEED = "all"
-# Acceptability rows besides AUC / ACC / RETAKE: the score cut chosen on the train split (method's
-# units) and the accuracy of accepting every photo (the "no gate" reference).
-THRESHOLD, ACCEPT_ALL = "THRESHOLD", "ACC_ACCEPT_ALL"
+# The acceptability row besides stats.GATE_STATISTICS: the score cut chosen on the train split, in
+# the method's units; fixed for the test set, so it has no interval.
+THRESHOLD = "THRESHOLD"
 
 
 def results_lock(out: Path):
@@ -118,8 +118,8 @@ def _eval_mos(outcome) -> tuple[np.ndarray, bool]:
 
 def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
     """Tidy metrics DataFrame for the successful cells. Intervals resample content groups within
-    each split seed; the ``seed = all`` rows are means over seeds with the interval of that mean
-    (see :mod:`diqa_bench.stats`). ``details``, when given, receives per cell (method, train, test,
+    each split seed (the acceptability statistics too, from the same draws); the ``seed = all``
+    rows are means over seeds with the interval of that mean (see :mod:`diqa_bench.stats`). ``details``, when given, receives per cell (method, train, test,
     seed) its mapping, content-group count and acceptability threshold (for run.json)."""
     import pandas as pd
 
@@ -130,25 +130,27 @@ def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
         if o.status != "ok":
             continue
         mos, mos_lower = _eval_mos(o)
+        bad_test, cut = None, nan
+        if config.acceptability is not None:
+            bad_test = stats.unacceptable([r.mos for r in o.images], config.acceptability, [r.mos_lower_better for r in o.images])
+            cut = stats.gate_threshold(o.train_scores, o.train_bad, lower_better=o.lower_better)
+        # The gate statistics are resampled with the same group draws as the correlations; the cut
+        # was chosen on the train split, so it stays fixed in every test-set replicate.
         cell = stats.evaluate(
             np.array(o.scores), mos, groups=[r.group for r in o.images], lower_better=o.lower_better, mos_lower_better=mos_lower,
             bootstrap=config.bootstrap, confidence=config.confidence, rng=stats.seed_rng(config.stats_seed, o.seed),
+            bad=bad_test, cut=cut,
         )
         common = dict(method=o.method, train=o.train, test=o.test, seed=o.seed, n=cell.n, std=nan, groups=cell.n_groups)
-        for name in stats.STATISTICS:
+        for name in cell.values:
             lo, hi = cell.ci.get(name, (nan, nan))
             rows.append(dict(common, statistic=name, value=cell.values[name], ci_low=lo, ci_high=hi))
             if name in cell.boot:
                 boots.setdefault((o.method, o.train, o.test, name), []).append(cell.boot[name])
         info = {"mapping": cell.mapping.describe(), "groups": cell.n_groups}
-        if config.acceptability is not None:
-            bad_test = stats.unacceptable([r.mos for r in o.images], config.acceptability, [r.mos_lower_better for r in o.images])
-            acc = stats.gate_statistics(o.train_scores, o.train_bad, o.scores, bad_test, lower_better=o.lower_better)
-            acc[THRESHOLD] = stats.gate_threshold(o.train_scores, o.train_bad, lower_better=o.lower_better)
-            acc[ACCEPT_ALL] = float(1.0 - np.mean(bad_test))
-            info["threshold"] = acc[THRESHOLD] if np.isfinite(acc[THRESHOLD]) else None
-            for name, v in acc.items():
-                rows.append(dict(common, statistic=name, value=v, ci_low=nan, ci_high=nan))
+        if bad_test is not None:
+            rows.append(dict(common, statistic=THRESHOLD, value=cut, ci_low=nan, ci_high=nan))  # fixed: no interval
+            info["threshold"] = cut if np.isfinite(cut) else None
         if details is not None:
             details[(o.method, o.train, o.test, o.seed)] = info
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
@@ -158,9 +160,7 @@ def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
     agg_rows = []
     for (method, train, test, name), g in df.groupby(["method", "train", "test", "statistic"], sort=False):
         vals = g["value"].to_numpy(float)
-        lo, hi = stats.pooled_ci(boots.get((method, train, test, name), []), config.confidence)
-        if name not in stats.STATISTICS or not config.bootstrap:
-            lo, hi = nan, nan
+        lo, hi = stats.pooled_ci(boots.get((method, train, test, name), []), config.confidence) if config.bootstrap else (nan, nan)
         with np.errstate(all="ignore"):
             mean = float(np.nanmean(vals)) if np.isfinite(vals).any() else nan
             std = float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else nan

@@ -33,6 +33,15 @@ spread over seeds is reported next to it for that. Paired comparisons (two metho
 on the same test images of a seed) use the same group draws for both sides in every replicate, so
 the noise they share cancels out. The mapping behind PLCC/RMSE is fitted once per cell and not
 refitted per replicate.
+
+Acceptability (quality gate), when a cell carries which test images are unacceptable
+(:data:`GATE_STATISTICS`): AUC, ACC, RETAKE, ACC_ACCEPT_ALL and ACC_GAIN (= ACC - ACC_ACCEPT_ALL,
+per image "rejected and unacceptable" minus "rejected and acceptable") have frequency-weighted
+forms too, and get their intervals from the same group draws as the correlations of the cell. The
+score cut behind ACC, RETAKE and ACC_GAIN was chosen on the train split, so it is held fixed in
+every replicate: the interval covers which test content was drawn, not how the cut would move
+with another train split. ACC_GAIN is paired by construction (gate and "accept all" judged on the
+same resampled images), so its interval says whether the gate beats accepting every photo.
 """
 
 from __future__ import annotations
@@ -46,7 +55,9 @@ import numpy as np
 from scipy import optimize, stats
 
 STATISTICS = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
-HIGHER_IS_BETTER = {"SROCC": True, "KRCC": True, "PLCC": True, "PLCC_raw": True, "RMSE": False, "AUC": True, "ACC": True, "RETAKE": False}
+GATE_STATISTICS = ("AUC", "ACC", "RETAKE", "ACC_ACCEPT_ALL", "ACC_GAIN")  # cells with acceptability labels only
+HIGHER_IS_BETTER = {"SROCC": True, "KRCC": True, "PLCC": True, "PLCC_raw": True, "RMSE": False, "AUC": True, "ACC": True, "RETAKE": False,
+                    "ACC_ACCEPT_ALL": True, "ACC_GAIN": True}
 MIN_LOGISTIC_N = 10  # fewer images than this: 4 parameters overfit (step functions); a linear map is used
 MIN_GROUPS, MIN_IMAGES = 10, 30  # per seed; below either, a test domain's intervals and verdicts carry a warning
 RESAMPLING = "content groups (all images of a drawn group), within each split seed; replicate = mean over seeds"
@@ -195,21 +206,32 @@ def _wkendall(x: np.ndarray, y: np.ndarray, w: np.ndarray, codes: np.ndarray | N
 @dataclass
 class Sample:
     """One cell's test images, direction-aligned (higher = better for score and MOS), with its
-    content groups as codes 0..G-1 and the mapping fitted once on all of them."""
+    content groups as codes 0..G-1 and the mapping fitted once on all of them. With acceptability:
+    ``bad`` (which images are unacceptable) and ``cut``, the gate's score threshold chosen on the
+    train split, direction-aligned too (reject when score < cut; NaN: no cut)."""
 
     score: np.ndarray
     mos: np.ndarray
     codes: np.ndarray
     mapping: Mapping
+    bad: np.ndarray | None = None
+    cut: float = float("nan")
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, score, mos, groups=None, *, lower_better=False, mos_lower_better=False, mapping: Mapping | None = None) -> "Sample":
+    def build(cls, score, mos, groups=None, *, lower_better=False, mos_lower_better=False, mapping: Mapping | None = None,
+              bad=None, cut: float | None = None) -> "Sample":
+        """``cut``: in the method's own units, as :func:`gate_threshold` returns it."""
         score = np.asarray(score, float)
         mos = np.asarray(mos, float)
         s = -score if lower_better else score
         m = -mos if mos_lower_better else mos
-        return cls(s, m, group_codes(groups, len(s)), mapping or fit_logistic(s, m))
+        if bad is not None:
+            bad = np.asarray(bad, bool)
+            if bad.shape != s.shape:
+                raise ValueError(f"{bad.size} acceptability labels for {len(s)} images")
+        c = float("nan") if cut is None else float(cut)
+        return cls(s, m, group_codes(groups, len(s)), mapping or fit_logistic(s, m), bad, -c if lower_better else c)
 
     @property
     def n(self) -> int:
@@ -235,12 +257,60 @@ def _plcc(s: Sample, w):
     return _wpearson(s.mapped if s.mapping.kind == "logistic4" else s.score, s.mos, w)
 
 
+# -- the quality gate, frequency-weighted: score aligned (higher = better), bad = unacceptable -----
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w * x).sum(1) / w.sum(1)
+
+
+def _wauc(score: np.ndarray, bad: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC AUC of "low score means unacceptable" per row of weights (ties count one half): the
+    Mann-Whitney U of the unacceptable images' mid-ranks in the expanded resample. NaN where a
+    row holds only one class."""
+    ranks = weighted_ranks(-score, w)
+    wb, wg = (w * bad).sum(1), (w * ~bad).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((w * bad * ranks).sum(1) - wb * (wb + 1) / 2) / (wb * wg)
+    auc[(wb == 0) | (wg == 0)] = np.nan
+    return auc
+
+
+def gate_statistic(name: str, score: np.ndarray, bad: np.ndarray, cut: float, w: np.ndarray) -> np.ndarray:
+    """One of :data:`GATE_STATISTICS` per row of weights [B, n]: ``score`` direction-aligned
+    (higher = better), ``bad`` which images are unacceptable, ``cut`` the aligned score threshold
+    (reject when score < cut; NaN: no cut, so only AUC and ACC_ACCEPT_ALL are defined)."""
+    bad = np.asarray(bad, bool)
+    if name == "AUC":
+        return _wauc(score, bad, w)
+    if name == "ACC_ACCEPT_ALL":
+        return _wmean(~bad, w)
+    if not np.isfinite(cut):
+        return np.full(w.shape[0], np.nan)
+    reject = score < cut
+    if name == "ACC":
+        return _wmean(reject == bad, w)
+    if name == "RETAKE":
+        return _wmean(reject, w)
+    if name == "ACC_GAIN":  # correct - acceptable, per image: +1 an unacceptable image rejected, -1 an acceptable one
+        return _wmean(np.where(bad, reject, -1.0 * reject), w)
+    raise KeyError(name)
+
+
+def _gated(name: str) -> Callable[[Sample, np.ndarray], np.ndarray]:
+    def compute(s: Sample, w: np.ndarray) -> np.ndarray:
+        if s.bad is None:
+            raise ValueError(f"{name} needs acceptability labels (the config declares no acceptability threshold)")
+        return gate_statistic(name, s.score, s.bad, s.cut, w)
+    return compute
+
+
 RESAMPLED: dict[str, Callable[[Sample, np.ndarray], np.ndarray]] = {
     "SROCC": _srocc,
     "KRCC": lambda s, w: _wkendall(s.score, s.mos, w, s.codes),
     "PLCC": _plcc,
     "PLCC_raw": lambda s, w: _wpearson(s.score, s.mos, w),
     "RMSE": lambda s, w: np.sqrt((w * (s.mapped - s.mos) ** 2).sum(1) / w.sum(1)),
+    **{name: _gated(name) for name in GATE_STATISTICS},
 }
 
 
@@ -361,9 +431,14 @@ def evaluate(
     confidence: float = 0.95,
     seed: int = 0,
     rng: np.random.Generator | None = None,
+    bad=None,
+    cut: float | None = None,
 ) -> CellStats:
     """All statistics for one cell, with percentile-bootstrap CIs over content groups (``groups``:
-    one label per image; None: each image its own group). ``rng`` overrides ``seed``."""
+    one label per image; None: each image its own group). ``rng`` overrides ``seed``. With
+    ``bad`` (which test images are unacceptable) also :data:`GATE_STATISTICS`, at the score
+    threshold ``cut`` (method units, chosen on the train split and fixed in every replicate),
+    from the same group draws as the correlations."""
     score = np.asarray(score, float)
     mos = np.asarray(mos, float)
     if score.shape != mos.shape or score.ndim != 1:
@@ -373,13 +448,14 @@ def evaluate(
     n = len(score)
     if n < 3:
         raise ValueError(f"need at least 3 images to compute correlations, got {n}")
-    sample = Sample.build(score, mos, groups, lower_better=lower_better, mos_lower_better=mos_lower_better)
-    point = {k: float(statistic(k, sample)[0]) for k in STATISTICS}
+    sample = Sample.build(score, mos, groups, lower_better=lower_better, mos_lower_better=mos_lower_better, bad=bad, cut=cut)
+    names = STATISTICS + (GATE_STATISTICS if bad is not None else ())
+    point = {k: float(statistic(k, sample)[0]) for k in names}
     ci: dict[str, tuple[float, float]] = {}
     boot: dict[str, np.ndarray] = {}
     if bootstrap > 0:
         w = group_weights(sample.codes, bootstrap, rng if rng is not None else np.random.default_rng(seed))
-        for k in STATISTICS:
+        for k in names:
             # one content group: resampling it only repeats the same images, so there is no interval
             boot[k] = statistic(k, sample, w) if sample.n_groups > 1 else np.full(bootstrap, np.nan)
             ci[k] = quantile_ci(boot[k], confidence)
@@ -468,17 +544,13 @@ def gate_statistics(score_train, bad_train, score_test, bad_test, *, lower_bette
     with the best train accuracy, :func:`gate_threshold`). RETAKE: share of test images that
     threshold rejects. Zero-shot methods have no train scores of their own; the caller passes the
     train split's scores, so the threshold is still chosen without looking at the test set.
+    The same functions as the bootstrap's (:data:`RESAMPLED`), with every weight 1.
     """
-    from sklearn.metrics import roc_auc_score
-
     s_te = -np.asarray(score_test, float) if lower_better else np.asarray(score_test, float)
     bad_te = np.asarray(bad_test, bool)
-    out = {"AUC": float("nan"), "ACC": float("nan"), "RETAKE": float("nan")}
-    if 0 < bad_te.sum() < len(bad_te):
-        out["AUC"] = float(roc_auc_score(bad_te, -s_te))
     cut = gate_threshold(score_train, bad_train, lower_better=lower_better)
-    if np.isfinite(cut):
-        reject = s_te < (-cut if lower_better else cut)
-        out["ACC"] = float((reject == bad_te).mean())
-        out["RETAKE"] = float(reject.mean())
-    return out
+    if not len(s_te):
+        return {"AUC": float("nan"), "ACC": float("nan"), "RETAKE": float("nan")}
+    aligned = -cut if lower_better else cut
+    ones = np.ones((1, len(s_te)))
+    return {k: float(gate_statistic(k, s_te, bad_te, aligned, ones)[0]) for k in ("AUC", "ACC", "RETAKE")}

@@ -21,10 +21,19 @@ ROWS = [
     ("alpha", "-", "a", "KRCC", 0.52, 0.44, 0.60, 30),
     ("alpha", "-", "a", "RMSE", 0.41, 0.35, 0.48, 30),
     ("alpha", "-", "a", "PLCC_raw", 0.70, 0.61, 0.79, 30),
-    ("alpha", "-", "a", "AUC", 0.88, NAN, NAN, 30),
-    ("alpha", "-", "a", "ACC", 0.80, NAN, NAN, 30),
-    ("alpha", "-", "a", "RETAKE", 0.25, NAN, NAN, 30),
-    ("alpha", "-", "a", "ACC_ACCEPT_ALL", 0.85, NAN, NAN, 30),  # accepting every photo is more accurate than alpha's gate
+    ("alpha", "-", "a", "AUC", 0.88, 0.80, 0.94, 30),
+    ("alpha", "-", "a", "ACC", 0.80, 0.72, 0.87, 30),
+    ("alpha", "-", "a", "RETAKE", 0.25, 0.18, 0.33, 30),
+    ("alpha", "-", "a", "ACC_ACCEPT_ALL", 0.85, 0.77, 0.92, 30),
+    # accepting every photo is significantly more accurate than alpha's gate: the gain's interval is below 0
+    ("alpha", "-", "a", "ACC_GAIN", -0.05, -0.09, -0.01, 30),
+    ("alpha", "-", "a", "THRESHOLD", 2.5, NAN, NAN, 30),
+    # beta @ a+b's gate is less accurate than accepting all too, but not significantly: no ‡
+    ("beta", "a+b", "a", "AUC", 0.86, 0.78, 0.92, 30),
+    ("beta", "a+b", "a", "ACC", 0.84, 0.77, 0.90, 30),
+    ("beta", "a+b", "a", "RETAKE", 0.10, 0.05, 0.16, 30),
+    ("beta", "a+b", "a", "ACC_ACCEPT_ALL", 0.85, 0.77, 0.92, 30),
+    ("beta", "a+b", "a", "ACC_GAIN", -0.01, -0.04, 0.02, 30),
     ("beta", "a", "a", "SROCC", 0.93, 0.88, 0.96, 30),
     ("beta", "a", "a", "PLCC", 0.95, 0.91, 0.97, 30),
     ("beta", "a", "a", "KRCC", 0.79, 0.72, 0.85, 30),
@@ -59,7 +68,8 @@ CELLS = [
 ]
 
 
-STD = {("beta", "a", "a", "SROCC"): 0.04, ("alpha", "-", "a", "SROCC"): 0.12}  # spread over seeds
+STD = {("beta", "a", "a", "SROCC"): 0.04, ("alpha", "-", "a", "SROCC"): 0.12,  # spread over seeds
+       ("alpha", "-", "a", "ACC"): 0.03, ("alpha", "-", "a", "ACC_ACCEPT_ALL"): 0.02, ("beta", "a+b", "a", "ACC_ACCEPT_ALL"): 0.02}
 GROUPS = {"a": 10, "b": 4}  # content groups per seed
 
 
@@ -119,8 +129,8 @@ def _table(test, markdown=True):
 
 def test_header_has_arrows_and_acceptability_columns_only_when_present():
     header_a, _, _ = _table("a")
-    assert header_a == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "AUC (reject) ↑", "Accuracy ↑", "Retake rate ↓",
-                        "n (groups) × seeds"]
+    assert header_a == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "AUC (reject) ↑", "Accuracy ↑",
+                        "ΔAccuracy vs accept all ↑", "Retake rate ↓", "n (groups) × seeds"]
     header_b, _, _ = _table("b")
     assert header_b == ["Method @ train set", "SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "n (groups) × seeds"]
 
@@ -137,13 +147,42 @@ def test_best_values_are_bold_by_direction():
     # a NaN is shown as n/a and never wins
     assert t["beta @ a+b"]["PLCC ↑"] == "n/a"
     assert t["beta @ a"]["AUC (reject) ↑"] == "n/a"
-    assert t["alpha @ -"]["AUC (reject) ↑"] == "**0.880**"
+    assert t["alpha @ -"]["AUC (reject) ↑"] == "**0.880 [0.800, 0.940]**"
     # rows sorted by SROCC, best first, then the "accept all" reference, failed cells last
     assert [r[0] for r in rows] == ["beta @ a", "beta @ a+b", "alpha @ -", "accept all (no gate)", "gamma @ -"]
-    assert [t["accept all (no gate)"][c] for c in ("AUC (reject) ↑", "Accuracy ↑", "Retake rate ↓", "SROCC ↑")] == ["0.500", "0.850", "0.000", ""]
-    # alpha's gate is less accurate than accepting every photo: marked
-    assert t["alpha @ -"]["Accuracy ↑"] == "**0.800** ‡"
-    assert t["beta @ a"]["n (groups) × seeds"] == "30 (10) × 1" and t["alpha @ -"]["n (groups) × seeds"] == "30 (10) × 1"
+    assert [t["accept all (no gate)"][c] for c in ("AUC (reject) ↑", "Accuracy ↑", "ΔAccuracy vs accept all ↑", "Retake rate ↓", "SROCC ↑")] == \
+        ["0.500", "0.850 ± 0.020 [0.770, 0.920]", "", "0.000", ""]
+    assert t["beta @ a+b"]["n (groups) × seeds"] == "30 (10) × 1" and t["alpha @ -"]["n (groups) × seeds"] == "30 (10) × 1"
+
+
+def test_gate_columns_carry_intervals_and_the_mark_needs_significance():
+    _, t, _ = _table("a")
+    # same style as the correlations: mean ± spread over seeds [interval]; the gain is a signed difference
+    assert t["alpha @ -"]["Retake rate ↓"] == "0.250 [0.180, 0.330]"
+    assert t["beta @ a+b"]["Retake rate ↓"] == "**0.100 [0.050, 0.160]**"
+    assert t["alpha @ -"]["ΔAccuracy vs accept all ↑"] == "-0.050 [-0.090, -0.010]"
+    assert t["beta @ a+b"]["ΔAccuracy vs accept all ↑"] == "**-0.010 [-0.040, +0.020]**"
+    # alpha's gate is significantly less accurate than accepting every photo: marked
+    assert t["alpha @ -"]["Accuracy ↑"] == "0.800 ± 0.030 [0.720, 0.870] ‡"
+    # beta @ a+b's point estimate is below accepting all too, but its interval reaches above 0: no mark
+    assert t["beta @ a+b"]["Accuracy ↑"] == "**0.840 [0.770, 0.900]**"
+    md = render_markdown(golden_metrics(), golden_run_info())
+    assert "‡ significantly less accurate than accepting every photo" in md and "point estimates" not in md.split("## Protocol")[0]
+
+
+def test_without_a_gain_interval_the_mark_compares_point_estimates():
+    """Results stored before ACC_GAIN existed (or with bootstrap 0): ‡ falls back to the point
+    estimates, and the legend says so."""
+    m = golden_metrics()
+    old = m[m.statistic != "ACC_GAIN"]
+    _, rows = leaderboard_rows(old, golden_run_info(), "a")
+    t = {row[0]: row for row in rows}
+    assert t["alpha @ -"][6].endswith(" ‡") and t["beta @ a+b"][6].endswith(" ‡")
+    assert "point estimates, no interval" in render_markdown(old, golden_run_info())
+    no_ci = m.copy()
+    no_ci.loc[no_ci.statistic == "ACC_GAIN", ["ci_low", "ci_high"]] = NAN
+    _, rows = leaderboard_rows(no_ci, golden_run_info(), "a")
+    assert {row[0] for row in rows if " ‡" in row[6]} == {"alpha @ -", "beta @ a+b"}
 
 
 def test_ties_are_all_bold_and_negative_correlations_kept():
@@ -229,4 +268,4 @@ def test_little_data_warning_transfer_table_and_linear_mappings_are_shown():
     assert "| worse           | no detectable difference |" in a
     assert "| better ⚠ " in b and "these verdicts come from a test domain with too little data" in b
     assert "- beta @ a (seed 0): linear (n = 9 < 10)" in b
-    assert "‡ accuracy below accepting every photo" in a
+    assert "‡ significantly less accurate than accepting every photo" in a

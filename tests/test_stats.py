@@ -375,3 +375,129 @@ def test_gate_threshold_is_in_the_methods_units_and_reproduces_the_decisions():
     # the cut is the most accurate on the train split: brute force over every candidate
     accs = [np.mean((s_tr < c) == b_tr) for c in np.unique(s_tr)]
     assert np.mean((s_tr < cut) == b_tr) == pytest.approx(max(accs))
+
+
+# -- acceptability (quality gate) intervals --------------------------------------------------------
+
+# Three content groups, threshold MOS 3, score cut 2.5 (reject a photo scoring below it):
+#   A = images 0-2: scores 1, 4, 2; unacceptable, acceptable, unacceptable -> all judged right
+#   B = images 3-4: scores 3, 5;    unacceptable, acceptable               -> the bad one accepted
+#   C = images 5-6: scores 2, 6;    acceptable, acceptable                 -> a good one rejected
+GATE_SCORE = np.array([1.0, 4.0, 2.0, 3.0, 5.0, 2.0, 6.0])
+GATE_MOS = np.array([1.5, 4.0, 2.0, 2.5, 4.5, 3.5, 5.0])
+GATE_GROUPS = np.array(["A", "A", "A", "B", "B", "C", "C"])
+GATE_CUT = 2.5
+
+
+def _gate_loop(score, bad, groups, draws, cut):
+    """The cluster bootstrap of the gate written out plainly: expand each replicate's drawn groups
+    into an image list and compute every statistic on it (sklearn for the AUC)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = sorted(set(groups))
+    out = {k: [] for k in stats.GATE_STATISTICS}
+    for row in draws:
+        idx = np.concatenate([np.flatnonzero(groups == labels[g]) for g in row])
+        s, b = score[idx], bad[idx]
+        reject = s < cut
+        out["AUC"].append(roc_auc_score(b, -s) if 0 < b.sum() < len(b) else np.nan)
+        out["ACC"].append(np.mean(reject == b))
+        out["RETAKE"].append(np.mean(reject))
+        out["ACC_ACCEPT_ALL"].append(np.mean(~b))
+        out["ACC_GAIN"].append(np.mean(reject == b) - np.mean(~b))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_gate_statistics_on_three_groups_by_hand():
+    bad = stats.unacceptable(GATE_MOS, 3.0)
+    assert bad.tolist() == [True, False, True, True, False, False, False]
+    sample = stats.Sample.build(GATE_SCORE, GATE_MOS, GATE_GROUPS, bad=bad, cut=GATE_CUT)
+    w = np.array([[1, 1, 1, 1, 1, 1, 1],   # the full sample
+                  [3, 3, 3, 0, 0, 0, 0],   # draw (A, A, A)
+                  [0, 0, 0, 1, 1, 2, 2],   # draw (C, C, B)
+                  [0, 0, 0, 0, 0, 3, 3]],  # draw (C, C, C): no unacceptable image
+                 float)
+    got = {k: stats.statistic(k, sample, w) for k in stats.GATE_STATISTICS}
+    # full: 5 of 7 right, 3 rejected, 4 acceptable; AUC: 10.5 of the 12 (bad, good) pairs ordered (one tie 2-2)
+    # (A, A, A): bad {1, 2} x3 below good {4} x3; all right; 6 of 9 rejected; 3 acceptable
+    # (C, C, B): bad 3 below goods 5, 6, 6 and above 2, 2 -> 3/5; right: 6, 6, 5 -> 3 of 6; rejected 2, 2
+    # (C, C, C): no bad image -> no AUC; the three 2s rejected wrongly, the three 6s accepted
+    np.testing.assert_allclose(got["AUC"], [10.5 / 12, 1.0, 3 / 5, np.nan])
+    np.testing.assert_allclose(got["ACC"], [5 / 7, 1.0, 3 / 6, 3 / 6])
+    np.testing.assert_allclose(got["RETAKE"], [3 / 7, 6 / 9, 2 / 6, 3 / 6])
+    np.testing.assert_allclose(got["ACC_ACCEPT_ALL"], [4 / 7, 3 / 9, 5 / 6, 1.0])
+    np.testing.assert_allclose(got["ACC_GAIN"], [1 / 7, 6 / 9, 3 / 6 - 5 / 6, -0.5])
+    # the same gate scored by a lower-is-better method (cut in its own units) gives the same numbers
+    lower = stats.Sample.build(-GATE_SCORE, GATE_MOS, GATE_GROUPS, lower_better=True, bad=bad, cut=-GATE_CUT)
+    for k in stats.GATE_STATISTICS:
+        np.testing.assert_allclose(stats.statistic(k, lower, w), got[k], err_msg=k)
+    # the point estimates are gate_statistics' (the function a run reported before intervals existed)
+    point = stats.gate_statistics([0.0, 2.5, 3.0], [True, False, False], GATE_SCORE, bad)  # train cut: 2.5
+    assert point == pytest.approx({"AUC": 10.5 / 12, "ACC": 5 / 7, "RETAKE": 3 / 7})
+
+
+@pytest.mark.parametrize("lower_better", [False, True])
+def test_gate_bootstrap_matches_a_plain_loop_replicate_by_replicate(lower_better):
+    bad = stats.unacceptable(GATE_MOS, 3.0)
+    sign = -1 if lower_better else 1
+    cell = stats.evaluate(sign * GATE_SCORE, GATE_MOS, groups=GATE_GROUPS, lower_better=lower_better, bootstrap=60, seed=7,
+                          bad=bad, cut=sign * GATE_CUT)
+    draws = np.random.default_rng(7).integers(0, 3, size=(60, 3))  # group codes follow sorted labels: A, B, C
+    expected = _gate_loop(GATE_SCORE, bad, GATE_GROUPS, draws, GATE_CUT)
+    for k in stats.GATE_STATISTICS:
+        np.testing.assert_allclose(cell.boot[k], expected[k], atol=1e-12, err_msg=k)
+        assert cell.ci[k] == pytest.approx(stats.quantile_ci(expected[k]), abs=1e-12)
+    assert np.isnan(cell.boot["AUC"]).any()  # e.g. (C, C, C): undefined replicates are dropped, not counted as 0
+    assert cell.values["ACC_GAIN"] == pytest.approx(cell.values["ACC"] - cell.values["ACC_ACCEPT_ALL"])
+    # the correlations come from the very same draws: adding the gate changes none of their replicates
+    plain = stats.evaluate(sign * GATE_SCORE, GATE_MOS, groups=GATE_GROUPS, lower_better=lower_better, bootstrap=60, seed=7)
+    for k in stats.STATISTICS:
+        np.testing.assert_array_equal(cell.boot[k], plain.boot[k])
+    assert set(plain.values) == set(stats.STATISTICS)  # no acceptability labels: no gate statistics
+
+
+def test_weighted_auc_matches_sklearn_with_ties_and_weights():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        n = int(rng.integers(4, 40))
+        score, bad = np.round(rng.normal(size=n), 1), rng.random(n) < 0.4
+        w = rng.integers(0, 4, size=(1, n)).astype(float)
+        wb, wg = (w[0] * bad).sum(), (w[0] * ~bad).sum()
+        got = stats.gate_statistic("AUC", score, bad, np.nan, w)[0]
+        if wb == 0 or wg == 0:
+            assert np.isnan(got)
+        else:
+            assert got == pytest.approx(roc_auc_score(bad, -score, sample_weight=w[0]), abs=1e-12)
+
+
+def test_clustered_acceptability_widens_the_gate_intervals():
+    """Photos of one reference share its quality and the method's bias on it: whole groups are
+    mostly acceptable or not, and misjudged together. Resampling single images ignores that and
+    gives too-narrow intervals (about 2-4 times narrower here, whatever the data seed)."""
+    rng = np.random.default_rng(5)
+    g, k = 12, 15
+    groups = np.repeat(np.arange(g), k)
+    mos = np.repeat(rng.uniform(1.5, 4.5, g), k) + rng.normal(0, 0.4, g * k)
+    score = mos + np.repeat(rng.normal(0, 1.0, g), k) + rng.normal(0, 0.3, g * k)
+    bad = stats.unacceptable(mos, 3.0)
+    by_group = stats.evaluate(score, mos, groups=groups, bootstrap=500, seed=1, bad=bad, cut=3.0)
+    by_image = stats.evaluate(score, mos, bootstrap=500, seed=1, bad=bad, cut=3.0)
+    assert by_group.values == by_image.values  # the point estimate does not depend on the resampling unit
+    for name in stats.GATE_STATISTICS:
+        width_group, width_image = np.diff(by_group.ci[name])[0], np.diff(by_image.ci[name])[0]
+        assert width_group > 1.5 * width_image, (name, width_group, width_image)
+        assert by_group.ci[name][0] <= by_group.values[name] <= by_group.ci[name][1], name
+
+
+def test_gate_without_a_cut_or_labels():
+    bad = stats.unacceptable(GATE_MOS, 3.0)
+    no_cut = stats.evaluate(GATE_SCORE, GATE_MOS, groups=GATE_GROUPS, bootstrap=20, bad=bad, cut=float("nan"))
+    assert np.isnan(no_cut.values["ACC"]) and all(np.isnan(no_cut.ci["ACC"])) and all(np.isnan(no_cut.ci["ACC_GAIN"]))
+    assert no_cut.values["AUC"] == pytest.approx(10.5 / 12) and np.isfinite(no_cut.ci["AUC"]).all()
+    assert no_cut.values["ACC_ACCEPT_ALL"] == pytest.approx(4 / 7)
+    with pytest.raises(ValueError, match="acceptability"):
+        stats.statistic("ACC", stats.Sample.build(GATE_SCORE, GATE_MOS, GATE_GROUPS))
+    one_group = stats.evaluate(GATE_SCORE, GATE_MOS, groups=["x"] * 7, bootstrap=20, bad=bad, cut=GATE_CUT)
+    assert one_group.values["ACC"] == pytest.approx(5 / 7) and all(np.isnan(one_group.ci["ACC"]))

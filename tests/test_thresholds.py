@@ -48,6 +48,67 @@ def test_threshold_is_exported_in_metrics_and_next_to_each_model(gated_run):
     assert "| accept all (no gate)" in gated_run.leaderboard
 
 
+GATE = ("AUC", "ACC", "RETAKE", "ACC_ACCEPT_ALL", "ACC_GAIN")
+
+
+def test_gate_rows_carry_intervals_and_the_leaderboard_shows_them(gated_run):
+    m = gated_run.metrics
+    gate = m[m.statistic.isin(GATE) & (m.groups > 1)]
+    assert set(gate.statistic) == set(GATE) and set(gate.seed) == {"0", "all"}
+    # every interval that can exist does (AUC needs both classes in a resample) and holds its value
+    has_ci = gate.ci_low.notna() & gate.ci_high.notna()
+    assert has_ci[gate.statistic != "AUC"].all() and has_ci.any()
+    assert ((gate.ci_low <= gate.value + 1e-12) & (gate.value <= gate.ci_high + 1e-12))[has_ci].all()
+    assert m[m.statistic == "THRESHOLD"].ci_low.isna().all()  # chosen on the train split: fixed, no interval
+    gain = m[m.statistic == "ACC_GAIN"].set_index(["method", "train", "test", "seed"]).value
+    acc = m[m.statistic == "ACC"].set_index(["method", "train", "test", "seed"]).value
+    ref = m[m.statistic == "ACC_ACCEPT_ALL"].set_index(["method", "train", "test", "seed"]).value
+    pd.testing.assert_series_equal(gain, (acc - ref).rename(gain.name), atol=1e-12)
+    assert "ΔAccuracy vs accept all ↑" in gated_run.leaderboard
+    row = next(line for line in gated_run.leaderboard.splitlines() if line.startswith("| stub-linear @ a "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert all("[" in c for c in cells[6:9]), cells  # AUC, Accuracy and ΔAccuracy with their intervals
+
+
+def test_seed_aggregate_gate_intervals_average_the_seeds_replicates():
+    """Two split seeds: each seed's gate replicates come from the seed's own group draws (the
+    same ones as its correlations); the `seed = all` interval is that of their replicate-wise mean."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from diqa_bench import stats
+    from diqa_bench.plan import ImageRef
+    from diqa_bench.results import compute_metrics
+    from diqa_bench.scorer import CellOutcome
+
+    rng = np.random.default_rng(0)
+    config = SimpleNamespace(bootstrap=300, confidence=0.9, stats_seed=4, acceptability=3.0)
+    outcomes, per_seed = [], {}
+    for seed in (0, 1):
+        groups = np.repeat([f"ref{seed}-{g}" for g in range(8)], 6)
+        mos = np.repeat(rng.uniform(1.5, 4.5, 8), 6) + rng.normal(0, 0.5, 48)
+        score = mos + rng.normal(0, 0.7, 48)
+        train = rng.uniform(1, 5, 40)
+        images = [ImageRef(f"k{i}", f"p{i}", f"img{i}", "d", "a", float(m), float(m), str(g), None, None) for i, (m, g) in enumerate(zip(mos, groups))]
+        outcomes.append(CellOutcome("m", "a", "a", seed, "ok", images=images, scores=list(score), train_scores=list(train),
+                                    train_bad=list(train < 3.0)))
+        cut = stats.gate_threshold(train, train < 3.0)
+        per_seed[seed] = stats.evaluate(score, mos, groups=groups, bootstrap=300, confidence=0.9, rng=stats.seed_rng(4, seed),
+                                        bad=mos < 3.0, cut=cut)
+    m = compute_metrics(outcomes, config)
+    for name in GATE:
+        rows = m[m.statistic == name].set_index("seed")
+        for seed in (0, 1):
+            assert rows.loc[str(seed), "value"] == pytest.approx(per_seed[seed].values[name])
+            assert (rows.loc[str(seed), "ci_low"], rows.loc[str(seed), "ci_high"]) == pytest.approx(per_seed[seed].ci[name])
+        pooled = stats.pooled_ci([per_seed[0].boot[name], per_seed[1].boot[name]], 0.9)
+        assert np.isfinite(pooled).all() and (rows.loc["all", "ci_low"], rows.loc["all", "ci_high"]) == pytest.approx(pooled)
+        assert rows.loc["all", "value"] == pytest.approx((per_seed[0].values[name] + per_seed[1].values[name]) / 2)
+    threshold = m[m.statistic == "THRESHOLD"]
+    assert len(threshold) == 3 and threshold.ci_low.isna().all()
+
+
 def test_scores_carry_content_groups_and_cells_their_mapping(gated_run):
     scores = pd.read_csv(gated_run.out / "scores.csv")
     assert "group" in scores.columns and scores.group.str.match(r"^stub-[ab]/ref\d$").all()
