@@ -166,6 +166,12 @@ class Piqe(PyiqaMetric):
     float64 = True
     options_schema: ClassVar[dict[str, Any]] = {"precision": PRECISION_OPTION}  # PIQE has no parameters to load
 
+    def build(self, device: str, checkpoint_path=None, weights_dir=None, **overrides: Any) -> None:
+        super().build(device, checkpoint_path, weights_dir, **overrides)
+        from .fast_piqe import install
+
+        install(self.model.net)  # float64 on the CPU: pyiqa's scores without its masks and copies
+
 
 class Musiq(PyiqaMetric):
     """MUSIQ (multi-scale transformer) with KonIQ-10k weights. Accepts any image size natively."""
