@@ -91,6 +91,10 @@ def synthetic(kind: str, height: int, width: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if kind == "flat":
         return np.full((height, width, 3), 0.4)
+    if kind == "white":  # 255 everywhere: the largest sums the exact filter must hold
+        return np.ones((height, width, 3))
+    if kind == "checker":  # 0 and 255 side by side: the largest local variance
+        return np.broadcast_to(((np.arange(height)[:, None] + np.arange(width)) % 2)[..., None], (height, width, 3)).astype(float)
     if kind == "noisy":
         return np.clip(0.5 + rng.normal(0, 0.2, (height, width, 3)), 0, 1)
     if kind == "faint-noise":  # a flat image with noise of a grey level or two: blocks near the thresholds
@@ -109,13 +113,38 @@ def synthetic(kind: str, height: int, width: int, seed: int = 0) -> np.ndarray:
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["flat", "noisy", "faint-noise", "blocky", "gradient", "edges"])
+@pytest.mark.parametrize("kind", ["flat", "white", "checker", "noisy", "faint-noise", "blocky", "gradient", "edges"])
 @pytest.mark.parametrize("size", [(64, 64), (37, 53), (16, 32), (17, 31), (100, 23), (129, 250)])
 def test_synthetic_images_of_odd_sizes(kind, size):
     img = as_batch(synthetic(kind, *size))
     fast = assert_same_as_pyiqa(img, f"{kind} {size}")
     rows, cols = ((s + s % 16) // 16 for s in size)  # pyiqa pads by the remainder, then drops partial blocks
     assert fast.activity.shape == (1, rows, cols)
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (40, 72), (35, 200)])
+def test_gaussian_normalisation_is_fast_filters_bit_for_bit(shape):
+    """The tiles' 7x7 Gaussian sums the exact products in another order than fast_filter's 49 taps:
+    the same values, since every partial sum is exact in float64 (integer pixels, float32 weights)."""
+    import torch.nn.functional as F
+    from pyiqa.archs.func_util import normalize_img_with_gauss
+
+    from diqa_pyiqa import fast_filter
+    from diqa_pyiqa.fast_piqe import _TileWork
+
+    fast_filter.install()
+    g = torch.Generator().manual_seed(sum(shape))
+    images = [
+        torch.randint(0, 256, shape, generator=g).double(),
+        torch.full(shape, 255.0, dtype=torch.float64),
+        (torch.arange(shape[0])[:, None] + torch.arange(shape[1])).remainder(2).double() * 255,
+        torch.randint(0, 2, shape, generator=g).double() * 255,
+    ]
+    for img in images:
+        expected = normalize_img_with_gauss(img[None, None], padding="replicate")[0, 0]
+        padded = F.pad(img[None, None], (3, 3, 3, 3), mode="replicate")[0, 0]
+        got = _TileWork(*shape).normalise(padded, torch.tensor(255.0, dtype=torch.float64))  # peak 255: rounding keeps the pixels
+        assert torch.equal(got, expected)
 
 
 def test_batches_of_the_same_size_and_grey_images():
@@ -138,6 +167,9 @@ def test_what_it_does_not_handle_goes_to_pyiqa():
     assert piqe_scores(img[..., :16, :16]) is None  # one block: torch's var and std of a single output sum in another order
     assert piqe_scores(img[..., :16, :32]) is not None
     assert piqe_scores(torch.zeros(1, 3, 32, 32, dtype=torch.float64)) is None  # black: pyiqa divides by 0
+    negative = img.clone()
+    negative[0, :, 0, 0] = -0.5
+    assert piqe_scores(negative) is None  # pixels below 0 would round outside [0, 255]: pyiqa's own path
     assert piqe_scores(img.requires_grad_()) is None
 
 

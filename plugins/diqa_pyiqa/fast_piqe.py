@@ -1,25 +1,26 @@
 """PIQE scores in float64 on the CPU, bit for bit pyiqa's, in a fraction of its time.
 
-pyiqa's ``piqe`` (pyiqa/archs/piqe_arch.py) spends most of a float64 run on work the score does
-not need or on torch's per-output reduction overhead: three full-resolution masks
-(``F.interpolate``), block copies (``unfold().contiguous()``, two ``torch.cat`` for the
-centre/surround split) and ten ``torch.std``/``torch.var`` calls, four of them over 6-pixel windows
-(about 175 ns per window). :func:`piqe_scores` computes the score alone:
+pyiqa's ``piqe`` (pyiqa/archs/piqe_arch.py) spends a float64 run on work the score does not need
+and on torch's per-output reduction overhead: three full-resolution masks (``F.interpolate``),
+block copies (``unfold().contiguous()``, two ``torch.cat`` for the centre/surround split), ten
+``torch.std``/``torch.var`` calls (four over 6-pixel windows, ~175 ns per window) and the 7x7
+Gaussian normalisation (98 passes over the image with :mod:`diqa_pyiqa.fast_filter`).
+:func:`piqe_scores` computes the score alone, tile by tile in the CPU caches:
 
-- the luminance, the rounding, the symmetric padding and the Gaussian normalisation in strips of
-  rows that stay in the CPU caches, with the same elementwise operations as pyiqa (the filter is
-  :func:`diqa_pyiqa.fast_filter.imfilter`'s sequence of 49 ``add_`` per output row);
-- each strip is scattered straight into a pixel-major block layout, ``X[pixel, block]``;
-- every variance and standard deviation as the sequential Welford recurrence torch's CPU
-  ``var``/``std`` kernel runs (``delta = x - mean; mean += delta / k; m2 += delta * (x - mean)``,
-  then ``m2 / (n - 1)``), vectorised across blocks instead of looping over them.
+- luminance, rounding and padding with pyiqa's elementwise operations;
+- the Gaussian filter as an exact sum: the rounded pixels are integers and the weights float32,
+  so every product and partial sum is exact in float64 and any summation order gives
+  fast_filter's values; the kernel's mirror symmetry turns 49 taps into ~12 passes;
+- the normalised blocks gathered pixel-major, ``x[pixel, block]``, and every variance and standard
+  deviation computed as torch's CPU kernel does, the sequential Welford recurrence
+  (``delta = x - mean; mean += delta / k; m2 += delta * (x - mean)``, then ``m2 / (n - 1)``),
+  vectorised across blocks instead of looping over them.
 
-Every step is an IEEE operation in pyiqa's order, so scores and the activity, noise and
-impairment block masks are identical (tests/test_fast_piqe.py compares them with pyiqa's on
-photos, sample images, synthetic and odd-sized images, and batches). Measured on this project's
-2-core machine, one thread: see benchmarks/PERF.md. Float32, other devices, images with a
-non-positive or non-finite maximum, images under 16 pixels on a side and batches of a single
-block go to pyiqa's function.
+Every rounding is pyiqa's, so the scores and the activity, noise and noticeable-artefact block
+masks are identical (tests/test_fast_piqe.py compares them with pyiqa's on photos, sample images,
+synthetic and odd-sized images, and batches). Timings: benchmarks/PERF.md. Float32, other
+devices, images with a non-positive or non-finite maximum or negative pixels, images under 16
+pixels on a side and batches of a single block go to pyiqa's function.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ BLOCK = 16  # pyiqa's block_size
 WINDOW = 6  # pyiqa's window_size: edge segments for the noticeable-distortion criterion
 ACTIVITY_THRESHOLD = 0.1
 IMPAIRED_THRESHOLD = 0.1
-_STRIP_ELEMENTS = 48 * 1024  # pixels per filter strip: its 4 float64 arrays (1.5 MiB) stay in L2
-_CHUNK = 4096  # blocks per Welford chunk: its running arrays stay in L1
+_STRIP_ELEMENTS = 48 * 1024  # pixels per luminance strip
+_TILE_ELEMENTS = 32 * 1024  # pixels per filter tile
+_CHUNK = 4096  # blocks per statistics chunk: its running arrays stay in L2
 
 # Pixel orders (row-major index inside a 16x16 block) of the sequences pyiqa reduces:
 _ALL = list(range(BLOCK * BLOCK))
@@ -51,18 +53,27 @@ _EDGES = [
     [r * BLOCK for r in range(BLOCK)],
 ]
 
-_taps: list[tuple[int, int, float]] | None = None
+_quarter: torch.Tensor | bool | None = None
 
 
-def _gauss_taps() -> list[tuple[int, int, float]]:
-    """pyiqa's 7x7 Gaussian (``normalize_img_with_gauss``: fspecial(7, 7/6)), as fast_filter reads it."""
-    global _taps
-    if _taps is None:
+def _gauss_quarter() -> torch.Tensor | None:
+    """pyiqa's 7x7 Gaussian (``normalize_img_with_gauss``: fspecial(7, 7/6), float32 weights)
+    by distance from the centre: ``q[e, d]`` weighs the pixels e rows and d columns away, each
+    way. None when the kernel is not what the exact filter relies on (mirror-symmetric, float32
+    weights of at least 2**-13, summing to about 1)."""
+    global _quarter
+    if _quarter is None:
         from pyiqa.matlab_utils import fspecial
 
-        weight = fspecial(7, 7.0 / 6, 1).to(torch.float64)
-        _taps = [(i, j, float(v)) for i, row in enumerate(weight[0, 0].tolist()) for j, v in enumerate(row)]
-    return _taps
+        k32 = fspecial(7, 7.0 / 6, 1)
+        kernel = k32.to(torch.float64)[0, 0]
+        fits = (
+            k32.dtype == torch.float32 and tuple(k32.shape) == (1, 1, 7, 7)
+            and torch.equal(kernel, kernel.flip(0)) and torch.equal(kernel, kernel.flip(1))
+            and bool((kernel >= 2.0**-13).all()) and float(kernel.sum()) < 1.001
+        )
+        _quarter = kernel[3:, 3:].contiguous() if fits else False
+    return _quarter if isinstance(_quarter, torch.Tensor) else None
 
 
 def supported(img) -> bool:
@@ -93,7 +104,7 @@ def piqe_scores(img: torch.Tensor) -> torch.Tensor | None:
 
 def piqe_blocks(img: torch.Tensor) -> PiqeBlocks | None:
     """:func:`piqe_scores` with the block masks."""
-    if not supported(img):
+    if not supported(img) or _gauss_quarter() is None:
         return None
     bsz, channels, height, width = img.shape
     luma = None
@@ -110,41 +121,47 @@ def piqe_blocks(img: torch.Tensor) -> PiqeBlocks | None:
     n = n_rows * n_cols
     if bsz * n < 2:
         return None  # torch reduces a lone block's pixels in another order than block by block
-    blocks = torch.empty(BLOCK, BLOCK, bsz, n_rows, n_cols, dtype=torch.float64)
+    var, noise, impaired = np.empty(bsz * n), np.empty(bsz * n, dtype=bool), np.empty(bsz * n, dtype=bool)
     for b in range(bsz):
         padded = torch.empty(height + row_pad + 6, width + col_pad + 6, dtype=torch.float64)
-        y = padded[3 : 3 + height, 3 : 3 + width]
-        if luma is None:
-            _luminance_into(img[b], y)
-        else:
-            y.copy_(luma[b, 0])
-        # the max over whole rows of the buffer (a contiguous reduction): pad columns below any pixel
-        padded[3 : 3 + height, :3] = -math.inf
-        padded[3 : 3 + height, 3 + width :] = -math.inf
-        peak = padded[3 : 3 + height].max()
-        if not (bool(torch.isfinite(peak)) and float(peak) > 0):
-            return None  # pyiqa's nan scores, or its error
-        y.div_(peak).mul_(255).round_()  # pyiqa: round(255 * (img / max))
+        peak, low = _luminance_into(img[b] if luma is None else luma[b], padded, height, width)
+        if not (bool(torch.isfinite(peak)) and float(peak) > 0 and float(low) >= 0):
+            return None  # pyiqa's nan scores or its error; negative pixels break the exact filter
         _pad(padded, height, width, row_pad, col_pad)
-        _normalise_into(padded, blocks[:, :, b], n_rows, n_cols)
-    x = blocks.view(BLOCK * BLOCK, bsz * n).numpy()
-    var, *masks = (torch.from_numpy(a).view(bsz, n) for a in block_statistics(x))
-    return PiqeBlocks(_pool(var, *masks), *(m.view(bsz, n_rows, n_cols) for m in masks))
+        _blocks(padded, peak, n_rows, n_cols, var[b * n : (b + 1) * n], noise[b * n : (b + 1) * n], impaired[b * n : (b + 1) * n])
+    var_t, noise_t, impaired_t = (torch.from_numpy(a).view(bsz, n) for a in (var, noise, impaired))
+    active_t = var_t > ACTIVITY_THRESHOLD
+    return PiqeBlocks(_pool(var_t, active_t, noise_t, impaired_t), *(m.view(bsz, n_rows, n_cols) for m in (active_t, noise_t, impaired_t)))
 
 
 _YIQ_Y = None
 
 
-def _luminance_into(rgb: torch.Tensor, out: torch.Tensor) -> None:
-    """pyiqa's ``to_y_channel(img, 1, 'yiq')`` of one image: its matmul computes the Y column as
-    r*w0 and then two fused multiply-adds, which is what addcmul computes (the weights are pyiqa's
-    float32 constants, widened)."""
+def _luminance_into(image: torch.Tensor, padded: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image's Y channel (RGB in, or Y already) into ``padded[3:3+height, 3:3+width]``, in
+    strips; returns its maximum and minimum. pyiqa's ``to_y_channel(img, 1, 'yiq')`` of one image
+    is a matmul whose Y column is r*w0 and then two fused multiply-adds, as addcmul computes them
+    (the weights are pyiqa's float32 constants, widened)."""
     global _YIQ_Y
     if _YIQ_Y is None:
         _YIQ_Y = torch.tensor([0.299, 0.587, 0.114]).to(torch.float64)
-    torch.mul(rgb[0], _YIQ_Y[0], out=out)
-    torch.addcmul(out, rgb[1], _YIQ_Y[1], out=out)
-    torch.addcmul(out, rgb[2], _YIQ_Y[2], out=out)
+    # The max runs over whole rows of the buffer (a contiguous reduction): pad columns below any pixel
+    padded[3 : 3 + height, :3] = -math.inf
+    padded[3 : 3 + height, 3 + width :] = -math.inf
+    step = max(1, _STRIP_ELEMENTS // width)
+    peaks, lows = [], []
+    for r0 in range(0, height, step):
+        r1 = min(height, r0 + step)
+        out = padded[3 + r0 : 3 + r1, 3 : 3 + width]
+        if image.shape[0] == 1:
+            out.copy_(image[0, r0:r1])
+        else:
+            torch.mul(image[0, r0:r1], _YIQ_Y[0], out=out)
+            torch.addcmul(out, image[1, r0:r1], _YIQ_Y[1], out=out)
+            torch.addcmul(out, image[2, r0:r1], _YIQ_Y[2], out=out)
+        peaks.append(padded[3 + r0 : 3 + r1].max())
+        lows.append(out.min())
+    return torch.stack(peaks).max(), torch.stack(lows).min()
 
 
 def _pad(padded: torch.Tensor, h: int, w: int, row_pad: int, col_pad: int) -> None:
@@ -161,43 +178,68 @@ def _pad(padded: torch.Tensor, h: int, w: int, row_pad: int, col_pad: int) -> No
     padded[3 + hp :] = padded[2 + hp : 3 + hp]
 
 
-def _normalise_into(padded: torch.Tensor, dest: torch.Tensor, n_rows: int, n_cols: int) -> None:
-    """``normalize_img_with_gauss(img, padding='replicate')`` of the padded image, on the rows of
-    blocks only, written into ``dest[r, c, block_row, block_col]``."""
-    alphas = [v for _, _, v in _gauss_taps()]  # row-major over the 7x7 kernel, fast_filter's order
-    width = padded.shape[1] - 6
-    eps = torch.finfo(torch.float64).eps
-    height = n_rows * BLOCK
-    step = min(height, max(BLOCK, _STRIP_ELEMENTS // width // BLOCK * BLOCK))
-    mu_buf, s2_buf, tmp_buf = (torch.empty(step, width, dtype=torch.float64) for _ in range(3))
-    win_buf, sq_buf = (torch.empty(step + 6, width + 6, dtype=torch.float64) for _ in range(2))
-    used = n_cols * BLOCK
-    taps: list = []
-    for r0 in range(0, height, step):
-        r1 = min(height, r0 + step)
-        rows = r1 - r0
-        window, squared = win_buf[: rows + 6], sq_buf[: rows + 6]
-        if not taps or taps[0] != rows:  # the strip's 49 shifted views, made once per strip height
-            taps = [rows, list(zip(alphas, _tap_views(window, rows, width), _tap_views(squared, rows, width)))]
-        window.copy_(padded[r0 : r1 + 6])
-        torch.mul(window, window, out=squared)  # integers < 2**16: exact, as pyiqa's img**2
-        mu, s2, tmp = mu_buf[:rows].zero_(), s2_buf[:rows].zero_(), tmp_buf[:rows]
-        # fast_filter's sum, tap after tap (add_ is a fused multiply-add at every position, so strips
-        # of any height give its values)
-        for v, a, b in taps[1]:
-            mu.add_(a, alpha=v)
-            s2.add_(b, alpha=v)
-        sigma = s2.sub_(torch.mul(mu, mu, out=tmp)).abs_().add_(eps).sqrt_().add_(1)
-        normalised = torch.sub(window[3 : 3 + rows, 3 : 3 + width], mu, out=mu).div_(sigma)
-        strip = normalised[:, :used].view(rows // BLOCK, BLOCK, n_cols, BLOCK).permute(1, 3, 0, 2)
-        dest[:, :, r0 // BLOCK : r1 // BLOCK].copy_(strip)
+def _blocks(padded: torch.Tensor, peak: torch.Tensor, n_rows: int, n_cols: int, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray) -> None:
+    """One image: pyiqa's rounding (``round(255 * img / max)``) and ``normalize_img_with_gauss(img,
+    padding='replicate')`` of the padded luminance, on the blocks only, tile by tile; the
+    normalised blocks gathered pixel-major, ``x[pixel, block]``, a chunk of block rows at a time,
+    and their statistics into ``var``, ``noise`` and ``impaired`` (one entry per block)."""
+    chunk = min(n_rows, max(1, _CHUNK // n_cols))  # block rows per statistics chunk
+    tile_cols = min(n_cols, max(1, _TILE_ELEMENTS // (BLOCK * BLOCK))) * BLOCK
+    tile_rows = min(chunk, max(1, _TILE_ELEMENTS // (BLOCK * tile_cols))) * BLOCK
+    x_buf = torch.empty(BLOCK, BLOCK, chunk, n_cols, dtype=torch.float64)
+    work = _TileWork(tile_rows, tile_cols)
+    for c0 in range(0, n_rows, chunk):
+        c1 = min(n_rows, c0 + chunk)
+        for r0 in range(c0 * BLOCK, c1 * BLOCK, tile_rows):
+            for q0 in range(0, n_cols * BLOCK, tile_cols):
+                cols = min(n_cols * BLOCK, q0 + tile_cols) - q0
+                rows = min(c1 * BLOCK, r0 + tile_rows) - r0
+                normalised = work.normalise(padded[r0 : r0 + rows + 6, q0 : q0 + cols + 6], peak)
+                tile = normalised.view(rows // BLOCK, BLOCK, cols // BLOCK, BLOCK).permute(1, 3, 0, 2)
+                x_buf[:, :, r0 // BLOCK - c0 : (r0 + rows) // BLOCK - c0, q0 // BLOCK : (q0 + cols) // BLOCK].copy_(tile)
+        blocks = slice(c0 * n_cols, c1 * n_cols)
+        x = x_buf[:, :, : c1 - c0].reshape(BLOCK * BLOCK, (c1 - c0) * n_cols).numpy()
+        block_statistics(x, var[blocks], noise[blocks], impaired[blocks])
 
 
-def _tap_views(window: torch.Tensor, rows: int, width: int) -> list[torch.Tensor]:
-    """The 49 shifted [rows, width] views of ``window`` a 7x7 filter reads, row-major."""
-    stride = window.stride(0)
-    shifted = window.as_strided((7, 7, rows, width), (stride, 1, stride, 1))
-    return [view for row in shifted.unbind(0) for view in row.unbind(0)]
+class _TileWork:
+    """Buffers for normalising tiles of up to ``rows`` x ``cols`` pixels (with their 3-pixel
+    borders), reused from tile to tile so that they stay in the CPU caches."""
+
+    def __init__(self, rows: int, cols: int):
+        self.rows, self.cols = rows, cols
+        self.window = torch.empty(2, rows + 6, cols + 6, dtype=torch.float64)  # the tile, rounded, and its square
+        self.by_col: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.acc = torch.empty(2, rows, cols, dtype=torch.float64)
+        self.tmp = torch.empty(rows, cols, dtype=torch.float64)
+
+    def normalise(self, source: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+        """``source``: the tile of the padded luminance, with its border. Returns the normalised
+        tile, a view into the buffers."""
+        rows, cols = source.shape[0] - 6, source.shape[1] - 6
+        if (rows, cols) not in self.by_col:
+            self.by_col[rows, cols] = tuple(torch.empty(4, 2, rows, cols + 6, dtype=torch.float64) for _ in range(2))
+        pair, colsum = self.by_col[rows, cols]
+        window = self.window[:, : rows + 6, : cols + 6]
+        window[0].copy_(source).div_(peak).mul_(255).round_()
+        torch.mul(window[0], window[0], out=window[1])  # as pyiqa's img**2
+        # The 7x7 Gaussian of both, exactly. The pixels are integers in [0, 255] (squares: below
+        # 2**16) and the weights float32 no smaller than 2**-13, so every product is exact and
+        # every partial sum a multiple of 2**-36 below 2**16, exact in float64 (53 bits): any order
+        # of summation gives the exact sum, which is fast_filter's result too. The order here:
+        # rows mirrored about the centre row added, weighted by a 4x4 matrix product (one row of
+        # it per column distance), then columns mirrored about the centre column added.
+        pair[0].copy_(window[:, 3 : 3 + rows])
+        for e in (1, 2, 3):
+            torch.add(window[:, 3 - e : 3 - e + rows], window[:, 3 + e : 3 + e + rows], out=pair[e])
+        torch.matmul(_gauss_quarter().t(), pair.view(4, -1), out=colsum.view(4, -1))
+        acc = torch.add(colsum[1, ..., 2 : 2 + cols], colsum[1, ..., 4 : 4 + cols], out=self.acc[:, :rows, :cols])
+        acc.add_(colsum[0, ..., 3 : 3 + cols])
+        for d in (2, 3):
+            acc.add_(colsum[d, ..., 3 - d : 3 - d + cols]).add_(colsum[d, ..., 3 + d : 3 + d + cols])
+        mu, s2, tmp = acc[0], acc[1], self.tmp[:rows, :cols]
+        sigma = s2.sub_(torch.mul(mu, mu, out=tmp)).abs_().add_(torch.finfo(torch.float64).eps).sqrt_().add_(1)
+        return torch.sub(window[0, 3 : 3 + rows, 3 : 3 + cols], mu, out=mu).div_(sigma)
 
 
 def _welford(part: np.ndarray, order: list[int], out_m2: np.ndarray, work: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
@@ -216,55 +258,42 @@ def _welford(part: np.ndarray, order: list[int], out_m2: np.ndarray, work: tuple
         np.add(out_m2, tmp, out=out_m2)
 
 
-def block_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """From normalised blocks ``x[pixel, block]`` (256 x N): the block variance and pyiqa's
-    activity, noise and noticeable-distortion masks, each of length N."""
+def block_statistics(x: np.ndarray, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray) -> None:
+    """From normalised blocks ``x[pixel, block]`` (256 x N): each block's variance (torch.var of
+    its pixels) and pyiqa's noise and noticeable-distortion criteria, into the arrays of length N."""
     n = x.shape[1]
-    var = np.empty(n)
-    noise = np.empty(n, dtype=bool)
-    impaired = np.empty(n, dtype=bool)
-    chunk = min(n, _CHUNK)
-    work = tuple(np.empty(chunk) for _ in range(3))
-    m2_centre, m2_surround = np.empty(chunk), np.empty(chunk)
-    edge_shape = (len(_EDGES), BLOCK - WINDOW + 1, chunk)
-    edge_work = tuple(np.empty(edge_shape) for _ in range(4))
+    work = tuple(np.empty(n) for _ in range(3))
+    m2_centre, m2_surround = np.empty(n), np.empty(n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for c0 in range(0, n, chunk):
-            c1 = min(n, c0 + chunk)
-            k = c1 - c0
-            part = x[:, c0:c1]
-            w = tuple(a[:k] for a in work)
-            m2 = var[c0:c1]
-            _welford(part, _ALL, m2, w)
-            np.divide(m2, float(BLOCK * BLOCK - 1), out=m2)  # torch.var(blocks, dim=[2, 3])
-            _welford(part, _CENTRE, m2_centre[:k], w)
-            _welford(part, _SURROUND, m2_surround[:k], w)
-            # pyiqa's noise_criterion / cal_center_sur_dev
-            sigma = np.sqrt(m2)
-            centre = np.sqrt(m2_centre[:k] / float(len(_CENTRE) - 1))
-            surround = np.sqrt(m2_surround[:k] / float(len(_SURROUND) - 1))
-            ratio = np.nan_to_num(centre / surround)
-            beta = np.abs(sigma - ratio) / np.maximum(sigma, ratio)
-            noise[c0:c1] = sigma > 2 * beta
-            impaired[c0:c1] = _edges_impaired(part, tuple(a[..., :k] for a in edge_work))
-    return var, var > ACTIVITY_THRESHOLD, noise, impaired
+        _welford(x, _ALL, var, work)
+        np.divide(var, float(BLOCK * BLOCK - 1), out=var)
+        _welford(x, _CENTRE, m2_centre, work)
+        _welford(x, _SURROUND, m2_surround, work)
+        # pyiqa's noise_criterion / cal_center_sur_dev
+        sigma = np.sqrt(var)
+        centre = np.sqrt(m2_centre / float(len(_CENTRE) - 1))
+        surround = np.sqrt(m2_surround / float(len(_SURROUND) - 1))
+        ratio = np.nan_to_num(centre / surround)
+        beta = np.abs(sigma - ratio) / np.maximum(sigma, ratio)
+        np.greater(sigma, 2 * beta, out=noise)
+    impaired[:] = _edges_impaired(x)
 
 
-def _edges_impaired(part: np.ndarray, work) -> np.ndarray:
+def _edges_impaired(x: np.ndarray) -> np.ndarray:
     """pyiqa's notice_dist_criterion: a block is impaired when the standard deviation of any
     6-pixel segment of its four edges is under the threshold. All 4 x 11 segments of a block at
     once: step k of the recurrence reads pixel k of every segment."""
-    edges = part[np.concatenate(_EDGES)].reshape(len(_EDGES), BLOCK, -1)
+    edges = x[np.concatenate(_EDGES)].reshape(len(_EDGES), BLOCK, -1)
     segments = BLOCK - WINDOW + 1
-    m2, mean, delta, tmp = work
-    np.copyto(mean, edges[:, 0:segments])
+    m2, delta, tmp = (np.empty((len(_EDGES), segments, x.shape[1])) for _ in range(3))
+    mean = edges[:, 0:segments].copy()
     m2.fill(0.0)
     for k in range(1, WINDOW):
-        x = edges[:, k : k + segments]
-        np.subtract(x, mean, out=delta)
+        xk = edges[:, k : k + segments]
+        np.subtract(xk, mean, out=delta)
         np.divide(delta, float(k + 1), out=tmp)
         np.add(mean, tmp, out=mean)
-        np.subtract(x, mean, out=tmp)
+        np.subtract(xk, mean, out=tmp)
         np.multiply(delta, tmp, out=tmp)
         np.add(m2, tmp, out=m2)
     std = np.sqrt(np.divide(m2, float(WINDOW - 1), out=m2), out=m2)
