@@ -169,7 +169,9 @@ def test_what_it_does_not_handle_goes_to_pyiqa():
     assert piqe_scores(torch.zeros(1, 3, 32, 32, dtype=torch.float64)) is None  # black: pyiqa divides by 0
     negative = img.clone()
     negative[0, :, 0, 0] = -0.5
-    assert piqe_scores(negative) is None  # pixels below 0 would round outside [0, 255]: pyiqa's own path
+    assert_same_as_pyiqa(negative, "a pixel below 0")
+    negative[0, :, 0, 0] = -5.0
+    assert piqe_scores(negative) is None  # it would round below -255: the exact filter's bounds no longer hold
     assert piqe_scores(img.requires_grad_()) is None
 
 

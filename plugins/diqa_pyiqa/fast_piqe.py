@@ -19,8 +19,8 @@ Gaussian normalisation (98 passes over the image with :mod:`diqa_pyiqa.fast_filt
 Every rounding is pyiqa's, so the scores and the activity, noise and noticeable-artefact block
 masks are identical (tests/test_fast_piqe.py compares them with pyiqa's on photos, sample images,
 synthetic and odd-sized images, and batches). Timings: benchmarks/PERF.md. Float32, other
-devices, images with a non-positive or non-finite maximum or negative pixels, images under 16
-pixels on a side and batches of a single block go to pyiqa's function.
+devices, images with a non-positive or non-finite maximum or a minimum below minus the maximum,
+images under 16 pixels on a side and batches of a single block go to pyiqa's function.
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def piqe_blocks(img: torch.Tensor) -> PiqeBlocks | None:
     for b in range(bsz):
         padded = torch.empty(height + row_pad + 6, width + col_pad + 6, dtype=torch.float64)
         peak, low = _luminance_into(img[b] if luma is None else luma[b], padded, height, width)
-        if not (bool(torch.isfinite(peak)) and float(peak) > 0 and float(low) >= 0):
-            return None  # pyiqa's nan scores or its error; negative pixels break the exact filter
+        if not (bool(torch.isfinite(peak)) and float(peak) > 0 and float(low) >= -float(peak)):
+            return None  # pyiqa's nan scores or its error; pixels rounding beyond +-255 break the exact filter
         _pad(padded, height, width, row_pad, col_pad)
         _blocks(padded, peak, n_rows, n_cols, var[b * n : (b + 1) * n], noise[b * n : (b + 1) * n], impaired[b * n : (b + 1) * n])
     var_t, noise_t, impaired_t = (torch.from_numpy(a).view(bsz, n) for a in (var, noise, impaired))
@@ -223,10 +223,11 @@ class _TileWork:
         window = self.window[:, : rows + 6, : cols + 6]
         window[0].copy_(source).div_(peak).mul_(255).round_()
         torch.mul(window[0], window[0], out=window[1])  # as pyiqa's img**2
-        # The 7x7 Gaussian of both, exactly. The pixels are integers in [0, 255] (squares: below
-        # 2**16) and the weights float32 no smaller than 2**-13, so every product is exact and
-        # every partial sum a multiple of 2**-36 below 2**16, exact in float64 (53 bits): any order
-        # of summation gives the exact sum, which is fast_filter's result too. The order here:
+        # The 7x7 Gaussian of both, exactly. The pixels are integers of at most 255 in magnitude
+        # (squares: below 2**16) and the weights float32 no smaller than 2**-13 summing to ~1, so
+        # every product is exact and every partial sum a multiple of 2**-36 below 2**16 in
+        # magnitude, exact in float64 (53 bits): any order of summation gives the exact sum, which
+        # is fast_filter's result too. The order here:
         # rows mirrored about the centre row added, weighted by a 4x4 matrix product (one row of
         # it per column distance), then columns mirrored about the centre column added.
         pair[0].copy_(window[:, 3 : 3 + rows])
