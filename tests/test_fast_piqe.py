@@ -41,13 +41,16 @@ def assert_same_as_pyiqa(img, label=""):
     from diqa_pyiqa.fast_piqe import piqe_blocks
 
     score, activity, noise, artefacts = reference(img)
-    fast = piqe_blocks(img)
-    assert fast is not None, label
-    assert fast.scores.dtype == torch.float64 and fast.scores.shape == score.shape, label
-    assert torch.equal(fast.scores, score), f"{label}: {fast.scores.tolist()} != pyiqa's {score.tolist()}"
-    assert torch.equal(fast.activity, activity), label
-    assert torch.equal(fast.noise, noise), label
-    assert torch.equal(fast.noticeable_artifacts, artefacts), label
+    # float32 pixels (what the runner sends) may take the batch shortcut; others may not
+    hints = [False, True] if torch.equal(img.float().double(), img) else [False]
+    for float32_pixels in hints:
+        fast = piqe_blocks(img, float32_pixels)
+        assert fast is not None, label
+        assert fast.scores.dtype == torch.float64 and fast.scores.shape == score.shape, label
+        assert torch.equal(fast.scores, score), f"{label}: {fast.scores.tolist()} != pyiqa's {score.tolist()}"
+        assert torch.equal(fast.activity, activity), label
+        assert torch.equal(fast.noise, noise), label
+        assert torch.equal(fast.noticeable_artifacts, artefacts), label
     return fast
 
 
@@ -156,6 +159,8 @@ def test_batches_of_the_same_size_and_grey_images():
     assert len(set(fast.scores.tolist())) == 4
     grey = batch[:, :1].clone()
     assert_same_as_pyiqa(grey, "grey batch")
+    g = torch.Generator().manual_seed(3)
+    assert_same_as_pyiqa(torch.rand(3, 3, 50, 70, generator=g, dtype=torch.float64), "batch of float64 pixels")
 
 
 def test_what_it_does_not_handle_goes_to_pyiqa():
@@ -182,7 +187,7 @@ def test_the_piqe_method_uses_it_in_float64_on_the_cpu(monkeypatch):
 
     calls = []
     real = fast_piqe.piqe_scores
-    monkeypatch.setattr(fast_piqe, "piqe_scores", lambda x: (calls.append(x.dtype), real(x))[1])
+    monkeypatch.setattr(fast_piqe, "piqe_scores", lambda x, *hint: (calls.append((x.dtype, *hint)), real(x, *hint))[1])
     images = as_batch(synthetic("edges", 48, 70), synthetic("noisy", 48, 70)).float()
     batch = Batch(images=images, keys=["a", "b"], paths=["a.png", "b.png"], indices=[0, 1])
     scores = {}
@@ -193,7 +198,7 @@ def test_the_piqe_method_uses_it_in_float64_on_the_cpu(monkeypatch):
         fast_piqe.install(method.model.net)  # idempotent: never a wrapper around the wrapper
         assert method.model.net.forward is wrapped
         scores[precision] = method.score_batch(batch)
-    assert calls == [torch.float64, torch.float32]  # float32 is offered, declined, and pyiqa scores it
+    assert calls == [(torch.float64, True), (torch.float32, True)]  # float32 is offered, declined, and pyiqa scores it
     assert torch.equal(scores["auto"], reference(images.double())[0])
     assert not torch.equal(scores["float32"], scores["auto"])
 
@@ -211,3 +216,4 @@ def test_real_dermatology_and_phone_photos():
         sizes.add(tuple(img.shape[-2:]))
         assert_same_as_pyiqa(img, path.name)
     assert max(h * w for h, w in sizes) >= 4000 * 3000  # the 12-megapixel phone photos are among them
+    assert_same_as_pyiqa(as_batch(*(decode(p) for p in dermoscopy)), "a batch of dermoscopy images")

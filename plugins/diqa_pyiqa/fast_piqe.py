@@ -94,15 +94,17 @@ class PiqeBlocks(NamedTuple):
     noticeable_artifacts: torch.Tensor
 
 
-def piqe_scores(img: torch.Tensor) -> torch.Tensor | None:
+def piqe_scores(img: torch.Tensor, float32_pixels: bool = False) -> torch.Tensor | None:
     """PIQE scores (shape [B], float64) of a float64 CPU batch [B, 1 or 3, H, W], equal to
     ``pyiqa.archs.piqe_arch.piqe(img)[0]`` with :mod:`diqa_pyiqa.fast_filter` installed.
-    None when the batch is not one this function handles (see :func:`supported`)."""
-    result = piqe_blocks(img)
+    None when the batch is not one this function handles (see :func:`supported`).
+    ``float32_pixels``: the caller vouches that every value is a float32 widened to float64 (as
+    the runner's images are), which makes batches as fast as single images (see :func:`_luminance_into`)."""
+    result = piqe_blocks(img, float32_pixels)
     return None if result is None else result.scores
 
 
-def piqe_blocks(img: torch.Tensor) -> PiqeBlocks | None:
+def piqe_blocks(img: torch.Tensor, float32_pixels: bool = False) -> PiqeBlocks | None:
     """:func:`piqe_scores` with the block masks."""
     if not supported(img) or _gauss_quarter() is None:
         return None
@@ -110,9 +112,9 @@ def piqe_blocks(img: torch.Tensor) -> PiqeBlocks | None:
     luma = None
     if channels == 1:
         luma = img
-    elif bsz > 1:
-        # pyiqa's RGB->YIQ matmul of a batch rounds differently from a single image's (not
-        # always fused multiply-adds): only the same call gives the same pixels
+    elif bsz > 1 and not float32_pixels:
+        # pyiqa's RGB->YIQ matmul of a batch of float64 pixels rounds differently from a single
+        # image's (not always fused multiply-adds): only the same call gives the same values
         from pyiqa.utils.color_util import to_y_channel
 
         luma = to_y_channel(img, out_data_range=1, color_space="yiq")
@@ -139,17 +141,18 @@ _YIQ_Y = None
 
 def _luminance_into(image: torch.Tensor, padded: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The image's Y channel (RGB in, or Y already) into ``padded[3:3+height, 3:3+width]``, in
-    strips; returns its maximum and minimum. pyiqa's ``to_y_channel(img, 1, 'yiq')`` of one image
-    is a matmul whose Y column is r*w0 and then two fused multiply-adds, as addcmul computes them
-    (the weights are pyiqa's float32 constants, widened)."""
+    strips; returns its maximum and minimum.
+
+    pyiqa's ``to_y_channel(img, 1, 'yiq')`` is a matmul whose Y column, for one image, is r*w0 and
+    then two fused multiply-adds, which addcmul computes (the weights are pyiqa's float32
+    constants, widened). For a batch the matmul does not always fuse, but when the pixels are
+    float32 values every product with a float32 weight is exact in float64 (24 + 24 bits), so
+    fused or not, the sums (in the same order) round alike."""
     global _YIQ_Y
     if _YIQ_Y is None:
         _YIQ_Y = torch.tensor([0.299, 0.587, 0.114]).to(torch.float64)
-    # The max runs over whole rows of the buffer (a contiguous reduction): pad columns below any pixel
-    padded[3 : 3 + height, :3] = -math.inf
-    padded[3 : 3 + height, 3 + width :] = -math.inf
     step = max(1, _STRIP_ELEMENTS // width)
-    peaks, lows = [], []
+    highs, lows = [], []
     for r0 in range(0, height, step):
         r1 = min(height, r0 + step)
         out = padded[3 + r0 : 3 + r1, 3 : 3 + width]
@@ -159,9 +162,15 @@ def _luminance_into(image: torch.Tensor, padded: torch.Tensor, height: int, widt
             torch.mul(image[0, r0:r1], _YIQ_Y[0], out=out)
             torch.addcmul(out, image[1, r0:r1], _YIQ_Y[1], out=out)
             torch.addcmul(out, image[2, r0:r1], _YIQ_Y[2], out=out)
-        peaks.append(padded[3 + r0 : 3 + r1].max())
-        lows.append(out.min())
-    return torch.stack(peaks).max(), torch.stack(lows).min()
+        # extremes over whole rows of the buffer (a contiguous reduction): the side columns hold
+        # copies of the edge pixels for now (_pad fills them for real later)
+        rows = padded[3 + r0 : 3 + r1]
+        rows[:, :3] = rows[:, 3:4]
+        rows[:, 3 + width :] = rows[:, 2 + width : 3 + width]
+        low, high = torch.aminmax(rows)
+        lows.append(low)
+        highs.append(high)
+    return torch.stack(highs).max(), torch.stack(lows).min()
 
 
 def _pad(padded: torch.Tensor, h: int, w: int, row_pad: int, col_pad: int) -> None:
@@ -312,13 +321,14 @@ def _pool(var, active, noise, impaired) -> torch.Tensor:
 def install(net) -> None:
     """Route a pyiqa PIQE module's float64 CPU batches through :func:`piqe_scores` (same scores);
     any other batch still reaches pyiqa's ``forward``. Per instance, idempotent. On the fast path
-    the module keeps no masks (``net.results`` is None): call pyiqa's ``piqe`` for those."""
+    the module keeps no masks (``net.results`` is None): call pyiqa's ``piqe`` for those.
+    ``float32_pixels`` (a keyword pyiqa's InferenceModel passes on): see :func:`piqe_scores`."""
     if getattr(net.forward, "fast_piqe", False):
         return
     pyiqa_forward = net.forward
 
-    def forward(x):
-        scores = piqe_scores(x)
+    def forward(x, float32_pixels: bool = False):
+        scores = piqe_scores(x, float32_pixels)
         if scores is None:
             return pyiqa_forward(x)
         net.results = None

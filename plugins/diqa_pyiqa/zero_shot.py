@@ -119,8 +119,12 @@ class PyiqaMetric(Method):
             raise RuntimeError(f"{self.name}: setup() was not called")
         images = batch.images.to(self.device, self.dtype)
         with torch.inference_mode():
-            scores = self.model(images)
+            scores = self.model(images, **self.forward_kwargs(batch))
         return scores.reshape(images.shape[0]).to("cpu", torch.float64)
+
+    def forward_kwargs(self, batch: Batch) -> dict[str, Any]:
+        """Extra keyword arguments for the pyiqa model's forward (pyiqa passes them to its network)."""
+        return {}
 
     def teardown(self) -> None:
         self.model = None
@@ -171,6 +175,12 @@ class Piqe(PyiqaMetric):
         from .fast_piqe import install
 
         install(self.model.net)  # float64 on the CPU: pyiqa's scores without its masks and copies
+
+    def forward_kwargs(self, batch: Batch) -> dict[str, Any]:
+        import torch
+
+        # float32 pixels widened to float64: the fast path's RGB->Y then matches pyiqa's for batches too
+        return {"float32_pixels": batch.images.dtype == torch.float32}
 
 
 class Musiq(PyiqaMetric):
