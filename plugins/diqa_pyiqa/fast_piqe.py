@@ -124,13 +124,15 @@ def piqe_blocks(img: torch.Tensor, float32_pixels: bool = False) -> PiqeBlocks |
     if bsz * n < 2:
         return None  # torch reduces a lone block's pixels in another order than block by block
     var, noise, impaired = np.empty(bsz * n), np.empty(bsz * n, dtype=bool), np.empty(bsz * n, dtype=bool)
+    blocks = _BlockStore(max(_CHUNK, n_cols), var, noise, impaired)
     for b in range(bsz):
         padded = torch.empty(height + row_pad + 6, width + col_pad + 6, dtype=torch.float64)
         peak, low = _luminance_into(img[b] if luma is None else luma[b], padded, height, width)
         if not (bool(torch.isfinite(peak)) and float(peak) > 0 and float(low) >= -float(peak)):
             return None  # pyiqa's nan scores or its error; pixels rounding beyond +-255 break the exact filter
         _pad(padded, height, width, row_pad, col_pad)
-        _blocks(padded, peak, n_rows, n_cols, var[b * n : (b + 1) * n], noise[b * n : (b + 1) * n], impaired[b * n : (b + 1) * n])
+        _normalise_blocks(padded, peak, n_rows, n_cols, blocks)
+    blocks.flush()
     var_t, noise_t, impaired_t = (torch.from_numpy(a).view(bsz, n) for a in (var, noise, impaired))
     active_t = var_t > ACTIVITY_THRESHOLD
     return PiqeBlocks(_pool(var_t, active_t, noise_t, impaired_t), *(m.view(bsz, n_rows, n_cols) for m in (active_t, noise_t, impaired_t)))
@@ -187,28 +189,51 @@ def _pad(padded: torch.Tensor, h: int, w: int, row_pad: int, col_pad: int) -> No
     padded[3 + hp :] = padded[2 + hp : 3 + hp]
 
 
-def _blocks(padded: torch.Tensor, peak: torch.Tensor, n_rows: int, n_cols: int, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray) -> None:
+class _BlockStore:
+    """Normalised blocks gathered pixel-major, ``x[pixel, block]``, up to ``capacity`` blocks (of
+    one image or several: a batch of small images shares the per-call costs of the statistics),
+    whose statistics go, in block order, into ``var``, ``noise`` and ``impaired``."""
+
+    def __init__(self, capacity: int, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray):
+        self.x = torch.empty(BLOCK, BLOCK, capacity, dtype=torch.float64)
+        self.capacity, self.used, self.done = capacity, 0, 0
+        self.outputs = (var, noise, impaired)
+
+    def reserve(self, block_rows: int, n_cols: int) -> torch.Tensor:
+        """Room for the next ``block_rows`` rows of blocks: a [16, 16, block_rows, n_cols] view."""
+        count = block_rows * n_cols
+        if self.used + count > self.capacity:
+            self.flush()
+        view = self.x[:, :, self.used : self.used + count].view(BLOCK, BLOCK, block_rows, n_cols)
+        self.used += count
+        return view
+
+    def flush(self) -> None:
+        if self.used:
+            x = self.x.view(BLOCK * BLOCK, self.capacity)[:, : self.used].numpy()
+            block_statistics(x, *(a[self.done : self.done + self.used] for a in self.outputs))
+            self.done += self.used
+            self.used = 0
+
+
+def _normalise_blocks(padded: torch.Tensor, peak: torch.Tensor, n_rows: int, n_cols: int, store: _BlockStore) -> None:
     """One image: pyiqa's rounding (``round(255 * img / max)``) and ``normalize_img_with_gauss(img,
-    padding='replicate')`` of the padded luminance, on the blocks only, tile by tile; the
-    normalised blocks gathered pixel-major, ``x[pixel, block]``, a chunk of block rows at a time,
-    and their statistics into ``var``, ``noise`` and ``impaired`` (one entry per block)."""
-    chunk = min(n_rows, max(1, _CHUNK // n_cols))  # block rows per statistics chunk
+    padding='replicate')`` of the padded luminance, on the blocks only, tile by tile, into the
+    store a chunk of block rows at a time."""
+    chunk = min(n_rows, store.capacity // n_cols)  # block rows per reservation
     tile_cols = min(n_cols, max(1, _TILE_ELEMENTS // (BLOCK * BLOCK))) * BLOCK
     tile_rows = min(chunk, max(1, _TILE_ELEMENTS // (BLOCK * tile_cols))) * BLOCK
-    x_buf = torch.empty(BLOCK, BLOCK, chunk, n_cols, dtype=torch.float64)
     work = _TileWork(tile_rows, tile_cols)
     for c0 in range(0, n_rows, chunk):
         c1 = min(n_rows, c0 + chunk)
+        dest = store.reserve(c1 - c0, n_cols)
         for r0 in range(c0 * BLOCK, c1 * BLOCK, tile_rows):
             for q0 in range(0, n_cols * BLOCK, tile_cols):
                 cols = min(n_cols * BLOCK, q0 + tile_cols) - q0
                 rows = min(c1 * BLOCK, r0 + tile_rows) - r0
                 normalised = work.normalise(padded[r0 : r0 + rows + 6, q0 : q0 + cols + 6], peak)
                 tile = normalised.view(rows // BLOCK, BLOCK, cols // BLOCK, BLOCK).permute(1, 3, 0, 2)
-                x_buf[:, :, r0 // BLOCK - c0 : (r0 + rows) // BLOCK - c0, q0 // BLOCK : (q0 + cols) // BLOCK].copy_(tile)
-        blocks = slice(c0 * n_cols, c1 * n_cols)
-        x = x_buf[:, :, : c1 - c0].reshape(BLOCK * BLOCK, (c1 - c0) * n_cols).numpy()
-        block_statistics(x, var[blocks], noise[blocks], impaired[blocks])
+                dest[:, :, r0 // BLOCK - c0 : (r0 + rows) // BLOCK - c0, q0 // BLOCK : (q0 + cols) // BLOCK].copy_(tile)
 
 
 class _TileWork:
