@@ -28,9 +28,8 @@ def one_thread():
 def reference(img):
     """pyiqa's float64 piqe as the method ran it before (with diqa_pyiqa.fast_filter): scores and
     its pixel masks read back at block resolution (one pixel per 16x16 block)."""
-    from pyiqa.archs.piqe_arch import piqe
-
     from diqa_pyiqa import fast_filter
+    from pyiqa.archs.piqe_arch import piqe
 
     fast_filter.install()
     score, artefacts, noise, activity = piqe(img)
@@ -130,10 +129,9 @@ def test_gaussian_normalisation_is_fast_filters_bit_for_bit(shape):
     """The tiles' 7x7 Gaussian sums the exact products in another order than fast_filter's 49 taps:
     the same values, since every partial sum is exact in float64 (integer pixels, float32 weights)."""
     import torch.nn.functional as F
-    from pyiqa.archs.func_util import normalize_img_with_gauss
-
     from diqa_pyiqa import fast_filter
     from diqa_pyiqa.fast_piqe import _TileWork
+    from pyiqa.archs.func_util import normalize_img_with_gauss
 
     fast_filter.install()
     g = torch.Generator().manual_seed(sum(shape))
@@ -181,9 +179,10 @@ def test_what_it_does_not_handle_goes_to_pyiqa():
 
 
 def test_the_piqe_method_uses_it_in_float64_on_the_cpu(monkeypatch):
-    from diqa_bench.methods import Batch, MethodContext
     from diqa_pyiqa import fast_piqe
     from diqa_pyiqa.zero_shot import Piqe
+
+    from diqa_bench.methods import Batch, MethodContext
 
     calls = []
     real = fast_piqe.piqe_scores

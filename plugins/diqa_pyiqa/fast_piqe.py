@@ -16,16 +16,18 @@ Gaussian normalisation (98 passes over the image with :mod:`diqa_pyiqa.fast_filt
   (``delta = x - mean; mean += delta / k; m2 += delta * (x - mean)``, then ``m2 / (n - 1)``),
   vectorised across blocks instead of looping over them.
 
-Every rounding is pyiqa's, so the scores and the activity, noise and noticeable-artefact block
-masks are identical (tests/test_fast_piqe.py compares them with pyiqa's on photos, sample images,
-synthetic and odd-sized images, and batches). Timings: benchmarks/PERF.md. Float32, other
-devices, images with a non-positive or non-finite maximum or a minimum below minus the maximum,
-images under 16 pixels on a side and batches of a single block go to pyiqa's function.
+Batches: pyiqa's RGB->Y matmul of a batch rounds unlike a single image's unless the pixels are
+float32 values (the runner's are); the ``float32_pixels`` hint says so, else batches take
+pyiqa's conversion. Every rounding is pyiqa's, so the scores and the activity, noise and
+noticeable-artefact block masks are identical (tests/test_fast_piqe.py compares them with
+pyiqa's on photos, sample images, synthetic and odd-sized images, and batches). Timings:
+benchmarks/PERF.md. Float32, other devices, images with a non-positive or non-finite maximum or
+a minimum below minus the maximum, images under 16 pixels on a side and batches of a single
+block go to pyiqa's function.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
