@@ -126,7 +126,7 @@ def piqe_blocks(img: torch.Tensor, float32_pixels: bool = False) -> PiqeBlocks |
     if bsz * n < 2:
         return None  # torch reduces a lone block's pixels in another order than block by block
     var, noise, impaired = np.empty(bsz * n), np.empty(bsz * n, dtype=bool), np.empty(bsz * n, dtype=bool)
-    blocks = _BlockStore(max(_CHUNK, n_cols), var, noise, impaired)
+    blocks = _BlockStore(min(bsz * n, max(_CHUNK, n_cols)), var, noise, impaired)
     for b in range(bsz):
         padded = torch.empty(height + row_pad + 6, width + col_pad + 6, dtype=torch.float64)
         peak, low = _luminance_into(img[b] if luma is None else luma[b], padded, height, width)
