@@ -11,9 +11,8 @@ so float32 is the error, not float64: every classical score here is the float64 
 per image on one thread (float64 vs float32): BRISQUE 75 vs 16 ms at 256x256 and 256 vs 64 ms at
 512x384; NIQE unchanged (pyiqa already runs it in float64); PIQE on the CPU goes through
 :mod:`diqa_pyiqa.fast_piqe` (pyiqa's float64 scores, bit for bit): 4.3 and 9.5 ms, pyiqa's float32
-7.0 and 19 ms. On
-consumer GPUs float64 is much slower than float32; correctness wins. The MUSIQ family and other
-learned metrics keep float32 (their weights are float32).
+7.0 and 19 ms. On consumer GPUs float64 is much slower than float32; correctness wins. The MUSIQ
+family and other learned metrics keep float32 (their weights are float32).
 Where float64 is unsupported (Apple MPS) the classical metrics run on the CPU.
 
 Direction (``lower_better``) and ``score_range`` come from pyiqa's ``DEFAULT_CONFIGS``.
