@@ -9,9 +9,10 @@ by up to ~9 points on pyiqa's own calibration images (issue 4, measured on an H2
 normalisation in float64 already gives the float64 scores (checked here on the calibration images),
 so float32 is the error, not float64: every classical score here is the float64 one. Cost, CPU time
 per image on one thread (float64 vs float32): BRISQUE 75 vs 16 ms at 256x256 and 256 vs 64 ms at
-512x384, PIQE 54 vs 10 and 170 vs 27 ms; NIQE unchanged (pyiqa already runs it in float64). On
-consumer GPUs float64 is much slower than float32; correctness wins. The MUSIQ family and other
-learned metrics keep float32 (their weights are float32).
+512x384; NIQE unchanged (pyiqa already runs it in float64); PIQE on the CPU goes through
+:mod:`diqa_pyiqa.fast_piqe` (pyiqa's float64 scores, bit for bit): 4.3 and 9.5 ms, pyiqa's float32
+7.0 and 19 ms. On consumer GPUs float64 is much slower than float32; correctness wins. The MUSIQ
+family and other learned metrics keep float32 (their weights are float32).
 Where float64 is unsupported (Apple MPS) the classical metrics run on the CPU.
 
 Direction (``lower_better``) and ``score_range`` come from pyiqa's ``DEFAULT_CONFIGS``.
@@ -119,8 +120,12 @@ class PyiqaMetric(Method):
             raise RuntimeError(f"{self.name}: setup() was not called")
         images = batch.images.to(self.device, self.dtype)
         with torch.inference_mode():
-            scores = self.model(images)
+            scores = self.model(images, **self.forward_kwargs(batch))
         return scores.reshape(images.shape[0]).to("cpu", torch.float64)
+
+    def forward_kwargs(self, batch: Batch) -> dict[str, Any]:
+        """Extra keyword arguments for the pyiqa model's forward (pyiqa passes them to its network)."""
+        return {}
 
     def teardown(self) -> None:
         self.model = None
@@ -165,6 +170,18 @@ class Piqe(PyiqaMetric):
     metric = "piqe"
     float64 = True
     options_schema: ClassVar[dict[str, Any]] = {"precision": PRECISION_OPTION}  # PIQE has no parameters to load
+
+    def build(self, device: str, checkpoint_path=None, weights_dir=None, **overrides: Any) -> None:
+        super().build(device, checkpoint_path, weights_dir, **overrides)
+        from .fast_piqe import install
+
+        install(self.model.net)  # float64 on the CPU: pyiqa's scores without its masks and copies
+
+    def forward_kwargs(self, batch: Batch) -> dict[str, Any]:
+        import torch
+
+        # float32 pixels widened to float64: the fast path's RGB->Y then matches pyiqa's for batches too
+        return {"float32_pixels": batch.images.dtype == torch.float32}
 
 
 class Musiq(PyiqaMetric):

@@ -1,0 +1,365 @@
+"""PIQE scores in float64 on the CPU, bit for bit pyiqa's, in a fraction of its time.
+
+pyiqa's ``piqe`` (pyiqa/archs/piqe_arch.py) spends a float64 run on work the score does not need
+and on torch's per-output reduction overhead: three full-resolution masks (``F.interpolate``),
+block copies (``unfold().contiguous()``, two ``torch.cat`` for the centre/surround split), ten
+``torch.std``/``torch.var`` calls (four over 6-pixel windows, ~175 ns per window) and the 7x7
+Gaussian normalisation (98 passes over the image with :mod:`diqa_pyiqa.fast_filter`).
+:func:`piqe_scores` computes the score alone, tile by tile in the CPU caches:
+
+- luminance, rounding and padding with pyiqa's elementwise operations;
+- the Gaussian filter as an exact sum: the rounded pixels are integers and the weights float32,
+  so every product and partial sum is exact in float64 and any summation order gives
+  fast_filter's values; the kernel's mirror symmetry turns 49 taps into ~12 passes;
+- the normalised blocks gathered pixel-major, ``x[pixel, block]``, and every variance and standard
+  deviation computed as torch's CPU kernel does, the sequential Welford recurrence
+  (``delta = x - mean; mean += delta / k; m2 += delta * (x - mean)``, then ``m2 / (n - 1)``),
+  vectorised across blocks instead of looping over them.
+
+Batches: pyiqa's RGB->Y matmul of a batch rounds unlike a single image's unless the pixels are
+float32 values (the runner's are); the ``float32_pixels`` hint says so, else batches take
+pyiqa's conversion. Every rounding is pyiqa's, so the scores and the activity, noise and
+noticeable-artefact block masks are identical (tests/test_fast_piqe.py compares them with
+pyiqa's on photos, sample images, synthetic and odd-sized images, and batches). Timings:
+benchmarks/PERF.md. Float32, other devices, images with a non-positive or non-finite maximum or
+a minimum below minus the maximum, images under 16 pixels on a side and batches of a single
+block go to pyiqa's function.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+BLOCK = 16  # pyiqa's block_size
+WINDOW = 6  # pyiqa's window_size: edge segments for the noticeable-distortion criterion
+ACTIVITY_THRESHOLD = 0.1
+IMPAIRED_THRESHOLD = 0.1
+_STRIP_ELEMENTS = 48 * 1024  # pixels per luminance strip
+_TILE_ELEMENTS = 32 * 1024  # pixels per filter tile
+_CHUNK = 4096  # blocks per statistics chunk: its running arrays stay in L2
+
+# Pixel orders (row-major index inside a 16x16 block) of the sequences pyiqa reduces:
+_ALL = list(range(BLOCK * BLOCK))
+# centre: columns 7 and 8 (torch.stack(..., dim=3) -> row-major over (16, 2))
+_CENTRE = [r * BLOCK + c for r in range(BLOCK) for c in (7, 8)]
+# surround: what remains after pyiqa's two torch.cat: column 7, then (of the rest) column 9, removed
+_SURROUND = [r * BLOCK + c for r in range(BLOCK) for c in (0, 1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15)]
+# edges, each in pyiqa's order: top row, right column, bottom row, left column
+_EDGES = [
+    [c for c in range(BLOCK)],
+    [r * BLOCK + BLOCK - 1 for r in range(BLOCK)],
+    [(BLOCK - 1) * BLOCK + c for c in range(BLOCK)],
+    [r * BLOCK for r in range(BLOCK)],
+]
+
+_quarter: torch.Tensor | bool | None = None
+
+
+def _gauss_quarter() -> torch.Tensor | None:
+    """pyiqa's 7x7 Gaussian (``normalize_img_with_gauss``: fspecial(7, 7/6), float32 weights)
+    by distance from the centre: ``q[e, d]`` weighs the pixels e rows and d columns away, each
+    way. None when the kernel is not what the exact filter relies on (mirror-symmetric, float32
+    weights of at least 2**-13, summing to about 1)."""
+    global _quarter
+    if _quarter is None:
+        from pyiqa.matlab_utils import fspecial
+
+        k32 = fspecial(7, 7.0 / 6, 1)
+        kernel = k32.to(torch.float64)[0, 0]
+        fits = (
+            k32.dtype == torch.float32 and tuple(k32.shape) == (1, 1, 7, 7)
+            and torch.equal(kernel, kernel.flip(0)) and torch.equal(kernel, kernel.flip(1))
+            and bool((kernel >= 2.0**-13).all()) and float(kernel.sum()) < 1.001
+        )
+        _quarter = kernel[3:, 3:].contiguous() if fits else False
+    return _quarter if isinstance(_quarter, torch.Tensor) else None
+
+
+def supported(img) -> bool:
+    """Whether :func:`piqe_scores` takes this batch (else pyiqa's function does)."""
+    return (
+        isinstance(img, torch.Tensor) and img.dtype == torch.float64 and img.device.type == "cpu" and img.dim() == 4
+        and img.shape[1] in (1, 3) and img.shape[0] >= 1 and min(img.shape[-2:]) >= BLOCK and not img.requires_grad
+    )
+
+
+class PiqeBlocks(NamedTuple):
+    """PIQE of a batch: scores [B] and pyiqa's masks at block resolution, [B, block rows, block
+    columns] (pyiqa's ``get_masks`` gives them upsampled to pixels)."""
+
+    scores: torch.Tensor
+    activity: torch.Tensor
+    noise: torch.Tensor
+    noticeable_artifacts: torch.Tensor
+
+
+def piqe_scores(img: torch.Tensor, float32_pixels: bool = False) -> torch.Tensor | None:
+    """PIQE scores (shape [B], float64) of a float64 CPU batch [B, 1 or 3, H, W], equal to
+    ``pyiqa.archs.piqe_arch.piqe(img)[0]`` with :mod:`diqa_pyiqa.fast_filter` installed.
+    None when the batch is not one this function handles (see :func:`supported`).
+    ``float32_pixels``: the caller vouches that every value is a float32 widened to float64 (as
+    the runner's images are), which makes batches as fast as single images (see :func:`_luminance_into`)."""
+    result = piqe_blocks(img, float32_pixels)
+    return None if result is None else result.scores
+
+
+def piqe_blocks(img: torch.Tensor, float32_pixels: bool = False) -> PiqeBlocks | None:
+    """:func:`piqe_scores` with the block masks."""
+    if not supported(img) or _gauss_quarter() is None:
+        return None
+    bsz, channels, height, width = img.shape
+    luma = None
+    if channels == 1:
+        luma = img
+    elif bsz > 1 and not float32_pixels:
+        # pyiqa's RGB->YIQ matmul of a batch of float64 pixels rounds differently from a single
+        # image's (not always fused multiply-adds): only the same call gives the same values
+        from pyiqa.utils.color_util import to_y_channel
+
+        luma = to_y_channel(img, out_data_range=1, color_space="yiq")
+    row_pad, col_pad = height % BLOCK, width % BLOCK  # pyiqa pads by the remainder (sic), not up to a multiple
+    n_rows, n_cols = (height + row_pad) // BLOCK, (width + col_pad) // BLOCK
+    n = n_rows * n_cols
+    if bsz * n < 2:
+        return None  # torch reduces a lone block's pixels in another order than block by block
+    var, noise, impaired = np.empty(bsz * n), np.empty(bsz * n, dtype=bool), np.empty(bsz * n, dtype=bool)
+    blocks = _BlockStore(min(bsz * n, max(_CHUNK, n_cols)), var, noise, impaired)
+    for b in range(bsz):
+        padded = torch.empty(height + row_pad + 6, width + col_pad + 6, dtype=torch.float64)
+        peak, low = _luminance_into(img[b] if luma is None else luma[b], padded, height, width)
+        if not (bool(torch.isfinite(peak)) and float(peak) > 0 and float(low) >= -float(peak)):
+            return None  # pyiqa's nan scores or its error; pixels rounding beyond +-255 break the exact filter
+        _pad(padded, height, width, row_pad, col_pad)
+        _normalise_blocks(padded, peak, n_rows, n_cols, blocks)
+    blocks.flush()
+    var_t, noise_t, impaired_t = (torch.from_numpy(a).view(bsz, n) for a in (var, noise, impaired))
+    active_t = var_t > ACTIVITY_THRESHOLD
+    return PiqeBlocks(_pool(var_t, active_t, noise_t, impaired_t), *(m.view(bsz, n_rows, n_cols) for m in (active_t, noise_t, impaired_t)))
+
+
+_YIQ_Y = None
+
+
+def _luminance_into(image: torch.Tensor, padded: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image's Y channel (RGB in, or Y already) into ``padded[3:3+height, 3:3+width]``, in
+    strips; returns its maximum and minimum.
+
+    pyiqa's ``to_y_channel(img, 1, 'yiq')`` is a matmul whose Y column, for one image, is r*w0 and
+    then two fused multiply-adds, which addcmul computes (the weights are pyiqa's float32
+    constants, widened). For a batch the matmul does not always fuse, but when the pixels are
+    float32 values every product with a float32 weight is exact in float64 (24 + 24 bits), so
+    fused or not, the sums (in the same order) round alike."""
+    global _YIQ_Y
+    if _YIQ_Y is None:
+        _YIQ_Y = torch.tensor([0.299, 0.587, 0.114]).to(torch.float64)
+    step = max(1, _STRIP_ELEMENTS // width)
+    highs, lows = [], []
+    for r0 in range(0, height, step):
+        r1 = min(height, r0 + step)
+        out = padded[3 + r0 : 3 + r1, 3 : 3 + width]
+        if image.shape[0] == 1:
+            out.copy_(image[0, r0:r1])
+        else:
+            torch.mul(image[0, r0:r1], _YIQ_Y[0], out=out)
+            torch.addcmul(out, image[1, r0:r1], _YIQ_Y[1], out=out)
+            torch.addcmul(out, image[2, r0:r1], _YIQ_Y[2], out=out)
+        # extremes over whole rows of the buffer (a contiguous reduction): the side columns hold
+        # copies of the edge pixels for now (_pad fills them for real later)
+        rows = padded[3 + r0 : 3 + r1]
+        rows[:, :3] = rows[:, 3:4]
+        rows[:, 3 + width :] = rows[:, 2 + width : 3 + width]
+        low, high = torch.aminmax(rows)
+        lows.append(low)
+        highs.append(high)
+    return torch.stack(highs).max(), torch.stack(lows).min()
+
+
+def _pad(padded: torch.Tensor, h: int, w: int, row_pad: int, col_pad: int) -> None:
+    """Around the image at ``padded[3:3+h, 3:3+w]``: pyiqa's symmetric padding by the remainder
+    (``symm_pad``), then the Gaussian filter's 3-pixel replicate padding (``exact_padding_2d``)."""
+    hp, wp = h + row_pad, w + col_pad
+    if col_pad:
+        padded[3 : 3 + h, 3 + w : 3 + wp] = padded[3 : 3 + h, 3 + w - col_pad : 3 + w].flip(-1)
+    if row_pad:
+        padded[3 + h : 3 + hp, 3 : 3 + wp] = padded[3 + h - row_pad : 3 + h, 3 : 3 + wp].flip(0)
+    padded[3 : 3 + hp, :3] = padded[3 : 3 + hp, 3:4]
+    padded[3 : 3 + hp, 3 + wp :] = padded[3 : 3 + hp, 2 + wp : 3 + wp]
+    padded[:3] = padded[3:4]
+    padded[3 + hp :] = padded[2 + hp : 3 + hp]
+
+
+class _BlockStore:
+    """Normalised blocks gathered pixel-major, ``x[pixel, block]``, up to ``capacity`` blocks (of
+    one image or several: a batch of small images shares the per-call costs of the statistics),
+    whose statistics go, in block order, into ``var``, ``noise`` and ``impaired``."""
+
+    def __init__(self, capacity: int, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray):
+        self.x = torch.empty(BLOCK, BLOCK, capacity, dtype=torch.float64)
+        self.capacity, self.used, self.done = capacity, 0, 0
+        self.outputs = (var, noise, impaired)
+
+    def reserve(self, block_rows: int, n_cols: int) -> torch.Tensor:
+        """Room for the next ``block_rows`` rows of blocks: a [16, 16, block_rows, n_cols] view."""
+        count = block_rows * n_cols
+        if self.used + count > self.capacity:
+            self.flush()
+        view = self.x[:, :, self.used : self.used + count].view(BLOCK, BLOCK, block_rows, n_cols)
+        self.used += count
+        return view
+
+    def flush(self) -> None:
+        if self.used:
+            x = self.x.view(BLOCK * BLOCK, self.capacity)[:, : self.used].numpy()
+            block_statistics(x, *(a[self.done : self.done + self.used] for a in self.outputs))
+            self.done += self.used
+            self.used = 0
+
+
+def _normalise_blocks(padded: torch.Tensor, peak: torch.Tensor, n_rows: int, n_cols: int, store: _BlockStore) -> None:
+    """One image: pyiqa's rounding (``round(255 * img / max)``) and ``normalize_img_with_gauss(img,
+    padding='replicate')`` of the padded luminance, on the blocks only, tile by tile, into the
+    store a chunk of block rows at a time."""
+    chunk = min(n_rows, store.capacity // n_cols)  # block rows per reservation
+    tile_cols = min(n_cols, max(1, _TILE_ELEMENTS // (BLOCK * BLOCK))) * BLOCK
+    tile_rows = min(chunk, max(1, _TILE_ELEMENTS // (BLOCK * tile_cols))) * BLOCK
+    work = _TileWork(tile_rows, tile_cols)
+    for c0 in range(0, n_rows, chunk):
+        c1 = min(n_rows, c0 + chunk)
+        dest = store.reserve(c1 - c0, n_cols)
+        for r0 in range(c0 * BLOCK, c1 * BLOCK, tile_rows):
+            for q0 in range(0, n_cols * BLOCK, tile_cols):
+                cols = min(n_cols * BLOCK, q0 + tile_cols) - q0
+                rows = min(c1 * BLOCK, r0 + tile_rows) - r0
+                normalised = work.normalise(padded[r0 : r0 + rows + 6, q0 : q0 + cols + 6], peak)
+                tile = normalised.view(rows // BLOCK, BLOCK, cols // BLOCK, BLOCK).permute(1, 3, 0, 2)
+                dest[:, :, r0 // BLOCK - c0 : (r0 + rows) // BLOCK - c0, q0 // BLOCK : (q0 + cols) // BLOCK].copy_(tile)
+
+
+class _TileWork:
+    """Buffers for normalising tiles of up to ``rows`` x ``cols`` pixels (with their 3-pixel
+    borders), reused from tile to tile so that they stay in the CPU caches."""
+
+    def __init__(self, rows: int, cols: int):
+        self.rows, self.cols = rows, cols
+        self.window = torch.empty(2, rows + 6, cols + 6, dtype=torch.float64)  # the tile, rounded, and its square
+        self.by_col: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.acc = torch.empty(2, rows, cols, dtype=torch.float64)
+        self.tmp = torch.empty(rows, cols, dtype=torch.float64)
+
+    def normalise(self, source: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+        """``source``: the tile of the padded luminance, with its border. Returns the normalised
+        tile, a view into the buffers."""
+        rows, cols = source.shape[0] - 6, source.shape[1] - 6
+        if (rows, cols) not in self.by_col:
+            self.by_col[rows, cols] = tuple(torch.empty(4, 2, rows, cols + 6, dtype=torch.float64) for _ in range(2))
+        pair, colsum = self.by_col[rows, cols]
+        window = self.window[:, : rows + 6, : cols + 6]
+        window[0].copy_(source).div_(peak).mul_(255).round_()
+        torch.mul(window[0], window[0], out=window[1])  # as pyiqa's img**2
+        # The 7x7 Gaussian of both, exactly. The pixels are integers of at most 255 in magnitude
+        # (squares: below 2**16) and the weights float32 no smaller than 2**-13 summing to ~1, so
+        # every product is exact and every partial sum a multiple of 2**-36 below 2**16 in
+        # magnitude, exact in float64 (53 bits): any order of summation gives the exact sum, which
+        # is fast_filter's result too. The order here:
+        # rows mirrored about the centre row added, weighted by a 4x4 matrix product (one row of
+        # it per column distance), then columns mirrored about the centre column added.
+        pair[0].copy_(window[:, 3 : 3 + rows])
+        for e in (1, 2, 3):
+            torch.add(window[:, 3 - e : 3 - e + rows], window[:, 3 + e : 3 + e + rows], out=pair[e])
+        torch.matmul(_gauss_quarter().t(), pair.view(4, -1), out=colsum.view(4, -1))
+        acc = torch.add(colsum[1, ..., 2 : 2 + cols], colsum[1, ..., 4 : 4 + cols], out=self.acc[:, :rows, :cols])
+        acc.add_(colsum[0, ..., 3 : 3 + cols])
+        for d in (2, 3):
+            acc.add_(colsum[d, ..., 3 - d : 3 - d + cols]).add_(colsum[d, ..., 3 + d : 3 + d + cols])
+        mu, s2, tmp = acc[0], acc[1], self.tmp[:rows, :cols]
+        sigma = s2.sub_(torch.mul(mu, mu, out=tmp)).abs_().add_(torch.finfo(torch.float64).eps).sqrt_().add_(1)
+        return torch.sub(window[0, 3 : 3 + rows, 3 : 3 + cols], mu, out=mu).div_(sigma)
+
+
+def _welford(part: np.ndarray, order: list[int], out_m2: np.ndarray, work: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Sum of squared deviations by torch's CPU Welford recurrence over the pixels ``order`` of
+    ``part[pixel, block]`` (in that order), for every block at once; into ``out_m2``."""
+    mean, delta, tmp = work
+    np.copyto(mean, part[order[0]])
+    out_m2.fill(0.0)  # the first step adds delta * 0
+    for k in range(1, len(order)):
+        x = part[order[k]]
+        np.subtract(x, mean, out=delta)
+        np.divide(delta, float(k + 1), out=tmp)
+        np.add(mean, tmp, out=mean)
+        np.subtract(x, mean, out=tmp)
+        np.multiply(delta, tmp, out=tmp)
+        np.add(out_m2, tmp, out=out_m2)
+
+
+def block_statistics(x: np.ndarray, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray) -> None:
+    """From normalised blocks ``x[pixel, block]`` (256 x N): each block's variance (torch.var of
+    its pixels) and pyiqa's noise and noticeable-distortion criteria, into the arrays of length N."""
+    n = x.shape[1]
+    work = tuple(np.empty(n) for _ in range(3))
+    m2_centre, m2_surround = np.empty(n), np.empty(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _welford(x, _ALL, var, work)
+        np.divide(var, float(BLOCK * BLOCK - 1), out=var)
+        _welford(x, _CENTRE, m2_centre, work)
+        _welford(x, _SURROUND, m2_surround, work)
+        # pyiqa's noise_criterion / cal_center_sur_dev
+        sigma = np.sqrt(var)
+        centre = np.sqrt(m2_centre / float(len(_CENTRE) - 1))
+        surround = np.sqrt(m2_surround / float(len(_SURROUND) - 1))
+        ratio = np.nan_to_num(centre / surround)
+        beta = np.abs(sigma - ratio) / np.maximum(sigma, ratio)
+        np.greater(sigma, 2 * beta, out=noise)
+    impaired[:] = _edges_impaired(x)
+
+
+def _edges_impaired(x: np.ndarray) -> np.ndarray:
+    """pyiqa's notice_dist_criterion: a block is impaired when the standard deviation of any
+    6-pixel segment of its four edges is under the threshold. All 4 x 11 segments of a block at
+    once: step k of the recurrence reads pixel k of every segment."""
+    edges = x[np.concatenate(_EDGES)].reshape(len(_EDGES), BLOCK, -1)
+    segments = BLOCK - WINDOW + 1
+    m2, delta, tmp = (np.empty((len(_EDGES), segments, x.shape[1])) for _ in range(3))
+    mean = edges[:, 0:segments].copy()
+    m2.fill(0.0)
+    for k in range(1, WINDOW):
+        xk = edges[:, k : k + segments]
+        np.subtract(xk, mean, out=delta)
+        np.divide(delta, float(k + 1), out=tmp)
+        np.add(mean, tmp, out=mean)
+        np.subtract(xk, mean, out=tmp)
+        np.multiply(delta, tmp, out=tmp)
+        np.add(m2, tmp, out=m2)
+    std = np.sqrt(np.divide(m2, float(WINDOW - 1), out=m2), out=m2)
+    return (std < IMPAIRED_THRESHOLD).any(axis=(0, 1))
+
+
+def _pool(var, active, noise, impaired) -> torch.Tensor:
+    """pyiqa's pooling, the same torch expressions on the same [B, N] layout (its float32 masks
+    and its summation order included)."""
+    whsa, wndc, wnc = active.float(), impaired.float(), noise.float()
+    dist = (whsa * wndc * (1 - var) + whsa * wnc * var).sum(dim=1)
+    return ((dist + 1) / (1 + active.sum(dim=1))) * 100
+
+
+def install(net) -> None:
+    """Route a pyiqa PIQE module's float64 CPU batches through :func:`piqe_scores` (same scores);
+    any other batch still reaches pyiqa's ``forward``. Per instance, idempotent. On the fast path
+    the module keeps no masks (``net.results`` is None): call pyiqa's ``piqe`` for those.
+    ``float32_pixels`` (a keyword pyiqa's InferenceModel passes on): see :func:`piqe_scores`."""
+    if getattr(net.forward, "fast_piqe", False):
+        return
+    pyiqa_forward = net.forward
+
+    def forward(x, float32_pixels: bool = False):
+        scores = piqe_scores(x, float32_pixels)
+        if scores is None:
+            return pyiqa_forward(x)
+        net.results = None
+        return scores
+
+    forward.fast_piqe = True
+    net.forward = forward
