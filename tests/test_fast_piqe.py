@@ -161,14 +161,25 @@ def test_batches_of_the_same_size_and_grey_images():
     assert_same_as_pyiqa(torch.rand(3, 3, 50, 70, generator=g, dtype=torch.float64), "batch of float64 pixels")
 
 
+@pytest.mark.parametrize("kind", ["flat", "checker", "noisy", "faint-noise", "blocky", "edges"])
+@pytest.mark.parametrize("size", [(8, 8), (12, 12), (14, 14), (15, 19), (16, 16), (18, 14), (23, 31), (31, 16), (12, 40)])
+def test_images_of_one_block_or_less(kind, size):
+    """Small crops (an artefact's region, a thumbnail): pyiqa pads them by their own size and keeps
+    one block (or a row of blocks), whose statistics torch reduces in another order when it is
+    the batch's only block."""
+    for seed in range(3):
+        fast = assert_same_as_pyiqa(as_batch(synthetic(kind, *size, seed=seed)), f"{kind} {size} seed {seed}")
+        rows, cols = ((s + s % 16) // 16 for s in size)
+        assert fast.activity.shape == (1, rows, cols)
+
+
 def test_what_it_does_not_handle_goes_to_pyiqa():
     from diqa_pyiqa.fast_piqe import piqe_scores
 
     img = as_batch(synthetic("noisy", 40, 40))
     assert piqe_scores(img.float()) is None  # float32: pyiqa's own precision
-    assert piqe_scores(img[..., :15, :]) is None  # under one block
-    assert piqe_scores(img[..., :16, :16]) is None  # one block: torch's var and std of a single output sum in another order
-    assert piqe_scores(img[..., :16, :32]) is not None
+    assert piqe_scores(img[..., :7, :]) is None  # under half a block: pyiqa's padding leaves no block
+    assert piqe_scores(img[..., :8, :16]) is not None and piqe_scores(img[..., :16, :16]) is not None
     assert piqe_scores(torch.zeros(1, 3, 32, 32, dtype=torch.float64)) is None  # black: pyiqa divides by 0
     negative = img.clone()
     negative[0, :, 0, 0] = -0.5
@@ -193,9 +204,12 @@ def test_the_piqe_method_uses_it_in_float64_on_the_cpu(monkeypatch):
     for precision in ("auto", "float32"):
         method = Piqe(precision=precision)
         method.setup(MethodContext(device="cpu"))
-        wrapped = method.model.net.forward
-        fast_piqe.install(method.model.net)  # idempotent: never a wrapper around the wrapper
-        assert method.model.net.forward is wrapped
+        if precision == "auto":
+            assert method.model is None  # the fast path needs no pyiqa model
+        else:
+            wrapped = method.model.net.forward
+            fast_piqe.install(method.model.net)  # idempotent: never a wrapper around the wrapper
+            assert method.model.net.forward is wrapped
         scores[precision] = method.score_batch(batch)
     assert calls == [(torch.float64, True), (torch.float32, True)]  # float32 is offered, declined, and pyiqa scores it
     assert torch.equal(scores["auto"], reference(images.double())[0])
@@ -216,3 +230,35 @@ def test_real_dermatology_and_phone_photos():
         assert_same_as_pyiqa(img, path.name)
     assert max(h * w for h, w in sizes) >= 4000 * 3000  # the 12-megapixel phone photos are among them
     assert_same_as_pyiqa(as_batch(*(decode(p) for p in dermoscopy)), "a batch of dermoscopy images")
+
+
+def test_the_kernel_is_pyiqas():
+    from pyiqa.matlab_utils import fspecial
+
+    from diqa_pyiqa.fast_piqe import gaussian_kernel
+
+    for size, sigma in ((7, 7.0 / 6), (5, 1.0), (11, 1.5)):
+        assert torch.equal(gaussian_kernel(size, sigma), fspecial(size, sigma, 1))
+
+
+def test_piqe_scores_without_importing_pyiqa_and_builds_it_only_for_what_it_declines(tmp_path):
+    """A scoring process (``score``'s pool workers, a run's) never pays pyiqa's seconds of import
+    for PIQE on the CPU, unless an image needs pyiqa's own function (a black one, say)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from diqa_bench.methods import Batch, MethodContext
+from diqa_pyiqa.zero_shot import Piqe
+m = Piqe(); m.setup(MethodContext(device="cpu"))
+big = torch.rand(2, 3, 40, 56)
+s = m.score_batch(Batch(images=big, keys=["a", "b"], paths=["a", "b"], indices=[0, 1]))
+print(len(s), "pyiqa" in sys.modules)
+black = torch.zeros(1, 3, 32, 32)  # pyiqa divides by its maximum: the fast path leaves it to pyiqa
+m.score_batch(Batch(images=black, keys=["c"], paths=["c"], indices=[0]))
+print("pyiqa" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["2", "False", "True"]

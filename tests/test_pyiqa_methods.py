@@ -98,7 +98,7 @@ def test_batch_of_one_and_sixteen_agree(name, monkeypatch):
     assert np.abs(together - alone).max() <= 1e-4 * (high - low)
 
 
-@pytest.mark.parametrize("name", ["brisque", "piqe"])
+@pytest.mark.parametrize("name", ["brisque"])  # PIQE's float64 path: tests/test_fast_piqe.py
 def test_classical_metrics_run_in_float64(name, monkeypatch):
     import torch
 

@@ -21,9 +21,12 @@ float32 values (the runner's are); the ``float32_pixels`` hint says so, else bat
 pyiqa's conversion. Every rounding is pyiqa's, so the scores and the activity, noise and
 noticeable-artefact block masks are identical (tests/test_fast_piqe.py compares them with
 pyiqa's on photos, sample images, synthetic and odd-sized images, and batches). Timings:
-benchmarks/PERF.md. Float32, other devices, images with a non-positive or non-finite maximum or
-a minimum below minus the maximum, images under 16 pixels on a side and batches of a single
-block go to pyiqa's function.
+benchmarks/PERF.md. A batch of a single block (small crops) gets
+torch's own reductions on pyiqa's shapes (:func:`_lone_block_statistics`). Float32, other
+devices, images with a non-positive or non-finite maximum or a minimum below minus the maximum,
+and images under 8 pixels on a side (no block after pyiqa's padding) go to pyiqa's function.
+The method (``zero_shot.Piqe``) builds pyiqa's model only for those, so a process scoring PIQE on
+the CPU never imports pyiqa otherwise.
 """
 
 from __future__ import annotations
@@ -65,9 +68,7 @@ def _gauss_quarter() -> torch.Tensor | None:
     weights of at least 2**-13, summing to about 1)."""
     global _quarter
     if _quarter is None:
-        from pyiqa.matlab_utils import fspecial
-
-        k32 = fspecial(7, 7.0 / 6, 1)
+        k32 = gaussian_kernel(7, 7.0 / 6)
         kernel = k32.to(torch.float64)[0, 0]
         fits = (
             k32.dtype == torch.float32 and tuple(k32.shape) == (1, 1, 7, 7)
@@ -78,11 +79,25 @@ def _gauss_quarter() -> torch.Tensor | None:
     return _quarter if isinstance(_quarter, torch.Tensor) else None
 
 
+def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
+    """MATLAB's ``fspecial('gaussian', size, sigma)`` as pyiqa computes it (numpy float64, then
+    float32, shape [1, 1, size, size]): the same operations, so the same bits (a test compares),
+    without importing pyiqa, which costs a scoring process seconds of start-up."""
+    half = (size - 1.0) / 2.0
+    y, x = np.ogrid[-half : half + 1, -half : half + 1]
+    h = np.exp(-(x * x + y * y) / (2.0 * sigma * sigma))
+    h[h < np.finfo(h.dtype).eps * h.max()] = 0
+    total = h.sum()
+    if total != 0:
+        h /= total
+    return torch.from_numpy(h).float().repeat(1, 1, 1, 1)
+
+
 def supported(img) -> bool:
     """Whether :func:`piqe_scores` takes this batch (else pyiqa's function does)."""
     return (
         isinstance(img, torch.Tensor) and img.dtype == torch.float64 and img.device.type == "cpu" and img.dim() == 4
-        and img.shape[1] in (1, 3) and img.shape[0] >= 1 and min(img.shape[-2:]) >= BLOCK and not img.requires_grad
+        and img.shape[1] in (1, 3) and img.shape[0] >= 1 and min(img.shape[-2:]) >= BLOCK // 2 and not img.requires_grad
     )
 
 
@@ -123,8 +138,6 @@ def piqe_blocks(img: torch.Tensor, float32_pixels: bool = False) -> PiqeBlocks |
     row_pad, col_pad = height % BLOCK, width % BLOCK  # pyiqa pads by the remainder (sic), not up to a multiple
     n_rows, n_cols = (height + row_pad) // BLOCK, (width + col_pad) // BLOCK
     n = n_rows * n_cols
-    if bsz * n < 2:
-        return None  # torch reduces a lone block's pixels in another order than block by block
     var, noise, impaired = np.empty(bsz * n), np.empty(bsz * n, dtype=bool), np.empty(bsz * n, dtype=bool)
     blocks = _BlockStore(min(bsz * n, max(_CHUNK, n_cols)), var, noise, impaired)
     for b in range(bsz):
@@ -134,7 +147,10 @@ def piqe_blocks(img: torch.Tensor, float32_pixels: bool = False) -> PiqeBlocks |
             return None  # pyiqa's nan scores or its error; pixels rounding beyond +-255 break the exact filter
         _pad(padded, height, width, row_pad, col_pad)
         _normalise_blocks(padded, peak, n_rows, n_cols, blocks)
-    blocks.flush()
+    if bsz * n == 1:  # torch reduces a lone block's pixels in another order than block by block
+        var[0], noise[0], impaired[0] = _lone_block_statistics(blocks.x[:, :, 0])
+    else:
+        blocks.flush()
     var_t, noise_t, impaired_t = (torch.from_numpy(a).view(bsz, n) for a in (var, noise, impaired))
     active_t = var_t > ACTIVITY_THRESHOLD
     return PiqeBlocks(_pool(var_t, active_t, noise_t, impaired_t), *(m.view(bsz, n_rows, n_cols) for m in (active_t, noise_t, impaired_t)))
@@ -314,6 +330,22 @@ def block_statistics(x: np.ndarray, var: np.ndarray, noise: np.ndarray, impaired
         beta = np.abs(sigma - ratio) / np.maximum(sigma, ratio)
         np.greater(sigma, 2 * beta, out=noise)
     impaired[:] = _edges_impaired(x)
+
+
+def _lone_block_statistics(block: torch.Tensor) -> tuple[float, bool, bool]:
+    """Variance, noise and noticeable-distortion criteria of the only block of a batch. torch
+    reduces a single output's pixels in another order than it reduces each of several blocks', so
+    these are the reductions pyiqa's code makes, on tensors of the same shapes and layouts."""
+    b = block.contiguous().view(1, 1, BLOCK, BLOCK)
+    var = torch.var(b, dim=[2, 3], unbiased=True)
+    centre = torch.stack((b[..., 7], b[..., 8]), dim=3)
+    surround = b[..., [c for c in range(BLOCK) if c not in (7, 9)]]  # contiguous, as pyiqa's torch.cat makes it
+    ratio = torch.nan_to_num(torch.std(centre, dim=[2, 3], unbiased=True) / torch.std(surround, dim=[2, 3], unbiased=True))
+    sigma = torch.sqrt(var)
+    beta = torch.abs(sigma - ratio) / torch.max(sigma, ratio)
+    edges = (b[:, :, 0, :], b[:, :, :, BLOCK - 1], b[:, :, BLOCK - 1, :], b[:, :, :, 0])
+    impaired = sum((torch.std(e.unfold(-1, WINDOW, 1), dim=-1, unbiased=True) < IMPAIRED_THRESHOLD).sum(dim=2) for e in edges) > 0
+    return float(var), bool(sigma > 2 * beta), bool(impaired)
 
 
 def _edges_impaired(x: np.ndarray) -> np.ndarray:

@@ -171,11 +171,40 @@ class Piqe(PyiqaMetric):
     float64 = True
     options_schema: ClassVar[dict[str, Any]] = {"precision": PRECISION_OPTION}  # PIQE has no parameters to load
 
+    def setup(self, ctx: MethodContext) -> None:
+        # float64 on the CPU: fast_piqe gives pyiqa's scores without pyiqa, whose import costs every
+        # scoring process seconds; pyiqa's model is built only for a batch the fast path declines.
+        import torch
+
+        self.device = compute_device(ctx.device, self.float64)
+        self.dtype = torch.float64 if self.float64 else torch.float32
+        self._ctx = ctx
+        if not self._fast_path:
+            super().setup(ctx)
+
+    @property
+    def _fast_path(self) -> bool:
+        return self.float64 and str(self.device) == "cpu"
+
     def build(self, device: str, checkpoint_path=None, weights_dir=None, **overrides: Any) -> None:
         super().build(device, checkpoint_path, weights_dir, **overrides)
         from .fast_piqe import install
 
         install(self.model.net)  # float64 on the CPU: pyiqa's scores without its masks and copies
+
+    def score_batch(self, batch: Batch):
+        if getattr(self, "_ctx", None) is not None and self._fast_path:
+            import torch
+
+            from .fast_piqe import piqe_scores
+
+            with torch.inference_mode():
+                scores = piqe_scores(batch.images.to("cpu", torch.float64), batch.images.dtype == torch.float32)
+            if scores is not None:
+                return scores
+            if self.model is None:  # pyiqa's own function for what the fast path declines (e.g. tiny images)
+                super().setup(self._ctx)
+        return super().score_batch(batch)
 
     def forward_kwargs(self, batch: Batch) -> dict[str, Any]:
         import torch
