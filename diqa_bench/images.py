@@ -134,7 +134,7 @@ def _to_rgb_float(img: Image.Image) -> np.ndarray:
         return np.repeat((arr / top)[:, :, None], 3, axis=2)
     if mode != "RGB":
         img = img.convert("RGBA").convert("RGB") if mode in ("P", "PA") else img.convert("RGB")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    return np.divide(np.asarray(img), np.float32(255.0), dtype=np.float32)  # one pass; the same float32 values as converting, then dividing
 
 
 def probe_size(path: str | Path) -> tuple[int, int]:
