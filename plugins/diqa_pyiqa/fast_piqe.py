@@ -302,13 +302,18 @@ def _welford(part: np.ndarray, order: list[int], out_m2: np.ndarray, work: tuple
     np.copyto(mean, part[order[0]])
     out_m2.fill(0.0)  # the first step adds delta * 0
     for k in range(1, len(order)):
-        x = part[order[k]]
-        np.subtract(x, mean, out=delta)
-        np.divide(delta, float(k + 1), out=tmp)
-        np.add(mean, tmp, out=mean)
-        np.subtract(x, mean, out=tmp)
-        np.multiply(delta, tmp, out=tmp)
-        np.add(out_m2, tmp, out=out_m2)
+        _welford_step(part[order[k]], k, mean, out_m2, delta, tmp)
+
+
+def _welford_step(x: np.ndarray, k: int, mean: np.ndarray, m2: np.ndarray, delta: np.ndarray, tmp: np.ndarray) -> None:
+    """Step ``k`` (0-based) of torch's recurrence: ``delta = x - mean; mean += delta / (k + 1);
+    m2 += delta * (x - mean)``, in place, with its rounding."""
+    np.subtract(x, mean, out=delta)
+    np.divide(delta, float(k + 1), out=tmp)
+    np.add(mean, tmp, out=mean)
+    np.subtract(x, mean, out=tmp)
+    np.multiply(delta, tmp, out=tmp)
+    np.add(m2, tmp, out=m2)
 
 
 def block_statistics(x: np.ndarray, var: np.ndarray, noise: np.ndarray, impaired: np.ndarray) -> None:
@@ -358,13 +363,7 @@ def _edges_impaired(x: np.ndarray) -> np.ndarray:
     mean = edges[:, 0:segments].copy()
     m2.fill(0.0)
     for k in range(1, WINDOW):
-        xk = edges[:, k : k + segments]
-        np.subtract(xk, mean, out=delta)
-        np.divide(delta, float(k + 1), out=tmp)
-        np.add(mean, tmp, out=mean)
-        np.subtract(xk, mean, out=tmp)
-        np.multiply(delta, tmp, out=tmp)
-        np.add(m2, tmp, out=m2)
+        _welford_step(edges[:, k : k + segments], k, mean, m2, delta, tmp)
     std = np.sqrt(np.divide(m2, float(WINDOW - 1), out=m2), out=m2)
     return (std < IMPAIRED_THRESHOLD).any(axis=(0, 1))
 
