@@ -5,7 +5,8 @@ Training (``fit``):
 
 - targets are ``TrainSample.mos_norm`` (MOS normalised within each dataset, higher is better);
 - batches are domain-balanced (option ``domain_weights``, equal shares by default), so a large
-  domain does not drown a small one;
+  domain does not drown a small one: exactly per step in finetune mode, on average in head mode
+  (docs/cross_domain.md, "Domain-balanced batches");
 - loss ``fidelity`` (default: UNIQUE's pairwise ranking loss on pairs drawn within one dataset
   only), ``l1``, ``mse`` or ``mix`` (``(1 - mix_weight) * l1 + mix_weight * fidelity``);
 - AdamW, cosine learning-rate schedule over the epochs, early stopping on a validation split carved
