@@ -262,3 +262,15 @@ print("pyiqa" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["2", "False", "True"]
+
+
+def test_an_image_too_small_for_a_block_is_one_clear_reason():
+    from diqa_pyiqa.zero_shot import Piqe
+
+    from diqa_bench.errors import DataError
+    from diqa_bench.methods import Batch, MethodContext
+
+    method = Piqe()
+    method.setup(MethodContext(device="cpu"))
+    with pytest.raises(DataError, match=r"tiny.png: PIQE needs at least 8x8 pixels, got 5x40"):
+        method.score_batch(Batch(images=torch.rand(1, 3, 5, 40), keys=["k"], paths=["tiny.png"], indices=[0]))

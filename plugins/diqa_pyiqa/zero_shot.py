@@ -193,6 +193,9 @@ class Piqe(PyiqaMetric):
         install(self.model.net)  # float64 on the CPU: pyiqa's scores without its masks and copies
 
     def score_batch(self, batch: Batch):
+        height, width = batch.images.shape[-2:]
+        if min(height, width) < 8:  # pyiqa pads by the remainder of 16: below 8 pixels no block is left, and it fails obscurely
+            raise DataError(f"{batch.paths[0]}: PIQE needs at least 8x8 pixels, got {height}x{width}")
         if getattr(self, "_ctx", None) is not None and self._fast_path:
             import torch
 
