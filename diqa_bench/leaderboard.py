@@ -287,13 +287,9 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         if marks and any(v and k[2] == test for k, v in marks.items()):
             legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled; "
                           "significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
-        if any(BELOW_ACCEPT_ALL in cell for row in rows for cell in row):
-            if _below_by_point(metrics, test):
-                legend.append(f"{BELOW_ACCEPT_ALL} accuracy below accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row; point estimates, "
-                              "no interval): this gate may do more harm than none.")
-            else:
-                legend.append(f"{BELOW_ACCEPT_ALL} significantly less accurate than accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row): the "
-                              "whole interval of ΔAccuracy vs accept all lies below 0; this gate does more harm than none.")
+        gate = gate_legend(metrics, test, rows)
+        if gate:
+            legend.append(gate)
         for item in legend:
             lines.append(item)
             lines.append("")
@@ -374,6 +370,17 @@ def _md_text(text: Any) -> str:
     import html
 
     return html.escape(str(text), quote=False)
+
+
+def gate_legend(metrics, test: str, rows: list[list[str]]) -> str | None:
+    """What ‡ means in a test domain's table (None when no row carries it)."""
+    if not any(BELOW_ACCEPT_ALL in cell for row in rows for cell in row):
+        return None
+    if _below_by_point(metrics, test):
+        return (f"{BELOW_ACCEPT_ALL} accuracy below accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row; point estimates, "
+                "no interval): this gate may do more harm than none.")
+    return (f"{BELOW_ACCEPT_ALL} significantly less accurate than accepting every photo (the \"{ACCEPT_ALL_LABEL}\" row): the "
+            "whole interval of ΔAccuracy vs accept all lies below 0; this gate does more harm than none.")
 
 
 def rater_facts(rep: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str | None]:

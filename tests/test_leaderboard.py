@@ -1,5 +1,6 @@
 """Leaderboard rendering from stored results: golden file, best in bold, failed cells, `report`."""
 
+import html
 import os
 from pathlib import Path
 
@@ -269,3 +270,19 @@ def test_little_data_warning_transfer_table_and_linear_mappings_are_shown():
     assert "| better ⚠ " in b and "these verdicts come from a test domain with too little data" in b
     assert "- beta @ a (seed 0): linear (n = 9 < 10)" in b
     assert "‡ significantly less accurate than accepting every photo" in a
+
+
+def test_report_html_explains_the_gate_mark_as_leaderboard_md_does(tmp_path):
+    import pandas as pd
+
+    from diqa_bench.leaderboard import gate_legend
+    from diqa_bench.report.html import render
+    from diqa_bench.report.stored import StoredRun
+
+    run = StoredRun(tmp_path, golden_metrics(), pd.DataFrame(), golden_run_info())
+    page = render(run, {}, None, None)
+    _, rows = leaderboard_rows(golden_metrics(), golden_run_info(), "a", markdown=False)
+    legend = gate_legend(golden_metrics(), "a", rows)
+    assert legend and legend.startswith("‡ significantly less accurate than accepting every photo")
+    assert html.escape(legend) in page
+    assert gate_legend(golden_metrics(), "a", [[c.replace(" ‡", "") for c in row] for row in rows]) is None  # no mark, no legend

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from diqa_bench import pairs
-from diqa_bench.leaderboard import LITTLE_DATA, data_notes, domain_warning, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
+from diqa_bench.leaderboard import LITTLE_DATA, data_notes, domain_warning, gate_legend, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.stored import StoredRun
 
@@ -122,6 +122,9 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                 row[0] += f" {WORSE_MARK}" + (f" {LITTLE_DATA}" if warning else "")
             classes.append("best" if i == 0 and row[1:2] and row[1] not in ("n/a", "") else "")
         parts.append(_table(header, rows, f"leaderboard-{test}", classes))
+        gate = gate_legend(run.metrics, test, rows)
+        if gate:
+            parts.append(f'<p class="note">{_e(gate)}</p>')
     parts.extend(pairs.html_sections(run))  # paired-preference domains: pair accuracy tables
 
     if transfer is not None and len(transfer):
