@@ -409,3 +409,30 @@ def test_warm_rerun_reuses_derived_statistics_until_the_code_changes(tmp_path, s
     monkeypatch.setattr(derived, "code_hash", lambda: "another version")
     third = run_tiny_benchmark(tmp_path, small_config())
     assert calls and (third.out / "metrics.csv").read_bytes() == tables["metrics.csv"]
+
+
+def test_the_plan_pickles_without_dataset_objects_and_gives_the_same_images(tmp_path, stub_registry):
+    """What the Ray executor ships: plain data. The dataset plugins' objects (which need not
+    pickle) stay behind; every image list, train set and fit key comes out the same."""
+    import pickle
+
+    import yaml
+
+    from diqa_bench import config as cfgmod
+
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(small_config(methods=[{"name": "stub-noise"}, {"name": "stub-linear"}], seeds=(0, 1))))
+    plan = Plan.build(cfgmod.parse(path, stub_registry), stub_registry, tmp_path / "cache", log=lambda msg: None)
+    for ds in plan.datasets.values():
+        ds.obj.unpicklable = lambda: None  # a plugin's object may hold anything
+    shipped = pickle.loads(pickle.dumps(plan))
+    assert all(ds.obj is None and ds.records == [] for ds in shipped.datasets.values())
+    assert shipped.units == plan.units and {u.seed for u in plan.units} == {0, 1}
+    for domain in plan.config.domains:
+        for seed in (0, 1):
+            for side in ("train", "test"):
+                assert shipped.images(domain, seed, side) == plan.images(domain, seed, side)
+    trained = [u for u in plan.units if u.train]
+    assert trained and all(shipped.train_samples(u) == plan.train_samples(u) for u in trained)
+    assert all(shipped.fit_key(u, "m", "cpu", "pil") == plan.fit_key(u, "m", "cpu", "pil") for u in trained)
+    assert shipped.images("a", 0, "test")[0] != shipped.images("a", 1, "test")[0]  # the seeds split differently
