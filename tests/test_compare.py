@@ -161,3 +161,122 @@ def test_compare_puts_transfer_verdicts_side_by_side(tmp_path):
     row = table.set_index("statistic").loc["SROCC"]
     assert row.verdict_a == "better" and row.verdict_b == "no detectable difference" and row.changed
     assert "## Transfer verdicts (A vs B)" in format_comparison(pd.DataFrame(), [], transfer=table)
+
+
+# -- quality gate (acceptability): paired differences of AUC, ACC, RETAKE --------------------------
+
+def _gate_rows(df):
+    return df[df.statistic.isin(["AUC", "ACC", "RETAKE"])].set_index("statistic")
+
+
+def test_gate_at_a_better_threshold_is_significantly_better(tmp_path):
+    """Same scores, so the correlations and AUC do not move; B's cut (3.0, the acceptability MOS)
+    fits the scores, A's (4.0) rejects many acceptable photos: B is more accurate and asks for fewer
+    retakes, and RETAKE's better direction is down."""
+    from diqa_bench.report import compare_runs, format_comparison
+
+    same = lambda mos, rng: mos + rng.normal(0, 0.3, 70)
+    a = _handmade(tmp_path / "a", same, acceptability=3.0, thresholds={("m", "-", "skin", s): 4.0 for s in (0, 1)})
+    b = _handmade(tmp_path / "b", same, acceptability=3.0, thresholds={("m", "-", "skin", s): 3.0 for s in (0, 1)})
+    df, warnings = compare_runs(a, b)
+    assert warnings == []
+    assert (df[df.statistic.isin(["SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE"])].delta == 0).all()
+    gate = _gate_rows(df)
+    assert list(gate.index) == ["AUC", "ACC", "RETAKE"] and (gate["mode"] == "paired").all()
+    assert gate.loc["AUC", "delta"] == 0 and gate.loc["AUC", "ci_low"] == 0 == gate.loc["AUC", "ci_high"]
+    assert gate.loc["ACC", "delta"] > 0.1 and gate.loc["ACC", "ci_low"] > 0 and gate.loc["ACC", "significant"]
+    assert gate.loc["RETAKE", "delta"] < -0.1 and gate.loc["RETAKE", "ci_high"] < 0 and gate.loc["RETAKE", "significant"]
+    # The stored per-seed values are the same statistics (all images common).
+    assert gate.loc["ACC", "delta"] == pytest.approx(gate.loc["ACC", "value_b"] - gate.loc["ACC", "value_a"])
+    text = format_comparison(df, warnings)
+    assert "## Quality gate (B - A)" in text
+    lines = {line.split("|")[3].strip(): line for line in text.splitlines() if line.startswith("| m @ -") and "Quality" not in line}
+    assert "| higher " in lines["ACC"] and "B better *" in lines["ACC"]
+    assert "| lower " in lines["RETAKE"] and "B better *" in lines["RETAKE"]  # a negative ΔRETAKE is the improvement
+    assert "no detectable difference" in lines["AUC"]
+
+
+def test_gate_of_an_informative_score_beats_noise(tmp_path):
+    from diqa_bench.report import compare_runs, format_comparison
+
+    a = _handmade(tmp_path / "a", lambda mos, rng: rng.normal(size=70), acceptability=3.0)
+    b = _handmade(tmp_path / "b", lambda mos, rng: mos + rng.normal(0, 0.5, 70), acceptability=3.0)
+    df, warnings = compare_runs(a, b)
+    gate = _gate_rows(df)
+    assert gate.loc["ACC", "ci_low"] > 0 and gate.loc["AUC", "ci_low"] > 0.2
+    assert format_comparison(df, warnings).count("B better *") >= 2
+
+
+def test_identical_gated_runs_change_by_exactly_zero(tmp_path):
+    from diqa_bench.report import compare_runs
+
+    same = lambda mos, rng: mos + rng.normal(0, 0.8, 70)
+    a = _handmade(tmp_path / "a", same, acceptability=3.0)
+    b = _handmade(tmp_path / "b", same, acceptability=3.0)
+    gate = _gate_rows(compare_runs(a, b)[0])
+    assert len(gate) == 3
+    assert (gate.delta == 0).all() and (gate.ci_low == 0).all() and (gate.ci_high == 0).all() and not gate.significant.any()
+
+
+def test_no_gate_rows_unless_both_runs_declare_acceptability(tmp_path):
+    from diqa_bench.report import compare_runs, format_comparison
+
+    same = lambda mos, rng: mos + rng.normal(0, 0.5, 70)
+    plain = _handmade(tmp_path / "plain", same)
+    gated = _handmade(tmp_path / "gated", same, acceptability=3.0)
+    for a, b in ((plain, plain), (plain, gated), (gated, plain)):
+        df, warnings = compare_runs(a, b)
+        assert set(df.statistic) == {"SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE"}
+        assert "Quality gate" not in format_comparison(df, warnings)
+    other = _handmade(tmp_path / "other", same, acceptability=3.5)
+    assert any(w.startswith("acceptability differs: MOS threshold 3.0 vs 3.5") for w in compare_runs(gated, other)[1])
+
+
+def test_gate_difference_by_hand_with_each_runs_own_cut(tmp_path):
+    """8 images, MOS below 3 unacceptable (the first 4). A: scores = MOS, stored cut 4.25, rejects 6
+    (ACC 6/8, RETAKE 6/8). B: a lower-is-better method, scores = -10 MOS, stored cut -30 (accept
+    when score <= -30): rejects exactly the 4 unacceptable (ACC 1, RETAKE 4/8). Both rank
+    perfectly: AUC 1. Only images 5 and 6 change (A wrongly rejects them), in B's favour, so every
+    replicate's ΔACC is >= 0 and ΔRETAKE <= 0."""
+    from diqa_bench.report import compare_runs
+
+    mos = np.array([1, 1.5, 2, 2.5, 3.5, 4, 4.5, 5])
+    key = ("m", "-", "skin", 0)
+    a = write_run(tmp_path / "a", {key: mos}, {"skin": mos}, acceptability=3.0, thresholds={key: 4.25})
+    b = write_run(tmp_path / "b", {key: -10 * mos}, {"skin": mos}, acceptability=3.0, thresholds={key: -30.0}, lower_better=("m",))
+    gate = _gate_rows(compare_runs(a, b)[0])
+    assert gate.loc["ACC", "value_a"] == pytest.approx(6 / 8) and gate.loc["ACC", "value_b"] == pytest.approx(1.0)
+    assert gate.loc["ACC", "delta"] == pytest.approx(0.25) and gate.loc["RETAKE", "delta"] == pytest.approx(-0.25)
+    assert gate.loc["AUC", "delta"] == 0 and gate.loc["AUC", "value_a"] == 1 == gate.loc["AUC", "value_b"]
+    assert gate.loc["ACC", "ci_low"] >= 0 and gate.loc["ACC", "ci_high"] > 0
+    assert gate.loc["RETAKE", "ci_high"] <= 0 and gate.loc["RETAKE", "ci_low"] < 0
+
+
+def test_stored_gate_matches_what_the_run_computed(tmp_path, monkeypatch):
+    """A real (stub) run with acceptability: rebuilding each cell's unacceptable images and cut
+    from the stored files gives back the run's own per-seed AUC, ACC and RETAKE, and comparing the
+    run with itself reports those statistics with a zero change."""
+    from diqa_bench import stats
+    from diqa_bench.report import compare_runs
+    from diqa_bench.report.stored import load_run
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")  # the stub plugins alone
+    cfg = stub_config(seeds=[0], train_sets=[["a"], ["a", "b"]], acceptability={"threshold": 3.0})
+    # b mixes a MOS and a DMOS dataset: each image is unacceptable on its own dataset's scale and direction
+    cfg["domains"]["b"].append({"dataset": "stub-dataset", "name": "stub-d", "options": {"count": 30, "seed": 3, "tag": "d", "lower_better": True}})
+    res = run_tiny_benchmark(tmp_path, cfg)
+    m = res.metrics
+    stored = {(r.method, r.train, r.test, str(r.seed), r.statistic): r.value for r in m.itertuples(index=False)}
+    cells = load_run(res.out).cells()
+    assert cells and any(c.lower_better for c in cells.values())  # a lower-is-better method's cut is aligned too
+    assert cells[("stub-linear", "a", "b", "0")].bad.any()
+    for key, cell in cells.items():
+        assert cell.bad is not None and np.isfinite(cell.cut)
+        for name in ("AUC", "ACC", "RETAKE"):
+            want = stored[(*key, name)]
+            got = float(stats.statistic(name, cell.sample())[0])
+            assert got == pytest.approx(want, abs=1e-12) or (np.isnan(got) and np.isnan(want)), (key, name)
+    df, _ = compare_runs(res.out, res.out)
+    gate = df[df.statistic.isin(["AUC", "ACC", "RETAKE"])]
+    assert len(gate) == 3 * len({k[:3] for k in cells}) and (gate.delta.fillna(0) == 0).all()

@@ -21,13 +21,17 @@ from diqa_bench.results import METRIC_COLUMNS, SCORE_COLUMNS
 
 
 def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets=None, failed=(), distortion=None, level=None,
-              config_hash="cfg-a", bootstrap=200, environment=None, groups=None, train_sets=None, acceptability=None) -> Path:
+              config_hash="cfg-a", bootstrap=200, environment=None, groups=None, train_sets=None, acceptability=None,
+              thresholds=None) -> Path:
     """A stored run. ``cells``: {(method, train, test, seed): scores}; ``mos``: {test: MOS array},
     images ``img000``... in that order; ``lower_better``: method labels that are lower-is-better;
     ``datasets``: {test: [(dataset name, n images, lower_better, content hash)]} splitting the
     domain's images into consecutive datasets (default: one dataset per domain); ``failed``:
     (method, train, test) entries stored as failed cells with no scores; ``groups``: {test: content
-    group per image} (default: none stored, each image its own group)."""
+    group per image} (default: none stored, each image its own group); ``acceptability``: the MOS
+    threshold, which adds the gate statistics and THRESHOLD rows as compute_metrics stores them, at
+    ``thresholds[cell key]`` (method units; default: the best cut on the cell's own scores, a
+    shortcut for hand-built runs that have no train split)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     datasets = datasets or {t: [(f"ds-{t}", len(m), False, f"hash-{t}")] for t, m in mos.items()}
@@ -42,13 +46,21 @@ def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets
         # As results._eval_mos: raw MOS on a one-dataset domain, range-normalised (1-5) on a mixed one.
         eval_mos = m if one_set else np.array([(6 - v if dmos[n] else v) - 1 for v, n in zip(m, names)]) / 4
         labels = (groups or {}).get(test)
+        bad = cut = None
+        if acceptability is not None:
+            bad = stats.unacceptable(m, acceptability, [dmos[n] for n in names])
+            cut = (thresholds or {}).get((method, train, test, seed))
+            cut = stats.gate_threshold(scores, bad, lower_better=method in lower_better) if cut is None else cut
         cell = stats.evaluate(scores, eval_mos, groups=labels, lower_better=method in lower_better, mos_lower_better=one_set and dmos[names[0]],
-                              bootstrap=bootstrap, rng=stats.seed_rng(0, seed))
-        for name in stats.STATISTICS:
+                              bootstrap=bootstrap, rng=stats.seed_rng(0, seed), bad=bad, cut=cut)
+        for name in cell.values:
             lo, hi = cell.ci[name]
             metric_rows.append(dict(method=method, train=train, test=test, seed=str(seed), statistic=name, value=cell.values[name],
                                     ci_low=lo, ci_high=hi, n=cell.n, std=np.nan, groups=cell.n_groups))
             boots.setdefault((method, train, test, name), []).append((cell.values[name], cell.boot[name], cell.n, cell.n_groups))
+        if cut is not None:
+            metric_rows.append(dict(method=method, train=train, test=test, seed=str(seed), statistic="THRESHOLD", value=cut,
+                                    ci_low=np.nan, ci_high=np.nan, n=cell.n, std=np.nan, groups=cell.n_groups))
         for i, (s, v) in enumerate(zip(scores, m)):
             score_rows.append(dict(image=f"img{i:03d}", dataset=names[i], domain=test, method=method, train=train, seed=seed, score=s, mos=v,
                                    mos_norm=((6 - v if dmos[names[i]] else v) - 1) / 4, group="" if labels is None else labels[i],

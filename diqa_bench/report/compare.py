@@ -13,6 +13,11 @@ value_a, value_b and delta all describe the same seeds.
   independent content-group bootstraps of the two runs.
 The logistic mapping behind PLCC and RMSE is fitted once per run and seed on all its images, as
 in :func:`diqa_bench.stats.evaluate`. Warnings say when the runs are not like for like.
+Quality gate (:data:`GATE_COMPARED`): when both runs stored acceptability statistics for an entry,
+AUC, ACC and RETAKE get the same treatment, from the same group draws as the correlations. Each
+side is judged at the cut its own run chose on its train split for that seed (stored THRESHOLD,
+held fixed in every replicate), so two models' gates are compared each at its own operating point;
+the unacceptable images are each run's own (its threshold on the MOS; a different one is warned).
 ``compare_transfer`` puts the two runs' transfer tables (verdicts) side by side.
 """
 
@@ -29,6 +34,7 @@ from diqa_bench.report.stored import Cell, StoredRun, load_run, paired_samples
 COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n",
            "groups", "seeds"]
 COMPARED = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
+GATE_COMPARED = ("AUC", "ACC", "RETAKE")  # only where both runs stored acceptability statistics
 TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
 
 
@@ -73,7 +79,9 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
         seeds_only_b.update(s for s in seeds_b if s not in shared)
         pairs = {s: p for s in shared if (p := paired_samples(cells_a[(method, train, test, s)], cells_b[(method, train, test, s)])) is not None}
         used_a, used_b = (shared, shared) if shared else (seeds_a, seeds_b)
-        for stat in COMPARED:
+        gated = [stat for stat in GATE_COMPARED if _gated(run_a, cells_a, (method, train, test), used_a, stat, seeded_a)
+                 and _gated(run_b, cells_b, (method, train, test), used_b, stat, seeded_b)]
+        for stat in COMPARED + tuple(gated):
             va = _mean([seeded_a.get((method, train, test, s, stat)) for s in used_a])
             vb = _mean([seeded_b.get((method, train, test, s, stat)) for s in used_b])
             if pairs:
@@ -92,6 +100,13 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
                 ([f"only in B: seed {', '.join(sorted(seeds_only_b))}"] if seeds_only_b else [])
         warnings.append(f"split seeds differ ({'; '.join(parts)}): A, B and the change are compared over the seeds both runs have")
     return pd.DataFrame(rows, columns=COLUMNS), warnings
+
+
+def _gated(run: StoredRun, cells: dict, entry: tuple[str, str, str], seeds: list[str], stat: str, seeded: dict) -> bool:
+    """Whether the run stored ``stat`` (a gate statistic) for the entry in each of these seeds and
+    knows which of its images are unacceptable."""
+    return run.protocol.get("acceptability") is not None and bool(seeds) and all(
+        cells[(*entry, s)].bad is not None and (*entry, s, stat) in seeded for s in seeds)
 
 
 def _mean(values) -> float:
@@ -135,6 +150,9 @@ def compatibility_warnings(run_a: StoredRun, run_b: StoredRun) -> list[str]:
     for key in ("diqa_bench", "torch", "pyiqa"):
         if env_a.get(key) != env_b.get(key):
             out.append(f"versions differ: {key} {env_a.get(key)} vs {env_b.get(key)}")
+    gate_a, gate_b = run_a.protocol.get("acceptability"), run_b.protocol.get("acceptability")
+    if gate_a is not None and gate_b is not None and gate_a != gate_b:
+        out.append(f"acceptability differs: MOS threshold {gate_a} vs {gate_b}, so the quality gates are judged on different unacceptable images")
     commit_a, commit_b = (env_a.get("git") or {}).get("commit"), (env_b.get("git") or {}).get("commit")
     if commit_a != commit_b:
         out.append(f"code differs: git commit {str(commit_a)[:12]} vs {str(commit_b)[:12]}")
@@ -160,9 +178,18 @@ def _delta(value: float, lo: float = float("nan"), hi: float = float("nan")) -> 
     return f"{value:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo == lo and hi == hi else "")
 
 
+def _gate_verdict(lo: float, hi: float, higher_better: bool) -> str:
+    """Whether B's gate is better or worse than A's on one statistic, by the sign of the interval
+    of B - A read in the statistic's own direction."""
+    v = stats.verdict(lo, hi) if higher_better else stats.verdict(-hi, -lo)
+    return {"better": "B better *", "worse": "B worse *"}.get(v, v)
+
+
 def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE"), transfer=None) -> str:
     """Markdown: the warnings, then one table of B - A per entry and statistic ("*" = significant),
-    then (``transfer``, from :func:`compare_transfer`) the transfer verdicts of both runs."""
+    then, when both runs stored acceptability statistics, the quality-gate changes (with each
+    statistic's better direction), then (``transfer``, from :func:`compare_transfer`) the transfer
+    verdicts of both runs."""
     from tabulate import tabulate
 
     lines = ["# Run comparison (B - A)", ""]
@@ -183,6 +210,20 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
         lines += ["", "Δ = B - A over the split seeds both runs have; for RMSE lower is better, so a negative Δ is an improvement. Paired: "
                   "both runs resampled with the same content-group draws on their common images (n images, groups per seed); "
                   "independent: no images in common, difference of independent bootstraps."]
+    gate = df[df["statistic"].isin(GATE_COMPARED)] if len(df) else df
+    if len(gate):
+        lines += ["", "## Quality gate (B - A)", ""]
+        rows = []
+        for r in gate.itertuples(index=False):
+            higher = stats.HIGHER_IS_BETTER[r.statistic]
+            rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
+                         _delta(r.delta, r.ci_low, r.ci_high), "n/a" if r.p_value != r.p_value else f"{r.p_value:.3f}",
+                         _gate_verdict(r.ci_low, r.ci_high, higher), r.mode, r.seeds])
+        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "Better", "A", "B", "Δ [CI]", "p", "B vs A", "Bootstrap",
+                                             "Seeds"], tablefmt="github", disable_numparse=True))
+        lines += ["", "Each run's gate at the score threshold it chose on its own train split (per seed, fixed in every replicate); "
+                  "intervals from the same content-group draws as the correlations. AUC and ACC: higher is better; RETAKE (share of "
+                  "photos rejected): lower is better, so a negative Δ means B asks for fewer retakes."]
     if transfer is not None and len(transfer):
         lines += ["", "## Transfer verdicts (A vs B)", ""]
         rows = [[r.method, r.test, f"{r.train} vs {r.reference_train}", r.statistic, _delta(r.value_a), _delta(r.value_b), r.verdict_a,

@@ -37,17 +37,23 @@ class Cell:
     level: np.ndarray
     lower_better: bool
     groups: np.ndarray | None = None  # content-group label per image (None: each image its own group)
+    bad: np.ndarray | None = None  # with acceptability: which images are unacceptable (None: the run declares no threshold)
+    cut: float = float("nan")  # the gate's stored score threshold, in the method's units (NaN: none stored)
 
     def sample(self) -> "stats.Sample":
-        """The cell as a :class:`diqa_bench.stats.Sample` (mapping fitted on all its images)."""
+        """The cell as a :class:`diqa_bench.stats.Sample` (mapping fitted on all its images; with
+        acceptability, its unacceptable flags and its own stored cut, direction-aligned)."""
         if not hasattr(self, "_sample"):
-            self._sample = stats.Sample.build(self.aligned_score, self.eval_mos, self.groups)
+            cut = -self.cut if self.lower_better else self.cut
+            self._sample = stats.Sample.build(self.aligned_score, self.eval_mos, self.groups, bad=self.bad,
+                                              cut=cut if self.bad is not None else None)
         return self._sample
 
 
 def paired_samples(a: Cell, b: Cell) -> tuple["stats.Sample", "stats.Sample"] | None:
     """The images both cells scored, as two samples with the same images, order and group codes
-    (each keeps the mapping fitted on all its own images); None when fewer than 3 are common."""
+    (each keeps the mapping fitted on all its own images, and its own acceptability flags and
+    gate cut); None when fewer than 3 are common."""
     index_b = {k: i for i, k in enumerate(b.images)}
     pairs = [(i, index_b[k]) for i, k in enumerate(a.images) if k in index_b]
     if len(pairs) < 3:
@@ -56,7 +62,8 @@ def paired_samples(a: Cell, b: Cell) -> tuple["stats.Sample", "stats.Sample"] | 
     labels = a.groups[pa] if a.groups is not None else None
     codes = stats.group_codes(labels, len(pa))
     sa, sb = a.sample(), b.sample()
-    return (stats.Sample(sa.score[pa], sa.mos[pa], codes, sa.mapping), stats.Sample(sb.score[pb], sb.mos[pb], codes, sb.mapping))
+    return (stats.Sample(sa.score[pa], sa.mos[pa], codes, sa.mapping, None if sa.bad is None else sa.bad[pa], sa.cut),
+            stats.Sample(sb.score[pb], sb.mos[pb], codes, sb.mapping, None if sb.bad is None else sb.bad[pb], sb.cut))
 
 
 @dataclass
@@ -159,10 +166,34 @@ def _eval_mos(run: StoredRun, rows) -> np.ndarray:
     return out
 
 
+def _unacceptable(run: StoredRun, rows) -> np.ndarray | None:
+    """Which rows' images are unacceptable, by the rule of :func:`diqa_bench.results.compute_metrics`
+    (raw MOS against the run's threshold, in each dataset's own direction); None without one."""
+    threshold = run.protocol.get("acceptability")
+    if threshold is None:
+        return None
+    test = rows["domain"].iloc[0]
+    lower = {d["name"]: bool(d.get("lower_better")) for d in run.domain_datasets(test)}
+    return stats.unacceptable(rows["mos"].to_numpy(float), float(threshold), [lower.get(n, False) for n in rows["dataset"]])
+
+
+def _thresholds(run: StoredRun) -> dict[CellKey, float]:
+    """The gate cut each cell chose on its train split: metrics.csv's per-seed THRESHOLD rows, else
+    run.json's cells[].threshold."""
+    out = {(c["method"], c["train"], c["test"], str(c["seed"])): float(c["threshold"])
+           for c in run.run_info.get("cells", []) if c.get("threshold") is not None}
+    m = run.metrics
+    if len(m):
+        rows = m[(m["statistic"] == "THRESHOLD") & (m["seed"].astype(str) != "all")]
+        out.update({(r.method, r.train, r.test, str(r.seed)): float(r.value) for r in rows.itertuples(index=False)})
+    return out
+
+
 def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
     from diqa_bench.pairs import pair_domains
 
     directions = _directions(run.run_info)
+    cuts = _thresholds(run)
     scores = run.scores
     skip = pair_domains(run.run_info)  # judged on pairs, not on a MOS (diqa_bench.pairs)
     cells: dict[CellKey, Cell] = {}
@@ -179,6 +210,7 @@ def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
             mos=rows["mos"].to_numpy(float), eval_mos=_eval_mos(run, rows), distortion=rows["distortion"].to_numpy(str),
             level=rows["level"].to_numpy(str), lower_better=lower,
             groups=(rows["dataset"] + "/" + rows["image"]).to_numpy(str) if "group" not in rows.columns else rows["group"].to_numpy(str),
+            bad=_unacceptable(run, rows), cut=cuts.get((method, train, test, str(seed)), float("nan")),
         )
     return cells
 
