@@ -38,7 +38,9 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     try:
         stage = staging_folder(final_out)
         options = dataclasses.replace(options, out=stage)
-        scorer = Scorer(Plan(config, [], {}), registry, options, log)  # checks the device and the cache before any work
+        # Checks the device and the cache before any work. The plan stays empty until the datasets
+        # are loaded below, so a run interrupted while loading still writes its (empty) results.
+        scorer = Scorer(Plan(config, [], {}), registry, options, log)
     except BaseException:
         if "stage" in locals():
             shutil.rmtree(stage, ignore_errors=True)
