@@ -326,16 +326,16 @@ def test_piqe_and_a_stub_on_the_ham10000_artefact_pairs(tmp_path):
     res = run_tiny_benchmark(tmp_path, cfg, plugins=[("datasets", diqa_datasets), ("pyiqa", diqa_pyiqa)])
     assert res.exit_code == 0, res.run["failed_cells"]
     info = res.run["domains"]["artefacts"]
-    assert (info["kind"], info["pairs"], info["groups"]) == ("pairs", 116, 31)
-    assert info["categories"] == {"bubble": 96, "ruler": 20}
+    assert (info["kind"], info["pairs"], info["groups"]) == ("pairs", 58, 15)
+    assert info["categories"] == {"bubble": 48, "ruler": 10}
     for method in ("piqe", "stub-noise"):
         m = res.metrics
         row = m[(m.method == method) & (m.statistic == "PAIR_ACC") & (m.seed == "all")].iloc[0]
-        assert row.n == 116 and 0.0 <= row.ci_low <= row.value <= row.ci_high <= 1.0
+        assert row.n == 58 and 0.0 <= row.ci_low <= row.value <= row.ci_high <= 1.0
     # PIQE prefers the repaired crop more often than chance, clearly so on rulers
     assert res.value("piqe", "-", "artefacts", "PAIR_ACC") > 0.5
     assert res.value("piqe", "-", "artefacts", "PAIR_ACC[ruler]") >= 0.9
     assert "## Test domain: artefacts (paired preference, evaluation only)" in res.leaderboard
-    assert "116 pairs in 31 content groups (bubble: 96, ruler: 20)" in res.leaderboard
-    assert len(res.scores[res.scores.method == "piqe"]) == 232
-    assert json.loads((res.out / "run.json").read_text())["pair_cells"][0]["groups"] == 31
+    assert "58 pairs in 15 content groups (bubble: 48, ruler: 10)" in res.leaderboard
+    assert len(res.scores[res.scores.method == "piqe"]) == 116
+    assert json.loads((res.out / "run.json").read_text())["pair_cells"][0]["groups"] == 15
