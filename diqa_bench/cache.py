@@ -53,6 +53,13 @@ class CacheWarning(UserWarning):
     pass
 
 
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether an SQLite error says the file itself is damaged (not locked, full or read-only)."""
+    message = str(exc)
+    return (getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+            or "malformed" in message or "not a database" in message)
+
+
 def _connect(path: Path, schema: str) -> sqlite3.Connection:
     """Open (creating if needed) one cache database with its table. A cache is disposable: a file
     that is not a database any more (a crash of the disk, a stray write) is renamed aside with a
@@ -67,16 +74,53 @@ def _connect(path: Path, schema: str) -> sqlite3.Connection:
         try:
             return _open(path, schema)
         except sqlite3.DatabaseError as exc:
-            message = str(exc)
-            damaged = not isinstance(exc, sqlite3.OperationalError) or "malformed" in message or "not a database" in message
+            damaged = not isinstance(exc, sqlite3.OperationalError) or _damaged(exc)
             if not damaged or attempt:
-                raise UserError(f"cache {path}: {message} (set --cache-dir or $DIQA_BENCH_CACHE to a writable folder with free space)") from None
-            aside = set_aside(path, suffixes=("", "-wal", "-shm"))
-            import warnings
-
-            warnings.warn(f"cache {path} was damaged ({message}); moved to {aside.name} and rebuilt (results already computed will be recomputed)",
-                          CacheWarning, stacklevel=3)
+                raise UserError(f"cache {path}: {exc} (set --cache-dir or $DIQA_BENCH_CACHE to a writable folder with free space)") from None
+            _set_aside_damaged(path, exc)
     raise AssertionError("unreachable")
+
+
+def _set_aside_damaged(path: Path, exc: Exception) -> None:
+    import warnings
+
+    aside = set_aside(path, suffixes=("", "-wal", "-shm"))
+    warnings.warn(f"cache {path} was damaged ({exc}); moved to {aside.name} and rebuilt (results already computed will be recomputed)",
+                  CacheWarning, stacklevel=4)
+
+
+class _Database:
+    """One cache database. Damage can show only when a page is read or written (the header and
+    schema may still be intact): the operation that meets it sets the file aside, with the
+    one-line warning, and runs again on a fresh database, so the run goes on."""
+
+    def __init__(self, path: Path, schema: str) -> None:
+        self.path, self.schema = Path(path), schema
+        self.con = _connect(self.path, schema)
+        self.inode = _inode(self.path)
+
+    def run(self, operation):
+        try:
+            return operation(self.con)
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            try:
+                self.con.close()
+            except sqlite3.Error:
+                pass
+            if _inode(self.path) == self.inode:  # else another process has set it aside already
+                _set_aside_damaged(self.path, exc)
+            self.con = _connect(self.path, self.schema)
+            self.inode = _inode(self.path)
+        return operation(self.con)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 def _open(path: Path, schema: str) -> sqlite3.Connection:
@@ -115,39 +159,58 @@ class ScoreCache:
     """Per-image scores of one method configuration (its cache token)."""
 
     def __init__(self, folder: Path) -> None:
-        self.con = _connect(Path(folder) / "scores.sqlite", "CREATE TABLE IF NOT EXISTS scores (method TEXT, image TEXT, score REAL, PRIMARY KEY (method, image))")
+        self.db = _Database(Path(folder) / "scores.sqlite", "CREATE TABLE IF NOT EXISTS scores (method TEXT, image TEXT, score REAL, PRIMARY KEY (method, image))")
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        return self.db.con
 
     def get_many(self, method: str, keys: Sequence[str]) -> dict[str, float]:
-        out: dict[str, float] = {}
         keys = list(dict.fromkeys(keys))
-        for s in range(0, len(keys), 500):
-            chunk = keys[s : s + 500]
-            q = f"SELECT image, score FROM scores WHERE method=? AND image IN ({','.join('?' * len(chunk))})"
-            for image, score in self.con.execute(q, [method, *chunk]):
-                out[image] = float("nan") if score is None else score
-        return out
+
+        def read(con: sqlite3.Connection) -> dict[str, float]:
+            out: dict[str, float] = {}
+            for s in range(0, len(keys), 500):
+                chunk = keys[s : s + 500]
+                q = f"SELECT image, score FROM scores WHERE method=? AND image IN ({','.join('?' * len(chunk))})"
+                for image, score in con.execute(q, [method, *chunk]):
+                    out[image] = float("nan") if score is None else score
+            return out
+
+        return self.db.run(read)
 
     def put_many(self, method: str, items: dict[str, float]) -> None:
-        self.con.executemany(
-            "INSERT OR REPLACE INTO scores VALUES (?,?,?)", [(method, k, None if v != v else float(v)) for k, v in items.items()]
-        )
-        self.con.commit()
+        rows = [(method, k, None if v != v else float(v)) for k, v in items.items()]
+
+        def write(con: sqlite3.Connection) -> None:
+            with con:  # a failed write is rolled back, so a retry starts clean
+                con.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?)", rows)
+
+        self.db.run(write)
 
 
 class SqliteFeatureCache(FeatureCache):
     def __init__(self, path: Path, namespace: str) -> None:
         self.namespace = namespace
-        self.con = _connect(Path(path), "CREATE TABLE IF NOT EXISTS features (ns TEXT, image TEXT, value BLOB, PRIMARY KEY (ns, image))")
+        self.db = _Database(Path(path), "CREATE TABLE IF NOT EXISTS features (ns TEXT, image TEXT, value BLOB, PRIMARY KEY (ns, image))")
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        return self.db.con
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
         keys = list(dict.fromkeys(keys))
-        for s in range(0, len(keys), 500):
-            chunk = keys[s : s + 500]
-            q = f"SELECT image, value FROM features WHERE ns=? AND image IN ({','.join('?' * len(chunk))})"
-            for image, blob in self.con.execute(q, [self.namespace, *chunk]):
-                out[image] = np.load(io.BytesIO(blob), allow_pickle=False)
-        return out
+
+        def read(con: sqlite3.Connection) -> dict[str, np.ndarray]:
+            out: dict[str, np.ndarray] = {}
+            for s in range(0, len(keys), 500):
+                chunk = keys[s : s + 500]
+                q = f"SELECT image, value FROM features WHERE ns=? AND image IN ({','.join('?' * len(chunk))})"
+                for image, blob in con.execute(q, [self.namespace, *chunk]):
+                    out[image] = np.load(io.BytesIO(blob), allow_pickle=False)
+            return out
+
+        return self.db.run(read)
 
     def put_many(self, items: dict[str, Any]) -> None:
         rows = []
@@ -155,8 +218,12 @@ class SqliteFeatureCache(FeatureCache):
             buf = io.BytesIO()
             np.save(buf, np.asarray(v), allow_pickle=False)
             rows.append((self.namespace, k, buf.getvalue()))
-        self.con.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?)", rows)
-        self.con.commit()
+
+        def write(con: sqlite3.Connection) -> None:
+            with con:
+                con.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?)", rows)
+
+        self.db.run(write)
 
 
 class MemoryFeatureCache(FeatureCache):

@@ -290,6 +290,7 @@ def cmd_run(args) -> int:
 
         executor = RayExecutor(**executor_opts, progress=not args.no_progress and sys.stderr.isatty())
     outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
+    out = paths["run"].parent  # where the results went: beside --out when a folder of the user's appeared there meanwhile
     metrics, info = load_results(out)
     from diqa_bench.report.transfer import read_transfer
 

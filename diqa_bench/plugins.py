@@ -10,6 +10,9 @@ come first: a plugin that registers a name already taken (``piqe`` from another 
 that entry, with a warning (an error under ``--strict-plugins``), and the clash is recorded in
 run.json and the leaderboard's protocol. Without this, an installed package could replace a
 built-in metric, or take the whole built-in plugin down, and a run would exit 0 with the impostor.
+A built-in plugin is recognised by its distribution (diqa-bench) and module, never by its
+entry-point name: another package's entry point named ``pyiqa`` loads as a third-party plugin
+(``<package>:pyiqa``), with a warning naming both, and its entries clash as above.
 """
 
 from __future__ import annotations
@@ -179,14 +182,35 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
             raise PluginError(message)
         warnings.warn(message + " (the other plugins still load; --strict-plugins makes this fatal)", PluginWarning, stacklevel=3)
 
-    candidates: list[tuple[str, Callable[[], Any], PluginInfo]] = []
+    found: list[tuple[Any, PluginInfo]] = []
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if wanted is not None and ep.name not in wanted:
-            continue
         dist = getattr(ep, "dist", None)
         info = PluginInfo(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None)
         info.builtin = info.module in BUILTIN_MODULES and info.distribution == BUILTIN_DISTRIBUTION
-        candidates.append((ep.name, ep.load, info))
+        found.append((ep, info))
+    # A built-in plugin is known by its distribution and module, never by its entry-point name,
+    # which any package can declare: another package's entry point that takes a built-in's name
+    # (or one taken already) is a third-party plugin named after its package ("evil-iqa:pyiqa"),
+    # and DIQA_BENCH_PLUGINS selects it by that name.
+    owners = {info.name: info for _, info in found if info.builtin}
+    candidates: list[tuple[str, Callable[[], Any], PluginInfo]] = []
+    for ep, info in found:
+        owner = owners.get(info.name)
+        renamed = owner is not None and owner is not info
+        if renamed:
+            info.name = f"{info.distribution or info.module}:{info.name}"
+        owners.setdefault(info.name, info)
+        if wanted is not None and info.name not in wanted:
+            continue
+        if renamed:
+            message = (f"plugin entry point {ep.name!r} of {_package(info)} has the name of "
+                       f"{'the built-in' if owner.builtin else 'another'} plugin {owner.name!r} of {_package(owner)}; "
+                       f"it loads as the third-party plugin {info.name!r}, which cannot take the names the other registered")
+            if strict:
+                raise PluginError(message)
+            registry.clashes.append(message)
+            warnings.warn(message + " (--strict-plugins makes this fatal)", PluginWarning, stacklevel=2)
+        candidates.append((info.name, ep.load, info))
     for name, obj in extra:
         info = PluginInfo(name, getattr(obj, "__name__", repr(obj)))
         candidates.append((name, lambda obj=obj: obj, info))
@@ -237,6 +261,12 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
     return registry
 
 
+def _package(info: PluginInfo) -> str:
+    """'diqa-bench 0.1.0 (module diqa_pyiqa)', for messages that must tell two plugins apart."""
+    dist = f"{info.distribution} {info.version or ''}".strip() if info.distribution else "no package"
+    return f"{dist} (module {info.module})"
+
+
 @dataclass(frozen=True)
 class PluginSources:
     """How another process (a pool worker, a Ray worker) loads the same plugins as this one:
@@ -252,7 +282,10 @@ class PluginSources:
         import importlib
         import types
 
-        entry_points = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        # by entry-point name only where that name is unambiguous: another package may declare it too
+        entry_points: dict[str, list[str]] = {}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            entry_points.setdefault(ep.name, []).append(ep.value)
         eps, modules = [], []
         for name in registry.plugins if names is None else names:
             info = registry.plugins.get(name)
@@ -260,7 +293,7 @@ class PluginSources:
                 raise UserError(f"plugin {name!r} is not loaded")
             if info.error:
                 continue
-            if entry_points.get(name) == info.module:
+            if entry_points.get(name) == [info.module]:
                 eps.append(name)
                 continue
             try:

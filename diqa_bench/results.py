@@ -56,27 +56,90 @@ def results_lock(out: Path):
     return lock
 
 
-# What a run writes into its folder; a folder holding only these (say, from a run that crashed
-# before writing run.json) may be replaced.
-RESULT_NAMES = frozenset({"LEADERBOARD.md", "metrics.csv", "metrics.json", "scores.csv", "run.json", "models", "report.html",
-                          "figures", "significance.csv", "per_distortion.csv"})
+# The file a run writes into every results folder (and <out>.partial). A run replaces a folder only
+# when it holds this file, or nothing at all: a folder of the user's that merely looks like results
+# (a run.json, models/, figures/) is never deleted.
+RESULTS_MARKER = ".diqa-bench-results"
+MARKER_TEXT = "diqa-bench results"
+
+
+def is_results_folder(folder: Path) -> bool:
+    """True when ``folder`` was written by a diqa-bench run (it holds the marker file)."""
+    marker = Path(folder) / RESULTS_MARKER
+    try:
+        if marker.is_symlink() or not marker.is_file():
+            return False
+        with open(marker, encoding="utf-8", errors="replace") as f:
+            return f.read(len(MARKER_TEXT)) == MARKER_TEXT
+    except OSError:
+        return False
+
+
+def replaceable(folder: Path) -> bool:
+    """A path a run may put its results at: nothing there, an empty folder, or a marked one."""
+    folder = Path(folder)
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        return False
+    try:
+        return is_results_folder(folder) or not any(folder.iterdir())
+    except OSError:
+        return False
+
+
+def _refuse_unless_replaceable(folder: Path, why: str = "") -> None:
+    from diqa_bench.errors import UserError
+
+    if replaceable(folder):
+        return
+    if not folder.is_dir():
+        raise UserError(f"cannot write results to {folder}{why}: it exists and is not a folder")
+    raise UserError(f"cannot write results to {folder}{why}: it holds files but is no results folder written by diqa-bench "
+                    f"(no {RESULTS_MARKER} file in it), and a run replaces the whole folder; choose a new or empty one "
+                    "(results of an older diqa-bench: delete the folder or move it aside first)")
+
+
+def holds_finished_results(folder: Path) -> bool:
+    """A marked results folder of a run that was not interrupted."""
+    if not is_results_folder(folder) or not (Path(folder) / "run.json").is_file():
+        return False
+    try:
+        return not json.loads((Path(folder) / "run.json").read_text()).get("interrupted", False)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def scored_cells(folder: Path) -> int:
+    """How many cells of the results in ``folder`` have scores (0 when run.json cannot be read)."""
+    try:
+        cells = json.loads((Path(folder) / "run.json").read_text()).get("cells") or []
+        return sum(isinstance(c, dict) and c.get("status") == "ok" for c in cells)
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def partial_folder(out: Path) -> Path:
+    """Where an interrupted run goes when ``out`` holds finished results."""
+    return out.with_name(out.name + ".partial")
 
 
 def staging_folder(out: Path) -> Path:
-    """A new hidden folder beside ``out`` for this run's results; also checks, before any work, that
-    results can be written there."""
+    """A new hidden folder beside ``out`` for this run's results, marked as a results folder; also
+    checks, before any work, that results can be written there: ``out`` (and ``<out>.partial``,
+    should this run be interrupted) must be free, empty or a results folder."""
+    from diqa_bench import __version__
     from diqa_bench.errors import UserError
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"cannot write results to {out}: it exists and is not a folder")
-    if out.is_dir() and not (out / "run.json").is_file() and any(p.name not in RESULT_NAMES for p in out.iterdir()):
-        raise UserError(f"cannot write results to {out}: it holds files but is no results folder (no run.json); "
-                        "a run replaces the whole folder, so choose a new or empty one")
+    _refuse_unless_replaceable(out)
+    if holds_finished_results(out):
+        _refuse_unless_replaceable(partial_folder(out), f" (where an interrupted run would write, beside the finished results in {out})")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
         stage.chmod(0o777 & ~current_umask())
+        atomic_write(stage / RESULTS_MARKER, f"{MARKER_TEXT}, format 1\nwritten by diqa-bench {__version__}: a run replaces this whole folder\n")
         return stage
     except OSError as exc:
         raise UserError(f"cannot write results to {out}: {exc.strerror or exc}") from None
@@ -86,16 +149,14 @@ def publish_results(stage: Path, out: Path, complete: bool) -> Path:
     """Move a run's results from ``stage`` to where they belong and return that folder.
 
     A complete run replaces ``out`` as a whole (no file of the previous run survives, so nothing
-    links stale figures). An interrupted run replaces ``out`` only when ``out`` holds no complete
-    results; otherwise it goes to ``<out>.partial`` and the finished results stay as they were."""
+    links stale figures). An interrupted run replaces ``out`` only when ``out`` holds no finished
+    results; otherwise it goes to ``<out>.partial`` and the finished results stay as they were.
+    Only a folder a run wrote is replaced (checked again here: the user may have made one while
+    the run worked); otherwise the results go to a new folder beside it."""
     out = Path(out)
-    previous_complete = False
-    if (out / "run.json").is_file():
-        try:
-            previous_complete = not json.loads((out / "run.json").read_text()).get("interrupted", False)
-        except (OSError, ValueError):
-            previous_complete = False
-    target = out if complete or not previous_complete else out.with_name(out.name + ".partial")
+    target = out if complete or not holds_finished_results(out) else partial_folder(out)
+    if not replaceable(target):
+        target = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{target.name}-"))
     if target.exists():
         old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, old / "results")

@@ -60,6 +60,8 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             scorer.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
         except RunAborted as exc:
             interrupted = aborted = exc
+        if not interrupted:
+            _keep_finished_results_from_a_failed_run(outcomes, final_out)
         pairs.attach(scorer.plan, outcomes)
         write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
         where = publish_results(stage, final_out, complete=not interrupted)
@@ -69,12 +71,31 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     if aborted is not None:
         done = sum(o.status == "ok" for o in outcomes)
         raise RunAborted(f"{aborted}; {done} finished cells are written to {where}; run the same command again to resume (finished work is cached)")
-    if where != final_out:
+    if where != final_out and interrupted:
         scorer.log(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
+    elif where != final_out:
+        scorer.log(f"{final_out} was no results folder when the run finished (made while it ran?) and is kept; the results are in {where}")
     paths = {k: where / p.name for k, p in RESULT_FILES.items()}
     if interrupted:
         raise KeyboardInterrupt
     return outcomes, paths
+
+
+def _keep_finished_results_from_a_failed_run(outcomes: list[CellOutcome], out: Path) -> None:
+    """A run in which no cell succeeded and some failed (a broken cache, a full disk, a method that
+    crashes everywhere) has nothing to show: it never replaces finished results that have at least
+    one scored cell. One line says why."""
+    from collections import Counter
+
+    from diqa_bench.results import holds_finished_results, scored_cells
+
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not failed or any(o.status == "ok" for o in outcomes) or not holds_finished_results(out) or not scored_cells(out):
+        return
+    reasons = Counter(" ".join(o.reason.split())[:300] or "no reason given" for o in failed)
+    reason, count = reasons.most_common(1)[0]
+    why = f"every cell failed with {reason}" if count == len(failed) else f"every cell failed ({count} of {len(failed)} with {reason})"
+    raise RunAborted(f"{why}; the finished results in {out} are kept as they were (fix the cause and run again)")
 
 
 RESULT_FILES = {name: Path(file) for name, file in (

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -420,3 +421,224 @@ def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
     assert [p for p in (cache / "models").iterdir() if ".damaged-" in p.name]
     for saved in (again.out / "models").rglob("linear.json"):
         json.loads(saved.read_text())
+
+
+# -- nothing a user wrote is deleted (issue 27, items 1-3) ---------------------------------------
+
+
+def _cli_run(tmp_path, out, registry, monkeypatch, **config):
+    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"], **config)))
+    return cli.main(["run", str(cfg), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--workers", "0",
+                     "--no-progress", "--no-report", "--processes", "1"])
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.usefixtures("no_report_figures")
+@pytest.mark.parametrize("kind", ["run-json-and-notes", "models-and-figures", "older-results"])
+def test_a_folder_diqa_bench_did_not_mark_is_never_replaced(tmp_path, stub_registry, monkeypatch, capsys, kind):
+    """Only a folder holding the marker a run writes may be replaced: a user's folder that merely
+    looks like results (a run.json, models/ and figures/) is refused in one line, untouched."""
+    from diqa_bench.results import RESULTS_MARKER
+
+    out = tmp_path / "mine"
+    if kind == "run-json-and-notes":
+        out.mkdir()
+        (out / "run.json").write_text('{"my": "experiment log"}')
+        (out / "notes.txt").write_text("years of work")
+    elif kind == "models-and-figures":
+        (out / "models").mkdir(parents=True)
+        (out / "figures").mkdir()
+        (out / "models" / "my-model.pt").write_bytes(b"weights I trained")
+        (out / "figures" / "fig1.png").write_bytes(b"my paper's figure")
+    else:  # results of a diqa-bench that wrote no marker yet
+        assert _cli_run(tmp_path, out, stub_registry, monkeypatch) == 0
+        assert (out / RESULTS_MARKER).is_file()
+        (out / RESULTS_MARKER).unlink()
+    capsys.readouterr()
+    before = _tree(out)
+    code = _cli_run(tmp_path, out, stub_registry, monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 2 and str(out) in err and RESULTS_MARKER in err and len(err.strip().splitlines()) == 1
+    assert _tree(out) == before and not [p for p in tmp_path.iterdir() if ".incomplete-" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.usefixtures("no_report_figures")
+def test_a_marked_results_folder_and_an_empty_one_are_replaced(tmp_path, stub_registry, monkeypatch):
+    from diqa_bench.results import RESULTS_MARKER
+
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert _cli_run(tmp_path, out, stub_registry, monkeypatch) == 0
+    assert (out / RESULTS_MARKER).read_text().startswith("diqa-bench results")
+    (out / "figures").mkdir()
+    (out / "figures" / "stale.png").write_bytes(b"from an old run")
+    assert _cli_run(tmp_path, out, stub_registry, monkeypatch) == 0
+    assert not (out / "figures").exists() and (out / RESULTS_MARKER).is_file()
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_an_interrupted_run_never_replaces_a_users_partial_folder(tmp_path, monkeypatch):
+    """<out>.partial, where an interrupted run goes when <out> holds finished results, follows the
+    same rule: a folder of the user's by that name is refused before any work."""
+    from diqa_bench.errors import UserError
+
+    first = run_tiny_benchmark(tmp_path, small())
+    partial = first.out.with_name(first.out.name + ".partial")
+    partial.mkdir()
+    (partial / "draft.md").write_text("my draft")
+    interrupt = InterruptOnCall(Scorer.run_unit, 2)
+    monkeypatch.setattr(Scorer, "run_unit", lambda self, unit: interrupt(self, unit))
+    with pytest.raises((UserError, KeyboardInterrupt)) as refused:  # not interrupted: refused before any work
+        run_tiny_benchmark(tmp_path, small())
+    assert refused.type is UserError and refused.match(r"results\.partial.*\.diqa-bench-results")
+    assert _tree(partial) == {"draft.md": b"my draft"}
+    assert (first.out / "metrics.csv").read_bytes() == (tmp_path / "results" / "metrics.csv").read_bytes()
+
+
+def test_a_partial_folder_made_during_the_run_is_kept_and_the_results_go_beside_it(tmp_path):
+    """Checked again when publishing (the folder may appear while the run works): the user's folder
+    stays and the interrupted run's results land in a new folder beside it."""
+    from diqa_bench.results import RESULTS_MARKER, publish_results, staging_folder
+
+    out = tmp_path / "res"
+    stage = staging_folder(out)
+    (stage / "run.json").write_text('{"interrupted": false}')
+    assert publish_results(stage, out, complete=True) == out
+    stage = staging_folder(out)
+    (stage / "run.json").write_text('{"interrupted": true}')
+    users = tmp_path / "res.partial"
+    users.mkdir()
+    (users / "draft.md").write_text("my draft")
+    where = publish_results(stage, out, complete=False)
+    assert _tree(users) == {"draft.md": b"my draft"}
+    assert where.parent == tmp_path and where not in (out, users) and (where / RESULTS_MARKER).is_file()
+    assert json.loads((where / "run.json").read_text()) == {"interrupted": True}
+
+
+# -- a damaged cache never costs finished results (issue 27, item 2) ------------------------------
+
+
+def _damage_pages(db: Path) -> None:
+    """Overwrite every page after the first: the header and the schema still read, the data does not."""
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    size = db.stat().st_size
+    assert size > 4096
+    with open(db, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\xa5" * (size - 4096))
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_a_cache_damaged_past_its_header_is_set_aside_and_the_run_goes_on(tmp_path, recwarn):
+    from diqa_bench.cache import CacheWarning
+
+    first = run_tiny_benchmark(tmp_path, small())
+    import gc
+
+    gc.collect()  # close the first run's connections, as the end of its process would
+    cache = tmp_path / "cache"
+    _damage_pages(cache / "scores.sqlite")
+    again = run_tiny_benchmark(tmp_path, small())
+    warned = [str(w.message) for w in recwarn if issubclass(w.category, CacheWarning)]
+    assert len(warned) == 1 and "malformed" in warned[0] and "rebuilt" in warned[0]
+    assert all(c["status"] == "ok" for c in again.run["cells"])
+    assert (again.out / "metrics.csv").read_bytes() == (first.out / "metrics.csv").read_bytes()
+    assert [p.name for p in cache.iterdir() if p.name.startswith("scores.sqlite.damaged-")]
+
+
+@pytest.mark.parametrize("kind", ["scores", "features"])
+@pytest.mark.parametrize("first_use", ["read", "write"])
+def test_damage_found_on_a_read_or_a_write_rebuilds_the_database(tmp_path, kind, first_use):
+    from diqa_bench.cache import CacheWarning, ScoreCache, SqliteFeatureCache
+
+    import numpy as np
+
+    def open_cache():
+        return ScoreCache(tmp_path) if kind == "scores" else SqliteFeatureCache(tmp_path / "features.sqlite", "ns")
+
+    def put(c, items):
+        c.put_many("m", items) if kind == "scores" else c.put_many({k: np.array([v]) for k, v in items.items()})
+
+    def get(c, keys):
+        found = c.get_many("m", keys) if kind == "scores" else c.get_many(keys)
+        return {k: float(np.asarray(v).ravel()[0]) for k, v in found.items()}
+
+    c = open_cache()
+    put(c, {f"k{i}": float(i) for i in range(3000)})  # several pages
+    c.con.close()
+    _damage_pages(tmp_path / f"{kind}.sqlite")
+    c = open_cache()  # the first page is intact: it opens
+    with pytest.warns(CacheWarning, match="malformed"):
+        if first_use == "read":
+            assert get(c, ["k1", "k2"]) == {}
+        else:
+            put(c, {"k1": 1.0})
+    put(c, {"k2": 2.0})
+    assert get(c, ["k2"]) == {"k2": 2.0}
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(f"{kind}.sqlite.damaged-")]
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_score_on_a_damaged_cache_sets_it_aside_and_scores(tmp_path, stub_registry, monkeypatch, capsys):
+    import csv
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+    args = ["score", "-m", "stub-noise", str(folder), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--processes", "1"]
+    from diqa_bench import plugins
+    from diqa_bench.cache import CacheWarning, ScoreCache
+
+    filler = ScoreCache(tmp_path / "cache")  # enough rows for the database to have several pages
+    filler.put_many("filler", {f"{i:016x}": float(i) for i in range(3000)})
+    filler.con.close()
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    import gc
+
+    gc.collect()
+    _damage_pages(tmp_path / "cache" / "scores.sqlite")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = cli.main(args)
+    out, err = capsys.readouterr()
+    assert code == 0 and "Traceback" not in err
+    warned = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(warned) == 1 and "scores.sqlite" in warned[0] and "malformed" in warned[0]
+    assert "\n" not in plugins.format_warning(warned[0], CacheWarning, "", 0).rstrip("\n")  # one line on the CLI
+    assert list(csv.DictReader(io.StringIO(out))) == list(csv.DictReader(io.StringIO(first)))
+
+
+@pytest.mark.usefixtures("no_report_figures")
+def test_a_run_whose_cells_all_fail_for_one_reason_keeps_the_finished_results(tmp_path, stub_registry, monkeypatch, capsys):
+    from diqa_bench.cache import ScoreCache
+
+    out = tmp_path / "out"
+    assert _cli_run(tmp_path, out, stub_registry, monkeypatch) == 0
+    before = _tree(out)
+    capsys.readouterr()
+
+    def broken(self, *a, **k):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ScoreCache, "get_many", broken)
+    code = _cli_run(tmp_path, out, stub_registry, monkeypatch)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("diqa-bench: error:")]
+    assert code != 0 and len(errors) == 1 and "Traceback" not in err
+    assert "every cell failed" in errors[0] and "disk I/O error" in errors[0] and str(out) in errors[0]
+    assert _tree(out) == before
+    assert not [p for p in tmp_path.iterdir() if ".incomplete-" in p.name or p.name.endswith(".partial")]

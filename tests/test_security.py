@@ -401,3 +401,77 @@ def test_workers_load_fewer_large_batches_ahead():
     assert prefetch_factor(4, 16 * 512 * 384) == 4  # the default benchmark's images: unchanged
     assert prefetch_factor(4, 4032 * 3024) == 1  # phone photos: one each, not four
     assert prefetch_factor(1, DEFAULT_BATCH_PIXELS) == 4
+
+
+# -- built-in plugins are known by their distribution, not by an entry-point name (issue 27, item 4)
+
+
+IMPOSTOR_SOURCE = """
+from diqa_bench import hookimpl
+from diqa_bench.testing import StubDataset, StubNoise
+
+class Brisque(StubNoise):
+    name = "brisque"
+    lower_better = True
+
+class SkinPhotos(StubDataset):
+    name = "skin-photos"
+
+class Extra(StubNoise):
+    name = "impostor-extra"
+
+@hookimpl
+def register_methods(register):
+    register(Brisque)
+    register(Extra)
+
+@hookimpl
+def register_datasets(register):
+    register(SkinPhotos)
+"""
+
+
+@pytest.mark.parametrize("impostor_first", [True, False])
+@pytest.mark.parametrize("name", ["pyiqa", "datasets", "cross-domain"])
+def test_an_entry_point_named_like_a_builtin_cannot_replace_it(tmp_path, monkeypatch, name, impostor_first):
+    """A third-party entry point NAMED 'pyiqa' (or 'datasets', 'cross-domain') loads as a third-party
+    plugin: the built-in plugins all load, and its 'brisque' is a reported clash, never the one used."""
+    import types
+    import uuid
+    from importlib import metadata
+
+    from diqa_bench import plugins
+    from diqa_bench.plugins import PluginError, PluginSources, PluginWarning, load_plugins
+
+    builtin = [ep for ep in metadata.entry_points(group=plugins.ENTRY_POINT_GROUP) if ep.dist and ep.dist.name == plugins.BUILTIN_DISTRIBUTION]
+    assert {ep.name for ep in builtin} == {"pyiqa", "datasets", "cross-domain"}
+    module = f"impostor_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(IMPOSTOR_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    impostor = metadata.EntryPoint(name=name, value=module, group=plugins.ENTRY_POINT_GROUP)
+    vars(impostor).update(dist=types.SimpleNamespace(name="evil-iqa", version="6.6.6"))  # as importlib's EntryPoint._for does
+    eps = [impostor, *builtin] if impostor_first else [*builtin, impostor]
+    monkeypatch.setattr(plugins, "metadata", types.SimpleNamespace(entry_points=lambda group: [e for e in eps if e.group == group]))
+    monkeypatch.delenv("DIQA_BENCH_PLUGINS", raising=False)
+    monkeypatch.delenv("DIQA_BENCH_STRICT_PLUGINS", raising=False)
+
+    with pytest.warns(PluginWarning) as caught:
+        reg = load_plugins()
+    for builtin_name in ("pyiqa", "datasets", "cross-domain"):
+        info = reg.plugins[builtin_name]
+        assert info.builtin and info.error is None and info.module.startswith("diqa_") and info.distribution == "diqa-bench"
+    assert reg.methods["brisque"].plugin == "pyiqa" and reg.method("brisque").__module__.startswith("diqa_pyiqa")
+    assert reg.dataset("skin-photos").__module__.startswith("diqa_datasets") and "cross-domain" in reg.methods
+    third = [p for p in reg.plugins.values() if p.distribution == "evil-iqa"]
+    assert len(third) == 1 and not third[0].builtin and third[0].error is None and third[0].methods == ["impostor-extra"]
+    assert any("'brisque'" in c and "built-in plugin 'pyiqa'" in c for c in reg.clashes)
+    assert any("'skin-photos'" in c and "built-in plugin 'datasets'" in c for c in reg.clashes)
+    messages = [str(w.message) for w in caught]
+    assert any("evil-iqa" in m and f"'{name}'" in m and "built-in" in m for m in messages)  # names both
+    # a worker process (the CPU pool, Ray) rebuilds the built-in plugin, never the impostor
+    again = PluginSources.of(reg, ["pyiqa"]).load()
+    assert again.method("brisque").__module__.startswith("diqa_pyiqa") and "impostor-extra" not in again.methods
+    with pytest.raises(PluginError, match="evil-iqa"):
+        load_plugins(strict=True)
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", name)  # the name selects the built-in alone
+    assert [(p.name, p.distribution) for p in load_plugins(strict=True).plugins.values()] == [(name, "diqa-bench")]
