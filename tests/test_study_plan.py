@@ -132,3 +132,37 @@ def test_cli_create_and_add_rater(tmp_path, capsys):
     assert main(["study", "add-rater", str(out), "ann"]) == 2  # a name twice: one line, exit 2
     assert "already exists" in capsys.readouterr().err
     assert json.loads((out / "study.json").read_text())["method"] == "acr"
+
+
+def test_own_distorted_images_join_their_source_group(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        _photo(photos / f"p{i}.png", i)
+    own = tmp_path / "own"
+    (own / "p1").mkdir(parents=True)
+    (own / "stranger").mkdir()
+    _photo(own / "p1" / "phone blur.png", 5)
+    _photo(own / "stranger" / "x.png", 6)
+    (own / "p1" / "z_again.png").write_bytes((own / "p1" / "phone blur.png").read_bytes())
+    lines = []
+    protocol = create_study([str(photos)], tmp_path / "study", distortions=["jpeg"], levels=[5], size=64, own=str(own), log=lines.append)
+    mine = [s for s in protocol["stimuli"] if s["distortion"] == "own"]
+    assert [(s["group"], s["path"], s["level"]) for s in mine] == [("p1", "stimuli/p1/own_phone_blur.png", 0)]
+    assert (tmp_path / "study" / mine[0]["path"]).is_file()
+    assert any("names no source photo" in line for line in lines) and any("duplicate of" in line for line in lines)
+    # own images are never training anchors: those need a known place on the scale
+    assert all(t["stimulus"] != mine[0]["id"] for t in protocol["training_stimuli"])
+
+
+def test_a_full_disk_while_writing_stimuli_is_one_line(tmp_path, monkeypatch, capsys):
+    for i in range(2):
+        _photo(tmp_path / f"p{i}.png", i)
+
+    def full(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert main(["study", "create", str(tmp_path / "p0.png"), str(tmp_path / "p1.png"), "-o", str(tmp_path / "s"), "--size", "64",
+                 "--distortions", "defocus_blur", "--levels", "1"]) == 2
+    assert "No space left on device" in capsys.readouterr().err

@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     c.add_argument("--session-minutes", type=float, default=20.0, help="a session stops after this long (default 20)")
     c.add_argument("--break-minutes", type=float, default=5.0, help="break required after a session reached its limit (default 5)")
     c.add_argument("--pairs-per-rater", type=int, help="pc: comparisons per rater after training (default: half the stimuli)")
+    c.add_argument("--own", metavar="FOLDER", help="your own distorted images too: FOLDER/<photo name>/*.jpg joins that photo's content group")
     c.add_argument("--raters", nargs="+", default=[], metavar="NAME", help="raters to add now (also: study add-rater)")
 
     a = ss.add_parser("add-rater", help="add raters; prints each one's personal link (also appended to STUDY/links.txt)")
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         protocol = create_study(args.photos, out, method=args.method, distortions=args.distortions, levels=args.levels, size=args.size,
                                 seed=args.seed, repeats=args.repeats, training=args.training, session_minutes=args.session_minutes,
-                                break_minutes=args.break_minutes, pairs_per_rater=args.pairs_per_rater, log=_log)
+                                break_minutes=args.break_minutes, pairs_per_rater=args.pairs_per_rater, own=args.own, log=_log)
         _log(f"study {out}: {len(protocol['stimuli'])} stimuli from {len(protocol['groups'])} photos "
              f"({len(protocol['skipped'])} skipped), method {protocol['method']}")
         if args.raters:

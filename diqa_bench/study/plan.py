@@ -101,9 +101,14 @@ def create_study(
     session_minutes: float = 20.0,
     break_minutes: float = 0.0,
     pairs_per_rater: int | None = None,
+    own: str | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Write the study folder (stimuli, study.json, an empty study.sqlite); returns the protocol."""
+    """Write the study folder (stimuli, study.json, an empty study.sqlite); returns the protocol.
+
+    ``own``: a folder of the user's own distorted images, one sub-folder per source photo named as
+    the photo's file (without extension): ``own/<photo>/<anything>.jpg`` joins that photo's group
+    as distortion ``own``, level 0 (not a generator level)."""
     from PIL import Image
 
     from .store import Store
@@ -144,6 +149,26 @@ def create_study(
             continue
         seen[digest] = f
         sources.append((_group_name(f, groups), f, pixels))
+    own_images: list[tuple[str, str, np.ndarray]] = []
+    if own:
+        by_group = {g for g, _, _ in sources}
+        for f in find_photos([own]):
+            group = f.parent.name
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            if group not in by_group:
+                skipped.append(Skipped(str(f), f"its folder {group!r} names no source photo (expected one of the photos' names)"))
+                continue
+            if digest in seen:
+                skipped.append(Skipped(str(f), f"duplicate of {seen[digest]}"))
+                continue
+            try:
+                pixels = _load_photo(f, size)
+            except DataError as exc:
+                skipped.append(Skipped(str(f), str(exc)))
+                continue
+            seen[digest] = f
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f.stem).strip("._") or "image"
+            own_images.append((group, stem, pixels))
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
     if len(sources) < 2:
@@ -160,10 +185,19 @@ def create_study(
                 # seeded by names, not positions: the same photo and distortion give the same image in any study
                 rng = np.random.default_rng([seed, zlib.crc32(group.encode()), zlib.crc32(dist.encode()), level])
                 variants.append((dist, level, table[dist](pixels, level, rng)))
+        taken: set[str] = set()
+        for _, stem, own_pixels in (o for o in own_images if o[0] == group):
+            name = _group_name(Path(f"own_{stem}"), taken)
+            variants.append((name, 0, (np.clip(own_pixels, 0, 1) * 255 + 0.5).astype(np.uint8)))
         for dist, level, img in variants:
-            stem = PRISTINE if dist is None else f"{dist}_{level}"
+            stem = PRISTINE if dist is None else (dist if level == 0 else f"{dist}_{level}")
+            if level == 0 and dist is not None:
+                dist = "own"
             rel = f"{STIMULI_DIR}/{group}/{stem}.png"
-            Image.fromarray(img).save(out / rel, format="PNG", compress_level=3)
+            try:
+                Image.fromarray(img).save(out / rel, format="PNG", compress_level=3)
+            except OSError as exc:  # a full disk or a read-only folder: nothing is rated yet, so nothing is lost
+                raise UserError(f"{out / rel}: cannot write the stimulus ({exc.strerror or exc}); the study folder is incomplete, delete it") from None
             stimuli.append({"id": f"s{len(stimuli) + 1:04d}", "path": rel, "group": group, "source": str(path),
                             "distortion": dist, "level": level})
     protocol: dict[str, Any] = {
