@@ -114,3 +114,9 @@ def test_pc_export_is_a_pairs_dataset_with_a_scale(tmp_path):
     assert (scale["jod_low"] < scale["jod"]).all() and (scale["jod"] < scale["jod_high"]).all()
     level = scale["image"].map({s["path"]: s["level"] for s in stimuli.values()})
     assert scale.groupby(level)["mos"].mean().is_monotonic_decreasing  # pristine on top, level 5 at the bottom
+    # the scale is a precomputed MOS table for derm-ratings, with the photos as content groups
+    from diqa_datasets.derm import DermRatingsDataset
+
+    records = DermRatingsDataset(root=str(folder), mos=str(tmp_path / "out" / "scale.csv"), patient_column="group").load(None)
+    assert len(records) == len(scale) and {r.group for r in records} == {"p0", "p1", "p2"}
+    assert all((folder / r.path).is_file() and 1 <= r.mos <= 5 for r in records)
