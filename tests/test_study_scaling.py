@@ -81,3 +81,15 @@ def test_choose_pair_prefers_close_stimuli_and_the_least_compared():
     i, j = choose_pair(wins, rng)
     assert {i, j} != {0, 2}
     assert JOD == pytest.approx(math.log(3))
+
+
+def test_the_rough_scale_of_the_adaptive_choice_agrees_with_the_full_fit():
+    from diqa_bench.study.scaling import rough_scale
+
+    rng = np.random.default_rng(3)
+    wins = np.zeros((40, 40))
+    for _ in range(200):
+        i, j = rng.choice(40, size=2, replace=False)
+        wins[i, j] += 1
+    full = bradley_terry(wins, prior=0.3).score * JOD
+    assert rough_scale(wins, prior=0.3) == pytest.approx(full, abs=1e-3)

@@ -41,30 +41,59 @@ def win_matrix(n: int, winners, losers) -> np.ndarray:
     return w
 
 
-def bradley_terry(wins: np.ndarray, prior: float = 0.0, iterations: int = 100, tol: float = 1e-10) -> Scale:
-    """Fit a scale to ``wins[i, j]`` = times i was preferred to j."""
+def bradley_terry(wins: np.ndarray, prior: float = 0.0, iterations: int = 100, tol: float = 1e-10, intervals: bool = True) -> Scale:
+    """Fit a scale to ``wins[i, j]`` = times i was preferred to j (``intervals=False``: scores
+    only, the standard errors left NaN; what the adaptive choice needs, at a fraction of the cost)."""
     wins = np.asarray(wins, float)
     n = len(wins)
     games = wins + wins.T
     s = np.zeros(n)
     centre = np.eye(n) - 1.0 / n
-    for _ in range(iterations):
+
+    def curvature(s):
         p = 1.0 / (1.0 + np.exp(-(s[:, None] - s[None, :])))
-        grad = (wins - games * p).sum(axis=1) - prior * s
         info = games * p * (1.0 - p)
-        hess = np.diag(info.sum(axis=1)) - info + prior * np.eye(n)  # negative Hessian
-        step = np.linalg.lstsq(centre @ hess @ centre + (np.ones((n, n)) / n if prior == 0 else 0), grad, rcond=None)[0]
+        return p, np.diag(info.sum(axis=1)) - info + prior * np.eye(n)  # minus the Hessian of the log-likelihood
+
+    for _ in range(iterations):
+        p, hess = curvature(s)
+        grad = (wins - games * p).sum(axis=1) - prior * s
+        if prior > 0:
+            step = np.linalg.solve(hess, grad)  # positive definite with a prior
+        else:  # singular along the constant direction (the gauge): solve on the zero-mean subspace
+            step = np.linalg.lstsq(centre @ hess @ centre + np.ones((n, n)) / n, grad, rcond=None)[0]
         s = s + step
         s -= s.mean()
         if np.max(np.abs(step)) < tol:
             break
-    p = 1.0 / (1.0 + np.exp(-(s[:, None] - s[None, :])))
-    info = games * p * (1.0 - p)
-    hess = np.diag(info.sum(axis=1)) - info + prior * np.eye(n)
+    score = s / JOD
+    if not intervals:
+        nan = np.full(n, np.nan)
+        return Scale(score, nan, nan, nan, games.sum(axis=1))
+    _, hess = curvature(s)
     cov = centre @ np.linalg.pinv(centre @ hess @ centre) @ centre
     se = np.sqrt(np.clip(np.diag(cov), 0, None)) / JOD
-    score = s / JOD
     return Scale(score, se, score - Z_95 * se, score + Z_95 * se, games.sum(axis=1))
+
+
+def rough_scale(wins: np.ndarray, prior: float = 0.3, iterations: int = 60) -> np.ndarray:
+    """Bradley-Terry scores (BT units) by diagonal Newton steps: O(n^2) per step instead of the
+    O(n^3) of a full Newton step, close enough to rank candidates for the next pair, also with
+    hundreds of stimuli while a rater waits."""
+    wins = np.asarray(wins, float)
+    games = wins + wins.T
+    won = wins.sum(axis=1)
+    s = np.zeros(len(wins))
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(s[:, None] - s[None, :])))
+        grad = won - (games * p).sum(axis=1) - prior * s
+        curv = (games * p * (1.0 - p)).sum(axis=1) + prior
+        step = grad / curv
+        s = s + step
+        s -= s.mean()
+        if np.max(np.abs(step)) < 1e-5:
+            break
+    return s
 
 
 def choose_pair(wins: np.ndarray, rng: np.random.Generator, exclude: set[int] | None = None, prior: float = 0.3) -> tuple[int, int]:
@@ -80,7 +109,7 @@ def choose_pair(wins: np.ndarray, rng: np.random.Generator, exclude: set[int] | 
     if counts.sum() == 0:
         i, j = rng.choice(np.flatnonzero(allowed), size=2, replace=False)
         return int(i), int(j)
-    s = bradley_terry(wins, prior=prior, iterations=30, tol=1e-6).score * JOD
+    s = rough_scale(wins, prior=prior)
     low = np.flatnonzero(allowed & (counts == counts[allowed].min()))
     i = int(rng.choice(low))
     p = 1.0 / (1.0 + np.exp(-(s[i] - s)))
