@@ -1,6 +1,6 @@
 """The rating page in a real browser: Debian's headless Chromium driven by selenium through Debian's
 chromium-driver (nothing downloads a browser). Two raters in two browsers at once, instructions and
-set-up, training with mouse clicks, ratings with the keyboard, a reload in the middle, a pause,
+set-up, training with mouse clicks, ratings with the keyboard, a reload in the middle, a pause, a server killed mid-answer,
 then `study export`. Skips where chromium or chromium-driver is not installed (.ci/run installs both)."""
 
 import json
@@ -86,7 +86,7 @@ def answer(driver, value: int, keyboard: bool) -> None:
 
 def declare_setup(driver) -> None:
     wait(driver, lambda d: d.find_element(By.ID, "setup").is_displayed())
-    assert "Rate the quality" in driver.find_element(By.ID, "instructions").text
+    assert "quality" in driver.find_element(By.ID, "instructions").text
     Select(driver.find_element(By.ID, "device")).select_by_visible_text("desktop monitor")
     Select(driver.find_element(By.ID, "lighting")).select_by_visible_text("office lighting")
     dist = driver.find_element(By.ID, "distance")
@@ -202,3 +202,33 @@ def test_an_answer_given_while_the_server_is_down_is_kept_and_stored_after_the_r
     db = sqlite3.connect(folder / "study.sqlite")
     assert db.execute("SELECT position, answer FROM ratings ORDER BY position").fetchall() == [(0, 5.0), (1, 1.0)]
     db.close()
+
+
+def test_paired_comparison_in_a_real_browser(tmp_path):
+    from werkzeug.serving import make_server
+
+    folder = make_study(tmp_path, method="pc", training=2, pairs_per_rater=4)
+    token = dict(add_raters(folder, ["ann"]))["ann"]
+    server = make_server("127.0.0.1", 0, create_app(folder), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    d = browser(tmp_path, "pc")
+    try:
+        d.get(f"http://127.0.0.1:{server.server_port}/r/{token}")
+        wait(d, lambda d: d.find_element(By.ID, "setup").is_displayed())
+        assert "side by side" in d.find_element(By.ID, "instructions").text
+        declare_setup(d)
+        wait(d, ready)
+        assert d.find_element(By.ID, "img-b").is_displayed()  # two images side by side
+        answer(d, 0, keyboard=False)  # "left is better" by mouse
+        for k in range(5):  # the arrow keys for the rest
+            wait(d, ready)
+            before = counter(d)
+            d.find_element(By.TAG_NAME, "body").send_keys("\ue012" if k % 2 == 0 else "\ue014")  # Keys.LEFT / Keys.RIGHT
+            wait(d, lambda d: counter(d) == before + 1)
+        wait(d, lambda d: d.find_element(By.ID, "done").is_displayed())
+    finally:
+        d.quit()
+        server.shutdown()
+    assert main(["study", "export", str(folder)]) == 0
+    pairs = pd.read_csv(folder / "export" / "pairs.csv")
+    assert len(pairs) == 4  # the two training pairs are not exported
