@@ -70,6 +70,9 @@ def test_a_rater_goes_through_instructions_training_and_every_rating(study):
     client = create_app(folder).test_client()
     st = client.get(f"/api/{tokens['ann']}/state").json
     assert st["setup"] is None and "item" not in st  # instructions and the set-up come first
+    first = json.loads((folder / "study.json").read_text())["stimuli"][0]["id"]
+    r = client.post(f"/api/{tokens['ann']}/rate", json={"position": 0, "stimulus": first, "answer": 3})
+    assert r.status_code == 409 and "set-up first" in r.json["error"]
     assert client.post(f"/api/{tokens['ann']}/setup", json=SETUP | {"distance_cm": 3}).status_code == 400
     assert client.post(f"/api/{tokens['ann']}/setup", json=SETUP | {"device": "cinema"}).status_code == 400
     st = start(client, tokens["ann"])

@@ -241,6 +241,8 @@ def create_app(folder: Path) -> Flask:
         r = rater(token)
         st = store()
         data = body()
+        if not r["setup"]:  # every rating carries the set-up it was given under
+            fail(409, "declare your viewing set-up first (the instructions page)")
         position = _int(data.get("position"), "position")
         sid = data.get("stimulus")
         if not isinstance(sid, str) or sid not in stimuli:
