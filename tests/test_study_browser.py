@@ -153,7 +153,7 @@ def test_two_raters_rate_in_real_browsers_and_the_export_has_their_answers(serve
 
 
 def test_screenshot_is_not_blank(served, tmp_path):
-    folder, tokens, base, drivers = served
+    _, tokens, base, drivers = served
     d = browser(tmp_path, "shot")
     drivers.append(d)
     d.get(f"{base}/r/{tokens['ann']}")
@@ -224,7 +224,7 @@ def test_paired_comparison_in_a_real_browser(tmp_path):
             wait(d, ready)
             before = counter(d)
             d.find_element(By.TAG_NAME, "body").send_keys("\ue012" if k % 2 == 0 else "\ue014")  # Keys.LEFT / Keys.RIGHT
-            wait(d, lambda d: counter(d) == before + 1)
+            wait(d, lambda d, before=before: counter(d) == before + 1)
         wait(d, lambda d: d.find_element(By.ID, "done").is_displayed())
     finally:
         d.quit()

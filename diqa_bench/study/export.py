@@ -114,7 +114,7 @@ def export(folder: Path, out: Path | None = None, log=print) -> list[Path]:
             seen.add(key)
             table.append({"image": s["path"], "observer": x["rater"], "rating": int(x["answer"]), "group": s["group"]})
         for name in sorted({x["rater"] for x in rated}):
-            mad, pairs = consistency([x for x in rated if x["rater"] == name])
+            _, pairs = consistency([x for x in rated if x["rater"] == name])
             cons += [{"observer": name, "image": stimuli[sid]["path"], "first": a, "repeat": b} for sid, a, b in pairs]
         df = pd.DataFrame(table)
         atomic_write(out / "ratings.csv", df.to_csv(index=False))
@@ -158,7 +158,7 @@ def _export_pairs(protocol, stimuli, rated, folder: Path, out: Path, log) -> lis
     scale = bradley_terry(sub, prior=0.1)  # a weak prior keeps a stimulus that always won finite
     lo, hi = float(scale.score.min()), float(scale.score.max())
     span = (hi - lo) or 1.0
-    to_mos = lambda v: 1.0 + 4.0 * (v - lo) / span  # noqa: E731
+    to_mos = lambda v: 1.0 + 4.0 * (v - lo) / span
     rows = []
     for k, i in enumerate(compared):
         s = stimuli[ids[i]]

@@ -18,6 +18,7 @@ Errors are JSON ``{"error": reason}`` with a 4xx/5xx status; a rating that could
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -251,7 +252,7 @@ def create_app(folder: Path) -> Flask:
         if method == "pc" and (not isinstance(sid_b, str) or sid_b not in stimuli):
             fail(404, f"stimulus_b {sid_b!r} is not in this study")
         answer = data.get("answer")
-        if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer != answer:
+        if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
             fail(400, f"answer must be a number, got {answer!r}")
         if method == "acr":
             low, high = protocol["scale"]
