@@ -158,7 +158,10 @@ def _export_pairs(protocol, stimuli, rated, folder: Path, out: Path, log) -> lis
     scale = bradley_terry(sub, prior=0.1)  # a weak prior keeps a stimulus that always won finite
     lo, hi = float(scale.score.min()), float(scale.score.max())
     span = (hi - lo) or 1.0
-    to_mos = lambda v: 1.0 + 4.0 * (v - lo) / span
+
+    def to_mos(v: float) -> float:
+        return 1.0 + 4.0 * (v - lo) / span
+
     rows = []
     for k, i in enumerate(compared):
         s = stimuli[ids[i]]
