@@ -292,3 +292,71 @@ def test_paired_comparison_pairs_are_stable_and_checked(tmp_path):
         st = r.json
     rows = stored(folder)
     assert [(x["stimulus"], x["stimulus_b"]) for x in rows] == seen and [x["phase"] for x in rows[:2]] == ["training"] * 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(folder, port):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "diqa_bench.cli", "study", "serve", str(folder), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read()) from None
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("study serve did not start")
+
+
+def test_killing_study_serve_loses_no_rating_and_the_rater_resumes(tmp_path):
+    import signal
+
+    folder = make_study(tmp_path)
+    tok = dict(add_raters(folder, ["ann"]))["ann"]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/{tok}"
+
+    def post(path, body):
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    proc = _serve(folder, port)
+    try:
+        post("/setup", SETUP)
+        st = post("/session", {})
+        for _ in range(5):
+            it = st["item"]
+            st = post("/rate", {"position": it["position"], "stimulus": it["stimulus"], "answer": 4})
+        # a second server on the same port is one line and exit 2, not a traceback
+        import subprocess
+        import sys
+
+        clash = subprocess.run([sys.executable, "-m", "diqa_bench.cli", "study", "serve", str(folder), "--port", str(port)],
+                               capture_output=True, text=True, timeout=60)
+        assert clash.returncode == 2 and "cannot serve on 127.0.0.1" in clash.stderr and "Traceback" not in clash.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)  # a crash: no chance to clean up
+        proc.wait(30)
+    proc = _serve(folder, port)
+    try:
+        with urllib.request.urlopen(base + "/state", timeout=30) as resp:
+            again = json.loads(resp.read())
+        assert again["position"] == 5 and again["item"] == st["item"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert [r["answer"] for r in stored(folder)] == [4.0] * 5

@@ -28,6 +28,8 @@ import numpy as np
 from flask import Flask, Response, abort, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from diqa_bench.errors import UserError
+
 from .plan import load_protocol
 from .store import Store
 
@@ -322,11 +324,26 @@ TRAINING_NOTE = {
 
 
 def serve(folder: Path, host: str = "127.0.0.1", port: int = 8765, log=print) -> None:
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
+
+    import socket
 
     app = create_app(folder)
-    log(f"study {folder}: serving on http://{host}:{port}/ (each rater opens http://{host}:{port}/r/TOKEN; links.txt lists them)")
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    try:  # Werkzeug would print its own advice and exit 1 on a port in use: one line of ours instead
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UserError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): another program holds it; choose another --port") from None
+    server = make_server(host, port, app, threaded=True)  # one thread per request: several raters at once
+    log(f"study {folder}: serving on http://{host}:{server.server_port}/ (each rater opens /r/TOKEN: links.txt lists the links); Ctrl+C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log("stopped: every answer given so far is stored")
+    finally:
+        server.server_close()
 
 
 PAGE = (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
