@@ -59,7 +59,7 @@ def served(tmp_path):
         server.shutdown()
 
 
-def wait(driver, condition, timeout=20):
+def wait(driver, condition, timeout=60):
     return WebDriverWait(driver, timeout).until(lambda d: condition(d))
 
 

@@ -200,11 +200,12 @@ def test_pause_and_resume(study):
 
 
 def test_the_session_limit_stops_the_rater_but_keeps_the_answer_given(tmp_path):
-    folder = make_study(tmp_path, session_minutes=0.5 / 60, break_minutes=10)
+    folder = make_study(tmp_path, session_minutes=1.5 / 60, break_minutes=10)
     tok = dict(add_raters(folder, ["ann"]))["ann"]
     client = create_app(folder).test_client()
     st = start(client, tok)
-    time.sleep(0.6)
+    assert st["session"]["status"] == "running" and st["session"]["limit_s"] == pytest.approx(1.5)
+    time.sleep(1.6)
     r = rate(client, tok, st["item"], 5)  # answered just after the limit: stored all the same
     assert r.status_code == 200 and r.json["stored"] is True and "item" not in r.json
     assert r.json["session"]["status"] == "limit" and r.json["session"]["break_left_s"] > 500
