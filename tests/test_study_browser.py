@@ -232,3 +232,38 @@ def test_paired_comparison_in_a_real_browser(tmp_path):
     assert main(["study", "export", str(folder)]) == 0
     pairs = pd.read_csv(folder / "export" / "pairs.csv")
     assert len(pairs) == 4  # the two training pairs are not exported
+
+
+def test_the_page_stops_at_the_session_limit_and_resumes_after_the_break(tmp_path):
+    from werkzeug.serving import make_server
+
+    folder = make_study(tmp_path, training=2, session_minutes=10 / 60, break_minutes=3 / 60)
+    token = dict(add_raters(folder, ["ann"]))["ann"]
+    server = make_server("127.0.0.1", 0, create_app(folder), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    d = browser(tmp_path, "limit")
+    try:
+        d.get(f"http://127.0.0.1:{server.server_port}/r/{token}")
+        import time
+
+        declare_setup(d)  # starts the session
+        started = time.time()
+        answer(d, 5, keyboard=True)
+        wait(d, ready)
+        time.sleep(max(0.0, started + 10.3 - time.time()))  # past the 10 s session: the next answer is stored, then the page stops
+        d.find_element(By.TAG_NAME, "body").send_keys("1")
+        wait(d, lambda d: d.find_element(By.ID, "start").is_displayed())
+        assert "time limit" in d.find_element(By.ID, "start-text").text
+        assert not d.find_element(By.ID, "start-button").is_enabled()  # a break first
+        wait(d, lambda d: d.find_element(By.ID, "start-button").is_enabled())
+        d.find_element(By.ID, "start-button").click()
+        answer(d, 3, keyboard=True)
+    finally:
+        d.quit()
+        server.shutdown()
+    import sqlite3
+
+    db = sqlite3.connect(folder / "study.sqlite")
+    assert [a for (a,) in db.execute("SELECT answer FROM ratings ORDER BY position")] == [5.0, 1.0, 3.0]
+    assert db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 2
+    db.close()
