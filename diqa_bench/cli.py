@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--no-screening", action="store_true", help="keep every observer")
     mo.add_argument("--scale", nargs=2, metavar=("LOW", "HIGH"),
                     help="the rating scale, e.g. --scale 1 5: a rating off it is an error, and the 95%% intervals are clipped to it (default: no scale, nothing checked or clipped)")
+
+    from diqa_bench.study.cli import add_parser as add_study_parser  # argparse only: --help stays fast
+
+    add_study_parser(sub)
     return p
 
 
@@ -376,6 +380,12 @@ def cmd_mos(args) -> int:
     return EXIT_OK
 
 
+def cmd_study(args) -> int:
+    from diqa_bench.study.cli import run
+
+    return run(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
@@ -385,6 +395,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "score": cmd_score,
     "mos": cmd_mos,
+    "study": cmd_study,
 }
 
 
