@@ -210,7 +210,8 @@ def cmd_validate(args) -> int:
         print(f"{cfg.path}: config is valid, but {len(problems)} dataset(s) are not available (see above)", file=sys.stderr)
         return EXIT_USAGE
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
-          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)")
+          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)"
+          + (f"; a validation phase on {cfg.validation:g} of the train groups runs each unit again" if cfg.validation > 0 else ""))
     return EXIT_OK
 
 

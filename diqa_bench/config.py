@@ -376,9 +376,10 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         if label in labels:
             raise ConfigError(f"{file}: methods[{i}]: {label!r} is listed twice; give one a distinct 'label'")
         labels.add(label)
-        methods.append(MethodSpec(m["name"], label, dict(m.get("options") or {})))
+        base = MethodSpec(m["name"], label, dict(m.get("options") or {}))
+        methods.append(base)
         for j, variant in enumerate(m.get("variants") or []):
-            row = variant_spec(methods[-1], variant, f"{file}: methods[{i}].variants[{j}]")
+            row = variant_spec(base, variant, f"{file}: methods[{i}].variants[{j}]")
             if row.label in labels:
                 raise ConfigError(f"{file}: methods[{i}].variants[{j}]: {row.label!r} is listed twice; each variant must differ")
             labels.add(row.label)
