@@ -23,6 +23,12 @@ def train_label(domains: tuple[str, ...] | None) -> str:
     return ZERO_SHOT_TRAIN if not domains else "+".join(domains)
 
 
+def model_folder(method_label: str, train: str) -> str:
+    """The folder name of a fitted model in ``<out>/models``: ``label@train``, with path separators
+    (a variant's row name may hold a path, ``cross-domain[backbone_weights=/w/a.pth]``) made ``_``."""
+    return f"{method_label}@{train}".replace("/", "_").replace("\\", "_")
+
+
 @dataclass(frozen=True)
 class Unit:
     """One piece of work: a method, its train set (None for zero-shot) and a split seed."""

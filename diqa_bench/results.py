@@ -256,7 +256,9 @@ def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
         lower[(o.method, o.train, o.seed)] = bool(o.lower_better)
     written = []
     for (method, train, seed), cuts in grouped.items():
-        folder = out / "models" / f"{method}@{train}" / f"seed{seed}"
+        from diqa_bench.grid import model_folder
+
+        folder = out / "models" / model_folder(method, train) / f"seed{seed}"
         if not folder.is_dir():  # no saved model here (e.g. fitted elsewhere): the cut stays in metrics.csv
             continue
         doc = {"method": method, "train": train, "seed": seed, "lower_better": lower[(method, train, seed)],

@@ -337,7 +337,9 @@ class Scorer:
     def _copy_model(self, model_dir: Path, unit: Unit) -> None:
         if unit.phase != "test":  # a validation-phase model only ranks variants: it stays in the cache
             return
-        dest = self.opts.out / "models" / f"{unit.method.label}@{unit.train_label}" / f"seed{unit.seed}"
+        from diqa_bench.grid import model_folder
+
+        dest = self.opts.out / "models" / model_folder(unit.method.label, unit.train_label) / f"seed{unit.seed}"
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(model_dir, dest)
