@@ -528,8 +528,9 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_terminal(metrics, run_info: dict[str, Any], transfer=None) -> str:
-    """The tables as plain text, each followed by its transfer table when ``transfer`` is given."""
+def render_terminal(metrics, run_info: dict[str, Any], transfer=None, ablation=None) -> str:
+    """The tables as plain text, each followed by its transfer table when ``transfer`` is given;
+    then the ablation tables when ``ablation`` is given."""
     from tabulate import tabulate
 
     parts = []
@@ -549,4 +550,8 @@ def render_terminal(metrics, run_info: dict[str, Any], transfer=None) -> str:
             text += f"\n\nTransfer on {test} (Δ = train set - reference, paired content-group bootstrap):\n"
             text += tabulate(t_rows, headers=t_header, tablefmt="simple", disable_numparse=True)
         parts.append(text)
+    for base in dict.fromkeys(ablation["base"]) if ablation is not None and len(ablation) else ():
+        a_header, a_rows = ablation_rows(ablation, base)
+        parts.append(f"Ablation of {base} (Δ = variant - base; choose on the validation columns, the test columns only report):\n"
+                     + tabulate(a_rows, headers=a_header, tablefmt="simple", disable_numparse=True))
     return "\n\n".join(parts)
