@@ -214,7 +214,8 @@ def cmd_validate(args) -> int:
         print(f"{cfg.path}: config is valid, but {len(problems)} dataset(s) are not available (see above)", file=sys.stderr)
         return EXIT_USAGE
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
-          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)")
+          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)"
+          + (f"; a validation phase on {cfg.validation:g} of the train groups runs each unit again" if cfg.validation > 0 else ""))
     return EXIT_OK
 
 
@@ -298,13 +299,16 @@ def cmd_run(args) -> int:
     metrics, info = load_results(out)
     from diqa_bench.report.transfer import read_transfer
 
-    print(render_terminal(metrics, info, transfer=read_transfer(out)))
+    from diqa_bench.report.ablation import read_ablation
+
+    print(render_terminal(metrics, info, transfer=read_transfer(out), ablation=read_ablation(out)))
     missing = [o for o in outcomes if o.status != "ok"]
     if missing:
         print(f"\n{len(missing)} of {len(outcomes)} cells have no result:")
         grouped: dict[tuple[str, str, str], list[str]] = {}
         for o in missing:
-            grouped.setdefault((o.method, o.train, f"{o.status}: {o.reason}"), []).append(f"{o.test}/seed {o.seed}")
+            phase = "" if o.phase == "test" else f" ({o.phase})"  # splits.validation: the validation phase's cells
+            grouped.setdefault((o.method, o.train, f"{o.status}: {o.reason}"), []).append(f"{o.test}/seed {o.seed}{phase}")
         for (method, train, why), where in grouped.items():
             print(f"  {method} @ {train} ({len(where)} cell{'s' if len(where) > 1 else ''}: {', '.join(where)}): {why}")
     # "not run" (a method that cannot run on this machine, e.g. missing weights) is reported but is
@@ -325,7 +329,9 @@ def cmd_report(args) -> int:
     render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
     from diqa_bench.report.transfer import read_transfer
 
-    print(render_terminal(metrics, info, transfer=read_transfer(folder)))
+    from diqa_bench.report.ablation import read_ablation
+
+    print(render_terminal(metrics, info, transfer=read_transfer(folder), ablation=read_ablation(folder)))
     print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}" + ("" if args.no_figures else f", {folder / 'report.html'} and {folder / 'figures'}/"))
     return EXIT_OK
 

@@ -56,6 +56,13 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "description": "registered method name"},
                     "label": {**NAME, "description": "name in tables (default: the method name)"},
                     "options": {"type": "object"},
+                    "variants": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "object", "minProperties": 1},
+                        "description": "option mappings, each a variant of the base options run as its own row name[k=v,...]; "
+                        "compared with the base in ablation.csv (validation and test splits)",
+                    },
                 },
             },
         },
@@ -73,6 +80,9 @@ SCHEMA: dict[str, Any] = {
                 "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}, "uniqueItems": True},
                 "use_split_column": {"type": "boolean", "description": "use a dataset's own split labels when every record has one"},
                 "protocol": {"enum": ["split", "full"], "description": "split: train/test sides (default); full: zero-shot methods scored on every image, no training side"},
+                "validation": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
+                               "description": "share of each dataset's train content groups held out per seed to compare variants "
+                                              "(default 0.2 when a method declares variants, else 0: off)"},
             },
         },
         "statistics": {
@@ -137,6 +147,8 @@ class MethodSpec:
     name: str
     label: str
     options: dict[str, Any]
+    base: str | None = None  # a variant row: the label of the row it varies
+    variant: dict[str, Any] | None = None  # a variant row: the options it changes
 
 
 @dataclass
@@ -162,6 +174,7 @@ class Config:
     run_options: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
     protocol: str = "split"  # "full": every image is a test image (zero-shot only)
+    validation: float = 0.0  # share of train groups held out for the validation phase (0: none)
 
 
 def _path(parts) -> str:
@@ -363,18 +376,27 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         if label in labels:
             raise ConfigError(f"{file}: methods[{i}]: {label!r} is listed twice; give one a distinct 'label'")
         labels.add(label)
-        methods.append(MethodSpec(m["name"], label, dict(m.get("options") or {})))
+        base = MethodSpec(m["name"], label, dict(m.get("options") or {}))
+        methods.append(base)
+        for j, variant in enumerate(m.get("variants") or []):
+            row = variant_spec(base, variant, f"{file}: methods[{i}].variants[{j}]")
+            if row.label in labels:
+                raise ConfigError(f"{file}: methods[{i}].variants[{j}]: {row.label!r} is listed twice; each variant must differ")
+            labels.add(row.label)
+            methods.append(row)
 
     if registry is not None:
         from diqa_bench.plugins import unknown_name_message
 
-        for i, m in enumerate(methods):
+        for i, m in enumerate([spec for spec in methods if not spec.base]):  # the config's entries; variant rows below
             if m.name not in registry.methods:
                 raise ConfigError(f"{file}: methods[{i}].name: " + unknown_name_message("method", m.name, registry.methods))
             cls = registry.methods[m.name].cls
             if getattr(cls, "unusable", None):
                 raise ConfigError(f"{file}: methods[{i}].name: {cls.unusable}")
             validate_options(m.options, cls.options_schema, cls.required_options, f"methods[{i}].options", file)
+            for j, variant in enumerate(data["methods"][i].get("variants") or []):  # as options: "unknown key ... did you mean"
+                validate_options(variant, cls.options_schema, [], f"methods[{i}].variants[{j}]", file)
             if cls.trainable and not train_sets:
                 raise ConfigError(f"{file}: methods[{i}]: {m.name!r} is trainable, but the config declares no train_sets")
         for dom, specs in domains.items():
@@ -390,6 +412,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     splits = {**DEFAULTS["splits"], **data.get("splits", {})}
     if splits["protocol"] == "full" and train_sets:
         raise ConfigError(f"{file}: splits.protocol: 'full' scores every image of each test domain, so nothing is left to train on; remove train_sets (zero-shot methods only) or use protocol 'split'")
+    validation = float(splits.get("validation", VARIANT_VALIDATION if any(m.base for m in methods) else 0.0))
     st = {**DEFAULTS["statistics"], **data.get("statistics", {})}
     name = data.get("name") or path.stem
     return Config(
@@ -414,4 +437,30 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode", "max_image_pixels") if k in data},
         executor=dict(data.get("executor") or {}),
         protocol=str(splits["protocol"]),
+        validation=0.0 if splits["protocol"] == "full" else validation,
     )
+
+
+# -- variants --------------------------------------------------------------------------------------
+VARIANT_VALIDATION = 0.2  # splits.validation when a method declares variants and the config says nothing
+
+
+def option_text(value: Any) -> str:
+    """An option value as a YAML scalar (``l1``, ``0.5``, ``true``, ``null``); lists and mappings
+    in YAML flow style with sorted keys."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=True, width=1 << 20).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
+
+
+def variant_label(label: str, variant: dict[str, Any]) -> str:
+    """The row name of a variant: ``label[k=v,k2=v2]``, keys sorted."""
+    return f"{label}[{','.join(f'{k}={option_text(variant[k])}' for k in sorted(variant))}]"
+
+
+def variant_spec(base: MethodSpec, variant: dict[str, Any], where: str) -> MethodSpec:
+    """The method row of one variant of ``base``: its options are the base's with the variant's on top."""
+    variant = dict(variant)
+    if all(k in base.options and base.options[k] == v for k, v in variant.items()):
+        raise ConfigError(f"{where}: {variant_label(base.label, variant)!r} has the base options of {base.label!r}; a variant must change one")
+    return MethodSpec(base.name, variant_label(base.label, variant), {**base.options, **variant}, base=base.label, variant=variant)
+

@@ -4,19 +4,29 @@ A cell is (method, train set, test domain, seed). A zero-shot method has no trai
 with train set "-". Work is done in units of (method, train set, seed), each covering every test
 domain, so a trainable method is fitted once per train set and seed, and a zero-shot method scores
 each image once (per-image scores are cached across seeds and runs).
+
+With validation splits on (``splits.validation``), every unit also runs in a validation phase:
+fitted on the train split less its validation groups, scored on the validation groups.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from diqa_bench.config import Config, MethodSpec
 
 ZERO_SHOT_TRAIN = "-"
+TEST, VALIDATION = "test", "validation"  # phases
 
 
 def train_label(domains: tuple[str, ...] | None) -> str:
     return ZERO_SHOT_TRAIN if not domains else "+".join(domains)
+
+
+def model_folder(method_label: str, train: str) -> str:
+    """The folder name of a fitted model in ``<out>/models``: ``label@train``, with path separators
+    (a variant's row name may hold a path, ``cross-domain[backbone_weights=/w/a.pth]``) made ``_``."""
+    return f"{method_label}@{train}".replace("/", "_").replace("\\", "_")
 
 
 @dataclass(frozen=True)
@@ -27,13 +37,14 @@ class Unit:
     train: tuple[str, ...] | None
     seed: int
     tests: tuple[str, ...]
+    phase: str = TEST  # VALIDATION: fit without the validation groups, score them
 
     @property
     def train_label(self) -> str:
         return train_label(self.train)
 
     def describe(self) -> str:
-        return f"{self.method.label} @ {self.train_label} (seed {self.seed})"
+        return f"{self.method.label} @ {self.train_label} (seed {self.seed})" + (f" [{self.phase}]" if self.phase != TEST else "")
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,12 @@ def expand(config: Config, trainable: dict[str, bool], only: list[str] | None = 
             else:
                 units.append(Unit(m, None, seed, tests))
     return units
+
+
+def validation_units(units: list[Unit], tests: tuple[str, ...]) -> list[Unit]:
+    """The validation phase of ``units``: the same methods, train sets and seeds, scored on the
+    validation groups of ``tests`` (the test domains that have a train side)."""
+    return [replace(u, phase=VALIDATION, tests=tests) for u in units] if tests else []
 
 
 def cells(units: list[Unit]) -> list[Cell]:

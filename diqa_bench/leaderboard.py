@@ -5,7 +5,8 @@ acceptability columns when the config declares a threshold, with an "accept all"
 and the gate's accuracy gain over it, whose interval decides ‡) as "mean ± std over seeds [CI]",
 arrows for direction, the best value of each column in bold, failed cells with their reason. A test domain with too little data gets a warning above its
 table. Under each table: the transfer table (mixed vs single-domain training, transfer loss)
-from transfer.csv.
+from transfer.csv. With variants: the ablation section (each variant against its base, on the
+validation and the test splits) from ablation.csv.
 """
 
 from __future__ import annotations
@@ -200,6 +201,58 @@ def transfer_rows(transfer, test: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def ablation_rows(ablation, base: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one method's ablation table (from ablation.csv): one row per variant x
+    train set x test domain, Δ [CI] and verdict per statistic, validation first, then test."""
+    if ablation is None or not len(ablation):
+        return [], []
+    sub = ablation[ablation["base"] == base]
+    phases = [p for p in ("validation", "test") if (sub["phase"] == p).any()]
+    names = list(dict.fromkeys(sub["statistic"]))
+    header = ["Variant", "Train set", "Test domain"] + [f"{p} Δ{s} [CI] verdict" for p in phases for s in names] + \
+             [f"{p} n (groups) × seeds" for p in phases]
+    rows = []
+    for (method, train, test), g in sub.groupby(["method", "train", "test"], sort=False):
+        by = {(r.phase, r.statistic): r for r in g.itertuples(index=False)}
+        cells, sizes = [], []
+        for p in phases:
+            for s in names:
+                r = by.get((p, s))
+                warn = f" {LITTLE_DATA}" if r is not None and str(r.warning or "") not in ("", "nan") else ""
+                cells.append(f"{_delta(r.value, r.ci_low, r.ci_high)} {r.verdict}{warn}" if r is not None else "")
+            first = next((r for (q, _), r in by.items() if q == p), None)
+            sizes.append(f"{first.n_images} ({first.n_groups}) × {len(str(first.seeds).split())}" if first is not None else "")
+        rows.append([method, train, test] + cells + sizes)
+    return header, rows
+
+
+def ablation_section(ablation, run_info: dict[str, Any]) -> list[str]:
+    """'## Ablation' of LEADERBOARD.md: per method with variants, each against its base."""
+    if ablation is None or not len(ablation):
+        return []
+    conf = int(round(100 * run_info.get("protocol", {}).get("confidence", 0.95)))
+    ratio = (run_info.get("validation") or {}).get("ratio")
+    held = f"{ratio:g} of each dataset's train content groups per split seed" if ratio else "validation groups of each train split"
+    lines = ["## Ablation: variants against their base", "",
+             f"**Choose options from the validation columns only.** Validation: every row fitted on the train split less its validation "
+             f"groups ({held}, never test data) and scored on those groups (validation/metrics.csv). The test columns are for reporting "
+             "the chosen configuration only: choosing by them would select on the test set, and their numbers would then be optimistic.",
+             "",
+             f"Δ = variant - base, on the same images of each split seed, mean over seeds; [{conf}% paired content-group bootstrap "
+             "interval, the same draws for both sides]; verdict: better / worse when the interval excludes 0, else no detectable difference.",
+             ""]
+    from tabulate import tabulate
+
+    for base in dict.fromkeys(ablation["base"]):
+        header, rows = ablation_rows(ablation, base)
+        if rows:
+            lines += [f"### {base}", "", tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+    failed = [f"{c['method']} @ {c['train']} on {c['test']} (seed {c['seed']}): {c['status']}: {c['reason']}"
+              for c in (run_info.get("validation") or {}).get("failed_cells", [])]
+    lines += _bullets("Validation cells without results:", failed)
+    return lines
+
+
 REASON_WIDTH = 60  # longer reasons are cut in the table and given in full below it
 
 
@@ -236,10 +289,11 @@ def _warned(marks: dict | None, test: str, warning: str) -> dict | None:
     return {k: (f"{v} {LITTLE_DATA}" if v and k[2] == test else v) for k, v in marks.items()}
 
 
-def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None) -> str:
+def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None,
+                    ablation=None) -> str:
     """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
     under the tables; ``transfer``: the transfer table (transfer.csv), rendered under each test
-    domain's table."""
+    domain's table; ``ablation``: the ablation table (ablation.csv), in a section after them."""
     from tabulate import tabulate
 
     name = run_info.get("name", "benchmark")
@@ -310,6 +364,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
                 lines.append("")
             lines.append(tabulate(t_rows, headers=t_header, tablefmt="github", disable_numparse=True))
             lines.append("")
+    lines.extend(ablation_section(ablation, run_info))
     if figures:
         lines.append("## Figures")
         lines.append("")
@@ -473,8 +528,9 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_terminal(metrics, run_info: dict[str, Any], transfer=None) -> str:
-    """The tables as plain text, each followed by its transfer table when ``transfer`` is given."""
+def render_terminal(metrics, run_info: dict[str, Any], transfer=None, ablation=None) -> str:
+    """The tables as plain text, each followed by its transfer table when ``transfer`` is given;
+    then the ablation tables when ``ablation`` is given."""
     from tabulate import tabulate
 
     parts = []
@@ -494,4 +550,8 @@ def render_terminal(metrics, run_info: dict[str, Any], transfer=None) -> str:
             text += f"\n\nTransfer on {test} (Δ = train set - reference, paired content-group bootstrap):\n"
             text += tabulate(t_rows, headers=t_header, tablefmt="simple", disable_numparse=True)
         parts.append(text)
+    for base in dict.fromkeys(ablation["base"]) if ablation is not None and len(ablation) else ():
+        a_header, a_rows = ablation_rows(ablation, base)
+        parts.append(f"Ablation of {base} (Δ = variant - base; choose on the validation columns, the test columns only report):\n"
+                     + tabulate(a_rows, headers=a_header, tablefmt="simple", disable_numparse=True))
     return "\n\n".join(parts)

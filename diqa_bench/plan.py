@@ -18,11 +18,11 @@ from diqa_bench.cache import file_hash, stable_hash
 from diqa_bench.config import Config
 from diqa_bench.datasets import Dataset, DatasetContext, Record, Skip, check_records, normalise_mos
 from diqa_bench.errors import DataError, UserError
-from diqa_bench.grid import Unit, expand
+from diqa_bench.grid import TEST, VALIDATION, Unit, expand, validation_units
 from diqa_bench.methods import TrainSample
 from diqa_bench.pairs import is_pair_dataset
 from diqa_bench.plugins import Registry
-from diqa_bench.splits import check_split_labels, split_records
+from diqa_bench.splits import check_split_labels, split_records, validation_groups
 
 
 @dataclass
@@ -57,6 +57,7 @@ class LoadedDataset:
     content_hash: str
     refs: list[ImageRef] = field(default_factory=list)  # one per record, in record order
     splits: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)  # seed -> (train, test) positions
+    validation: dict[int, list[int]] = field(default_factory=dict)  # seed -> validation positions (a part of train's)
     lower_better: bool = False
     pseudo_mos: bool = False
     evaluation_only: bool = False  # a 2AFC pair set (diqa_bench.pairs): test data only, never split
@@ -91,6 +92,9 @@ class Plan:
                     plan.datasets[spec.name] = plan._load(registry, spec, domain, ctx, log)
         trainable = {m.name: registry.method(m.name).trainable for m in config.methods}
         plan.units = expand(config, trainable, only)
+        if config.validation > 0:  # after the test phase: its units (and their order) stay as they were
+            tests = tuple(t for t in config.test_domains if any(not ds.evaluation_only for ds in plan.domain_sets(t)))
+            plan.units += validation_units(plan.units, tests)
         return plan
 
     def _load(self, registry: Registry, spec, domain: str, ctx: DatasetContext, log: Callable[[str], None]) -> LoadedDataset:
@@ -120,6 +124,10 @@ class Plan:
         )
         for seed in self.config.seeds:
             ds.splits[seed] = self._split(ds, seed)
+            if self.config.validation > 0:
+                train = ds.splits[seed][0]
+                held = validation_groups([ds.refs[p].group for p in train], self.config.validation, seed)
+                ds.validation[seed] = [p for p in train if ds.refs[p].group in held]
         self.skips.extend(checked.skips)
         if getattr(obj, "screening", None):
             self.screening[spec.name] = obj.screening
@@ -137,16 +145,25 @@ class Plan:
     def domain_sets(self, domain: str) -> list[LoadedDataset]:
         return [self.datasets[s.name] for s in self.config.domains[domain]]
 
-    def images(self, domain: str, seed: int, side: str) -> tuple[list[ImageRef], str | None]:
+    def positions(self, ds: LoadedDataset, seed: int, side: str, phase: str = TEST) -> list[int]:
+        """Positions of one side ('train' / 'test') of a dataset for a seed. In the validation
+        phase the validation groups are the test side, and the rest of the train split the train side."""
+        train, test = ds.splits[seed]
+        if phase == TEST:
+            return train if side == "train" else test
+        held = set(ds.validation.get(seed, ()))
+        return [p for p in train if (p in held) == (side != "train")]
+
+    def images(self, domain: str, seed: int, side: str, phase: str = TEST) -> tuple[list[ImageRef], str | None]:
         """Images of one side ('train' / 'test') of a domain for a seed, or the reason there are none."""
         out: list[ImageRef] = []
         for ds in self.domain_sets(domain):
             if ds.error:
                 return [], f"dataset {ds.name}: {ds.error}"
-            train, test = ds.splits[seed]
-            out.extend(ds.refs[p] for p in (train if side == "train" else test))
+            out.extend(ds.refs[p] for p in self.positions(ds, seed, side, phase))
         if not out:
-            return [], f"domain {domain!r} has no {side} images"
+            what = "validation" if phase == VALIDATION and side == "test" else side
+            return [], f"domain {domain!r} has no {what} images"
         return out, None
 
     def mos_lower_better(self, domain: str) -> bool:
@@ -161,7 +178,7 @@ class Plan:
             for ds in self.domain_sets(domain):
                 if ds.error:
                     raise DataError(f"train dataset {ds.name}: {ds.error}")
-                for p in ds.splits[unit.seed][0]:
+                for p in self.positions(ds, unit.seed, "train", unit.phase):
                     r = ds.refs[p]
                     samples.append(TrainSample(r.key, r.path, r.mos, r.mos_norm, r.dataset, r.domain, r.group, r.distortion, r.id))
         return samples
@@ -181,5 +198,7 @@ class Plan:
                 # the device can change the model itself (cross-domain's mode: auto), not only its numerics
                 "device": device.split(":")[0],
                 **({"decoder": decoder} if decoder != "pil" else {}),
+                # fitted without the validation groups: another model than the test phase's
+                **({"validation": self.config.validation} if unit.phase == VALIDATION else {}),
             }
         )

@@ -207,7 +207,8 @@ class RayExecutor:
             else:  # the worker process or its node died, on every attempt
                 reason = f"the Ray task failed on every attempt ({self.max_retries + 1}): {worker_error(exc)}"
             lower = bool(getattr(scorer.registry.method(unit.method.name), "lower_better", False))
-            return [CellOutcome(unit.method.label, unit.train_label, t, unit.seed, "failed", reason, lower_better=lower) for t in unit.tests]
+            return [CellOutcome(unit.method.label, unit.train_label, t, unit.seed, "failed", reason, lower_better=lower, phase=unit.phase)
+                    for t in unit.tests]
         scorer.skips.extend(Skip(*s) for s in skips)
         return result
 
@@ -263,7 +264,7 @@ def plan_shards(scorer, units: list, shard_size: int) -> list[Shard]:
         for test in unit.tests:
             sides = ("test", "train") if scorer.config.acceptability is not None else ("test",)
             for side in sides:
-                found, why = scorer.domain_images(test, unit.seed, side)
+                found, why = scorer.domain_images(test, unit.seed, side, unit.phase)
                 if not why:
                     images.extend(found)
         unique = list({r.key: r for r in images}.values())

@@ -35,6 +35,9 @@ AGGREGATE_SEED = "all"
 # The acceptability row besides stats.GATE_STATISTICS: the score cut chosen on the train split, in
 # the method's units; fixed for the test set, so it has no interval.
 THRESHOLD = "THRESHOLD"
+# The validation phase's scores.csv, metrics.csv and metrics.json (splits.validation): kept apart
+# from the main tables, so no leaderboard row, †, threshold or gate ever reads them.
+VALIDATION_DIR = "validation"
 
 
 def results_lock(out: Path):
@@ -314,7 +317,9 @@ def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
         lower[(o.method, o.train, o.seed)] = bool(o.lower_better)
     written = []
     for (method, train, seed), cuts in grouped.items():
-        folder = out / "models" / f"{method}@{train}" / f"seed{seed}"
+        from diqa_bench.grid import model_folder
+
+        folder = out / "models" / model_folder(method, train) / f"seed{seed}"
         if not folder.is_dir():  # no saved model here (e.g. fitted elsewhere): the cut stays in metrics.csv
             continue
         doc = {"method": method, "train": train, "seed": seed, "lower_better": lower[(method, train, seed)],
@@ -377,7 +382,22 @@ def run_info(config, registry, scorer, options, executor, started: str) -> dict[
         "screening": plan.screening,
         "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(plan.skips + scorer.skips)],
         "cache_dir": str(scorer.cache_dir),
+        **_variant_info(config),
     }
+
+
+def _variant_info(config) -> dict[str, Any]:
+    """run.json's ``variants`` (each variant row, its base row and the options it changes) and
+    ``validation`` (the share of train groups held out), only for a config that has them."""
+    out: dict[str, Any] = {}
+    rows = [{"method": m.label, "base": m.base, "options": m.variant} for m in config.methods if m.base]
+    if rows:
+        out["variants"] = rows
+    if config.validation > 0:
+        out["validation"] = {"ratio": config.validation, "folder": VALIDATION_DIR,
+                             "what": "per split seed, this share of each dataset's train content groups is held out: every row is fitted on "
+                                     "the rest and scored on them (validation/metrics.csv); the test phase fits on the whole train split"}
+    return out
 
 
 def fitted_models(out: Path) -> list[dict[str, Any]]:
@@ -421,9 +441,24 @@ def _unique_skips(skips: list) -> list:
     return out
 
 
-def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bool = True) -> dict[str, Path]:
+def write_validation(out: Path, outcomes, config) -> tuple[str, list[dict[str, Any]]]:
+    """The validation phase's scores.csv, metrics.csv and metrics.json in ``out/validation``;
+    returns the scores.csv text and the phase's cell records (for run.json)."""
+    folder = Path(out) / VALIDATION_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    scores_csv = scores_frame(outcomes).to_csv(index=False)
+    details: dict = {}
+    metrics = compute_metrics(outcomes, config, details)
+    atomic_write(folder / "scores.csv", scores_csv)
+    atomic_write(folder / "metrics.csv", metrics.to_csv(index=False))
+    atomic_write(folder / "metrics.json", json.dumps(json_rows(metrics), indent=1))
+    return scores_csv, cell_records(outcomes, details)
+
+
+def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bool = True, validation=None) -> dict[str, Path]:
     """Write every result file (and, with ``reports``, the figures and report.html); returns the
-    main files' paths."""
+    main files' paths. ``validation``: the validation phase's outcomes (splits.validation), written
+    apart (:func:`write_validation`) and read only by the ablation table."""
 
     from diqa_bench import pairs
 
@@ -450,6 +485,10 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     run_info = {**run_info, "protocol": {**run_info.get("protocol", {}), **protocol_statistics()}}
     run_info = {**run_info, "cells": cell_records(outcomes, details), **({"pair_cells": pair_cells} if paired else {})}
     run_info["failed_cells"] = [c for c in run_info["cells"] if c["status"] != "ok"]
+    validation_scores = None
+    if validation is not None and "validation" in run_info:
+        validation_scores, val_cells = write_validation(out, validation, config)
+        run_info["validation"] = {**run_info["validation"], "cells": val_cells, "failed_cells": [c for c in val_cells if c["status"] != "ok"]}
     paths = {
         "scores": out / "scores.csv",
         "metrics": out / "metrics.csv",
@@ -464,7 +503,8 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     if config.acceptability is not None:
         write_thresholds(out, outcomes, details)
     paths.update(pairs.write_files(out, paired))
-    report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(scores_csv, metrics_csv, run_info.get("domains"), config.raw))
+    key_parts = [scores_csv, metrics_csv, run_info.get("domains"), config.raw] + ([validation_scores] if validation_scores is not None else [])
+    report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(*key_parts))
     render_leaderboard(out, metrics, run_info, build_figures=reports, cache=report_cache)
     return paths
 
@@ -520,7 +560,9 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
         marks = {(r.method, r.train, r.test): (WORSE_MARK if r.worse else "") for r in pooled.itertuples(index=False)}
     if figures is None and (out / "figures").is_dir():
         figures = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
-    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out))
+    from diqa_bench.report.ablation import read_ablation
+
+    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out), ablation=read_ablation(out))
     atomic_write(out / "LEADERBOARD.md", text)
     return text
 

@@ -63,7 +63,10 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         if not interrupted:
             _keep_finished_results_from_a_failed_run(outcomes, final_out)
         pairs.attach(scorer.plan, outcomes)
-        write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
+        tested = [o for o in outcomes if o.phase == "test"]
+        validated = [o for o in outcomes if o.phase != "test"]  # splits.validation: written apart, never in the main tables
+        write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, tested, config,
+                  reports=options.reports, validation=validated)
         where = publish_results(stage, final_out, complete=not interrupted)
     finally:  # a crash leaves the previous results as they were
         shutil.rmtree(stage, ignore_errors=True)

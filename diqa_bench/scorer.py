@@ -67,6 +67,7 @@ class CellOutcome:
     train_scores: list[float] = field(default_factory=list)  # on the test domain's train split (acceptability threshold)
     train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
     pairs: list | None = None  # paired-preference test domain: its (dataset, Pair) list (diqa_bench.pairs)
+    phase: str = "test"  # "validation": fitted without the validation groups, scored on them (diqa_bench.grid)
 
 
 def resolve_device(requested: str | None) -> str:
@@ -159,9 +160,9 @@ class Scorer:
         self.decode_skips: dict[str, str] = {}  # image key -> reason
 
     # -- images ----------------------------------------------------------------------------------
-    def domain_images(self, domain: str, seed: int, side: str) -> tuple[list[ImageRef], str | None]:
+    def domain_images(self, domain: str, seed: int, side: str, phase: str = "test") -> tuple[list[ImageRef], str | None]:
         """The plan's images of one side of a domain, less those found undecodable in this run."""
-        images, why = self.plan.images(domain, seed, side)
+        images, why = self.plan.images(domain, seed, side, phase)
         if why:
             return images, why
         images = [r for r in images if r.key not in self.decode_skips]
@@ -226,7 +227,7 @@ class Scorer:
     # -- units -----------------------------------------------------------------------------------
     def run_unit(self, unit: Unit) -> list[CellOutcome]:
         label, train = unit.method.label, unit.train_label
-        outcomes = {t: CellOutcome(label, train, t, unit.seed, "failed") for t in unit.tests}
+        outcomes = {t: CellOutcome(label, train, t, unit.seed, "failed", phase=unit.phase) for t in unit.tests}
         ctx = self.method_context(unit.seed)
         try:
             method = self.new_method(unit)
@@ -241,7 +242,7 @@ class Scorer:
             for test in unit.tests:
                 o = outcomes[test]
                 o.lower_better = bool(method.lower_better)
-                images, why = self.domain_images(test, unit.seed, "test")
+                images, why = self.domain_images(test, unit.seed, "test", unit.phase)
                 if why:
                     o.reason = why
                     continue
@@ -284,7 +285,7 @@ class Scorer:
         if self.config.acceptability is not None:
             from diqa_bench.stats import unacceptable  # scipy: only when a run asks for thresholds
 
-            tr_images, why = self.domain_images(o.test, o.seed, "train")
+            tr_images, why = self.domain_images(o.test, o.seed, "train", o.phase)
             if not why:
                 tr_scores = self.score_images(method, token, tr_images, ctx, ensure_setup)
                 pairs = [(s, r) for s, r in zip(tr_scores, tr_images) if math.isfinite(s)]
@@ -334,7 +335,11 @@ class Scorer:
         return token, ready
 
     def _copy_model(self, model_dir: Path, unit: Unit) -> None:
-        dest = self.opts.out / "models" / f"{unit.method.label}@{unit.train_label}" / f"seed{unit.seed}"
+        if unit.phase != "test":  # a validation-phase model only ranks variants: it stays in the cache
+            return
+        from diqa_bench.grid import model_folder
+
+        dest = self.opts.out / "models" / model_folder(unit.method.label, unit.train_label) / f"seed{unit.seed}"
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(model_dir, dest)

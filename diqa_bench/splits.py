@@ -58,7 +58,7 @@ def check_split_labels(records: Sequence[Record], label: str) -> Counter:
     return counts
 
 
-def _group_rank(group: str, seed: int) -> str:
+def _group_rank(group: str, seed: int | str) -> str:
     return hashlib.sha256(f"{seed}\x00{group}".encode()).hexdigest()
 
 
@@ -72,6 +72,19 @@ def split_groups(groups: Sequence[str], test_ratio: float, seed: int) -> set[str
     n_test = min(max(n_test, 1), max(len(unique) - 1, 1))
     ranked = sorted(unique, key=lambda g: _group_rank(g, seed))
     return set(ranked[:n_test])
+
+
+def validation_groups(groups: Sequence[str], ratio: float, seed: int) -> set[str]:
+    """The train-side groups held out as validation groups for one seed: ``round(ratio * n)`` of
+    them (at least one), by a hash of (seed, group) salted apart from the test split's, so they are
+    not simply the groups ranked next after the test groups. Fewer than two groups: none (one must
+    remain to fit on)."""
+    unique = sorted(set(groups))
+    if ratio <= 0 or len(unique) < 2:
+        return set()
+    n_val = min(max(round(ratio * len(unique)), 1), len(unique) - 1)
+    ranked = sorted(unique, key=lambda g: _group_rank(g, f"validation\x00{seed}"))
+    return set(ranked[:n_val])
 
 
 def split_records(

@@ -8,7 +8,9 @@ MOS falls with the amount of noise added, so a method that measures noise should
 - ``stub-noise``: zero-shot, lower is better: the mean absolute Laplacian (noise energy). Options
   ``fail``, ``nan``, ``unavailable``, ``extra_scores`` (return that many scores more, or fewer
   when negative, than images) and ``min_size`` (fail on images smaller than that, like NIQE
-  below 96x96) make it misbehave, for failure-path tests;
+  below 96x96) make it misbehave, for failure-path tests; ``jitter`` adds that much seeded
+  noise (a standard normal per image, from its content hash) to every score: a worse method,
+  for ablation tests;
 - ``stub-linear``: trainable: a least-squares line from noise energy to normalised MOS.
 
 Register them with ``load_plugins(extra=[("stub", diqa_bench.testing)])``.
@@ -90,7 +92,7 @@ class StubNoise(Method):
     description = "noise energy (mean |Laplacian|); lower is better (for tests)"
     lower_better = True
     options_schema = {"fail": {"type": "boolean"}, "nan": {"type": "boolean"}, "unavailable": {"type": "boolean"}, "weights": {"type": ["string", "null"]},
-                      "extra_scores": {"type": "integer"}, "min_size": {"type": "integer", "minimum": 1}}
+                      "extra_scores": {"type": "integer"}, "min_size": {"type": "integer", "minimum": 1}, "jitter": {"type": "number", "minimum": 0}}
 
     calls = 0  # images scored by all instances: lets tests prove what the cache saved
 
@@ -108,6 +110,11 @@ class StubNoise(Method):
             raise DataError(f"stub-noise needs at least {self.options['min_size']} pixels a side, got {height}x{width}")
         StubNoise.calls += len(batch.keys)
         out = _noise_energy(batch.images)
+        if self.options.get("jitter"):
+            import hashlib
+
+            noise = [np.random.default_rng(int(hashlib.blake2b(k.encode(), digest_size=8).hexdigest(), 16)).standard_normal() for k in batch.keys]
+            out = out + self.options["jitter"] * torch.tensor(noise, dtype=out.dtype, device=out.device)
         if self.options.get("nan"):
             out[0] = float("nan")
         extra = self.options.get("extra_scores", 0)

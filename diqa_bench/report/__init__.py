@@ -2,7 +2,9 @@
 
 ``build_tables(folder)`` writes the statistical tables recomputed from the stored per-image scores:
 - ``significance.csv``: each entry against the best of its test domain (the leaderboard's †);
-- ``transfer.csv`` / ``transfer.json``: mixed vs single-domain training, and transfer loss.
+- ``transfer.csv`` / ``transfer.json``: mixed vs single-domain training, and transfer loss;
+- ``ablation.csv`` / ``ablation.json``: each variant against its base row, on the validation and
+  the test splits (only for a run with variants).
 ``build_report(folder)`` writes those and, next to them:
 - ``figures/transfer_srocc.png``, ``figures/transfer_deltas.png``, ``figures/scatter_<test>.png``,
   ``figures/per_distortion_<test>.png``;
@@ -24,7 +26,7 @@ from diqa_bench.report.transfer import transfer
 __all__ = ["build_report", "build_tables", "compare_runs", "compare_transfer", "format_comparison", "significance", "significance_marks", "transfer"]
 
 
-TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv")
+TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv", "ablation.csv", "ablation.json")
 
 
 def _restore(folder: Path, cache: Path | None) -> dict | None:
@@ -84,6 +86,10 @@ def build_tables(folder: Path, cache: Path | None = None):
     atomic_write(run.folder / "significance.csv", sig.to_csv(index=False))
     table = transfer(run)
     written = [run.folder / "significance.csv", *write_transfer(run.folder, table)]
+    if run.run_info.get("variants"):
+        from diqa_bench.report.ablation import ablation, write_ablation
+
+        written += write_ablation(run.folder, ablation(run))
     _save(run.folder, cache, {})
     return run, sig, table, written
 

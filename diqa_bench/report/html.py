@@ -82,6 +82,25 @@ def _data_section(info: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ablation_section(run: StoredRun) -> list[str]:
+    """The ablation tables (ablation.csv) under the transfer tables, with LEADERBOARD.md's reading rule."""
+    from diqa_bench.leaderboard import ablation_rows
+    from diqa_bench.report.ablation import read_ablation
+
+    table = read_ablation(run.folder)
+    if table is None or not len(table):
+        return []
+    parts = ["<h2>Ablation: variants against their base</h2>",
+             '<p class="note"><strong>Choose options from the validation columns only</strong> (validation groups carved from each train '
+             "split, never test data); the test columns are for reporting the chosen configuration. Δ = variant - base on the same images "
+             "of each split seed, mean over seeds, paired content-group bootstrap interval; better / worse: the interval excludes 0.</p>"]
+    for base in dict.fromkeys(table["base"]):
+        header, rows = ablation_rows(table, base)
+        if rows:
+            parts += [f"<h3>{_e(base)}</h3>", _table(header, rows, f"ablation-{base}")]
+    return parts
+
+
 def render(run: StoredRun, figures: dict[str, Path], significance, per_distortion, transfer=None) -> str:
     """The report page. ``figures``: "transfer", "deltas", "scatter:<test>", "distortion:<test>"
     -> PNG path; ``transfer``: the transfer table (see :mod:`diqa_bench.report.transfer`)."""
@@ -139,6 +158,8 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
             if rows:
                 parts.append(f"<h3>Transfer on {_e(test)}</h3>")
                 parts.append(_table(header, rows, f"transfer-{test}"))
+
+    parts.extend(_ablation_section(run))
 
     if "transfer" in figures:
         parts.append("<h2>Cross-domain transfer</h2>")

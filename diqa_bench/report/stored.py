@@ -128,11 +128,18 @@ def load_run(folder: Path) -> StoredRun:
     metrics, run_info = load_results(folder)
     if not (folder / "scores.csv").is_file():
         raise UserError(f"{folder}: no scores.csv here; the reports are built from the stored per-image scores")
-    scores = pd.read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
-                                                        "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
-                         na_values={"score": [""], "mos": [""]})
+    scores = read_scores(folder / "scores.csv")
     _directions(run_info)  # fail now, before any figure is drawn, when the run predates the key
     return StoredRun(folder, metrics, scores, run_info)
+
+
+def read_scores(path: Path):
+    """A stored scores.csv, every label column as text."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
+                                    "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
+                       na_values={"score": [""], "mos": [""]})
 
 
 def _directions(run_info: dict[str, Any]) -> dict[tuple[str, str], bool]:

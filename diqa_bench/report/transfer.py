@@ -73,22 +73,36 @@ def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, conf
                 entries[method].append(train)
         for method, trains in entries.items():
             for train, ref, what in comparisons(trains, test, domains):
-                seeds = sorted({k[3] for k in cells if k[:3] == (method, train, test)} & {k[3] for k in cells if k[:3] == (method, ref, test)},
-                               key=_seed_order)
-                pairs = {s: p for s in seeds if (p := paired_samples(cells[(method, ref, test, s)], cells[(method, train, test, s)])) is not None}
-                if not pairs:
+                found = paired_deltas(cells, (method, ref), (method, train), test, names, bootstrap, confidence, seed)
+                if not found:
                     continue
                 if warning is None:
                     warning = domain_warning(run, test)
-                for name in names:
-                    d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
-                    a = [float(stats.statistic(name, p[1])[0]) for p in pairs.values()]
-                    r = [float(stats.statistic(name, p[0])[0]) for p in pairs.values()]
+                for name, d, value, ref_value in found:
                     rows.append(dict(method=method, test=test, train=train, reference_train=ref, statistic=name, value=d.value,
                                      ci_low=d.ci[0], ci_high=d.ci[1], n_images=int(round(d.n_images)), n_groups=int(round(d.n_groups)),
                                      seeds=" ".join(map(str, d.seeds)), verdict=d.verdict, comparison=what, p_value=d.p_value,
-                                     train_value=_mean(a), reference_value=_mean(r), warning=warning))
+                                     train_value=value, reference_value=ref_value, warning=warning))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def paired_deltas(cells: dict, reference: tuple[str, str], entry: tuple[str, str], test: str, names, bootstrap: int, confidence: float,
+                  seed: int) -> list[tuple[str, "stats.PairedDelta", float, float]]:
+    """Statistic(entry) - statistic(reference) on one test domain, both (method, train) rows of a
+    stored run's ``cells``, over the split seeds both were scored on, on the images both scored:
+    per statistic of ``names``, (name, paired content-group bootstrap delta, entry's and
+    reference's mean over those seeds). Empty when the two share no scored seed."""
+    seeds = sorted({k[3] for k in cells if k[:3] == (*entry, test)} & {k[3] for k in cells if k[:3] == (*reference, test)}, key=_seed_order)
+    pairs = {s: p for s in seeds if (p := paired_samples(cells[(*reference, test, s)], cells[(*entry, test, s)])) is not None}
+    if not pairs:
+        return []
+    out = []
+    for name in names:
+        d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+        a = [float(stats.statistic(name, p[1])[0]) for p in pairs.values()]
+        r = [float(stats.statistic(name, p[0])[0]) for p in pairs.values()]
+        out.append((name, d, _mean(a), _mean(r)))
+    return out
 
 
 def _mean(values: list[float]) -> float:
