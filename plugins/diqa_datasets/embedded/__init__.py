@@ -4,7 +4,9 @@
 ``skin_photos/NOTICE``); ``synthetic-skin``: procedurally generated skin; ``natural-photos``: the
 photos that installed packages bundle (scikit-image, scikit-learn, matplotlib, pyiqa), read in place;
 ``skimage-natural``: the scikit-image subset of those. Each reference is degraded with
-teledermatology distortions and labelled with a pseudo-MOS (full-reference metric ensemble, 1-5).
+teledermatology camera distortions (the skin datasets also with the acquisition artefacts of
+dermatology photos: bubbles, fluid, rulers, ink, hair, framing, several at once) and labelled with
+a pseudo-MOS (full-reference metric ensemble, 1-5).
 Generated once, deterministically from the seed, into
 ``<cache>/<dataset>/<hash of options + generator version + references>/``; a later load with the
 same options reuses the files.
@@ -25,11 +27,11 @@ import numpy as np
 from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
 
-from .names import DISTORTION_NAMES, LEVELS
+from .names import CAMERA_DISTORTIONS, DISTORTION_NAMES, LEVELS
 from .photos import NATURAL_PHOTOS, SKIMAGE_PHOTOS, BundledPhoto
 
 # Bump when generated pixels or labels change: the cache folder name includes it.
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 RECORDS_FILE = "records.json"
 SKIN_PHOTOS_DIR = Path(__file__).resolve().parent / "skin_photos"
 SKIN_PHOTOS_LICENCE = "CC BY 4.0, Legit.Health AGPPGA study, doi:10.5281/zenodo.17975532"
@@ -56,6 +58,8 @@ class EmbeddedDataset(Dataset):
     """A generated domain: references x distortions x levels (+ the pristine references)."""
 
     kind: ClassVar[str] = ""  # what the progress bar says it generates
+    # what the ``distortions`` option means when left out (any dataset may name any distortion)
+    default_distortions: ClassVar[tuple[str, ...]] = CAMERA_DISTORTIONS
     default_references: ClassVar[int | None] = None  # None: every available reference
     mos_range = (1.0, 5.0)
     lower_better = False
@@ -65,7 +69,10 @@ class EmbeddedDataset(Dataset):
         "seed": {"type": "integer", "description": "generator seed (same seed: identical images and pseudo-MOS)"},
         "references": {"type": "integer", "minimum": 1, "description": "pristine reference images (content groups)"},
         "size": {"type": "integer", "minimum": 32, "maximum": 2048, "description": "image side in pixels"},
-        "distortions": {"type": "array", "items": {"enum": list(DISTORTION_NAMES)}, "minItems": 1},
+        "distortions": {
+            "type": "array", "items": {"enum": list(DISTORTION_NAMES)}, "minItems": 1,
+            "description": "distortions to apply (default: the camera distortions; the skin datasets add the acquisition artefacts)",
+        },
         "levels": {
             "description": f"levels per distortion: a count n (levels 1..n) or a list of levels out of 1..{LEVELS}",
             "oneOf": [
@@ -85,7 +92,7 @@ class EmbeddedDataset(Dataset):
         levels: int | list[int] = LEVELS,
         include_pristine: bool = True,
     ) -> None:
-        distortions = list(distortions) if distortions is not None else list(DISTORTION_NAMES)
+        distortions = list(distortions) if distortions is not None else list(self.default_distortions)
         unknown = [d for d in distortions if d not in DISTORTION_NAMES]
         if unknown:
             raise DataError(f"{self.name}: unknown distortion {unknown[0]!r}; known: {', '.join(DISTORTION_NAMES)}")
@@ -175,7 +182,7 @@ class EmbeddedDataset(Dataset):
                 "dataset": self.name,
                 "generator_version": GENERATOR_VERSION,
                 "options": self.options,
-                "labels": "pseudo-MOS 1-5 from PSNR, SSIM and GMSD against the pristine reference (not human ratings)",
+                "labels": "pseudo-MOS 1-5 from MS-SSIM, GMSD and FSIMc's chroma similarity against the pristine reference (not human ratings)",
                 "groups": {r.group: {"real": r.real, "source": r.source} for r in refs},
                 "records": [row for rows in by_ref for row in rows],
             }
@@ -221,7 +228,9 @@ class EmbeddedDataset(Dataset):
         for dist in self.distortions:
             d_seed = DISTORTION_NAMES.index(dist) + 1  # stable when the distortion list is filtered
             for level in self.levels:
-                rng = np.random.default_rng([self.seed, ref.key, d_seed, level])
+                # the same draws at every level: a level changes how severe one artefact is (the
+                # same bubbles, grown), not which one, so labels fall with the level
+                rng = np.random.default_rng([self.seed, ref.key, d_seed])
                 out = DISTORTIONS[dist](ref_float, level, rng)
                 mos, _ = pseudo_mos(ref_u8, out)
                 rows.append(_save(tmp, ref.group, f"{dist}_{level}", out, mos, dist, level))
@@ -344,11 +353,13 @@ class SkimageNaturalDataset(NaturalPhotosDataset):
 
 class SkinPhotosDataset(PhotoDataset):
     name = "skin-photos"
+    default_distortions = DISTORTION_NAMES
     kind = "distorted real skin photos"
     requirement = f"they ship inside diqa-bench's package, in {SKIN_PHOTOS_DIR}; reinstall diqa-bench"
     description = (
         "Real healthy-skin photographs (phones and cameras; " + SKIN_PHOTOS_LICENCE + "), shipped downscaled "
-        "inside the package, one content group each, with teledermatology distortions; labels are pseudo-MOS "
+        "inside the package, one content group each, with teledermatology distortions and acquisition artefacts "
+        "(bubbles, fluid, rulers, ink, hair, framing); labels are pseudo-MOS "
         "(full-reference metric ensemble), not human ratings"
     )
     photo_count: ClassVar[int] = 19
@@ -370,9 +381,10 @@ class SyntheticSkinDataset(EmbeddedDataset):
     kind = "synthetic skin images"
     default_references = 8
     synthetic = True  # generated images, not photographs: the leaderboard says so
+    default_distortions = DISTORTION_NAMES
     description = (
         "Synthetic skin images (procedural: Fitzpatrick I-VI tones, pores, hair, lesions), with teledermatology "
-        "distortions; labels are pseudo-MOS (full-reference metric ensemble), not human ratings"
+        "distortions and acquisition artefacts; labels are pseudo-MOS (full-reference metric ensemble), not human ratings"
     )
 
     def reference_list(self) -> list[Reference]:
