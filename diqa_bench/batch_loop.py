@@ -13,10 +13,19 @@ floats), :func:`failure_reason` (an exception as the one line a table or a CSV s
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator
 
 from diqa_bench.errors import DataError, MethodUnavailable, UserError
+
+
+class ImageSkip(str):
+    """The reason one image got no score from one method (the image is fine for other methods):
+    a non-finite score, or a :class:`DataError` the method raised for that image (e.g. smaller
+    than its minimum). A ``str``, so it travels wherever a decode error's message does (the
+    process pool pickles it with its class); the runner records it per method, never as a bad
+    file."""
 
 
 class ScoreCountError(RuntimeError):
@@ -40,6 +49,13 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, (DataError, UserError)):
         return msg
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def without_path(reason: str, path) -> str:
+    """Decoders and methods often start their message with the path; a line that names its image
+    already has it."""
+    prefix = f"{path}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
 def once(fn: Callable[[], None]) -> Callable[[], None]:
@@ -67,31 +83,64 @@ def _single(batch, i: int):
                    indices=batch.indices[i : i + 1])
 
 
-def score_batches(method, batches: Iterable, on_image_error: Callable[[int, str], None] | None = None) -> Iterator[tuple[Any, list[float]]]:
-    """Yield ``(batch, scores)`` for every batch, scores in the batch's order.
+def score_batches(method, batches: Iterable, on_image_error: Callable[[int, str], None] | None = None,
+                  skip_failing: bool = False) -> Iterator[tuple[Any, list[float]]]:
+    """Yield ``(batch, scores)`` for every batch, scores in the batch's order, every score finite.
 
-    A method error stops the loop (the caller fails the cell with it), unless ``on_image_error``
-    is given: then a batch the method cannot score is retried one image at a time, and each image
-    that still fails is reported as ``on_image_error(batch index, reason)`` and left out, so one
-    bad image (e.g. smaller than the method's minimum) does not cost the others their scores. A
-    wrong number of scores and :class:`MethodUnavailable` always stop the loop: they are the
-    method's fault, not the image's."""
+    A non-finite score, and a :class:`DataError` the method raises (the image, not the method, is
+    at fault: e.g. smaller than its minimum), never fail the batch: the image is reported as
+    ``on_image_error(batch index, ImageSkip(reason))`` and left out ("score is NaN"), so one small
+    photo does not cost the others their scores. Any other method error stops the loop (the caller
+    fails the cell with it), unless ``skip_failing``: then a batch the method cannot score is
+    retried one image at a time, and each image that still fails is reported and left out. A wrong
+    number of scores and :class:`MethodUnavailable` always stop the loop: they are the method's
+    fault, not the image's. Without ``on_image_error`` every image problem raises."""
     for batch in batches:
         try:
             values = checked_scores(method, batch)
         except (ScoreCountError, MethodUnavailable):
             raise
         except Exception as exc:
-            if on_image_error is None:
+            if on_image_error is None or not (skip_failing or isinstance(exc, DataError)):
                 raise
-            yield from _one_by_one(method, batch, exc, on_image_error)
+            yield from _one_by_one(method, batch, exc, on_image_error, skip_failing)
             continue
+        yield from _finite(batch, values, on_image_error)
+
+
+def _finite(batch, values: list[float], on_image_error: Callable[[int, str], None] | None) -> Iterator[tuple[Any, list[float]]]:
+    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+    if not bad:
         yield batch, values
+        return
+    if on_image_error is None:
+        raise DataError(f"{batch.paths[bad[0]]}: {method_nan_reason(values[bad[0]])}")
+    for i in bad:
+        on_image_error(batch.indices[i], ImageSkip(method_nan_reason(values[i])))
+    keep = [i for i in range(len(values)) if i not in set(bad)]
+    if keep:
+        yield _subset(batch, keep), [values[i] for i in keep]
 
 
-def _one_by_one(method, batch, exc: Exception, on_image_error: Callable[[int, str], None]) -> Iterator[tuple[Any, list[float]]]:
+def method_nan_reason(value: float) -> str:
+    return "score is NaN" if math.isnan(value) else "score is infinite"
+
+
+def _subset(batch, keep: list[int]):
+    import torch
+
+    idx = torch.as_tensor(keep, device=batch.images.device)
+    return replace(batch, images=batch.images.index_select(0, idx), keys=[batch.keys[i] for i in keep], paths=[batch.paths[i] for i in keep],
+                   indices=[batch.indices[i] for i in keep])
+
+
+def _reason(exc: Exception) -> str:
+    return ImageSkip(failure_reason(exc)) if isinstance(exc, DataError) else failure_reason(exc)
+
+
+def _one_by_one(method, batch, exc: Exception, on_image_error: Callable[[int, str], None], skip_failing: bool) -> Iterator[tuple[Any, list[float]]]:
     if len(batch.keys) == 1:
-        on_image_error(batch.indices[0], failure_reason(exc))
+        on_image_error(batch.indices[0], _reason(exc))
         return
     for i in range(len(batch.keys)):
         one = _single(batch, i)
@@ -100,6 +149,8 @@ def _one_by_one(method, batch, exc: Exception, on_image_error: Callable[[int, st
         except (ScoreCountError, MethodUnavailable):
             raise
         except Exception as exc_one:
-            on_image_error(one.indices[0], failure_reason(exc_one))
+            if not (skip_failing or isinstance(exc_one, DataError)):
+                raise
+            on_image_error(one.indices[0], _reason(exc_one))
             continue
-        yield one, values
+        yield from _finite(one, values, on_image_error)

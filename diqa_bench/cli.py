@@ -186,6 +186,11 @@ def cmd_validate(args) -> int:
         raise UserError("validate: give a CONFIG file (or --schema to print the config schema)")
     reg = _registry(args)
     cfg = cfgmod.parse(args.config, reg)
+    if "extends" in cfg.raw:  # what the run will use: the parent's keys with this file's on top
+        import yaml
+
+        print(f"{cfg.path}: extends {cfg.raw['extends']}; resolved config:")
+        print(yaml.safe_dump(cfg.raw, sort_keys=False).rstrip())
     problems = []
     train_images: dict[str, int | None] = {}  # domain -> images on the train side (None: hashed split, never empty)
     for dom, specs in cfg.domains.items():

@@ -24,6 +24,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["domains", "methods", "test_domains"],
     "properties": {
         "name": {**NAME, "description": "benchmark name; default output folder results/<name>/"},
+        "extends": {"type": "string", "description": "parent config (path relative to this file): its keys, with this file's top-level keys replacing them and domains merged by name; one level"},
         "description": {"type": "string"},
         "domains": {
             "type": "object",
@@ -328,13 +329,38 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def resolve_extends(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """A config with ``extends: PARENT`` as the parent's keys, each top-level key of this file
+    replacing the parent's, ``domains`` merged by domain name (this file's list of datasets wins).
+    One level only, so two configs can never form a cycle. The result keeps ``extends`` as
+    written: run.json then records both where the config came from and what it resolved to."""
+    ref = data.get("extends")
+    if ref is None:
+        return data
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError(f"{path}: extends: expected the path of a parent config, got {ref!r}")
+    parent_path = path.parent / ref
+    if parent_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: extends: the config extends itself")
+    parent = load_yaml(parent_path)
+    if "extends" in parent:
+        kind = "a cycle" if (parent_path.parent / str(parent["extends"])).resolve() == path.resolve() else "more than one level"
+        raise ConfigError(f"{path}: extends: {ref} itself extends {parent['extends']!r} ({kind}); extend a config that has no 'extends'")
+    merged = {**parent, **{k: v for k, v in data.items() if k != "domains"}}
+    if isinstance(parent.get("domains"), dict) and isinstance(data.get("domains"), dict):
+        merged["domains"] = {**parent["domains"], **data["domains"]}
+    elif "domains" in data:
+        merged["domains"] = data["domains"]
+    return merged
+
+
 def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -> Config:
     """Load and validate a config. With a registry, method/dataset names and their options are
     checked too (imports no torch: classes are inspected, not instantiated)."""
     import jsonschema
 
     path = Path(path)
-    data = load_yaml(path) if data is None else data
+    data = resolve_extends(path, load_yaml(path) if data is None else data)
     file = str(path)
     errors = sorted(jsonschema.Draft7Validator(SCHEMA).iter_errors(data), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
     if errors:

@@ -9,7 +9,10 @@ split seed, so no trainable method sees one for fitting or model selection.
 
 Statistic, per cell: ``PAIR_ACC``, the share of pairs whose direction-aligned scores prefer the
 ``better`` image (a tie counts half; a lower-is-better method's scores are negated, never
-``abs()``), with a percentile bootstrap interval that resamples content groups with all their
+``abs()``). A pair with an image the method has no score for (skipped: too small, NaN) counts as a
+tie too: every row is then over the same pairs, and a method that cannot judge a pair gets
+chance credit for it, never more; ``unscored`` (run.json ``pair_cells``, the table) says how many
+pairs that was. With a percentile bootstrap interval that resamples content groups with all their
 pairs (a pair without a group is its own group). Per-category values are ``PAIR_ACC[<category>]``.
 Chance is 0.5.
 
@@ -96,10 +99,11 @@ class PairResult:
 
 
 def pair_credit(better: np.ndarray, worse: np.ndarray) -> np.ndarray:
-    """1 where ``better`` scores higher, 0.5 on a tie, 0 otherwise (scores already aligned so that
-    higher means better)."""
+    """1 where ``better`` scores higher, 0.5 on a tie or where either score is missing (NaN), 0
+    otherwise (scores already aligned so that higher means better)."""
     better, worse = np.asarray(better, float), np.asarray(worse, float)
-    return np.where(better > worse, 1.0, np.where(better == worse, 0.5, 0.0))
+    tie = (better == worse) | np.isnan(better) | np.isnan(worse)
+    return np.where(tie, 0.5, np.where(better > worse, 1.0, 0.0))
 
 
 def pair_accuracy(better: np.ndarray, worse: np.ndarray, groups: list[str], *, lower_better: bool = False, bootstrap: int = 1000,
@@ -176,19 +180,18 @@ def partition(outcomes: list[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def _cell_pairs(o) -> tuple[np.ndarray, np.ndarray, list[str], list[str], int]:
-    """Scores of better and worse image per usable pair, groups, categories, pairs dropped."""
+    """Scores of better and worse image of every pair (NaN where the method has none: the pair
+    counts as a tie), groups, categories, and how many pairs lack a score."""
     score = {(r.dataset, r.id): s for r, s in zip(o.images, o.scores) if math.isfinite(s)}
-    b, w, groups, cats, dropped = [], [], [], [], 0
+    b, w, groups, cats, unscored = [], [], [], [], 0
     for name, p in o.pairs:
-        sb, sw = score.get((name, p.better)), score.get((name, p.worse))
-        if sb is None or sw is None:
-            dropped += 1
-            continue
+        sb, sw = score.get((name, p.better), math.nan), score.get((name, p.worse), math.nan)
+        unscored += math.isnan(sb) or math.isnan(sw)
         b.append(sb)
         w.append(sw)
         groups.append(f"{name}/{p.content_group}")
         cats.append(p.category)
-    return np.array(b, float), np.array(w, float), groups, cats, dropped
+    return np.array(b, float), np.array(w, float), groups, cats, unscored
 
 
 def evaluate(paired: list[Any], config: Any) -> tuple[Any, list[dict[str, Any]]]:
@@ -204,8 +207,8 @@ def evaluate(paired: list[Any], config: Any) -> tuple[Any, list[dict[str, Any]]]
     for o in paired:
         if o.status != "ok":
             continue
-        b, w, groups, cats, dropped = _cell_pairs(o)
-        cells.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, pairs=len(b), groups=len(set(groups)), dropped=dropped))
+        b, w, groups, cats, unscored = _cell_pairs(o)
+        cells.append(dict(method=o.method, train=o.train, test=o.test, seed=o.seed, pairs=len(b), groups=len(set(groups)), unscored=unscored))
         parts = [(STATISTIC, np.ones(len(b), bool))]
         parts += [(category_statistic(c), np.array([x == c for x in cats])) for c in sorted({c for c in cats if c})]
         for name, mask in parts:
@@ -319,15 +322,17 @@ def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = Tr
     agg = metrics[(metrics["test"] == test) & (metrics["seed"].astype(str) == "all")] if len(metrics) else metrics
     info = run_info.get("domains", {}).get(test, {})
     cats = sorted(info.get("categories") or {})
-    header = ["Method @ train set", "Pair accuracy ↑", "pairs", "groups"] + [f"{c} ↑ (pairs)" for c in cats]
+    header = ["Method @ train set", "Pair accuracy ↑", "pairs", "unscored", "groups"] + [f"{c} ↑ (pairs)" for c in cats]
     entries: dict[tuple[str, str], dict[str, tuple]] = {}
     for r in agg.itertuples(index=False):
         if r.statistic == STATISTIC or str(r.statistic).startswith(STATISTIC + "["):
             entries.setdefault((r.method, r.train), {})[r.statistic] = (r.value, r.ci_low, r.ci_high, r.n)
     groups: dict[tuple[str, str], list[int]] = {}
+    unscored: dict[tuple[str, str], list[int]] = {}
     for c in run_info.get("pair_cells", []):
         if c["test"] == test:
             groups.setdefault((c["method"], c["train"]), []).append(int(c["groups"]))
+            unscored.setdefault((c["method"], c["train"]), []).append(int(c.get("unscored", 0)))
     best = max((e[STATISTIC][0] for e in entries.values() if STATISTIC in e and not _isnan(e[STATISTIC][0])), default=None)
 
     def sort_key(key):
@@ -338,11 +343,15 @@ def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = Tr
     for key in sorted(entries, key=sort_key):
         e = entries[key]
         v, lo, hi, n = e.get(STATISTIC, (float("nan"),) * 4)
+        u = unscored.get(key)
         text = _fmt(v, lo, hi)
-        if markdown and best is not None and not _isnan(v) and abs(v - best) < 1e-12:
+        if u and not _isnan(n) and min(u) >= int(n):  # every pair a tie by absence: no judgement at all
+            text = "n/a (no pair scored)"
+        elif markdown and best is not None and not _isnan(v) and abs(v - best) < 1e-12:
             text = f"**{text}**"
         g = groups.get(key)
-        row = [f"{key[0]} @ {key[1]}", text, "" if _isnan(n) else str(int(n)), str(int(round(np.mean(g)))) if g else "?"]
+        row = [f"{key[0]} @ {key[1]}", text, "" if _isnan(n) else str(int(n)), f"{np.mean(u):.3g}" if u else "?",
+               str(int(round(np.mean(g)))) if g else "?"]
         for c in cats:
             cv = e.get(category_statistic(c))
             row.append(f"{_fmt(*cv[:3])} ({int(cv[3])})" if cv else "n/a")
@@ -368,7 +377,8 @@ def describe(run_info: dict[str, Any], test: str) -> str:
                 + (" (" + ", ".join(f"{c}: {n}" for c, n in sorted(cats.items())) + ")" if cats else "") + ". ")
     else:
         text = "Paired preference (2AFC), evaluation only: no pairs loaded (reasons below). "
-    return text + (f"Pair accuracy: share of pairs where the method scores the better image higher (ties count half); chance = {CHANCE}. "
+    return text + (f"Pair accuracy: share of pairs where the method scores the better image higher (ties count half, and so does a pair "
+                   f"with an image the method could not score: column unscored, mean over seeds); chance = {CHANCE}. "
                    "[brackets]: bootstrap interval resampling content groups with all their pairs, seeds pooled. "
                    "No split: every pair is tested for every split seed; no method trained or selected on these images.")
 
@@ -389,9 +399,9 @@ def markdown_section(metrics, run_info: dict[str, Any], test: str) -> list[str]:
     notes = missing_notes(run_info, test)
     if notes:
         lines += ["Cells without results:", ""] + [f"- {n}" for n in notes] + [""]
-    dropped = [c for c in run_info.get("pair_cells", []) if c["test"] == test and c.get("dropped")]
-    if dropped:
-        lines += [f"Pairs left out because an image has no score (skipped or NaN): up to {max(c['dropped'] for c in dropped)} per cell (run.json pair_cells).", ""]
+    if any(c.get("unscored") for c in run_info.get("pair_cells", []) if c["test"] == test):
+        lines += ["unscored: pairs with an image the method gave no score (too small for it, or NaN; reasons in run.json \"skipped\"), "
+                  "mean over seeds; each counts as a tie (half a pair).", ""]
     return lines
 
 
@@ -408,7 +418,7 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
         return []
     line = (f"- Paired preference ({', '.join(doms)}): evaluation-only pairs (better, worse); every image is scored once per method and the "
             "whole set is the test set of every split seed. PAIR_ACC = share of pairs where the direction-aligned score prefers the better "
-            f"image, ties count half (chance {CHANCE}); interval: percentile bootstrap over content groups, each drawn group with all its pairs.")
+            f"image, ties and pairs with an unscored image count half (chance {CHANCE}); interval: percentile bootstrap over content groups, each drawn group with all its pairs.")
     return [line]
 
 

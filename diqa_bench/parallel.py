@@ -128,7 +128,7 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
     scores: dict[str, float] = {}
     batches = iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
                            size=method.input_size, on_error=errors.__setitem__)
-    for batch, values in score_batches(method, batches, errors.__setitem__ if skip_failing else None):
+    for batch, values in score_batches(method, batches, errors.__setitem__, skip_failing=skip_failing):
         scores.update(zip(batch.keys, values))
     return scores, errors
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from diqa_bench.batch_loop import failure_reason, once, score_batches
+from diqa_bench.batch_loop import ImageSkip, failure_reason, once, score_batches, without_path
 from diqa_bench.errors import DataError, MethodUnavailable, UserError
 from diqa_bench.methods import Method, MethodContext, TrainingData
 
@@ -124,7 +124,7 @@ def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], key
     batches = iter_batches(paths, keys, range(len(keys)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
                            size=method.input_size, on_error=on_error, decoder=ctx.decoder)
     pending: dict[str, float] = {}
-    for batch, values in score_batches(method, batches, on_error if skip_failing else None):
+    for batch, values in score_batches(method, batches, on_error, skip_failing=skip_failing):
         pending.update(zip(batch.keys, values))
         if len(pending) >= commit_every:
             commit(pending)
@@ -158,6 +158,9 @@ class Scorer:
         self.weights_dir = Path(weights).expanduser() if weights else None
         self.skips: list[Skip] = []  # images found undecodable while scoring or training
         self.decode_skips: dict[str, str] = {}  # image key -> reason
+        # (score token, image key) -> why that method has no score for it (too small, NaN): the
+        # image stays in every other method's cells
+        self.method_skips: dict[tuple[str, str], str] = {}
 
     # -- images ----------------------------------------------------------------------------------
     def domain_images(self, domain: str, seed: int, side: str, phase: str = "test") -> tuple[list[ImageRef], str | None]:
@@ -194,7 +197,8 @@ class Scorer:
         ``ensure_setup()``, so a fully cached cell never loads the model). Undecodable images get
         NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
         unique = list(dict.fromkeys(r.key for r in images))
-        have = self.scores.get_many(token, unique)
+        # a NaN an older version cached is scored again: it is a skip now, and never cached
+        have = {k: v for k, v in self.scores.get_many(token, unique).items() if math.isfinite(v)}
         todo = [k for k in unique if k not in have]
         if todo:
             ensure_setup()
@@ -208,9 +212,16 @@ class Scorer:
             ref_of = {r.key: r for r in images}
 
             def on_error(pos: int, msg: str) -> None:
-                if self.config.bad_input == "error":
-                    raise DataError(msg)
                 r = ref_of[todo[pos]]
+                if self.config.bad_input == "error":
+                    raise DataError(f"{method.name}: {r.path}: {without_path(msg, r.path)}" if isinstance(msg, ImageSkip) else msg)
+                if isinstance(msg, ImageSkip):  # this method cannot score this image; the others still see it
+                    if (token, r.key) not in self.method_skips:
+                        from diqa_bench.datasets import Skip
+
+                        self.method_skips[(token, r.key)] = str(msg)
+                        self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
+                    return
                 self._skip(r.key, r.dataset, r.id, msg)
 
             def commit(found: dict[str, float]) -> None:
@@ -269,7 +280,7 @@ class Scorer:
 
     def _finish(self, o: CellOutcome, images: list[ImageRef], scores: list[float], method: Method, token: str, ctx, ensure_setup) -> None:
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
-        nan_imgs = [i for i in bad if images[i].key not in self.decode_skips]
+        nan_imgs = [i for i in bad if images[i].key not in self.decode_skips and (token, images[i].key) not in self.method_skips]
         if nan_imgs:  # the method's own failure, not bad input: ranking it on the images left would
             # compare it with other methods on an easier subset
             o.status = "failed"

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from diqa_bench.config import safe_yaml
-from diqa_bench.batch_loop import ScoreCountError
+from diqa_bench.batch_loop import ScoreCountError, without_path
 from diqa_bench.errors import MethodUnavailable, UserError
 
 
@@ -159,18 +159,12 @@ def score_paths(args, registry) -> int:
     skipped = [(p, k) for p, k in zip(paths, keys) if not (scores.get(k) is not None and scores[k] == scores[k])]
     for p, k in skipped:
         why = errors.get(k, "score is NaN")
-        print(f"diqa-bench: skipped {p}: {_without_path(why, p)}", file=sys.stderr)
+        print(f"diqa-bench: skipped {p}: {without_path(why, p)}", file=sys.stderr)
     summary = f"{cls.name}: {len(paths) - len(skipped)} of {len(paths)} images scored; {better} score is better"
     if args.threshold is not None:
         summary += f"; {sum(decided)} accepted, {len(decided) - sum(decided)} rejected (threshold {args.threshold})"
     print(summary, file=sys.stderr)
     return 1 if skipped else 0
-
-
-def _without_path(reason: str, path) -> str:
-    """Decoders and methods often start their message with the path; the line already has it."""
-    prefix = f"{path}: "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
 def _pixels(paths: list[str]) -> list[float]:

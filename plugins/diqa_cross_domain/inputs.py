@@ -22,6 +22,14 @@ Three policies (option ``input_policy``):
 
 With ``resize`` and ``crops``, images smaller than ``image_size`` are upscaled so their short side
 reaches ``image_size``.
+
+Small images: every image gets a score, down to 1x1. One whose short side is below ``MIN_SIDE``
+(64) is upscaled (bilinear, antialiased, aspect kept, each side at least 64) before the network
+and before the hand-crafted features (:func:`at_least`). Why 64: the backbone's total stride is
+32, so at 64 px its last stage still has 2x2 positions and every stage's spread (``features:
+stages``) is defined; at 32 px or less it has one position, whose standard deviation is NaN, and
+the hand-crafted statistics need a few pixels at half scale. Images at or above 64 px are not
+touched, so the default benchmark's 192 px images score exactly as before.
 """
 
 from __future__ import annotations
@@ -34,7 +42,18 @@ import torch.nn.functional as F
 from diqa_cross_domain.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 CROP_PCT = 0.875
-MIN_SIDE = 32  # the backbone's total stride: below it the last stage has no pixel left
+MIN_SIDE = 64  # twice the backbone's total stride: the last stage keeps 2x2 positions (see above)
+
+
+def at_least(images: torch.Tensor, side: int = MIN_SIDE) -> torch.Tensor:
+    """``images`` ([B, 3, H, W] in [0, 1]) upscaled so that neither side is below ``side``;
+    unchanged (the same tensor) when both already reach it."""
+    h, w = images.shape[-2:]
+    if min(h, w) >= side:
+        return images
+    scale = side / min(h, w)
+    size = (max(side, round(h * scale)), max(side, round(w * scale)))
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,9 @@ class InputPolicy:
         if self.kind == "resize":
             target = round(self.image_size / CROP_PCT)
         elif self.kind == "native":
-            target = min(max(short, MIN_SIDE), self.max_short_side)
+            if short < MIN_SIDE:
+                return at_least(images)
+            target = min(short, self.max_short_side)
             if short == target:
                 return images
             scale = target / short

@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
 
 class CrossDomain(Method):
     name = "cross-domain"
-    version = "4"
+    version = "5"  # 5: images below 64 px are upscaled (no NaN); larger ones score as in 4
     description = "ImageNet backbone + quality head trained across domains (domain-balanced, within-dataset ranking)"
     lower_better = False
     trainable = True
@@ -98,7 +98,7 @@ class CrossDomain(Method):
         "weight_decay": {"type": "number", "minimum": 0},
         "val_ratio": {"type": "number", "minimum": 0, "maximum": 0.5},
         "head_hidden": {"type": "integer", "minimum": 1},
-        "image_size": {"type": "integer", "minimum": 32},
+        "image_size": {"type": "integer", "minimum": 64},
         "crop_grid": {"type": "integer", "minimum": 1, "maximum": 5},
         "max_short_side": {"type": "integer", "minimum": 32},
         "features": {

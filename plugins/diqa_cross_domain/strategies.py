@@ -41,8 +41,8 @@ if TYPE_CHECKING:  # torch is imported inside the methods: `diqa-bench list` mus
     from diqa_cross_domain.inputs import InputPolicy
     from diqa_cross_domain.networks import QualityHead
 
-FEATURE_VERSION = "3"  # bump when the way backbone features are computed changes
-HANDCRAFTED_VERSION = "1"  # bump when diqa_cross_domain.handcrafted changes
+FEATURE_VERSION = "4"  # bump when the way backbone features are computed changes
+HANDCRAFTED_VERSION = "2"  # bump when diqa_cross_domain.handcrafted changes
 MIN_VAL_GROUPS = 4  # a domain with fewer content groups than this gives none to the validation split
 
 
@@ -153,7 +153,9 @@ class Strategy:
         import torch.nn.functional as F
 
         from diqa_cross_domain import handcrafted
+        from diqa_cross_domain.inputs import at_least
 
+        images = at_least(images)  # below 64 px some statistics have too few pixels (inputs.py)
         h, w = images.shape[-2:]
         cap = self.opts["max_short_side"]
         if min(h, w) > cap:

@@ -21,6 +21,7 @@ from diqa_bench.errors import DataError
 # Bump when what an extractor returns changes: it is part of every feature cache namespace.
 EXTRACTOR_VERSION = "1"
 NIQE_BLOCK = 96
+BRISQUE_MIN = 7  # its 7x7 Gaussian window: below, pyiqa's half-scale resize fails obscurely
 
 
 @cache
@@ -35,6 +36,10 @@ def brisque_features(images, paths: Sequence[str] = ()) -> np.ndarray:
     from pyiqa.matlab_utils import imresize
     from pyiqa.utils.color_util import to_y_channel
 
+    h, w = images.shape[-2:]
+    if min(h, w) < BRISQUE_MIN:
+        where = paths[0] if paths else "image"
+        raise DataError(f"{where}: BRISQUE needs at least {BRISQUE_MIN}x{BRISQUE_MIN} pixels, got {h}x{w}")
     with torch.inference_mode():
         luma = to_y_channel(images.to(torch.float64), 255.0)
         scales = []

@@ -151,6 +151,14 @@ class Brisque(PyiqaMetric):
             raise MethodUnavailable(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
         return {"pretrained_model_path": str(checkpoint_path)}
 
+    def score_batch(self, batch: Batch):
+        height, width = batch.images.shape[-2:]
+        from .features import BRISQUE_MIN
+
+        if min(height, width) < BRISQUE_MIN:
+            raise DataError(f"{batch.paths[0]}: BRISQUE needs at least {BRISQUE_MIN}x{BRISQUE_MIN} pixels, got {height}x{width}")
+        return super().score_batch(batch)
+
 
 class Niqe(PyiqaMetric):
     name = "niqe"

@@ -4,6 +4,7 @@ A method receives a Batch (float RGB tensors in [0, 1], same size, on the run's 
 returns one score per image. The harness does decoding, batching, caching and statistics.
 """
 
+from diqa_bench.errors import DataError
 from diqa_bench.methods import Method
 
 
@@ -22,6 +23,9 @@ class LaplacianVariance(Method):
     def score_batch(self, batch):
         import torch  # imported here, not at module level: `diqa-bench list` must stay instant
 
+        height, width = batch.images.shape[-2:]
+        if min(height, width) < 3:  # a DataError skips this image (with this reason), not the batch
+            raise DataError(f"{batch.paths[0]}: the 3x3 Laplacian needs at least 3x3 pixels, got {height}x{width}")
         x = batch.images.mean(1, keepdim=True) if self.grayscale else batch.images
         channels = x.shape[1]
         kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device)
