@@ -180,9 +180,12 @@ class Scorer:
                              weights_dir=self.weights_dir, progress=self.progress_enabled(), decoder=self.decoder)
 
     def zero_shot_token(self, method: Method) -> str:
-        """The score-cache token of a zero-shot method in this run. Scores from nvJPEG-decoded
-        pixels differ slightly from PIL's, so they never share cache entries."""
-        token = method.cache_token()
+        """The score-cache token of a zero-shot method in this run: its configuration and the
+        content of its weight files. Scores from nvJPEG-decoded pixels differ slightly from PIL's,
+        so they never share cache entries."""
+        from diqa_bench.cache import weights_token
+
+        token = weights_token(method, self.method_context(0))
         return token if self.decoder == "pil" else f"{token}|{self.decoder}"
 
     def new_method(self, unit: Unit) -> Method:
@@ -299,7 +302,9 @@ class Scorer:
         samples = [s for s in self.plan.train_samples(unit) if s.key not in self.decode_skips]
         if not samples:
             raise DataError(f"train set {unit.train_label} has no images")
-        key = self.plan.fit_key(unit, method.cache_token(), self.device, self.decoder)
+        from diqa_bench.cache import weights_token
+
+        key = self.plan.fit_key(unit, weights_token(method, ctx), self.device, self.decoder)
         model_dir = self.cache_dir / "models" / key
         token = f"fit:{key}"
 

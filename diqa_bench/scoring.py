@@ -48,13 +48,13 @@ def _parse_options(pairs: list[str]) -> dict:
     return out
 
 
-def score_token(method, weights: str | None, decoder: str) -> str:
-    """The score-cache token: the method's configuration, plus the content of a loaded fit (a
-    trainable method's scores depend on its saved files), plus a non-PIL decoder (its pixels
-    differ slightly, as in ``run``)."""
-    from diqa_bench.cache import file_hash, stable_hash
+def score_token(method, weights: str | None, decoder: str, ctx=None) -> str:
+    """The score-cache token: the method's configuration and the content of its weight files
+    (with ``ctx``), plus the content of a loaded fit (a trainable method's scores depend on its
+    saved files), plus a non-PIL decoder (its pixels differ slightly, as in ``run``)."""
+    from diqa_bench.cache import file_hash, stable_hash, weights_token
 
-    token = method.cache_token()
+    token = weights_token(method, ctx) if ctx is not None else method.cache_token()
     if method.trainable and weights:
         root = Path(weights)
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
@@ -115,7 +115,7 @@ def score_paths(args, registry) -> int:
     for p, k in zip(paths, keys):
         path_of.setdefault(k, str(p))
     cache = ScoreCache(cache_dir)
-    token = score_token(method, args.weights, ctx.decoder)
+    token = score_token(method, args.weights, ctx.decoder, ctx)
     scores: dict[str, float] = cache.get_many(token, list(path_of))
     todo = [k for k in path_of if k not in scores]
     errors: dict[str, str] = {}  # key -> why it has no score

@@ -420,3 +420,114 @@ def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
     assert [p for p in (cache / "models").iterdir() if ".damaged-" in p.name]
     for saved in (again.out / "models").rglob("linear.json"):
         json.loads(saved.read_text())
+
+
+# -- issue 27, items 5-7: no stale or silently omitted numbers ----------------------------------
+import shutil  # noqa: E402
+
+SHARED_BRISQUE = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "brisque_svm_weights.pth"
+if not SHARED_BRISQUE.is_file() and os.environ.get("DIQA_BENCH_WEIGHTS"):
+    SHARED_BRISQUE = Path(os.environ["DIQA_BENCH_WEIGHTS"]) / "brisque_svm_weights.pth"
+
+
+def _photos(folder: Path, n: int = 6, size=(72, 96)) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]] / size[1]
+    for i in range(n):
+        base = 0.5 + 0.3 * np.sin(2 * np.pi * (xx * (i % 3 + 1) + yy))
+        img = np.clip(base[..., None] + rng.normal(0, 0.03 * i, (*size, 3)), 0, 1)
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def _folder_run(tmp_path: Path, folder: Path, methods=None, plugins=(), reports=False, **config):
+    """A benchmark over every file of ``folder`` as one csv dataset (MOS 1-5 by name order)."""
+    import diqa_datasets
+    import numpy as np
+    import pandas as pd
+
+    names = sorted(p.name for p in folder.iterdir())
+    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = {
+        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
+        "methods": methods or [{"name": "stub-noise"}],
+        "test_domains": ["a"],
+        "splits": {"test_ratio": 0.99, "seeds": [0]},
+        "statistics": {"bootstrap": 10},
+        **config,
+    }
+    return run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets), *plugins], reports=reports)
+
+
+def _score_csv(text: str) -> dict[str, dict]:
+    import csv
+    import io
+
+    return {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(text))}
+
+
+def _brisque_variant(path: Path) -> Path:
+    """A valid BRISQUE weights file with other SVM coefficients: other scores."""
+    import torch
+
+    coef, sv = torch.load(str(SHARED_BRISQUE), map_location="cpu", weights_only=True)
+    torch.save((-coef, sv), str(path))
+    return path
+
+
+@pytest.mark.skipif(not SHARED_BRISQUE.is_file(), reason="needs ../shared/weights")
+def test_score_cache_follows_the_content_of_the_weights_file(tmp_path, monkeypatch, capsys):
+    """Item 5: another weights folder, or a weights file overwritten at the same path, gives the
+    new weights' scores, not the cached scores of the old ones."""
+    monkeypatch.delenv("DIQA_BENCH_WEIGHTS", raising=False)
+    photos = _photos(tmp_path / "photos", n=3)
+    first, second = tmp_path / "w1", tmp_path / "w2"
+    first.mkdir(), second.mkdir()
+    shutil.copyfile(SHARED_BRISQUE, first / SHARED_BRISQUE.name)
+    _brisque_variant(second / SHARED_BRISQUE.name)
+    common = ["score", "-m", "brisque", "--device", "cpu", "--processes", "1", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)]
+
+    def scores(*extra):
+        assert cli.main([*common, *extra]) == 0
+        return {k: float(r["score"]) for k, r in _score_csv(capsys.readouterr().out).items()}
+
+    a = scores("--weights-dir", str(first))
+    b = scores("--weights-dir", str(second))
+    assert all(a[k] != b[k] for k in a), "another weights folder gave the cached scores"
+    assert scores("--weights-dir", str(first)) == a  # the first file's scores are still cached
+    file = tmp_path / "mine.pth"
+    shutil.copyfile(first / SHARED_BRISQUE.name, file)
+    assert scores("--weights", str(file)) == a
+    _brisque_variant(file)  # overwritten in place: same path, same size
+    assert scores("--weights", str(file)) == b
+
+
+@pytest.mark.skipif(not SHARED_BRISQUE.is_file(), reason="needs ../shared/weights")
+def test_run_with_other_weights_rescores_and_records_the_files(tmp_path, monkeypatch):
+    """Item 5, ``run``: a changed weights folder changes the scores, and run.json says which
+    weights file (path and sha256) each method used."""
+    import hashlib
+
+    import diqa_pyiqa
+
+    monkeypatch.delenv("DIQA_BENCH_WEIGHTS", raising=False)
+    photos = _photos(tmp_path / "photos", n=8)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    target = folder / SHARED_BRISQUE.name
+    shutil.copyfile(SHARED_BRISQUE, target)
+    methods = [{"name": "brisque"}, {"name": "stub-noise"}]
+    kw = dict(methods=methods, plugins=[("pyiqa", diqa_pyiqa)], weights_dir=str(folder))
+    before = _folder_run(tmp_path, photos, **kw)
+    _brisque_variant(target)
+    after = _folder_run(tmp_path, photos, **kw)
+    old = before.scores[before.scores.method == "brisque"].score.to_numpy()
+    new = after.scores[after.scores.method == "brisque"].score.to_numpy()
+    assert len(old) == len(new) > 0 and (old != new).all(), "the cached scores of the old weights came back"
+    used = {w["method"]: w["files"] for w in after.run["weights"]}
+    assert used["brisque"] == [{"path": str(target), "sha256": hashlib.sha256(target.read_bytes()).hexdigest()}]
+    assert used["stub-noise"] == []
