@@ -315,23 +315,32 @@ class Scorer:
             method.fit(data, ctx)
             export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
 
-        if (model_dir / "DONE").exists():
+        def fit_again(reason: str) -> None:  # a cache is disposable: a damaged model is fitted again
+            import warnings
+
+            from diqa_bench.cache import CacheWarning, set_aside
+
+            aside = set_aside(model_dir)
+            warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=3)
+            fit_and_save()
+
+        damage = model_damage(model_dir) if (model_dir / "DONE").exists() else None
+        if damage is not None:  # checked before it is exported, even when every score it gave is cached
+            fit_again(f"damaged: {damage}")
+            ready = ensure_setup
+        elif (model_dir / "DONE").exists():
 
             @once
             def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
                 ensure_setup()
                 try:
                     method.load(model_dir)
-                except Exception as exc:  # noqa: BLE001 - a cache is disposable: a damaged model is fitted again
-                    import warnings
-
-                    from diqa_bench.cache import CacheWarning, set_aside
-
-                    aside = set_aside(model_dir)
-                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-                    warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=2)
-                    fit_and_save()
+                except Exception as exc:  # noqa: BLE001
+                    fit_again(" ".join(str(exc).split())[:200] or type(exc).__name__)
                     self._copy_model(model_dir, unit)
+
+            if not (model_dir / CHECKSUMS_FILE).exists():
+                ready()  # saved by an older version, without checksums: loaded now, before it is exported
         else:
             fit_and_save()
             ready = ensure_setup
@@ -366,6 +375,46 @@ def _debug(exc: BaseException) -> None:
 
 
 DESCRIPTION_FILE = "description.json"  # Method.describe() of a fitted model, saved with it
+CHECKSUMS_FILE = "checksums.json"  # sha256 of every file of a fitted model, saved with it
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """Record the sha256 of every file of a saved model (but DONE), so that a file damaged later
+    is found before the model is loaded or exported."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in ("DONE", CHECKSUMS_FILE))
+    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+    (Path(folder) / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
+
+
+def model_damage(folder: Path) -> str | None:
+    """Why a saved model's files differ from those it was saved with (one line), or None. A model
+    saved without checksums (by an older version) has nothing to be checked against: None."""
+    folder = Path(folder)
+    try:
+        sums = json.loads((folder / CHECKSUMS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"{CHECKSUMS_FILE} unreadable ({type(exc).__name__})"
+    if not isinstance(sums, dict):
+        return f"{CHECKSUMS_FILE} is not a table of checksums"
+    for name, digest in sorted(sums.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} changed since it was saved ({path.stat().st_size} bytes now)"
+    return None
 
 
 def export_model(method: Method, model_dir: Path, note: str) -> None:
@@ -385,6 +434,7 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
         description = method.describe() if hasattr(method, "describe") else {}
         if description:
             (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1, default=str))
+        write_checksums(tmp)
         (tmp / "DONE").write_text(note)
         for _ in range(2):
             if (model_dir / "DONE").exists():

@@ -209,6 +209,11 @@ def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str]
     def setup() -> None:  # only on the in-process path: pool workers build their own method
         method.setup(ctx)
         if method.trainable:
+            from diqa_bench.scorer import model_damage
+
+            damage = model_damage(Path(args.weights)) if Path(args.weights).is_dir() else None
+            if damage is not None:  # a model folder a run exported, changed since
+                raise UserError(f"--weights {args.weights}: damaged model ({damage})")
             method.load(Path(args.weights))
 
     paths = [path_of[k] for k in todo]

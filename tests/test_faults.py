@@ -531,3 +531,44 @@ def test_run_with_other_weights_rescores_and_records_the_files(tmp_path, monkeyp
     used = {w["method"]: w["files"] for w in after.run["weights"]}
     assert used["brisque"] == [{"path": str(target), "sha256": hashlib.sha256(target.read_bytes()).hexdigest()}]
     assert used["stub-noise"] == []
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_a_damaged_cached_fit_is_never_exported(tmp_path, capsys):
+    """Item 6: a cached fit whose file was damaged after it was saved is set aside and fitted
+    again, with one warning, even when every score it gave is still cached."""
+    from diqa_bench.cache import CacheWarning
+
+    cfg = small(methods=[{"name": "stub-linear"}], train_sets=[["a"]], test_domains=["a"])
+    run_tiny_benchmark(tmp_path, cfg)
+    cache = tmp_path / "cache" / "models"
+    [model] = [p for p in cache.iterdir() if (p / "DONE").exists()]
+    with open(model / "linear.json", "r+b") as f:
+        f.truncate(5)
+    StubLinear.fits = 0
+    with pytest.warns(CacheWarning, match="damaged") as caught:
+        again = run_tiny_benchmark(tmp_path, cfg)
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+    assert StubLinear.fits == 1 and all(c["status"] == "ok" for c in again.run["cells"])
+    [exported] = list((again.out / "models").rglob("linear.json"))
+    assert json.loads(exported.read_text())["coef"]
+    assert [p for p in cache.iterdir() if ".damaged-" in p.name]
+
+
+def test_score_with_a_damaged_fitted_model_is_one_line(tmp_path, capsys):
+    """Item 6: ``score --weights`` on a truncated model.npz: one line, exit 2, no traceback."""
+    import numpy as np
+
+    from diqa_pyiqa.refit import BrisqueFit
+
+    folder = tmp_path / "model"
+    BrisqueFit()._write(folder, {"support": np.ones((3, 36)), "dual": np.ones(3)}, {"C": 1.0})
+    size = (folder / "model.npz").stat().st_size
+    with open(folder / "model.npz", "r+b") as f:
+        f.truncate(size // 2)
+    photos = _photos(tmp_path / "photos", n=2)
+    code = cli.main(["score", "-m", "brisque-fit", "--weights", str(folder), "--device", "cpu", "--no-progress",
+                     "--cache-dir", str(tmp_path / "cache"), str(photos)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "model.npz" in err
