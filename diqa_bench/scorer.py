@@ -157,6 +157,8 @@ class Scorer:
         self.weights_dir = Path(weights).expanduser() if weights else None
         self.skips: list[Skip] = []  # images found undecodable while scoring or training
         self.decode_skips: dict[str, str] = {}  # image key -> reason
+        self._copies: tuple[int, dict[str, list[tuple[str, str, str]]]] | None = None  # (id of the plan, key -> its images)
+        self._pixels_checked: dict[tuple[str, int], str | None] = {}  # (image key, limit) -> why it is over the limit
 
     # -- images ----------------------------------------------------------------------------------
     def domain_images(self, domain: str, seed: int, side: str) -> tuple[list[ImageRef], str | None]:
@@ -167,12 +169,54 @@ class Scorer:
         images = [r for r in images if r.key not in self.decode_skips]
         return (images, None) if images else ([], f"domain {domain!r} has no {side} images")
 
-    def _skip(self, key: str, dataset: str, image: str, reason: str) -> None:
+    def _skip(self, key: str, dataset: str, image: str, reason: str, path: str | None = None) -> None:
+        """Record an image that cannot be used, and every byte-identical copy of it in the plan
+        (work is per content key: one decoding failure stands for all of them, and each is listed)."""
         from diqa_bench.datasets import Skip
 
-        if key not in self.decode_skips:
-            self.decode_skips[key] = reason
-            self.skips.append(Skip(dataset, image, reason))
+        if key in self.decode_skips:
+            return
+        self.decode_skips[key] = reason
+        copies = self._images_of(key)
+        if (dataset, image) not in [(d, i) for d, i, _ in copies]:
+            copies = [(dataset, image, path or ""), *copies]
+        for d, i, p in copies:
+            # a copy's reason names its own file, not the one that was decoded
+            why = p + reason[len(path):] if path and p and reason.startswith(path) else reason
+            self.skips.append(Skip(d, i, why))
+
+    def _images_of(self, key: str) -> list[tuple[str, str, str]]:
+        """(dataset, image id, path) of every image of the plan with content ``key``."""
+        if self._copies is None or self._copies[0] != id(self.plan):
+            index: dict[str, list[tuple[str, str, str]]] = {}
+            for ds in self.plan.datasets.values():
+                for r in ds.refs:
+                    index.setdefault(r.key, []).append((r.dataset, r.id, r.path))
+            self._copies = (id(self.plan), index)
+        return self._copies[1].get(key, [])
+
+    def _over_pixel_limit(self, refs) -> set[str]:
+        """Keys of ``refs`` whose header exceeds the pixel limit, recorded as skipped (or raising,
+        with ``bad_input: error``). Checked before any cache is trusted: a score or feature
+        cached under a higher limit must not let the image through a lower one."""
+        from diqa_bench.images import check_pixel_limit, max_pixels
+
+        limit = max_pixels()
+        over: set[str] = set()
+        for r in refs:
+            if (r.key, limit) not in self._pixels_checked:
+                try:
+                    check_pixel_limit(r.path)
+                    self._pixels_checked[(r.key, limit)] = None
+                except DataError as exc:
+                    self._pixels_checked[(r.key, limit)] = str(exc)
+            why = self._pixels_checked[(r.key, limit)]
+            if why is not None:
+                if self.config.bad_input == "error":
+                    raise DataError(why)
+                self._skip(r.key, r.dataset, r.id or Path(r.path).name, why, r.path)
+                over.add(r.key)
+        return over
 
     # -- methods ---------------------------------------------------------------------------------
     def method_context(self, seed: int) -> MethodContext:
@@ -195,7 +239,8 @@ class Scorer:
         """Scores for ``images`` from the per-image cache; what is missing is computed (after
         ``ensure_setup()``, so a fully cached cell never loads the model). Undecodable images get
         NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
-        unique = list(dict.fromkeys(r.key for r in images))
+        over = self._over_pixel_limit(list({r.key: r for r in images}.values()))
+        unique = [k for k in dict.fromkeys(r.key for r in images) if k not in over]
         have = self.scores.get_many(token, unique)
         todo = [k for k in unique if k not in have]
         if todo:
@@ -213,7 +258,7 @@ class Scorer:
                 if self.config.bad_input == "error":
                     raise DataError(msg)
                 r = ref_of[todo[pos]]
-                self._skip(r.key, r.dataset, r.id, msg)
+                self._skip(r.key, r.dataset, r.id, msg, r.path)
 
             def commit(found: dict[str, float]) -> None:
                 self.scores.put_many(token, found)
@@ -299,12 +344,17 @@ class Scorer:
     def _fit(self, unit: Unit, method: Method, ctx: MethodContext, ensure_setup) -> tuple[str, Callable[[], None]]:
         """Fit (or find the cached fit of) a trainable method. Returns the score-cache token and a
         callable that makes the method ready to score (loading a cached fit only when needed)."""
-        samples = [s for s in self.plan.train_samples(unit) if s.key not in self.decode_skips]
+        samples = self.plan.train_samples(unit)
+        over = self._over_pixel_limit(list({s.key: s for s in samples}.values()))  # their features may be cached
+        samples = [s for s in samples if s.key not in self.decode_skips and s.key not in over]
         if not samples:
             raise DataError(f"train set {unit.train_label} has no images")
-        from diqa_bench.cache import weights_token
+        from diqa_bench.cache import stable_hash, weights_token
 
-        key = self.plan.fit_key(unit, weights_token(method, ctx), self.device, self.decoder)
+        token = weights_token(method, ctx)
+        if over:  # a fit cached before the limit was lowered learnt from those images too
+            token += f"|without:{stable_hash(sorted(over))}"
+        key = self.plan.fit_key(unit, token, self.device, self.decoder)
         model_dir = self.cache_dir / "models" / key
         token = f"fit:{key}"
 
@@ -357,7 +407,7 @@ class Scorer:
         if self.config.bad_input == "error":
             raise DataError(f"training image {msg}")
         # skip policy: the method trains without it; the image is listed as skipped
-        self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg)
+        self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg, sample.path)
 
     def progress_enabled(self) -> bool:
         return sys.stderr.isatty() if self.opts.progress is None else self.opts.progress

@@ -73,7 +73,8 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
 def score_paths(args, registry) -> int:
     from diqa_bench.cache import ScoreCache, default_cache_dir, file_hash
     from diqa_bench.config import validate_options
-    from diqa_bench.images import list_images, resolve_decoder
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import check_pixel_limit, list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
     from diqa_bench.scorer import resolve_device
 
@@ -116,9 +117,14 @@ def score_paths(args, registry) -> int:
         path_of.setdefault(k, str(p))
     cache = ScoreCache(cache_dir)
     token = score_token(method, args.weights, ctx.decoder, ctx)
-    scores: dict[str, float] = cache.get_many(token, list(path_of))
-    todo = [k for k in path_of if k not in scores]
     errors: dict[str, str] = {}  # key -> why it has no score
+    for k, p in path_of.items():  # before the cache is read: a limit lowered since applies to cached images too
+        try:
+            check_pixel_limit(p)
+        except DataError as exc:
+            errors[k] = str(exc)
+    scores: dict[str, float] = cache.get_many(token, [k for k in path_of if k not in errors])
+    todo = [k for k in path_of if k not in scores and k not in errors]
     bar = _progress(progress, len(path_of), len(path_of) - len(todo), cls.name)
     try:
         if todo:

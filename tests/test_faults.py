@@ -572,3 +572,76 @@ def test_score_with_a_damaged_fitted_model_is_one_line(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "model.npz" in err
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_every_copy_of_a_broken_image_is_listed_as_skipped(tmp_path):
+    """Item 7a: two byte-identical broken files are two skipped images, not one."""
+    photos = _photos(tmp_path / "photos", n=8)
+    for name in ("broken1.png", "broken2.png"):
+        (photos / name).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = _folder_run(tmp_path, photos)
+    skipped = sorted(s["image"] for s in result.run["skipped"])
+    assert skipped == ["broken1.png", "broken2.png"]
+    assert all(s["image"] in s["reason"] for s in result.run["skipped"])  # each names its own file
+    listed = set(result.scores.image) | set(skipped)
+    assert listed == {p.name for p in photos.iterdir()}
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_score_follows_a_symlinked_folder_without_looping(tmp_path, stub_registry, monkeypatch, capsys):
+    """Item 7b: images in a symlinked sub-folder are scored; a link back up is not followed twice."""
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    photos = _photos(tmp_path / "photos", n=2)
+    elsewhere = _photos(tmp_path / "elsewhere", n=3)
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(photos, target_is_directory=True)
+    code = cli.main(["score", "-m", "stub-noise", "--device", "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)])
+    out, err = capsys.readouterr()
+    rows = [r for r in _score_csv(out)]
+    paths = [Path(line.split(",")[0]) for line in out.splitlines()[1:]]
+    assert code == 0, err
+    assert len(paths) == len(set(p.resolve() for p in paths)) == 5, paths
+    assert {p.name for p in paths} >= {"im0.png", "im1.png", "im2.png"} and rows
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_a_lowered_pixel_limit_applies_to_cached_images(tmp_path, stub_registry, monkeypatch, capsys):
+    """Item 7c: an image scored under a higher limit is not answered from the cache once the
+    limit is lowered, in ``score`` and in ``run``."""
+    from PIL import Image
+
+    from diqa_bench.images import MAX_PIXELS_ENV
+
+    monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")  # restored after the test (score and run set it)
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    photos = _photos(tmp_path / "photos", n=8)  # 96x72 = 6912 pixels each
+    Image.new("RGB", (200, 100), "grey").save(photos / "wide.png")  # 20000 pixels
+    command = ["score", "-m", "stub-noise", "--device", "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)]
+    assert cli.main(command) == 0
+    capsys.readouterr()
+    assert cli.main([*command, "--max-pixels", "15000"]) == 1
+    out, err = capsys.readouterr()
+    rows = _score_csv(out)
+    assert rows["wide.png"]["score"] == "" and "exceed the limit" in rows["wide.png"]["skipped"]
+    assert all(rows[f"im{i}.png"]["score"] for i in range(8))
+
+    monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")
+    first = _folder_run(tmp_path, photos)
+    assert "wide.png" in set(first.scores.image)
+    lowered = _folder_run(tmp_path, photos, max_image_pixels=15000)
+    assert "wide.png" not in set(lowered.scores.image)
+    assert [s["image"] for s in lowered.run["skipped"]] == ["wide.png"] and "exceed the limit" in lowered.run["skipped"][0]["reason"]
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_a_report_after_a_no_report_run_has_its_figures(tmp_path):
+    """Item 7d: a run with figures after a ``--no-report`` run of the same scores (a fresh
+    derived cache) makes the figures, instead of a report.html without them."""
+    cfg = small(methods=[{"name": "stub-noise"}, {"name": "stub-linear"}], train_sets=[["a"], ["b"], ["a", "b"]])
+    run_tiny_benchmark(tmp_path, cfg, reports=False)
+    again = run_tiny_benchmark(tmp_path, cfg, reports=True)
+    figures = list((again.out / "figures").glob("*.png"))
+    assert figures, "no figures were made"
+    html = (again.out / "report.html").read_text()
+    assert html.count("data:image/png") >= len(figures)
