@@ -44,6 +44,39 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (hex), computed once per process for each (real path, size, mtime):
+    weight files are hundreds of megabytes, and every cell asks."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
+
+
+def weights_used(method: Any, ctx: Any) -> list[dict[str, str]]:
+    """The weight files ``method`` loads in ``ctx`` (:meth:`Method.weight_files`), each with its
+    sha256: what run.json records."""
+    return [{"path": str(p), "sha256": file_sha256(p)} for p in method.weight_files(ctx) if Path(p).is_file()]
+
+
+def weights_token(method: Any, ctx: Any) -> str:
+    """``method.cache_token()`` plus the content of every weight file it loads: other weights, or a
+    file overwritten in place, never get the scores (or the fit) cached for the old ones. A method
+    without weight files keeps its plain token."""
+    token = method.cache_token()
+    files = weights_used(method, ctx)
+    return token if not files else "w:" + stable_hash([token, [f["sha256"] for f in files]])
+
+
 def stable_hash(obj: Any, n: int = 16) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]

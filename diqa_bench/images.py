@@ -156,16 +156,46 @@ def probe_size(path: str | Path) -> tuple[int, int]:
 
 
 def list_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of image files."""
+    """Expand files and folders (recursively, symlinked sub-folders included) into a sorted list of
+    image files."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+            out.extend(sorted(q for q in _walk(p) if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
         elif p.exists():
             out.append(p)
         else:
             raise DataError(f"{p}: no such file or folder")
     return out
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file below ``root``, following symlinked folders (a photo library often links its
+    albums in) but entering each real folder once, so a link back up cannot loop."""
+    seen: set[str] = set()
+    out: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) not in seen]
+        out.extend(Path(folder) / f for f in files)
+    return out
+
+
+def check_pixel_limit(path: str | Path) -> None:
+    """DataError when the image's header claims more pixels than :func:`max_pixels` (or PIL calls
+    it a bomb). What else a header may say is left to decoding. For images whose score or features
+    come from a cache: a limit lowered since they were scored applies to them too."""
+    try:
+        with _open(path):
+            pass
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - unreadable: decoding reports it
+        return
 
 
 class _DecodeDataset:

@@ -211,9 +211,18 @@ class Method:
         leaderboard's protocol, so one row name never hides two different models. Default: none."""
         return {}
 
-    def cache_token(self) -> str:
-        """Everything the scores depend on: name, version and options (a stable hash)."""
-        blob = json.dumps({"name": self.name, "version": self.version, "options": self.options}, sort_keys=True, default=str)
+    def weight_files(self, ctx: MethodContext) -> list[Path]:
+        """The pretrained weight files ``setup(ctx)`` would load, found as setup finds them but
+        without loading anything (a missing one is left out: setup reports it). Their content is
+        part of every score-cache and fit key (:func:`diqa_bench.cache.weights_token`) and run.json
+        lists them, so other weights never get the cached scores of the old ones. Default: none."""
+        return []
+
+    def cache_token(self, options: dict[str, Any] | None = None) -> str:
+        """Everything the scores depend on but the weight files: name, version and ``options``
+        (default: this instance's) as a stable hash."""
+        blob = json.dumps({"name": self.name, "version": self.version, "options": self.options if options is None else options},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod

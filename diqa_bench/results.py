@@ -379,6 +379,7 @@ def run_info(config, registry, scorer, options, executor, started: str) -> dict[
         },
         "domains": domains,
         "fitted_models": fitted_models(options.out),
+        "weights": methods_weights(config, registry, scorer),
         "screening": plan.screening,
         "skipped": [dict(dataset=s.dataset, image=s.image, reason=s.reason) for s in _unique_skips(plan.skips + scorer.skips)],
         "cache_dir": str(scorer.cache_dir),
@@ -398,6 +399,22 @@ def _variant_info(config) -> dict[str, Any]:
                              "what": "per split seed, this share of each dataset's train content groups is held out: every row is fitted on "
                                      "the rest and scored on them (validation/metrics.csv); the test phase fits on the whole train split"}
     return out
+
+
+def methods_weights(config, registry, scorer) -> list[dict[str, Any]]:
+    """The weight files (path and sha256) each configured method loads on this machine: their
+    content is part of its cache keys, so a table never mixes scores of two weight files."""
+    from diqa_bench.cache import weights_used
+
+    ctx = scorer.method_context(0)
+    rows = []
+    for m in config.methods:
+        try:
+            files = weights_used(registry.method(m.name)(**m.options), ctx)
+        except Exception:  # noqa: BLE001 - the method's cells say why it cannot be created
+            files = []
+        rows.append({"method": m.label, "files": files})
+    return rows
 
 
 def fitted_models(out: Path) -> list[dict[str, Any]]:

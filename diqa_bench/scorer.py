@@ -161,6 +161,8 @@ class Scorer:
         # (score token, image key) -> why that method has no score for it (too small, NaN): the
         # image stays in every other method's cells
         self.method_skips: dict[tuple[str, str], str] = {}
+        self._copies: tuple[int, dict[str, list[tuple[str, str, str]]]] | None = None  # (id of the plan, key -> its images)
+        self._pixels_checked: dict[tuple[str, int], str | None] = {}  # (image key, limit) -> why it is over the limit
 
     # -- images ----------------------------------------------------------------------------------
     def domain_images(self, domain: str, seed: int, side: str, phase: str = "test") -> tuple[list[ImageRef], str | None]:
@@ -171,12 +173,54 @@ class Scorer:
         images = [r for r in images if r.key not in self.decode_skips]
         return (images, None) if images else ([], f"domain {domain!r} has no {side} images")
 
-    def _skip(self, key: str, dataset: str, image: str, reason: str) -> None:
+    def _skip(self, key: str, dataset: str, image: str, reason: str, path: str | None = None) -> None:
+        """Record an image that cannot be used, and every byte-identical copy of it in the plan
+        (work is per content key: one decoding failure stands for all of them, and each is listed)."""
         from diqa_bench.datasets import Skip
 
-        if key not in self.decode_skips:
-            self.decode_skips[key] = reason
-            self.skips.append(Skip(dataset, image, reason))
+        if key in self.decode_skips:
+            return
+        self.decode_skips[key] = reason
+        copies = self._images_of(key)
+        if (dataset, image) not in [(d, i) for d, i, _ in copies]:
+            copies = [(dataset, image, path or ""), *copies]
+        for d, i, p in copies:
+            # a copy's reason names its own file, not the one that was decoded
+            why = p + reason[len(path):] if path and p and reason.startswith(path) else reason
+            self.skips.append(Skip(d, i, why))
+
+    def _images_of(self, key: str) -> list[tuple[str, str, str]]:
+        """(dataset, image id, path) of every image of the plan with content ``key``."""
+        if self._copies is None or self._copies[0] != id(self.plan):
+            index: dict[str, list[tuple[str, str, str]]] = {}
+            for ds in self.plan.datasets.values():
+                for r in ds.refs:
+                    index.setdefault(r.key, []).append((r.dataset, r.id, r.path))
+            self._copies = (id(self.plan), index)
+        return self._copies[1].get(key, [])
+
+    def _over_pixel_limit(self, refs) -> set[str]:
+        """Keys of ``refs`` whose header exceeds the pixel limit, recorded as skipped (or raising,
+        with ``bad_input: error``). Checked before any cache is trusted: a score or feature
+        cached under a higher limit must not let the image through a lower one."""
+        from diqa_bench.images import check_pixel_limit, max_pixels
+
+        limit = max_pixels()
+        over: set[str] = set()
+        for r in refs:
+            if (r.key, limit) not in self._pixels_checked:
+                try:
+                    check_pixel_limit(r.path)
+                    self._pixels_checked[(r.key, limit)] = None
+                except DataError as exc:
+                    self._pixels_checked[(r.key, limit)] = str(exc)
+            why = self._pixels_checked[(r.key, limit)]
+            if why is not None:
+                if self.config.bad_input == "error":
+                    raise DataError(why)
+                self._skip(r.key, r.dataset, r.id or Path(r.path).name, why, r.path)
+                over.add(r.key)
+        return over
 
     # -- methods ---------------------------------------------------------------------------------
     def method_context(self, seed: int) -> MethodContext:
@@ -184,9 +228,12 @@ class Scorer:
                              weights_dir=self.weights_dir, progress=self.progress_enabled(), decoder=self.decoder)
 
     def zero_shot_token(self, method: Method) -> str:
-        """The score-cache token of a zero-shot method in this run. Scores from nvJPEG-decoded
-        pixels differ slightly from PIL's, so they never share cache entries."""
-        token = method.cache_token()
+        """The score-cache token of a zero-shot method in this run: its configuration and the
+        content of its weight files. Scores from nvJPEG-decoded pixels differ slightly from PIL's,
+        so they never share cache entries."""
+        from diqa_bench.cache import weights_token
+
+        token = weights_token(method, self.method_context(0))
         return token if self.decoder == "pil" else f"{token}|{self.decoder}"
 
     def new_method(self, unit: Unit) -> Method:
@@ -196,7 +243,8 @@ class Scorer:
         """Scores for ``images`` from the per-image cache; what is missing is computed (after
         ``ensure_setup()``, so a fully cached cell never loads the model). Undecodable images get
         NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
-        unique = list(dict.fromkeys(r.key for r in images))
+        over = self._over_pixel_limit(list({r.key: r for r in images}.values()))
+        unique = [k for k in dict.fromkeys(r.key for r in images) if k not in over]
         # a NaN an older version cached is scored again: it is a skip now, and never cached
         have = {k: v for k, v in self.scores.get_many(token, unique).items() if math.isfinite(v)}
         todo = [k for k in unique if k not in have]
@@ -222,7 +270,7 @@ class Scorer:
                         self.method_skips[(token, r.key)] = str(msg)
                         self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
                     return
-                self._skip(r.key, r.dataset, r.id, msg)
+                self._skip(r.key, r.dataset, r.id, msg, r.path)
 
             def commit(found: dict[str, float]) -> None:
                 self.scores.put_many(token, found)
@@ -308,10 +356,17 @@ class Scorer:
     def _fit(self, unit: Unit, method: Method, ctx: MethodContext, ensure_setup) -> tuple[str, Callable[[], None]]:
         """Fit (or find the cached fit of) a trainable method. Returns the score-cache token and a
         callable that makes the method ready to score (loading a cached fit only when needed)."""
-        samples = [s for s in self.plan.train_samples(unit) if s.key not in self.decode_skips]
+        samples = self.plan.train_samples(unit)
+        over = self._over_pixel_limit(list({s.key: s for s in samples}.values()))  # their features may be cached
+        samples = [s for s in samples if s.key not in self.decode_skips and s.key not in over]
         if not samples:
             raise DataError(f"train set {unit.train_label} has no images")
-        key = self.plan.fit_key(unit, method.cache_token(), self.device, self.decoder)
+        from diqa_bench.cache import stable_hash, weights_token
+
+        token = weights_token(method, ctx)
+        if over:  # a fit cached before the limit was lowered learnt from those images too
+            token += f"|without:{stable_hash(sorted(over))}"
+        key = self.plan.fit_key(unit, token, self.device, self.decoder)
         model_dir = self.cache_dir / "models" / key
         token = f"fit:{key}"
 
@@ -322,23 +377,32 @@ class Scorer:
             method.fit(data, ctx)
             export_model(method, model_dir, f"fitted in {time.time() - t0:.1f}s on {len(samples)} images\n")
 
-        if (model_dir / "DONE").exists():
+        def fit_again(reason: str) -> None:  # a cache is disposable: a damaged model is fitted again
+            import warnings
+
+            from diqa_bench.cache import CacheWarning, set_aside
+
+            aside = set_aside(model_dir)
+            warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=3)
+            fit_and_save()
+
+        damage = model_damage(model_dir) if (model_dir / "DONE").exists() else None
+        if damage is not None:  # checked before it is exported, even when every score it gave is cached
+            fit_again(f"damaged: {damage}")
+            ready = ensure_setup
+        elif (model_dir / "DONE").exists():
 
             @once
             def ready() -> None:  # lazily: a cell whose test scores are all cached never loads the model
                 ensure_setup()
                 try:
                     method.load(model_dir)
-                except Exception as exc:  # noqa: BLE001 - a cache is disposable: a damaged model is fitted again
-                    import warnings
-
-                    from diqa_bench.cache import CacheWarning, set_aside
-
-                    aside = set_aside(model_dir)
-                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-                    warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=2)
-                    fit_and_save()
+                except Exception as exc:  # noqa: BLE001
+                    fit_again(" ".join(str(exc).split())[:200] or type(exc).__name__)
                     self._copy_model(model_dir, unit)
+
+            if not (model_dir / CHECKSUMS_FILE).exists():
+                ready()  # saved by an older version, without checksums: loaded now, before it is exported
         else:
             fit_and_save()
             ready = ensure_setup
@@ -359,7 +423,7 @@ class Scorer:
         if self.config.bad_input == "error":
             raise DataError(f"training image {msg}")
         # skip policy: the method trains without it; the image is listed as skipped
-        self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg)
+        self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg, sample.path)
 
     def progress_enabled(self) -> bool:
         return sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
@@ -377,6 +441,46 @@ def _debug(exc: BaseException) -> None:
 
 
 DESCRIPTION_FILE = "description.json"  # Method.describe() of a fitted model, saved with it
+CHECKSUMS_FILE = "checksums.json"  # sha256 of every file of a fitted model, saved with it
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """Record the sha256 of every file of a saved model (but DONE), so that a file damaged later
+    is found before the model is loaded or exported."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in ("DONE", CHECKSUMS_FILE))
+    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+    (Path(folder) / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
+
+
+def model_damage(folder: Path) -> str | None:
+    """Why a saved model's files differ from those it was saved with (one line), or None. A model
+    saved without checksums (by an older version) has nothing to be checked against: None."""
+    folder = Path(folder)
+    try:
+        sums = json.loads((folder / CHECKSUMS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"{CHECKSUMS_FILE} unreadable ({type(exc).__name__})"
+    if not isinstance(sums, dict):
+        return f"{CHECKSUMS_FILE} is not a table of checksums"
+    for name, digest in sorted(sums.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} changed since it was saved ({path.stat().st_size} bytes now)"
+    return None
 
 
 def export_model(method: Method, model_dir: Path, note: str) -> None:
@@ -396,6 +500,7 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
         description = method.describe() if hasattr(method, "describe") else {}
         if description:
             (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1, default=str))
+        write_checksums(tmp)
         (tmp / "DONE").write_text(note)
         for _ in range(2):
             if (model_dir / "DONE").exists():

@@ -48,13 +48,13 @@ def _parse_options(pairs: list[str]) -> dict:
     return out
 
 
-def score_token(method, weights: str | None, decoder: str) -> str:
-    """The score-cache token: the method's configuration, plus the content of a loaded fit (a
-    trainable method's scores depend on its saved files), plus a non-PIL decoder (its pixels
-    differ slightly, as in ``run``)."""
-    from diqa_bench.cache import file_hash, stable_hash
+def score_token(method, weights: str | None, decoder: str, ctx=None) -> str:
+    """The score-cache token: the method's configuration and the content of its weight files
+    (with ``ctx``), plus the content of a loaded fit (a trainable method's scores depend on its
+    saved files), plus a non-PIL decoder (its pixels differ slightly, as in ``run``)."""
+    from diqa_bench.cache import file_hash, stable_hash, weights_token
 
-    token = method.cache_token()
+    token = weights_token(method, ctx) if ctx is not None else method.cache_token()
     if method.trainable and weights:
         root = Path(weights)
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
@@ -73,7 +73,8 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
 def score_paths(args, registry) -> int:
     from diqa_bench.cache import ScoreCache, default_cache_dir, file_hash
     from diqa_bench.config import validate_options
-    from diqa_bench.images import list_images, resolve_decoder
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import check_pixel_limit, list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
     from diqa_bench.scorer import resolve_device
 
@@ -115,10 +116,15 @@ def score_paths(args, registry) -> int:
     for p, k in zip(paths, keys):
         path_of.setdefault(k, str(p))
     cache = ScoreCache(cache_dir)
-    token = score_token(method, args.weights, ctx.decoder)
-    scores: dict[str, float] = cache.get_many(token, list(path_of))
-    todo = [k for k in path_of if k not in scores]
+    token = score_token(method, args.weights, ctx.decoder, ctx)
     errors: dict[str, str] = {}  # key -> why it has no score
+    for k, p in path_of.items():  # before the cache is read: a limit lowered since applies to cached images too
+        try:
+            check_pixel_limit(p)
+        except DataError as exc:
+            errors[k] = str(exc)
+    scores: dict[str, float] = cache.get_many(token, [k for k in path_of if k not in errors])
+    todo = [k for k in path_of if k not in scores and k not in errors]
     bar = _progress(progress, len(path_of), len(path_of) - len(todo), cls.name)
     try:
         if todo:
@@ -203,6 +209,11 @@ def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str]
     def setup() -> None:  # only on the in-process path: pool workers build their own method
         method.setup(ctx)
         if method.trainable:
+            from diqa_bench.scorer import model_damage
+
+            damage = model_damage(Path(args.weights)) if Path(args.weights).is_dir() else None
+            if damage is not None:  # a model folder a run exported, changed since
+                raise UserError(f"--weights {args.weights}: damaged model ({damage})")
             method.load(Path(args.weights))
 
     paths = [path_of[k] for k in todo]

@@ -642,3 +642,228 @@ def test_a_run_whose_cells_all_fail_for_one_reason_keeps_the_finished_results(tm
     assert "every cell failed" in errors[0] and "disk I/O error" in errors[0] and str(out) in errors[0]
     assert _tree(out) == before
     assert not [p for p in tmp_path.iterdir() if ".incomplete-" in p.name or p.name.endswith(".partial")]
+
+
+# -- issue 27, items 5-7: no stale or silently omitted numbers ----------------------------------
+import shutil  # noqa: E402
+
+SHARED_BRISQUE = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "brisque_svm_weights.pth"
+if not SHARED_BRISQUE.is_file() and os.environ.get("DIQA_BENCH_WEIGHTS"):
+    SHARED_BRISQUE = Path(os.environ["DIQA_BENCH_WEIGHTS"]) / "brisque_svm_weights.pth"
+
+
+def _photos(folder: Path, n: int = 6, size=(72, 96)) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]] / size[1]
+    for i in range(n):
+        base = 0.5 + 0.3 * np.sin(2 * np.pi * (xx * (i % 3 + 1) + yy))
+        img = np.clip(base[..., None] + rng.normal(0, 0.03 * i, (*size, 3)), 0, 1)
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def _folder_run(tmp_path: Path, folder: Path, methods=None, plugins=(), reports=False, **config):
+    """A benchmark over every file of ``folder`` as one csv dataset (MOS 1-5 by name order)."""
+    import diqa_datasets
+    import numpy as np
+    import pandas as pd
+
+    names = sorted(p.name for p in folder.iterdir())
+    pd.DataFrame({"image": names, "mos": np.linspace(1, 5, len(names))}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg = {
+        "domains": {"a": [{"dataset": "csv", "options": {"csv": str(tmp_path / "labels.csv"), "root": str(folder), "mos_range": [1, 5]}}]},
+        "methods": methods or [{"name": "stub-noise"}],
+        "test_domains": ["a"],
+        "splits": {"test_ratio": 0.99, "seeds": [0]},
+        "statistics": {"bootstrap": 10},
+        **config,
+    }
+    return run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets), *plugins], reports=reports)
+
+
+def _score_csv(text: str) -> dict[str, dict]:
+    import csv
+    import io
+
+    return {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(text))}
+
+
+def _brisque_variant(path: Path) -> Path:
+    """A valid BRISQUE weights file with other SVM coefficients: other scores."""
+    import torch
+
+    coef, sv = torch.load(str(SHARED_BRISQUE), map_location="cpu", weights_only=True)
+    torch.save((-coef, sv), str(path))
+    return path
+
+
+@pytest.mark.skipif(not SHARED_BRISQUE.is_file(), reason="needs ../shared/weights")
+def test_score_cache_follows_the_content_of_the_weights_file(tmp_path, monkeypatch, capsys):
+    """Item 5: another weights folder, or a weights file overwritten at the same path, gives the
+    new weights' scores, not the cached scores of the old ones."""
+    monkeypatch.delenv("DIQA_BENCH_WEIGHTS", raising=False)
+    photos = _photos(tmp_path / "photos", n=3)
+    first, second = tmp_path / "w1", tmp_path / "w2"
+    first.mkdir(), second.mkdir()
+    shutil.copyfile(SHARED_BRISQUE, first / SHARED_BRISQUE.name)
+    _brisque_variant(second / SHARED_BRISQUE.name)
+    common = ["score", "-m", "brisque", "--device", "cpu", "--processes", "1", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)]
+
+    def scores(*extra):
+        assert cli.main([*common, *extra]) == 0
+        return {k: float(r["score"]) for k, r in _score_csv(capsys.readouterr().out).items()}
+
+    a = scores("--weights-dir", str(first))
+    b = scores("--weights-dir", str(second))
+    assert all(a[k] != b[k] for k in a), "another weights folder gave the cached scores"
+    assert scores("--weights-dir", str(first)) == a  # the first file's scores are still cached
+    file = tmp_path / "mine.pth"
+    shutil.copyfile(first / SHARED_BRISQUE.name, file)
+    assert scores("--weights", str(file)) == a
+    _brisque_variant(file)  # overwritten in place: same path, same size
+    assert scores("--weights", str(file)) == b
+
+
+@pytest.mark.skipif(not SHARED_BRISQUE.is_file(), reason="needs ../shared/weights")
+def test_run_with_other_weights_rescores_and_records_the_files(tmp_path, monkeypatch):
+    """Item 5, ``run``: a changed weights folder changes the scores, and run.json says which
+    weights file (path and sha256) each method used."""
+    import hashlib
+
+    import diqa_pyiqa
+
+    monkeypatch.delenv("DIQA_BENCH_WEIGHTS", raising=False)
+    photos = _photos(tmp_path / "photos", n=8)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    target = folder / SHARED_BRISQUE.name
+    shutil.copyfile(SHARED_BRISQUE, target)
+    methods = [{"name": "brisque"}, {"name": "stub-noise"}]
+    kw = dict(methods=methods, plugins=[("pyiqa", diqa_pyiqa)], weights_dir=str(folder))
+    before = _folder_run(tmp_path, photos, **kw)
+    _brisque_variant(target)
+    after = _folder_run(tmp_path, photos, **kw)
+    old = before.scores[before.scores.method == "brisque"].score.to_numpy()
+    new = after.scores[after.scores.method == "brisque"].score.to_numpy()
+    assert len(old) == len(new) > 0 and (old != new).all(), "the cached scores of the old weights came back"
+    used = {w["method"]: w["files"] for w in after.run["weights"]}
+    assert used["brisque"] == [{"path": str(target), "sha256": hashlib.sha256(target.read_bytes()).hexdigest()}]
+    assert used["stub-noise"] == []
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_a_damaged_cached_fit_is_never_exported(tmp_path, capsys):
+    """Item 6: a cached fit whose file was damaged after it was saved is set aside and fitted
+    again, with one warning, even when every score it gave is still cached."""
+    from diqa_bench.cache import CacheWarning
+
+    cfg = small(methods=[{"name": "stub-linear"}], train_sets=[["a"]], test_domains=["a"])
+    run_tiny_benchmark(tmp_path, cfg)
+    cache = tmp_path / "cache" / "models"
+    [model] = [p for p in cache.iterdir() if (p / "DONE").exists()]
+    with open(model / "linear.json", "r+b") as f:
+        f.truncate(5)
+    StubLinear.fits = 0
+    with pytest.warns(CacheWarning, match="damaged") as caught:
+        again = run_tiny_benchmark(tmp_path, cfg)
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+    assert StubLinear.fits == 1 and all(c["status"] == "ok" for c in again.run["cells"])
+    [exported] = list((again.out / "models").rglob("linear.json"))
+    assert json.loads(exported.read_text())["coef"]
+    assert [p for p in cache.iterdir() if ".damaged-" in p.name]
+
+
+def test_score_with_a_damaged_fitted_model_is_one_line(tmp_path, capsys):
+    """Item 6: ``score --weights`` on a truncated model.npz: one line, exit 2, no traceback."""
+    import numpy as np
+
+    from diqa_pyiqa.refit import BrisqueFit
+
+    folder = tmp_path / "model"
+    BrisqueFit()._write(folder, {"support": np.ones((3, 36)), "dual": np.ones(3)}, {"C": 1.0})
+    size = (folder / "model.npz").stat().st_size
+    with open(folder / "model.npz", "r+b") as f:
+        f.truncate(size // 2)
+    photos = _photos(tmp_path / "photos", n=2)
+    code = cli.main(["score", "-m", "brisque-fit", "--weights", str(folder), "--device", "cpu", "--no-progress",
+                     "--cache-dir", str(tmp_path / "cache"), str(photos)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "model.npz" in err
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_every_copy_of_a_broken_image_is_listed_as_skipped(tmp_path):
+    """Item 7a: two byte-identical broken files are two skipped images, not one."""
+    photos = _photos(tmp_path / "photos", n=8)
+    for name in ("broken1.png", "broken2.png"):
+        (photos / name).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = _folder_run(tmp_path, photos)
+    skipped = sorted(s["image"] for s in result.run["skipped"])
+    assert skipped == ["broken1.png", "broken2.png"]
+    assert all(s["image"] in s["reason"] for s in result.run["skipped"])  # each names its own file
+    listed = set(result.scores.image) | set(skipped)
+    assert listed == {p.name for p in photos.iterdir()}
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_score_follows_a_symlinked_folder_without_looping(tmp_path, stub_registry, monkeypatch, capsys):
+    """Item 7b: images in a symlinked sub-folder are scored; a link back up is not followed twice."""
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    photos = _photos(tmp_path / "photos", n=2)
+    elsewhere = _photos(tmp_path / "elsewhere", n=3)
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(photos, target_is_directory=True)
+    code = cli.main(["score", "-m", "stub-noise", "--device", "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)])
+    out, err = capsys.readouterr()
+    rows = [r for r in _score_csv(out)]
+    paths = [Path(line.split(",")[0]) for line in out.splitlines()[1:]]
+    assert code == 0, err
+    assert len(paths) == len(set(p.resolve() for p in paths)) == 5, paths
+    assert {p.name for p in paths} >= {"im0.png", "im1.png", "im2.png"} and rows
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_a_lowered_pixel_limit_applies_to_cached_images(tmp_path, stub_registry, monkeypatch, capsys):
+    """Item 7c: an image scored under a higher limit is not answered from the cache once the
+    limit is lowered, in ``score`` and in ``run``."""
+    from PIL import Image
+
+    from diqa_bench.images import MAX_PIXELS_ENV
+
+    monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")  # restored after the test (score and run set it)
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    photos = _photos(tmp_path / "photos", n=8)  # 96x72 = 6912 pixels each
+    Image.new("RGB", (200, 100), "grey").save(photos / "wide.png")  # 20000 pixels
+    command = ["score", "-m", "stub-noise", "--device", "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)]
+    assert cli.main(command) == 0
+    capsys.readouterr()
+    assert cli.main([*command, "--max-pixels", "15000"]) == 1
+    out, err = capsys.readouterr()
+    rows = _score_csv(out)
+    assert rows["wide.png"]["score"] == "" and "exceed the limit" in rows["wide.png"]["skipped"]
+    assert all(rows[f"im{i}.png"]["score"] for i in range(8))
+
+    monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")
+    first = _folder_run(tmp_path, photos)
+    assert "wide.png" in set(first.scores.image)
+    lowered = _folder_run(tmp_path, photos, max_image_pixels=15000)
+    assert "wide.png" not in set(lowered.scores.image)
+    assert [s["image"] for s in lowered.run["skipped"]] == ["wide.png"] and "exceed the limit" in lowered.run["skipped"][0]["reason"]
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins")
+def test_a_report_after_a_no_report_run_has_its_figures(tmp_path):
+    """Item 7d: a run with figures after a ``--no-report`` run of the same scores (a fresh
+    derived cache) makes the figures, instead of a report.html without them."""
+    cfg = small(methods=[{"name": "stub-noise"}, {"name": "stub-linear"}], train_sets=[["a"], ["b"], ["a", "b"]])
+    run_tiny_benchmark(tmp_path, cfg, reports=False)
+    again = run_tiny_benchmark(tmp_path, cfg, reports=True)
+    figures = list((again.out / "figures").glob("*.png"))
+    assert figures, "no figures were made"
+    html = (again.out / "report.html").read_text()
+    assert html.count("data:image/png") >= len(figures)

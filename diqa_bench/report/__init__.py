@@ -79,7 +79,10 @@ def build_tables(folder: Path, cache: Path | None = None):
     from diqa_bench.results import atomic_write
 
     run = load_run(Path(folder))
-    if _restore(run.folder, cache) is not None:
+    # Tables alone are kept apart from a whole report's entry: a report asked for after a
+    # --no-report run of the same scores would otherwise find the entry and have no figures.
+    tables_only = cache.with_name(cache.name + "-tables") if cache is not None else None
+    if _restore(run.folder, cache) is not None or _restore(run.folder, tables_only) is not None:
         sig, table, _ = _stored_tables(run.folder)
         return run, sig, table, [run.folder / n for n in TABLE_FILES[:3] if (run.folder / n).is_file()]
     sig = significance(run)
@@ -90,7 +93,7 @@ def build_tables(folder: Path, cache: Path | None = None):
         from diqa_bench.report.ablation import ablation, write_ablation
 
         written += write_ablation(run.folder, ablation(run))
-    _save(run.folder, cache, {})
+    _save(run.folder, tables_only, {})
     return run, sig, table, written
 
 

@@ -29,16 +29,15 @@ behind the defaults.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from diqa_bench.errors import ConfigError, DataError
+from diqa_bench.errors import ConfigError, DataError, MethodUnavailable
 from diqa_bench.methods import Batch, Method, MethodContext, TrainingData
-from diqa_cross_domain.backbones import DEFAULT_BACKBONE, IMAGENET_MEAN, IMAGENET_STD
+from diqa_cross_domain.backbones import DEFAULT_BACKBONE, IMAGENET_MEAN, IMAGENET_STD, resolve_weights
 from diqa_cross_domain.strategies import STRATEGIES, Strategy, describe
 
 if TYPE_CHECKING:  # torch is imported inside the methods: `diqa-bench list` must not pay for it
@@ -169,12 +168,18 @@ class CrossDomain(Method):
             return self._checkpoint["meta"]["describe"]
         return describe(None, self.opts)
 
-    def cache_token(self) -> str:
+    def cache_token(self, options: dict[str, Any] | None = None) -> str:
         """A loaded model's scores follow its checkpoint's options, not the configured ones."""
-        if self.trained_options is None:
-            return super().cache_token()
-        blob = json.dumps({"name": self.name, "version": self.version, "options": self.trained_options}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return super().cache_token(self.trained_options if options is None else options)
+
+    def weight_files(self, ctx: MethodContext) -> list[Path]:
+        """The backbone's ImageNet weights file (a frozen backbone's features, and so the scores,
+        follow it)."""
+        opts = {**DEFAULTS, **(self.trained_options or {}), **{k: v for k, v in self.options.items() if k == "backbone_weights"}}
+        try:
+            return [resolve_weights(opts["backbone"], opts["backbone_weights"], ctx.weights_dir)]
+        except MethodUnavailable:
+            return []
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self, ctx: MethodContext) -> None:

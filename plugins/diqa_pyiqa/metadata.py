@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -88,3 +90,45 @@ def no_reference_metrics() -> list[str]:
 
 def full_reference_metrics() -> list[str]:
     return sorted(k for k, v in default_configs().items() if v.get("metric_mode") == "FR")
+
+
+@lru_cache(maxsize=None)
+def arch_weight_files(metric: str) -> tuple[str, ...]:
+    """The weight file names a metric's pyiqa architecture can fetch (its module's
+    ``default_model_urls``), read without importing pyiqa; () when they cannot be read. A superset
+    of what one configuration loads: the generic ``pyiqa`` method keys its cache on all of them."""
+    spec = importlib.util.find_spec("pyiqa")
+    try:
+        arch = metric_info(metric).arch
+    except KeyError:
+        return ()
+    if not arch or spec is None or not spec.submodule_search_locations:
+        return ()
+    archs = Path(next(iter(spec.submodule_search_locations))) / "archs"
+    declares = re.compile(rf"^class {re.escape(arch)}\b", re.M)
+    for path in sorted(archs.glob("*_arch.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+            if declares.search(text):
+                return _url_file_names(text)
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return ()
+
+
+def _url_file_names(text: str) -> tuple[str, ...]:
+    """File names in an arch module's ``default_model_urls``: ``get_url_from_name('x.pth')`` or a URL."""
+    from urllib.parse import urlparse
+
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "default_model_urls" for t in node.targets):
+            if not isinstance(node.value, ast.Dict):
+                return ()
+            names = []
+            for value in node.value.values:
+                if isinstance(value, ast.Call) and value.args:
+                    value = value.args[0]
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    names.append(os.path.basename(urlparse(value.value).path))
+            return tuple(dict.fromkeys(n for n in names if n))
+    return ()

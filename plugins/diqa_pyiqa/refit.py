@@ -18,6 +18,7 @@ fitting and loading score through the same numpy code.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +34,10 @@ from .zero_shot import compute_device
 DEFAULT_C_GRID = [1.0, 10.0, 100.0]
 DEFAULT_GAMMA_GRID = [0.01, 0.05, 0.2]
 DEFAULT_EPSILON_GRID = [0.01, 0.05, 0.1]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _grid_option(description: str) -> dict[str, Any]:
@@ -97,11 +102,19 @@ class _RefitMethod(Method):
         folder = Path(folder)
         if not (folder / self.model_file).is_file() or not (folder / self.meta_file).is_file():
             raise UserError(f"{folder}: not a saved {self.name} model (needs {self.model_file} and {self.meta_file})")
-        meta = json.loads((folder / self.meta_file).read_text())
+        try:
+            meta = json.loads((folder / self.meta_file).read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{folder / self.meta_file}: damaged model file ({type(exc).__name__}: {_one_line(exc)})") from None
         if meta.get("method") != self.name:
             raise UserError(f"{folder}: holds a {meta.get('method')} model, not {self.name}")
-        with np.load(folder / self.model_file, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        try:
+            with np.load(folder / self.model_file, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or overwritten
+            raise UserError(f"{folder / self.model_file}: damaged model file ({type(exc).__name__}: {_one_line(exc)})") from None
         self.fitted = True
         return arrays, meta
 

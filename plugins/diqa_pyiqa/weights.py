@@ -51,9 +51,13 @@ def pyiqa_cache_dir() -> Path:
     loaded = sys.modules.get("pyiqa.utils.download_util")
     if loaded is not None:
         return Path(loaded.DEFAULT_CACHE_DIR)
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "pyiqa"
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir()) / "pyiqa"
+    # torch's own rule (torch.hub.get_dir), without importing torch: ``score``'s parent process
+    # looks for weight files to key its cache and never needs torch itself
+    home = os.getenv("TORCH_HOME") or os.path.join(os.getenv("XDG_CACHE_HOME") or "~/.cache", "torch")
+    return Path(os.path.expanduser(home)) / "hub" / "pyiqa"
 
 
 def is_offline() -> bool:

@@ -32,6 +32,7 @@ from diqa_bench.methods import Batch, Method, MethodContext
 from .metadata import default_configs, metric_info, no_reference_metrics
 from .weights import (
     DEFAULT_DOWNLOAD_TIMEOUT_S,
+    find_weights,
     load_tensors,
     resolve_weights,
     safe_pyiqa_build,
@@ -72,6 +73,15 @@ class PyiqaMetric(Method):
         self.weights = weights
         self.download_timeout = download_timeout
         self.model = None
+
+    def weight_files(self, ctx: MethodContext) -> list[Path]:
+        if not self.checkpoint:
+            return []
+        try:
+            found = find_weights(self.checkpoint, self.weights, ctx.weights_dir)
+        except MethodUnavailable:
+            return []  # setup says why
+        return [found] if found is not None else []
 
     # -- building ------------------------------------------------------------------------------
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
@@ -300,6 +310,15 @@ class PyiqaAny(PyiqaMetric):
         self.precision = precision
         self.lower_better = info.lower_better
         self.score_range = info.score_range
+
+    def weight_files(self, ctx: MethodContext) -> list[Path]:
+        """The ``weights`` file, and every file of the metric's pyiqa architecture found where
+        setup would look (pyiqa picks among them by its options, unknown before it is built)."""
+        from .metadata import arch_weight_files
+
+        explicit = [Path(self.weights).expanduser()] if self.weights else []
+        found = [find_weights(name, None, ctx.weights_dir) for name in arch_weight_files(self.metric)]
+        return [p for p in explicit if p.is_file()] + [p for p in found if p is not None]
 
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
         kwargs = dict(self.metric_options)
