@@ -333,10 +333,12 @@ def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = Tr
         if c["test"] == test:
             groups.setdefault((c["method"], c["train"]), []).append(int(c["groups"]))
             unscored.setdefault((c["method"], c["train"]), []).append(int(c.get("unscored", 0)))
-    best = max((e[STATISTIC][0] for e in entries.values() if STATISTIC in e and not _isnan(e[STATISTIC][0])), default=None)
+    # a row with no pair scored in any seed is all ties by absence: no judgement, ranked last
+    unjudged = {k for k, e in entries.items() if STATISTIC in e and unscored.get(k) and min(unscored[k]) >= e[STATISTIC][3]}
+    best = max((e[STATISTIC][0] for k, e in entries.items() if STATISTIC in e and not _isnan(e[STATISTIC][0]) and k not in unjudged), default=None)
 
     def sort_key(key):
-        v = entries[key].get(STATISTIC, (float("nan"),))[0]
+        v = float("nan") if key in unjudged else entries[key].get(STATISTIC, (float("nan"),))[0]
         return (_isnan(v), -(0 if _isnan(v) else v), key)
 
     rows = []
@@ -345,7 +347,7 @@ def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = Tr
         v, lo, hi, n = e.get(STATISTIC, (float("nan"),) * 4)
         u = unscored.get(key)
         text = _fmt(v, lo, hi)
-        if u and not _isnan(n) and min(u) >= int(n):  # every pair a tie by absence: no judgement at all
+        if key in unjudged:
             text = "n/a (no pair scored)"
         elif markdown and best is not None and not _isnan(v) and abs(v - best) < 1e-12:
             text = f"**{text}**"
@@ -354,7 +356,7 @@ def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = Tr
                str(int(round(np.mean(g)))) if g else "?"]
         for c in cats:
             cv = e.get(category_statistic(c))
-            row.append(f"{_fmt(*cv[:3])} ({int(cv[3])})" if cv else "n/a")
+            row.append("n/a" if key in unjudged else f"{_fmt(*cv[:3])} ({int(cv[3])})" if cv else "n/a")
         rows.append(row)
     reasons: dict[tuple[str, str], str] = {}
     for c in run_info.get("cells", []):

@@ -337,7 +337,10 @@ class Scorer:
         dropped = set(bad)
         o.images = [r for i, r in enumerate(images) if i not in dropped]
         o.scores = [s for i, s in enumerate(scores) if i not in dropped]
-        if len(o.scores) < 3:
+        # a pair domain needs no correlation: a pair without a score counts as a tie, and its table
+        # shows how many there were (a method too small for every crop keeps its row)
+        pair_domain = any(ds.evaluation_only for ds in self.plan.domain_sets(o.test))
+        if len(o.scores) < 3 and not pair_domain:
             o.status, o.reason = "failed", f"only {len(o.scores)} usable scores (need 3)"
             return
         o.mos_lower_better = self.plan.mos_lower_better(o.test)

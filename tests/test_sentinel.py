@@ -139,7 +139,8 @@ def test_unscored_pairs_count_as_ties_and_the_table_says_how_many(tmp_path, stub
         rows.append(f"bigclean{g}.png,bignoisy{g}.png,g{g}\n")
     pairs_csv.write_text(pairs_csv.read_text() + "".join(rows))
     cfg = {"name": "ties", "domains": {"p": [{"dataset": "pairs", "options": {"csv": str(pairs_csv)}}]},
-           "methods": [{"name": "stub-noise"}, {"name": "stub-noise", "label": "big-only", "options": {"min_size": 30}}],
+           "methods": [{"name": "stub-noise"}, {"name": "stub-noise", "label": "big-only", "options": {"min_size": 30}},
+                       {"name": "stub-noise", "label": "none", "options": {"min_size": 100}}],
            "test_domains": ["p"], "splits": {"seeds": [0]}, "statistics": {"bootstrap": 50}}
     res = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)])
     assert res.exit_code == 0
@@ -149,5 +150,7 @@ def test_unscored_pairs_count_as_ties_and_the_table_says_how_many(tmp_path, stub
     assert res.value("big-only", "-", "p", "PAIR_ACC") == pytest.approx((3 * 0.5 + 2) / 5)  # the 3 small pairs count half
     row = next(line for line in res.leaderboard.splitlines() if line.startswith("| big-only @ -"))
     assert [c.strip() for c in row.strip("|").split("|")][2:5] == ["5", "3", "5"]  # pairs, unscored, groups
+    none = next(line for line in res.leaderboard.splitlines() if line.startswith("| none @ -"))  # no image large enough: a row all the same
+    assert "n/a (no pair scored)" in none and [c.strip() for c in none.strip("|").split("|")][2:4] == ["5", "5"]
     assert "| Method @ train set   | Pair accuracy ↑" in res.leaderboard and "| pairs   | unscored   | groups" in res.leaderboard
     assert sum(s["reason"].startswith("stub-noise: stub-noise needs at least 30") for s in res.run["skipped"]) == 6

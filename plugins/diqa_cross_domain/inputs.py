@@ -86,7 +86,8 @@ class InputPolicy:
             if short == target:
                 return images
             scale = target / short
-            size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
+            floor = min(MIN_SIDE, self.max_short_side)  # an explicit cap below 64 px wins
+            size = (max(floor, round(h * scale)), max(floor, round(w * scale)))
             return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
         else:
             target = min(max(short, self.image_size), self.max_short_side)
