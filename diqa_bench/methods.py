@@ -231,3 +231,20 @@ class Method:
 
 
 REQUIRED_METHOD_ATTRS = ("name", "version", "lower_better")
+
+
+def options_table(schema: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """A Markdown table (option, default, meaning) of an options schema: the README's option tables
+    are this function's output, and a test keeps them equal, so they cannot drift from the code."""
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return str(value).lower()
+        return f"`{value}`" if isinstance(value, str) else str(value)
+
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for name, spec in schema.items():
+        rows.append(f"| `{name}` | {shown(defaults.get(name))} | {spec.get('description', '')} |")
+    return "\n".join(rows) + "\n"

@@ -488,3 +488,25 @@ def test_load_keeps_the_configured_options(image_set, shared_cache, tmp_path):
     loaded.fit(data, ctx)  # a new fit trains what is configured, not what was loaded
     assert loaded.trained_options is None and loaded.describe()["loss"] == "l1" and loaded.describe()["handcrafted"] == "full"
     assert loaded.cache_token() == CrossDomain(**configured).cache_token()
+
+
+def test_a_checkpoint_keeps_its_options_when_a_default_changes(image_set, shared_cache, tmp_path, monkeypatch):
+    import diqa_cross_domain.method as cd
+
+    data, ctx = _data(image_set, shared_cache)
+    fitted = CrossDomain(epochs=3, **FAST)
+    fitted.setup(ctx)
+    fitted.fit(data, ctx)
+    fitted.save(tmp_path / "run")
+    before, token = _scores(fitted, data), fitted.cache_token()
+    changed = "l1" if cd.DEFAULTS["loss"] != "l1" else "mse"
+    monkeypatch.setitem(cd.DEFAULTS, "loss", changed)
+    # a changed default is a new key: no fit or score cached under the old default is reused
+    assert CrossDomain(epochs=3, **FAST).cache_token() != token
+    # and naming the new default's value explicitly is the same model as leaving it out
+    assert CrossDomain(epochs=3, loss=changed, **FAST).cache_token() == CrossDomain(epochs=3, **FAST).cache_token()
+    loaded = CrossDomain(**FAST)
+    loaded.setup(ctx)
+    loaded.load(tmp_path / "run")
+    assert loaded.describe()["loss"] == fitted.describe()["loss"] != changed  # trained as saved, not as today's default
+    assert loaded.cache_token() == token and torch.equal(_scores(loaded, data), before)

