@@ -20,8 +20,9 @@ photo scored before is answered from the cache. Only what the chosen method need
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -228,9 +229,12 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
     text = str(value).strip()
     if not text.lower().startswith("auto"):
         try:
-            return float(text)
+            cut = float(text)
         except ValueError:
             raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
+        if not math.isfinite(cut):  # a NaN cut rejects every photo, an infinite one accepts or rejects all
+            raise UserError(f"--threshold {text}: not a finite number; expected a number, auto or auto:DOMAIN")
+        return cut
     domain = text.split(":", 1)[1].strip() if ":" in text else None
     path = Path(weights or "") / "threshold.json"
     if not weights or not path.is_file():
@@ -241,6 +245,9 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
         cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a diqa-bench threshold file ({type(exc).__name__})") from None
+    bad = sorted(k for k, v in cuts.items() if not math.isfinite(v))
+    if bad:
+        raise UserError(f"{path}: the threshold for {', '.join(bad)} is not a finite number; re-run the benchmark to rewrite it")
     if domain is None:
         own = str(doc.get("train", ""))
         if len(cuts) == 1:

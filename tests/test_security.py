@@ -401,3 +401,108 @@ def test_workers_load_fewer_large_batches_ahead():
     assert prefetch_factor(4, 16 * 512 * 384) == 4  # the default benchmark's images: unchanged
     assert prefetch_factor(4, 4032 * 3024) == 1  # phone photos: one each, not four
     assert prefetch_factor(1, DEFAULT_BATCH_PIXELS) == 4
+
+
+# ===============================================================================================
+# Issue 27 items 8-12, issue 24 item 5: one line for every bad value, file and path.
+# ===============================================================================================
+
+
+def _stub_cli(monkeypatch, stub_registry):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+
+
+def _stub_config_file(tmp_path: Path, text: str = "") -> Path:
+    import yaml
+
+    from diqa_bench.testing import stub_config
+
+    cfg = stub_config(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"], seeds=[0])
+    del cfg["splits"], cfg["statistics"]
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg) + text)
+    return path
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("text, where", [
+    ("splits: {test_ratio: .nan}", "splits.test_ratio"),
+    ("statistics: {confidence: .nan}", "statistics.confidence"),
+    ("statistics: {bootstrap: 1.0e+12}", "statistics.bootstrap"),
+    ("acceptability: {threshold: .nan}", "acceptability.threshold"),
+    ("acceptability: {threshold: -.inf}", "acceptability.threshold"),
+])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_nan_and_absurd_config_values_are_one_line(tmp_path, stub_registry, monkeypatch, capsys, text, where, command):
+    _stub_cli(monkeypatch, stub_registry)
+    cfg = _stub_config_file(tmp_path, text + "\n")
+    argv = [command, str(cfg)] + (["--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"] if command == "run" else [])
+    assert cli.main(argv) == 2
+    assert where in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_in_a_method_option_is_refused(tmp_path, stub_registry, monkeypatch, capsys):
+    from diqa_bench.config import ConfigError, validate_options
+
+    with pytest.raises(ConfigError, match="finite"):
+        validate_options({"lr": float("nan")}, {"lr": {"type": "number", "exclusiveMinimum": 0}}, [], "methods[0].options", "c.yaml")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_score_threshold_must_be_finite(tmp_path, stub_registry, monkeypatch, capsys, value):
+    _stub_cli(monkeypatch, stub_registry)
+    assert cli.main(["score", "-m", "stub-noise", f"--threshold={value}", "--device", "cpu", str(_images(tmp_path / "i", 1))]) == 2
+    assert "finite" in _one_line(capsys.readouterr().err)
+
+
+def test_nan_in_threshold_json_is_refused(tmp_path, capsys):
+    import json
+
+    from diqa_bench.scoring import resolve_threshold
+    from diqa_bench.errors import UserError
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "threshold.json").write_text(json.dumps({"train": "skin", "thresholds": {"skin": float("nan")}}))
+    with pytest.raises(UserError, match="not a finite number"):
+        resolve_threshold("auto", str(model))
+
+
+@pytest.mark.parametrize("key", ["label", "domain"])
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path, stub_registry, monkeypatch, capsys, key):
+    import yaml
+
+    from diqa_bench.testing import stub_config
+
+    _stub_cli(monkeypatch, stub_registry)
+    cfg = stub_config(methods=[{"name": "stub-noise", "label": "noise\n"}] if key == "label" else [{"name": "stub-noise"}],
+                      train_sets=[], test_domains=["a"], seeds=[0])
+    if key == "domain":
+        cfg["domains"]["a\n"] = cfg["domains"].pop("b")
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["validate", str(path)]) == 2
+    assert "does not match" in _one_line(capsys.readouterr().err)
+
+
+def test_a_plugin_name_with_a_trailing_newline_is_refused(no_entry_point_plugins):
+    import types
+
+    from diqa_bench import hookimpl
+    from diqa_bench.plugins import PluginError, load_plugins
+    from diqa_bench.testing import StubNoise
+
+    class Newline(StubNoise):
+        name = "noise\n"
+
+    mod = types.ModuleType("newline")
+    mod.register_methods = hookimpl(lambda register: register(Newline))
+    with pytest.raises(PluginError, match="must be lower-case"):
+        load_plugins(strict=True, extra=[("newline", mod)])
