@@ -74,6 +74,7 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
 def score_paths(args, registry) -> int:
     from diqa_bench.cache import ScoreCache, default_cache_dir, file_hash
     from diqa_bench.config import validate_options
+    from diqa_bench.files import check_output_file, csv_cell, image_file_problem, write_output
     from diqa_bench.images import list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
     from diqa_bench.scorer import resolve_device
@@ -84,6 +85,7 @@ def score_paths(args, registry) -> int:
         from diqa_bench.images import set_image_limits
 
         set_image_limits(args.max_pixels)
+    output = check_output_file(args.output, "-o") if args.output else None  # before any image is scored
     cls = registry.method(args.method)
     options = _parse_options(args.option)
     if args.weights and not cls.trainable:
@@ -110,16 +112,28 @@ def score_paths(args, registry) -> int:
     method = cls(**options)
     progress = not args.no_progress and sys.stderr.isatty()
 
-    # Identical files are scored once: work is per content hash, rows are per path.
-    keys = [file_hash(p) for p in paths]
+    # Identical files are scored once: work is per content hash, rows are per path. Only regular
+    # files are read (a FIFO or /dev/zero would never end); the others are skipped with the reason.
+    errors: dict[str, str] = {}  # key -> why it has no score
+    keys = []
+    for i, p in enumerate(paths):
+        why = image_file_problem(p)
+        if why is None:
+            try:
+                keys.append(file_hash(p))
+                continue
+            except OSError as exc:
+                why = f"cannot read: {exc.strerror or exc}"
+        keys.append(f"unread:{i}")
+        errors[keys[-1]] = why
     path_of: dict[str, str] = {}
     for p, k in zip(paths, keys):
-        path_of.setdefault(k, str(p))
+        if k not in errors:
+            path_of.setdefault(k, str(p))
     cache = ScoreCache(cache_dir)
     token = score_token(method, args.weights, ctx.decoder)
     scores: dict[str, float] = cache.get_many(token, list(path_of))
     todo = [k for k in path_of if k not in scores]
-    errors: dict[str, str] = {}  # key -> why it has no score
     bar = _progress(progress, len(path_of), len(path_of) - len(todo), cls.name)
     try:
         if todo:
@@ -142,7 +156,7 @@ def score_paths(args, registry) -> int:
         s = scores.get(k)
         usable = s is not None and s == s
         why = "" if usable else errors.get(k) or ("score is NaN" if s is not None else "not scored")
-        row: list[Any] = [str(p), f"{s:.6g}" if usable else "", better]
+        row: list[Any] = [csv_cell(str(p)), f"{s:.6g}" if usable else "", better]
         if args.threshold is not None:
             if usable:
                 ok = s <= args.threshold if lower else s >= args.threshold
@@ -150,11 +164,9 @@ def score_paths(args, registry) -> int:
                 row.append("accept" if ok else "reject")
             else:
                 row.append("error")
-        w.writerow(row + [why])
+        w.writerow(row + [csv_cell(why)])
     if args.output:
-        from diqa_bench.files import atomic_write
-
-        atomic_write(Path(args.output), buf.getvalue())
+        write_output(output, buf.getvalue(), "-o")
     else:
         sys.stdout.write(buf.getvalue())
     skipped = [(p, k) for p, k in zip(paths, keys) if not (scores.get(k) is not None and scores[k] == scores[k])]

@@ -19,6 +19,7 @@ import numpy as np
 
 from diqa_bench import stats
 from diqa_bench.datasets import scale_mos
+from diqa_bench.files import read_csv
 from diqa_bench.errors import UserError
 
 CellKey = tuple[str, str, str, str]  # (method label, train set, test domain, split seed)
@@ -120,7 +121,6 @@ class StoredRun:
 
 def load_run(folder: Path) -> StoredRun:
     """Read a results folder; one-line errors when it is not one."""
-    import pandas as pd
 
     from diqa_bench.results import load_results
 
@@ -128,9 +128,12 @@ def load_run(folder: Path) -> StoredRun:
     metrics, run_info = load_results(folder)
     if not (folder / "scores.csv").is_file():
         raise UserError(f"{folder}: no scores.csv here; the reports are built from the stored per-image scores")
-    scores = pd.read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
+    scores = read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
                                                         "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
                          na_values={"score": [""], "mos": [""]})
+    from diqa_bench.results import numeric_columns
+
+    numeric_columns(scores, ("score", "mos", "mos_norm"), folder / "scores.csv")
     _directions(run_info)  # fail now, before any figure is drawn, when the run predates the key
     return StoredRun(folder, metrics, scores, run_info)
 
