@@ -85,8 +85,6 @@ def staging_folder(out: Path) -> Path:
 
     out = Path(out)
     check_results_folder(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"cannot write results to {out}: it exists and is not a folder")
     if out.is_dir() and not (out / "run.json").is_file() and any(p.name not in RESULT_NAMES for p in out.iterdir()):
         raise UserError(f"cannot write results to {out}: it holds files but is no results folder (no run.json); "
                         "a run replaces the whole folder, so choose a new or empty one")
@@ -467,7 +465,6 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
             warnings.warn(f"report {'figures' if build_figures else 'tables'} not written: {type(exc).__name__}: {exc}")
     sig = out / "significance.csv"
     if sig.is_file():
-
         from diqa_bench.report.significance import WORSE_MARK
 
         df = read_csv(sig, dtype={"seed": str, "method": str, "train": str, "test": str})
@@ -491,7 +488,6 @@ def json_rows(df) -> list[dict[str, Any]]:
 
 def load_results(folder: Path):
     """(metrics DataFrame, run_info) of a stored run, for re-rendering without recomputing."""
-
     folder = Path(folder)
     from diqa_bench.errors import UserError
 
