@@ -7,6 +7,7 @@ second. User errors print one line and exit 2; some failed cells exit 1; all don
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -247,7 +248,8 @@ def _describe_dataset(summary: dict, cfg) -> tuple[str, list[str], int | None]:
         parts.append(f"hashed group split, test ratio {cfg.test_ratio}, {summary.get('groups', rows)} groups")
     if summary.get("preprocessing"):
         parts.append(summary["preprocessing"])
-    for key, what in (("missing", "image files missing or empty"), ("bad_mos", "MOS values blank, not numbers or outside the range"), ("duplicates", "duplicate image ids")):
+    for key, what in (("missing", "image files missing or empty"), ("bad_mos", "MOS values blank, not numbers or outside the range"), ("duplicates", "duplicate image ids"),
+                      ("escapes", "image paths escaping the dataset root")):
         n = summary.get(key, 0)
         if not n:
             continue
@@ -257,7 +259,7 @@ def _describe_dataset(summary: dict, cfg) -> tuple[str, list[str], int | None]:
             errors.append(text + "; bad_input: error stops the run on the first")
         else:
             parts.append(text + "; the run skips them")
-    bad = summary.get("missing", 0) + summary.get("bad_mos", 0)
+    bad = summary.get("missing", 0) + summary.get("bad_mos", 0) + summary.get("escapes", 0)
     if rows == 0 or bad >= rows:
         errors.append("no usable images")
     return "; ".join(parts), errors, n_train
@@ -273,7 +275,7 @@ def cmd_run(args) -> int:
     from diqa_bench.results import load_results
     from diqa_bench.runner import RunOptions, run_benchmark
 
-    out = Path(args.out or cfg.output or Path("results") / cfg.name)
+    out = Path(args.out or cfg.output or Path("results") / cfg.name).expanduser()  # a quoted '~' is the home folder, not ./~
     ro = cfg.run_options
     opts = RunOptions(
         out=out,
@@ -299,7 +301,8 @@ def cmd_run(args) -> int:
         from diqa_bench.ray_executor import RayExecutor
 
         executor = RayExecutor(**executor_opts, progress=not args.no_progress and sys.stderr.isatty())
-    outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
+    with _sigterm_as_interrupt():
+        outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
     out = paths["run"].parent  # where the results went: beside --out when a folder of the user's appeared there meanwhile
     metrics, info = load_results(out)
     from diqa_bench.report.transfer import read_transfer
@@ -325,6 +328,27 @@ def cmd_run(args) -> int:
     return EXIT_CELLS_FAILED if failed else EXIT_OK
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a scheduler's time limit, ``docker stop``) stops a run as Ctrl-C does: the
+    finished cells are written (to ``<out>.partial`` when finished results exist) and no staging
+    folder is left behind."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding program): leave its handling alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_report(args) -> int:
     from diqa_bench.leaderboard import render_terminal
     from diqa_bench.results import load_results, render_leaderboard
@@ -342,17 +366,19 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from diqa_bench.files import check_output_file, frame_csv, write_output
     from diqa_bench.report import compare_runs, compare_transfer, format_comparison
 
-    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
-    text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
-    if args.output:
-        from diqa_bench.files import atomic_write
-
+    out = None
+    if args.output:  # checked before the comparison's bootstraps run
         out = Path(args.output)
         if out.suffix.lower() not in (".csv", ".md"):
             raise UserError(f"-o {out}: use a .csv or .md file name")
-        atomic_write(out, df.to_csv(index=False) if out.suffix.lower() == ".csv" else text)
+        out = check_output_file(out, "-o")
+    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
+    text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
+    if out is not None:
+        write_output(out, frame_csv(df) if out.suffix.lower() == ".csv" else text, "-o")
         print(f"wrote {out}", file=sys.stderr)
     print(text)
     return EXIT_OK
@@ -379,15 +405,16 @@ def cmd_mos(args) -> int:
     path = Path(args.ratings)
     if not path.is_file():
         raise UserError(f"{path}: ratings file not found")
+    from diqa_bench.files import check_output_file, frame_csv, write_output
+
+    output = check_output_file(args.output, "-o") if args.output else None
     mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path), scale=scale)
     print(format_report(report), file=sys.stderr)
-    if args.output:
-        from diqa_bench.files import atomic_write
-
-        atomic_write(Path(args.output), mos.to_csv(index=False))
+    if output is not None:
+        write_output(output, frame_csv(mos), "-o")
         print(f"wrote {len(mos)} images to {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write(mos.to_csv(index=False))
+        sys.stdout.write(frame_csv(mos))
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ in one place: it is the config reference (``diqa-bench validate --schema`` print
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,11 @@ import yaml
 
 from diqa_bench.errors import ConfigError
 
-NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"}
+# \Z, not $: Python's $ also matches before a final newline, so "piqe\n" would pass as a name.
+NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\Z"}
+
+# Each replicate holds a weight per test image, so memory grows with bootstrap x images.
+MAX_BOOTSTRAP = 10_000
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -90,7 +95,7 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "bootstrap": {"type": "integer", "minimum": 0, "description": "bootstrap resamples for CIs (0: none)"},
+                "bootstrap": {"type": "integer", "minimum": 0, "maximum": MAX_BOOTSTRAP, "description": "bootstrap resamples for CIs (0: none)"},
                 "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "seed": {"type": "integer"},
             },
@@ -201,18 +206,37 @@ def _schema_error_message(err, prefix: str = "") -> str:
         return f"{where}: {err.message}"
     if err.validator == "enum":
         return f"{where}: {err.instance!r} is not allowed; use one of {', '.join(map(repr, err.validator_value))}"
+    if err.validator == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
+        return f"{where}: {err.instance} is not allowed; expected a finite number"
     if err.validator == "type":
         want = err.validator_value
         return f"{where}: expected {want if isinstance(want, str) else ' or '.join(want)}, got {type(err.instance).__name__} {err.instance!r}"
     return f"{where}: {err.message}"
 
 
-def validate_options(options: dict[str, Any], properties: dict[str, Any], required: list[str], where: str, file: str) -> None:
-    """Check a method's or dataset's options against its declared ``options_schema``."""
+def _validator(schema: dict[str, Any]):
+    """A Draft 7 validator whose "number" is finite: NaN passes every numeric bound (each comparison
+    with it is false) and YAML reads ``.nan`` and ``.inf`` as floats, so a bound alone lets them in."""
+    import math
+
     import jsonschema
 
+    global _FINITE_VALIDATOR
+    if _FINITE_VALIDATOR is None:
+        base = jsonschema.Draft7Validator
+        checker = base.TYPE_CHECKER.redefine(
+            "number", lambda chk, x: base.TYPE_CHECKER.is_type(x, "number") and (not isinstance(x, float) or math.isfinite(x)))
+        _FINITE_VALIDATOR = jsonschema.validators.extend(base, type_checker=checker)
+    return _FINITE_VALIDATOR(schema)
+
+
+_FINITE_VALIDATOR = None
+
+
+def validate_options(options: dict[str, Any], properties: dict[str, Any], required: list[str], where: str, file: str) -> None:
+    """Check a method's or dataset's options against its declared ``options_schema``."""
     schema = {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(options), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator(schema).iter_errors(options), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         if e.validator == "additionalProperties" and not properties:
@@ -357,12 +381,10 @@ def resolve_extends(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -> Config:
     """Load and validate a config. With a registry, method/dataset names and their options are
     checked too (imports no torch: classes are inspected, not instantiated)."""
-    import jsonschema
-
     path = Path(path)
     data = resolve_extends(path, load_yaml(path) if data is None else data)
     file = str(path)
-    errors = sorted(jsonschema.Draft7Validator(SCHEMA).iter_errors(data), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
+    errors = sorted(_validator(SCHEMA).iter_errors(data), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
     if errors:
         raise ConfigError(f"{file}: {_schema_error_message(errors[0])}")
 

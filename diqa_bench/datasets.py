@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from diqa_bench.errors import DataError
+from diqa_bench.files import image_file_problem
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,8 @@ def check_records(records: list[Record], dataset: Dataset, label: str, policy: s
             problem = f"MOS {mos:g} is outside the declared range [{low:g}, {high:g}]"
         elif root is not None and not _inside(path.resolve(), root):
             problem = f"path escapes the dataset root {root}"
-        elif not path.is_file():
-            problem = f"image file not found: {path}"
-        elif path.stat().st_size == 0:
-            problem = "image file is empty (0 bytes)"
+        else:
+            problem = image_file_problem(path)
         seen.add(rec.id)
         if problem is None:
             kept.append(rec if str(path) == rec.path else _with_path(rec, str(path)))

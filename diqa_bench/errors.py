@@ -28,3 +28,9 @@ class DataError(Exception):
 class RunAborted(UserError):
     """The run cannot go on for a reason outside it (e.g. its Ray cluster was lost). The cells
     finished so far are written as an interrupted run; the message says how to resume."""
+
+
+class WeightsRefused(MethodUnavailable):
+    """A weights file or saved fit that is refused: it holds Python objects (loading it could run
+    code), is no file of the expected kind, or does not fit the method. Unlike a missing file this
+    is an error: ``score`` and ``run`` stop with its one-line message, exit 2."""

@@ -161,7 +161,8 @@ def list_images(paths: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in _walk(p) if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+            # not only regular files: a FIFO or a link to a device named like an image is listed, to be skipped with its reason
+            out.extend(sorted(q for q in _walk(p) if q.suffix.lower() in IMAGE_SUFFIXES and not q.is_dir()))
         elif p.exists():
             out.append(p)
         else:

@@ -321,19 +321,19 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         lines.append(f"## Test domain: {test}" + (f" ({'; '.join(tags)})" if tags else ""))
         lines.append("")
         if info.get("datasets"):
-            lines.append("Datasets: " + ", ".join(f"{d['name']} ({d['type']}, {d['images']} images)" for d in info["datasets"]) + ".")
+            lines.append("Datasets: " + ", ".join(f"{_md_text(d['name'])} ({_md_text(d['type'])}, {d['images']} images)" for d in info["datasets"]) + ".")
             refs = [d["references"] for d in info["datasets"] if d.get("references")]
             if refs:
-                lines.append("References (content groups): " + " + ".join(refs) + ".")
-            lines.extend(f"Note: {n}" for d in info["datasets"] for n in d.get("notes", []))
+                lines.append("References (content groups): " + _md_text(" + ".join(refs)) + ".")
+            lines.extend(f"Note: {_md_text(n)}" for d in info["datasets"] for n in d.get("notes", []))
             lines.append("")
         warning = domain_warning(run_info, test)
         if warning:
             lines.append(f"> **{LITTLE_DATA} Warning: {warning}.**")
             lines.append("")
         header, rows = leaderboard_rows(metrics, run_info, test, marks=_warned(marks, test, warning))
-        if rows:
-            lines.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True))
+        if rows:  # reasons quote paths and image names: shown as text, never run as markup
+            lines.append(tabulate([[_md_text(c) for c in row] for row in rows], headers=header, tablefmt="github", disable_numparse=True))
         else:
             lines.append("_No results for this domain._")
         lines.append("")
@@ -347,7 +347,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         for item in legend:
             lines.append(item)
             lines.append("")
-        lines += _bullets("Cells without results:", missing_notes(run_info, test))
+        lines += _bullets("Cells without results:", [_md_text(n) for n in missing_notes(run_info, test)])
         lines += _bullets("PLCC and RMSE with a linear instead of a logistic mapping:", linear_mapping_notes(run_info, test))
         t_header, t_rows = transfer_rows(transfer, test)
         if t_rows:
@@ -374,7 +374,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         lines.append("")
     lines.append("## Protocol")
     lines.append("")
-    lines.extend(protocol_lines(run_info))
+    lines.extend(protocol_lines(run_info, text=_md_text))
     lines.append("")
     lines.extend(data_section(run_info))
     return "\n".join(lines)
@@ -384,7 +384,7 @@ def data_section(run_info: dict[str, Any]) -> list[str]:
     """'## Data and raters': per dataset, what was done to its images and where its split came
     from; per rated dataset, which raters the screening rejected and the inter-rater reliability.
     Empty when there is nothing of the kind to say."""
-    out = [f"- {note}" for note in data_notes(run_info)]
+    out = [f"- {_md_text(note)}" for note in data_notes(run_info)]
     for name, rep in (run_info.get("screening") or {}).items():
         summary, rejected, reliability = rater_facts(rep)
         line = f"- Raters of {_md_text(name)}: {summary} "
@@ -467,12 +467,20 @@ def fitted_model_lines(run_info: dict[str, Any]) -> list[str]:
             for method, variants in sorted(by_method.items())]
 
 
-def protocol_lines(run_info: dict[str, Any]) -> list[str]:
+def protocol_lines(run_info: dict[str, Any], text=str) -> list[str]:
+    """The protocol bullets; ``text`` renders what comes from users' files (image and dataset names,
+    reasons quoting paths): :func:`_md_text` for Markdown, as it is for report.html (which escapes
+    every line)."""
     p = run_info.get("protocol", {})
     seeds = p.get("seeds", [])
-    out = [
+    splits = (
+        "- Splits: none (protocol: full): every image of each test domain is scored and evaluated; zero-shot methods only, nothing "
+        "is trained, so the test ratio and split seeds do not apply."
+        if p.get("split_protocol") == "full" else
         f"- Splits: group-aware (no content group - reference image or patient - on both sides), test ratio {p.get('test_ratio')}, "
-        f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')}).",
+        f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')}).")
+    out = [
+        splits,
         f"- Values: mean over {len(seeds)} split seed(s) ± the standard deviation over seeds; [brackets] are "
         f"{int(100 * p.get('confidence', 0.95))}% percentile-bootstrap intervals of that mean ({p.get('bootstrap')} replicates, seed "
         f"{p.get('stats_seed')}). " + (
@@ -514,14 +522,14 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     out.extend(fitted_model_lines(run_info))
     skips = run_info.get("skipped", [])
     if skips:
-        out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(f"{s['dataset']}/{s['image']}: {s['reason']}" for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")
+        out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(text(f"{s['dataset']}/{s['image']}: {s['reason']}") for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")
     else:
         out.append(f"- Skipped images: none (bad_input: {p.get('bad_input')}).")
     if run_info.get("interrupted"):
         out.append("- **Interrupted**: the run was stopped before every cell finished; these are partial results "
                    "(a re-run resumes from the cache).")
     if run_info.get("plugin_clashes"):
-        out.append("- Plugin name clashes (the first registration was used): " + "; ".join(run_info["plugin_clashes"]) + ".")
+        out.append("- Plugin name clashes (the first registration was used): " + "; ".join(map(text, run_info["plugin_clashes"])) + ".")
     failed = run_info.get("failed_cells", [])
     if failed:
         out.append(f"- Cells without results: {len(failed)} (reasons in the tables above and in run.json).")

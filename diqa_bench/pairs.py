@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from diqa_bench.files import frame_csv, read_csv
 from diqa_bench.datasets import Dataset, Record
 
 STATISTIC = "PAIR_ACC"
@@ -262,7 +263,7 @@ def write_files(out, paired: list[Any]) -> dict[str, Any]:
     if not paired:
         return {}
     path = out / "pairs.csv"
-    atomic_write(path, pairs_frame(paired).to_csv(index=False))
+    atomic_write(path, frame_csv(pairs_frame(paired)))
     return {"pairs": path}
 
 
@@ -272,15 +273,14 @@ def recompute(folder, bootstrap: int | None = None) -> Any:
     import types
     from pathlib import Path
 
-    import pandas as pd
 
     from diqa_bench.results import load_results
 
     folder = Path(folder)
     _, info = load_results(folder)
-    scores = pd.read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str, "seed": str},
+    scores = read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str, "seed": str},
                          keep_default_na=False, na_values={"score": [""]})
-    table = pd.read_csv(folder / "pairs.csv", dtype=str, keep_default_na=False)
+    table = read_csv(folder / "pairs.csv", dtype=str, keep_default_na=False)
     p = info.get("protocol", {})
     config = types.SimpleNamespace(bootstrap=p.get("bootstrap", 1000) if bootstrap is None else bootstrap, confidence=p.get("confidence", 0.95),
                                    stats_seed=p.get("stats_seed", 0))
@@ -389,18 +389,18 @@ def markdown_section(metrics, run_info: dict[str, Any], test: str) -> list[str]:
     """The LEADERBOARD.md lines of a pair test domain (heading to notes)."""
     from tabulate import tabulate
 
-    from diqa_bench.leaderboard import missing_notes
+    from diqa_bench.leaderboard import _md_text, missing_notes
 
     info = run_info.get("domains", {}).get(test, {})
     lines = [f"## Test domain: {test} (paired preference, evaluation only)", ""]
     if info.get("datasets"):
-        lines += ["Datasets: " + ", ".join(f"{d['name']} ({d['type']}, {d['images']} images)" for d in info["datasets"]) + ".", ""]
-    lines += [describe(run_info, test), ""]
+        lines += ["Datasets: " + ", ".join(f"{_md_text(d['name'])} ({_md_text(d['type'])}, {d['images']} images)" for d in info["datasets"]) + ".", ""]
+    lines += [_md_text(describe(run_info, test)), ""]
     header, rows = table_rows(metrics, run_info, test)
-    lines += [tabulate(rows, headers=header, tablefmt="github", disable_numparse=True) if rows else "_No results for this domain._", ""]
+    lines += [tabulate([[_md_text(c) for c in row] for row in rows], headers=header, tablefmt="github", disable_numparse=True) if rows else "_No results for this domain._", ""]
     notes = missing_notes(run_info, test)
     if notes:
-        lines += ["Cells without results:", ""] + [f"- {n}" for n in notes] + [""]
+        lines += ["Cells without results:", ""] + [f"- {_md_text(n)}" for n in notes] + [""]
     if any(c.get("unscored") for c in run_info.get("pair_cells", []) if c["test"] == test):
         lines += ["unscored: pairs with an image the method gave no score (too small for it, or NaN; reasons in run.json \"skipped\"), "
                   "mean over seeds; each counts as a tie (half a pair).", ""]

@@ -37,7 +37,7 @@ from diqa_bench.methods import REQUIRED_METHOD_ATTRS, Method
 ENTRY_POINT_GROUP = "diqa_bench"
 BUILTIN_DISTRIBUTION = "diqa-bench"
 BUILTIN_MODULES = frozenset({"diqa_datasets", "diqa_pyiqa", "diqa_cross_domain"})
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]*")  # used with fullmatch: "$" would let "piqe\n" through
 
 
 class PluginWarning(UserWarning):
@@ -89,7 +89,7 @@ class Registry:
             if getattr(cls, attr, None) in (None, ""):
                 raise PluginError(f"plugin {plugin!r}: {kind} class {cls.__name__} has no {attr!r}")
         name = cls.name
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise PluginError(f"plugin {plugin!r}: {kind} name {name!r} must be lower-case letters, digits and - _ . +")
         if kind == "method" and not isinstance(cls.lower_better, bool):
             raise PluginError(f"plugin {plugin!r}: method {name!r} has lower_better={cls.lower_better!r}; it must be True or False")

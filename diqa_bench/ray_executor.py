@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from diqa_bench.errors import RunAborted, UserError
+from diqa_bench.errors import RunAborted, UserError, WeightsRefused
 
 INSTALL_HINT = "pip install 'diqa-bench[ray]'"
 
@@ -202,6 +202,10 @@ class RayExecutor:
         except Exception as exc:
             if cluster_lost(ray, exc):  # every later task would fail the same way, after its retries
                 raise RunAborted(f"the Ray cluster was lost ({type(exc).__name__}: {worker_error(exc)})") from None
+            if isinstance(getattr(exc, "cause", None), WeightsRefused):  # the user's file, refused: stop as a local run does
+                stop = RunAborted(str(exc.cause))
+                stop.refused = True
+                raise stop from None
             if isinstance(exc, ray.exceptions.RayTaskError):  # raised by our code on the worker: not retried
                 reason = f"on the Ray worker: {worker_error(exc)}"
             else:  # the worker process or its node died, on every attempt

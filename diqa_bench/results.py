@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench import stats
-from diqa_bench.files import atomic_write, current_umask  # noqa: F401 - also imported from here
+from diqa_bench.files import atomic_write, current_umask, frame_csv, read_csv  # noqa: F401 - also imported from here
 
 METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std", "groups"]
 SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "group", "distortion", "level", "path"]
@@ -127,6 +127,22 @@ def partial_folder(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def check_results_folder(out: Path) -> None:
+    """Refuse, before the lock file beside it is made and before any work, a results folder that a
+    run must not replace as a whole: the file system's root, the current folder or one above it."""
+    from diqa_bench.errors import UserError
+
+    out = Path(os.path.abspath(out))
+    if out == out.parent:
+        raise UserError(f"cannot write results to {out}: a run replaces its results folder as a whole; choose a folder such as results/NAME")
+    here = Path(os.path.abspath(os.curdir))
+    if out == here or out in here.parents:
+        raise UserError(f"cannot write results to {out}: it is the current folder{'' if out == here else ' or holds it'}, and a run replaces "
+                        "its results folder as a whole; choose a folder below it, such as results/NAME")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"cannot write results to {out}: it exists and is not a folder")
+
+
 def staging_folder(out: Path) -> Path:
     """A new hidden folder beside ``out`` for this run's results, marked as a results folder; also
     checks, before any work, that results can be written there: ``out`` (and ``<out>.partial``,
@@ -135,6 +151,7 @@ def staging_folder(out: Path) -> Path:
     from diqa_bench.errors import UserError
 
     out = Path(out)
+    check_results_folder(out)
     _refuse_unless_replaceable(out)
     if holds_finished_results(out):
         _refuse_unless_replaceable(partial_folder(out), f" (where an interrupted run would write, beside the finished results in {out})")
@@ -484,7 +501,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     out.mkdir(parents=True, exist_ok=True)
     regular, paired = pairs.partition(outcomes)  # paired-preference cells have their own statistic
     scores = scores_frame(outcomes)
-    scores_csv = scores.to_csv(index=False)
+    scores_csv = frame_csv(scores)
     # everything the statistics read that scores.csv does not hold: statuses, the train split's
     # scores (acceptability threshold) and the pairs of a paired-preference domain
     cells = [(o.method, o.train, o.test, o.seed, o.status, o.reason, list(o.train_scores), list(o.train_bad), repr(o.pairs)) for o in outcomes]
@@ -494,7 +511,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
         details: dict = {}
         pair_metrics, pair_cells = pairs.evaluate(paired, config)
         metrics = pairs.add_metrics(compute_metrics(regular, config, details), pair_metrics)
-        metrics_csv, metrics_json = metrics.to_csv(index=False), json.dumps(json_rows(metrics), indent=1)
+        metrics_csv, metrics_json = frame_csv(metrics), json.dumps(json_rows(metrics), indent=1)
         derived.store(cached, {"metrics.csv": metrics_csv, "metrics.json": metrics_json,
                                "details.json": json.dumps({"details": [[list(k), v] for k, v in details.items()], "pair_cells": pair_cells}, default=str)})
     else:  # the same scores, cells, config and code as a run before: the same statistics
@@ -568,11 +585,9 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
             warnings.warn(f"report {'figures' if build_figures else 'tables'} not written: {type(exc).__name__}: {exc}")
     sig = out / "significance.csv"
     if sig.is_file():
-        import pandas as pd
-
         from diqa_bench.report.significance import WORSE_MARK
 
-        df = pd.read_csv(sig, dtype={"seed": str, "method": str, "train": str, "test": str})
+        df = read_csv(sig, dtype={"seed": str, "method": str, "train": str, "test": str})
         pooled = df[df["seed"] == "all"]
         marks = {(r.method, r.train, r.test): (WORSE_MARK if r.worse else "") for r in pooled.itertuples(index=False)}
     if figures is None and (out / "figures").is_dir():
@@ -595,8 +610,6 @@ def json_rows(df) -> list[dict[str, Any]]:
 
 def load_results(folder: Path):
     """(metrics DataFrame, run_info) of a stored run, for re-rendering without recomputing."""
-    import pandas as pd
-
     folder = Path(folder)
     from diqa_bench.errors import UserError
 
@@ -604,7 +617,7 @@ def load_results(folder: Path):
         if not (folder / name).is_file():
             raise UserError(f"{folder}: no {name} here; is this a diqa-bench results folder?")
     try:
-        metrics = pd.read_csv(folder / "metrics.csv", dtype={"seed": str})
+        metrics = read_csv(folder / "metrics.csv", dtype={"seed": str})
         run_info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' and json's parse errors are ValueErrors
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
@@ -613,4 +626,23 @@ def load_results(folder: Path):
     if missing or not isinstance(run_info, dict):
         what = f"metrics.csv lacks {', '.join(missing)}" if missing else "run.json is not an object"
         raise UserError(f"{folder}: damaged results ({what}); re-run the benchmark to rewrite them")
+    numeric_columns(metrics, ("value", "ci_low", "ci_high", "n", "std", "groups"), folder / "metrics.csv")
     return metrics, run_info
+
+
+def numeric_columns(df, columns, path: Path) -> None:
+    """Make ``columns`` of a stored CSV numbers in place; a cell that is not one (``value=abc``, a
+    hand edit or a damaged file) is a one-line error naming it, not a traceback in the statistics."""
+    import pandas as pd
+
+    from diqa_bench.errors import UserError
+
+    for c in columns:
+        if c not in df.columns:
+            continue
+        parsed = pd.to_numeric(df[c], errors="coerce")
+        bad = df[c].notna() & parsed.isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise UserError(f"{path}: damaged results (row {row + 2}, column {c}: {df[c].iloc[row]!r} is not a number); re-run the benchmark to rewrite them")
+        df[c] = parsed

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from diqa_bench.config import Config
-from diqa_bench.errors import RunAborted
+from diqa_bench.errors import RunAborted, UserError, WeightsRefused
 from diqa_bench.plan import ImageRef, LoadedDataset, Plan  # noqa: F401 - the names plugins and scripts import from here
 from diqa_bench.plugins import Registry
 from diqa_bench.scorer import CellOutcome, RunOptions, Scorer, export_model, resolve_device  # noqa: F401
@@ -29,11 +29,12 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     from diqa_bench import pairs
     from diqa_bench.executors import LocalExecutor
-    from diqa_bench.results import publish_results, results_lock, run_info, staging_folder, write_all
+    from diqa_bench.results import check_results_folder, publish_results, results_lock, run_info, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Checked before any work: the results folder is writable and no other run writes to it.
-    final_out = Path(os.path.abspath(options.out))  # "." and ".." have no name to put a sibling beside
+    final_out = Path(os.path.abspath(Path(options.out).expanduser()))  # "." and ".." have no name to put a sibling beside
+    check_results_folder(final_out)  # before the lock file beside it exists
     lock = results_lock(final_out)
     try:
         stage = staging_folder(final_out)
@@ -60,20 +61,28 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             scorer.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
         except RunAborted as exc:
             interrupted = aborted = exc
+        except WeightsRefused as exc:  # stops the run like an abort, keeping the cells finished before it
+            interrupted = aborted = RunAborted(str(exc))
+            aborted.refused = True
         if not interrupted:
             _keep_finished_results_from_a_failed_run(outcomes, final_out)
         pairs.attach(scorer.plan, outcomes)
         tested = [o for o in outcomes if o.phase == "test"]
         validated = [o for o in outcomes if o.phase != "test"]  # splits.validation: written apart, never in the main tables
-        write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, tested, config,
-                  reports=options.reports, validation=validated)
-        where = publish_results(stage, final_out, complete=not interrupted)
+        try:
+            write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, tested, config,
+                      reports=options.reports, validation=validated)
+            where = publish_results(stage, final_out, complete=not interrupted)
+        except OSError as exc:  # a full disk, a folder gone read-only: the scores are cached, the old results stay
+            raise UserError(f"cannot write results to {final_out}: {exc.strerror or exc}; the previous results there are kept "
+                            "(scores are cached: once it is fixed, a re-run writes them in seconds)") from None
     finally:  # a crash leaves the previous results as they were
         shutil.rmtree(stage, ignore_errors=True)
         lock.release()
     if aborted is not None:
         done = sum(o.status == "ok" for o in outcomes)
-        raise RunAborted(f"{aborted}; {done} finished cells are written to {where}; run the same command again to resume (finished work is cached)")
+        then = ("replace or remove the file, then run again" if getattr(aborted, "refused", False) else "run the same command again to resume")
+        raise RunAborted(f"{aborted}; {done} finished cells are written to {where}; {then} (finished work is cached)")
     if where != final_out and interrupted:
         scorer.log(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
     elif where != final_out:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from diqa_bench.batch_loop import ImageSkip, failure_reason, once, score_batches, without_path
-from diqa_bench.errors import DataError, MethodUnavailable, UserError
+from diqa_bench.errors import DataError, MethodUnavailable, UserError, WeightsRefused
 from diqa_bench.methods import Method, MethodContext, TrainingData
 
 if TYPE_CHECKING:
@@ -314,6 +314,8 @@ class Scorer:
                 except Exception as exc:  # one test domain failing leaves the others
                     o.status, o.reason = "failed", failure_reason(exc)
                     _debug(exc)
+        except WeightsRefused:
+            raise  # a refused file is the user's error, not a machine without the file: the run stops (exit 2)
         except MethodUnavailable as exc:
             return _fail_all(outcomes, str(exc), "not run")
         except Exception as exc:

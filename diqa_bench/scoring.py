@@ -20,8 +20,9 @@ photo scored before is answered from the cache. Only what the chosen method need
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,7 @@ def score_paths(args, registry) -> int:
     from diqa_bench.cache import ScoreCache, default_cache_dir, file_hash
     from diqa_bench.config import validate_options
     from diqa_bench.errors import DataError
+    from diqa_bench.files import check_output_file, csv_cell, image_file_problem, write_output
     from diqa_bench.images import check_pixel_limit, list_images, resolve_decoder
     from diqa_bench.methods import MethodContext
     from diqa_bench.scorer import resolve_device
@@ -84,6 +86,7 @@ def score_paths(args, registry) -> int:
         from diqa_bench.images import set_image_limits
 
         set_image_limits(args.max_pixels)
+    output = check_output_file(args.output, "-o") if args.output else None  # before any image is scored
     cls = registry.method(args.method)
     options = _parse_options(args.option)
     if args.weights and not cls.trainable:
@@ -110,14 +113,26 @@ def score_paths(args, registry) -> int:
     method = cls(**options)
     progress = not args.no_progress and sys.stderr.isatty()
 
-    # Identical files are scored once: work is per content hash, rows are per path.
-    keys = [file_hash(p) for p in paths]
+    # Identical files are scored once: work is per content hash, rows are per path. Only regular
+    # files are read (a FIFO or /dev/zero would never end); the others are skipped with the reason.
+    errors: dict[str, str] = {}  # key -> why it has no score
+    keys = []
+    for i, p in enumerate(paths):
+        why = image_file_problem(p)
+        if why is None:
+            try:
+                keys.append(file_hash(p))
+                continue
+            except OSError as exc:
+                why = f"cannot read: {exc.strerror or exc}"
+        keys.append(f"unread:{i}")
+        errors[keys[-1]] = why
     path_of: dict[str, str] = {}
     for p, k in zip(paths, keys):
-        path_of.setdefault(k, str(p))
+        if k not in errors:
+            path_of.setdefault(k, str(p))
     cache = ScoreCache(cache_dir)
     token = score_token(method, args.weights, ctx.decoder, ctx)
-    errors: dict[str, str] = {}  # key -> why it has no score
     for k, p in path_of.items():  # before the cache is read: a limit lowered since applies to cached images too
         try:
             check_pixel_limit(p)
@@ -147,7 +162,7 @@ def score_paths(args, registry) -> int:
         s = scores.get(k)
         usable = s is not None and s == s
         why = "" if usable else errors.get(k) or ("score is NaN" if s is not None else "not scored")
-        row: list[Any] = [str(p), f"{s:.6g}" if usable else "", better]
+        row: list[Any] = [csv_cell(str(p)), f"{s:.6g}" if usable else "", better]
         if args.threshold is not None:
             if usable:
                 ok = s <= args.threshold if lower else s >= args.threshold
@@ -155,11 +170,9 @@ def score_paths(args, registry) -> int:
                 row.append("accept" if ok else "reject")
             else:
                 row.append("error")
-        w.writerow(row + [why])
+        w.writerow(row + [csv_cell(why)])
     if args.output:
-        from diqa_bench.files import atomic_write
-
-        atomic_write(Path(args.output), buf.getvalue())
+        write_output(output, buf.getvalue(), "-o")
     else:
         sys.stdout.write(buf.getvalue())
     skipped = [(p, k) for p, k in zip(paths, keys) if not (scores.get(k) is not None and scores[k] == scores[k])]
@@ -233,9 +246,12 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
     text = str(value).strip()
     if not text.lower().startswith("auto"):
         try:
-            return float(text)
+            cut = float(text)
         except ValueError:
             raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
+        if not math.isfinite(cut):  # a NaN cut rejects every photo, an infinite one accepts or rejects all
+            raise UserError(f"--threshold {text}: not a finite number; expected a number, auto or auto:DOMAIN")
+        return cut
     domain = text.split(":", 1)[1].strip() if ":" in text else None
     path = Path(weights or "") / "threshold.json"
     if not weights or not path.is_file():
@@ -246,6 +262,9 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
         cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a diqa-bench threshold file ({type(exc).__name__})") from None
+    bad = sorted(k for k, v in cuts.items() if not math.isfinite(v))
+    if bad:
+        raise UserError(f"{path}: the threshold for {', '.join(bad)} is not a finite number; re-run the benchmark to rewrite it")
     if domain is None:
         own = str(doc.get("train", ""))
         if len(cuts) == 1:

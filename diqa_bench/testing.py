@@ -239,7 +239,6 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     """Run a benchmark in ``tmp_path`` (config file, cache and results all inside it) on CPU (or
     ``device=``) with the stub plugins plus ``plugins`` (see :func:`isolated_registry`); returns
     its stored tables. Figures and report.html only with ``reports=True`` (they take seconds)."""
-    import pandas as pd
     import yaml
 
     from diqa_bench import config as cfgmod
@@ -258,4 +257,6 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     outcomes, _ = run_benchmark(cfg, registry, opts, log=lambda msg: None)
     metrics, info = load_results(out)
     exit_code = 1 if any(o.status == "failed" for o in outcomes) else 0
-    return BenchmarkResult(out, exit_code, metrics, pd.read_csv(out / "scores.csv"), info, (out / "LEADERBOARD.md").read_text())
+    from diqa_bench.files import read_csv
+
+    return BenchmarkResult(out, exit_code, metrics, read_csv(out / "scores.csv"), info, (out / "LEADERBOARD.md").read_text())

@@ -18,7 +18,7 @@ from diqa_datasets.embedded import (
     SyntheticSkinDataset,
 )
 from diqa_datasets.embedded.distortions import DISTORTIONS
-from diqa_datasets.embedded.names import ACQUISITION_ARTEFACTS, CAMERA_DISTORTIONS
+from diqa_datasets.embedded.names import CAMERA_DISTORTIONS
 from diqa_datasets.embedded.photos import NATURAL_PHOTOS, SKIMAGE_PHOTOS, BundledPhoto
 from diqa_datasets.embedded.skin import synthetic_skin
 

@@ -49,9 +49,20 @@ class CrashingNoise(StubNoise):
         return super().score_batch(batch)
 
 
+class RefusedNoise(StubNoise):
+    name = "stub-refused"
+    description = "stub-noise whose weights file is refused (for the Ray path of a refused file)"
+
+    def setup(self, ctx):
+        from diqa_bench.errors import WeightsRefused
+
+        raise WeightsRefused("weights file /nowhere/stub.pth refused: it holds Python objects")
+
+
 @hookimpl
 def register_methods(register):
     register(CrashingNoise)
+    register(RefusedNoise)
 '''
 
 
@@ -207,3 +218,13 @@ def test_missing_ray_is_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(UserError, match=r"pip install 'diqa-bench\[ray\]'") as err:
         run_benchmark(cfgmod.parse(path, registry), registry, opts, log=lambda msg: None, executor=RayExecutor())
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_refused_weights_file_on_a_ray_worker_stops_the_run(ray_cluster, tmp_path):
+    """As in a local run: a refused file is the user's error (exit 2), not a failed cell (exit 1)."""
+    from diqa_bench.errors import RunAborted
+
+    cfg, registry = _config([{"name": "stub-refused"}], [0], tmp_path)
+    with pytest.raises(RunAborted, match="refused.*replace or remove the file"):
+        _run(cfg, registry, tmp_path / "ray", RayExecutor(shard_size=None, log=lambda msg: None))

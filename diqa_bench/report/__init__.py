@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diqa_bench.files import frame_csv, read_csv
 from diqa_bench.report.compare import compare_runs, compare_transfer, format_comparison
 from diqa_bench.report.significance import significance, significance_marks
 from diqa_bench.report.transfer import transfer
@@ -66,8 +67,8 @@ def _stored_tables(folder: Path):
 
     from diqa_bench.report.transfer import read_transfer
 
-    sig = pd.read_csv(folder / "significance.csv", dtype={"seed": str, "method": str, "train": str, "test": str})
-    per = pd.read_csv(folder / "per_distortion.csv", dtype={"method": str, "train": str, "test": str}) if (folder / "per_distortion.csv").is_file() else pd.DataFrame()
+    sig = read_csv(folder / "significance.csv", dtype={"seed": str, "method": str, "train": str, "test": str})
+    per = read_csv(folder / "per_distortion.csv", dtype={"method": str, "train": str, "test": str}) if (folder / "per_distortion.csv").is_file() else pd.DataFrame()
     return sig, read_transfer(folder), per
 
 
@@ -86,7 +87,7 @@ def build_tables(folder: Path, cache: Path | None = None):
         sig, table, _ = _stored_tables(run.folder)
         return run, sig, table, [run.folder / n for n in TABLE_FILES[:3] if (run.folder / n).is_file()]
     sig = significance(run)
-    atomic_write(run.folder / "significance.csv", sig.to_csv(index=False))
+    atomic_write(run.folder / "significance.csv", frame_csv(sig))
     table = transfer(run)
     written = [run.folder / "significance.csv", *write_transfer(run.folder, table)]
     if run.run_info.get("variants"):
@@ -132,7 +133,7 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
         keep(f"scatter:{test}", fig.scatter_grid(run, test, out))
     per = fig.per_distortion(run)
     if len(per):
-        atomic_write(run.folder / "per_distortion.csv", per.to_csv(index=False))
+        atomic_write(run.folder / "per_distortion.csv", frame_csv(per))
         written.append(run.folder / "per_distortion.csv")
         for test in run.test_domains():
             keep(f"distortion:{test}", fig.per_distortion_heatmap(per, test, out))

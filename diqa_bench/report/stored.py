@@ -19,6 +19,7 @@ import numpy as np
 
 from diqa_bench import stats
 from diqa_bench.datasets import scale_mos
+from diqa_bench.files import read_csv
 from diqa_bench.errors import UserError
 
 CellKey = tuple[str, str, str, str]  # (method label, train set, test domain, split seed)
@@ -120,7 +121,6 @@ class StoredRun:
 
 def load_run(folder: Path) -> StoredRun:
     """Read a results folder; one-line errors when it is not one."""
-    import pandas as pd
 
     from diqa_bench.results import load_results
 
@@ -135,11 +135,14 @@ def load_run(folder: Path) -> StoredRun:
 
 def read_scores(path: Path):
     """A stored scores.csv, every label column as text."""
-    import pandas as pd
 
-    return pd.read_csv(path, dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
-                                    "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
-                       na_values={"score": [""], "mos": [""]})
+    from diqa_bench.results import numeric_columns
+
+    scores = read_csv(path, dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
+                                   "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
+                      na_values={"score": [""], "mos": [""]})
+    numeric_columns(scores, ("score", "mos", "mos_norm"), path)
+    return scores
 
 
 def _directions(run_info: dict[str, Any]) -> dict[tuple[str, str], bool]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diqa_bench.files import frame_csv, read_csv
 from diqa_bench import stats
 from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import StoredRun, load_run, paired_samples
@@ -119,7 +120,7 @@ def write_transfer(folder: Path, table) -> list[Path]:
     from diqa_bench.results import json_rows, atomic_write
 
     folder = Path(folder)
-    atomic_write(folder / "transfer.csv", table.to_csv(index=False))
+    atomic_write(folder / "transfer.csv", frame_csv(table))
     rows = json_rows(table)
     for r in rows:
         r["seeds"] = [int(s) if s.lstrip("-").isdigit() else s for s in str(r["seeds"] or "").split()]
@@ -129,10 +130,9 @@ def write_transfer(folder: Path, table) -> list[Path]:
 
 def read_transfer(folder: Path):
     """The stored transfer table, or None when the folder has none."""
-    import pandas as pd
 
     path = Path(folder) / "transfer.csv"
     if not path.is_file():
         return None
-    return pd.read_csv(path, dtype={"method": str, "test": str, "train": str, "reference_train": str, "seeds": str, "warning": str},
+    return read_csv(path, dtype={"method": str, "test": str, "train": str, "reference_train": str, "seeds": str, "warning": str},
                        keep_default_na=False, na_values={c: [""] for c in ("value", "ci_low", "ci_high", "p_value", "train_value", "reference_value")})

@@ -35,7 +35,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from diqa_bench.errors import ConfigError, DataError, MethodUnavailable
+from diqa_bench.errors import ConfigError, DataError, MethodUnavailable, WeightsRefused
 from diqa_bench.methods import Batch, Method, MethodContext, TrainingData
 from diqa_cross_domain.backbones import DEFAULT_BACKBONE, IMAGENET_MEAN, IMAGENET_STD, resolve_weights
 from diqa_cross_domain.strategies import STRATEGIES, Strategy, describe
@@ -264,19 +264,22 @@ class CrossDomain(Method):
     def load(self, folder: Path) -> None:
         """Read a checkpoint; the model runs as it was fitted, while ``options`` keep what was
         configured (``trained_options`` holds the checkpoint's)."""
-        import torch
+        from diqa_bench.torch_files import load_tensors
 
         path = Path(folder)
         if path.is_dir():
             path = path / CHECKPOINT_NAME
         if not path.is_file():
             raise DataError(f"cross-domain: checkpoint {path} not found")
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load_tensors(path)  # tensors only, never code; anything else is refused in one line
+        why = _checkpoint_problem(state)
+        if why:
+            raise WeightsRefused(f"weights file {path} is not a cross-domain checkpoint (format {CHECKPOINT_FORMAT}): {why}; "
+                                 f"a run saves them as models/<method>@<train>/seed<k>/{CHECKPOINT_NAME}")
         meta = json.loads(state["meta"])
-        if meta.get("method") != self.name or meta.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(f"{path}: not a cross-domain checkpoint (format {CHECKPOINT_FORMAT})")
         self.trained_options = dict(meta["options"])
         self._checkpoint = {**state, "meta": meta}
+        self._checkpoint_path = path
         if self.ctx is not None:
             self._restore()
 
@@ -287,8 +290,34 @@ class CrossDomain(Method):
         # A checkpoint keeps its resolved options: a default changed since it was saved does not change it.
         trained = meta.get("resolved_options") or {**DEFAULTS, **meta["options"]}
         strategy = STRATEGIES[meta["mode"]]({**trained, **local}, self.ctx, self.device)
-        strategy.restore(self._checkpoint, previous=self.strategy)
+        try:
+            strategy.restore(self._checkpoint, previous=self.strategy)
+        except RuntimeError as exc:
+            if "state_dict" not in str(exc):  # not torch's "Error(s) in loading state_dict": a bug, keep its traceback
+                raise
+            reason = " ".join(str(exc).split())[:200]
+            raise WeightsRefused(f"weights file {self._checkpoint_path} does not fit the cross-domain model it declares: {reason}") from None
         self.strategy = strategy
+
+
+def _checkpoint_problem(state: Any) -> str:
+    """Why a loaded torch file is no cross-domain checkpoint (empty when it is one)."""
+    if not isinstance(state, dict) or not isinstance(state.get("meta"), str):
+        return "no 'meta' entry"
+    try:
+        meta = json.loads(state["meta"])
+    except ValueError:
+        return "its 'meta' entry is not JSON"
+    if not isinstance(meta, dict) or meta.get("method") != CrossDomain.name or meta.get("format") != CHECKPOINT_FORMAT:
+        return "its 'meta' names another method or format"
+    if meta.get("mode") not in STRATEGIES or not isinstance(meta.get("options"), dict):
+        return "its 'meta' lacks the mode or the options"
+    lacking = [k for k in ["describe"] + (["backbone_weights_id"] if meta["mode"] == "head" else []) if k not in meta]
+    if lacking:
+        return f"its 'meta' lacks {', '.join(lacking)}"
+    needed = ["head"] + (["backbone"] if meta["mode"] == "finetune" else [])
+    missing = [k for k in needed if not isinstance(state.get(k), dict) or not all(hasattr(v, "shape") for v in state[k].values())]
+    return f"no tensors for {', '.join(missing)}" if missing else ""
 
 
 def _versions() -> dict[str, str]:

@@ -144,7 +144,7 @@ class CsvDataset(Dataset):
 def summarise_records(records: list[Record], root: Path | None, mos_range: tuple[float, float], label: str, shown: int = 5) -> dict[str, Any]:
     """What ``diqa-bench validate`` reports about a dataset's metadata, without opening any image:
     rows per split, missing image files (count and the first few), MOS cells that are not numbers or
-    lie outside the range, duplicate ids. Existence is checked against one directory listing per
+    lie outside the range, duplicate ids, paths that escape the image root. Existence is checked against one directory listing per
     folder, so 10,000 rows take a fraction of a second."""
     import os
 
@@ -156,19 +156,24 @@ def summarise_records(records: list[Record], root: Path | None, mos_range: tuple
     bad_mos: list[str] = []
     seen: set[str] = set()
     duplicates: list[str] = []
+    escapes: list[str] = []
+    real_root = os.path.realpath(root) if root is not None else None
     low, high = mos_range
     for r in records:
         path = Path(r.path)
         if root is not None and not path.is_absolute():
             path = Path(root) / path
         folder = path.parent
-        if folder not in listings:
-            try:
-                listings[folder] = {e.name for e in os.scandir(folder) if e.is_file() and e.stat().st_size > 0}
-            except OSError:
-                listings[folder] = set()
-        if path.name not in listings[folder]:
-            missing.append(r.path)
+        if real_root is not None and os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+            escapes.append(r.path)  # the run skips it (or stops, under bad_input: error) as check_records does
+        else:
+            if folder not in listings:
+                try:
+                    listings[folder] = {e.name for e in os.scandir(folder) if e.is_file() and e.stat().st_size > 0}
+                except OSError:
+                    listings[folder] = set()
+            if path.name not in listings[folder]:
+                missing.append(r.path)
         mos = r.mos
         if not isinstance(mos, (int, float)) or math.isnan(mos) or not (low - 1e-9 <= mos <= high + 1e-9):
             bad_mos.append(f"{r.id} ({mos!r})")
@@ -185,4 +190,6 @@ def summarise_records(records: list[Record], root: Path | None, mos_range: tuple
         "bad_mos_first": bad_mos[:shown],
         "duplicates": len(duplicates),
         "duplicates_first": duplicates[:shown],
+        "escapes": len(escapes),
+        "escapes_first": escapes[:shown],
     }

@@ -16,7 +16,7 @@ from diqa_bench.errors import UserError
 from .metadata import default_configs, metric_info
 from .zero_shot import PyiqaAny
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")  # the registry's rule for method names
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]*")  # the registry's rule for method names (fullmatch)
 NOT_PER_IMAGE = {
     "fid": "compares two folders of images (a distribution distance), not one image's quality",
     "fid_dinov2": "compares two folders of images (a distribution distance), not one image's quality",
@@ -47,7 +47,7 @@ def named_metric_classes(taken: set[str]) -> list[type]:
     """One class per pyiqa metric whose name is not in ``taken`` (the hand-written classes)."""
     out = []
     for metric, cfg in sorted(default_configs().items()):
-        if metric.lower() in taken or not NAME_RE.match(metric.lower()):
+        if metric.lower() in taken or not NAME_RE.fullmatch(metric.lower()):
             continue
         mode = cfg.get("metric_mode")
         if mode == "NR" and metric not in NOT_PER_IMAGE:

@@ -28,9 +28,9 @@ import tempfile
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from diqa_bench.errors import MethodUnavailable
+from diqa_bench.torch_files import load_tensors, refused  # noqa: F401 - one implementation for every plugin; imported from here too
 
 WEIGHTS_ENV = "DIQA_BENCH_WEIGHTS"
 OFFLINE_ENVS = ("DIQA_BENCH_OFFLINE", "HF_HUB_OFFLINE")
@@ -121,36 +121,6 @@ def download(url: str, target: Path, timeout_s: float = DEFAULT_DOWNLOAD_TIMEOUT
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def load_tensors(path: str | os.PathLike) -> Any:
-    """A torch file's content, loaded without running code: ``weights_only=True`` unpickles only
-    tensors, numbers, strings and containers of them. Anything else raises MethodUnavailable."""
-    import torch
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except MethodUnavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - explained in one line
-        raise refused(path, exc) from None
-
-
-def refused(path: str | os.PathLike, exc: BaseException) -> MethodUnavailable:
-    """One line for a torch file that ``weights_only=True`` would not load."""
-    import pickle
-
-    if isinstance(exc, pickle.UnpicklingError):
-        # torch's message: a paragraph of advice, then the reason on its own line
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln.split()[:3]), None)
-        if reason is not None:
-            return MethodUnavailable(
-                f"weights file {path} refused: it holds Python objects, not only tensors, and loading it could run code ({_one_line(reason, 120)})"
-            )
-        detail = next((ln for ln in lines if ln.startswith("Unsupported") or "error:" in ln and not ln.endswith(":")), lines[-1] if lines else "")
-        return MethodUnavailable(f"weights file {path} is not a readable torch file: {_one_line(detail, 120)}")
-    return MethodUnavailable(f"weights file {path} is not a readable torch file: {_one_line(exc)}")
 
 
 def _file_name(url: str, file_name: str | None) -> str:

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from diqa_bench.errors import DataError, MethodUnavailable, UserError
+from diqa_bench.errors import DataError, MethodUnavailable, UserError, WeightsRefused
 from diqa_bench.methods import Batch, Method, MethodContext
 
 from .metadata import default_configs, metric_info, no_reference_metrics
@@ -41,6 +41,8 @@ from .weights import (
 
 WEIGHTS_OPTION = {"type": ["string", "null"], "description": "weights file (or folder holding it) under pyiqa's file name"}
 TIMEOUT_OPTION = {"type": "number", "minimum": 1, "description": "seconds before a stalled weights download gives up"}
+BRISQUE_FEATURES = 36  # per image: 18 NSS features at each of two scales
+NIQE_FEATURES = 36
 PRECISION_OPTION = {"enum": ["auto", "float32", "float64"], "description": "auto: float64 for metrics without learned parameters"}
 
 
@@ -100,7 +102,7 @@ class PyiqaMetric(Method):
             if path is None:
                 raise
             reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise MethodUnavailable(f"weights file {path} does not fit {self.name}: {reason}") from None
+            raise WeightsRefused(f"weights file {path} does not fit {self.name}: {reason}") from None
 
     def load_checkpoint(self, checkpoint_path) -> None:
         """Put the checkpoint's parameters into the built model (metrics that take a state dict)."""
@@ -158,7 +160,12 @@ class Brisque(PyiqaMetric):
         # file, with torch.load forced to weights_only=True.
         content = load_tensors(checkpoint_path)
         if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
-            raise MethodUnavailable(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
+            raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
+        # Refused once here, not as a shape error on every image: n coefficients, n x 36 support vectors.
+        coef, vectors = content
+        if not (coef.ndim == 1 and vectors.ndim == 2 and vectors.shape == (coef.shape[0], BRISQUE_FEATURES) and coef.shape[0] > 0):
+            raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's: tensors of shape {tuple(coef.shape)} and {tuple(vectors.shape)}, "
+                                 f"expected (n,) and (n, {BRISQUE_FEATURES})")
         return {"pretrained_model_path": str(checkpoint_path)}
 
     def score_batch(self, batch: Batch):
@@ -175,6 +182,26 @@ class Niqe(PyiqaMetric):
     metric = "niqe"
     checkpoint = "niqe_modelparameters.mat"
     float64 = True
+
+    def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
+        if checkpoint_path is None:
+            return {}
+        # Refused once here, not as a shape error on every image: the pristine model's mean (36)
+        # and covariance (36 x 36) of the NSS features.
+        import numpy as np
+        import scipy.io
+
+        try:
+            params = scipy.io.loadmat(str(checkpoint_path))
+        except Exception as exc:  # noqa: BLE001 - a file that is no MATLAB file fails in many ways
+            raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: not a readable MATLAB file ({' '.join(str(exc).split())[:120] or type(exc).__name__})") from None
+        mu, cov = params.get("mu_prisparam"), params.get("cov_prisparam")
+        if not (isinstance(mu, np.ndarray) and isinstance(cov, np.ndarray) and mu.size == NIQE_FEATURES and cov.shape == (NIQE_FEATURES, NIQE_FEATURES)
+                and np.issubdtype(mu.dtype, np.number) and np.issubdtype(cov.dtype, np.number)):
+            found = ", ".join(f"{k} {getattr(v, 'shape', '?')}" for k, v in params.items() if not k.startswith("__")) or "nothing"
+            raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: expected mu_prisparam (1, {NIQE_FEATURES}) and "
+                                 f"cov_prisparam ({NIQE_FEATURES}, {NIQE_FEATURES}), found {found}")
+        return {"pretrained_model_path": str(checkpoint_path)}
 
     def score_batch(self, batch: Batch):
         height, width = batch.images.shape[-2:]
@@ -252,12 +279,12 @@ class Musiq(PyiqaMetric):
 
         state = load_tensors(checkpoint_path)
         if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
-            raise MethodUnavailable(f"weights file {checkpoint_path} is not a MUSIQ state dict (expected parameter name -> tensor)")
+            raise WeightsRefused(f"weights file {checkpoint_path} is not a MUSIQ state dict (expected parameter name -> tensor)")
         try:
             self.model.net.load_state_dict(clean_state_dict(state), strict=True)
         except RuntimeError as exc:
             reason = " ".join(str(exc).split())[:200]
-            raise MethodUnavailable(f"weights file {checkpoint_path} does not fit {self.name}: {reason}") from None
+            raise WeightsRefused(f"weights file {checkpoint_path} does not fit {self.name}: {reason}") from None
 
 
 class MusiqSpaq(Musiq):
