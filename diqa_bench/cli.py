@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("dir_a")
     cmp_.add_argument("dir_b")
     cmp_.add_argument("-o", "--output", help="also write the table: .csv (one row per entry and statistic) or .md (as printed)")
+    cmp_.add_argument("--adjust", choices=["holm", "bh", "none"],
+                      help="multiplicity adjustment over the rows of one test domain and statistic (default: run A's statistics.adjust, else holm)")
 
     sc = sub.add_parser("score", help="score image files or folders with one method; writes a path,score,better CSV",
                         description="Score image files or folders with one method. Writes path,score,better[,decision],skipped rows. "
@@ -328,7 +330,7 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from diqa_bench.report import compare_runs, compare_transfer, format_comparison
 
-    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
+    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b), adjust=args.adjust)
     text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
     if args.output:
         from diqa_bench.files import atomic_write

@@ -82,6 +82,8 @@ SCHEMA: dict[str, Any] = {
                 "bootstrap": {"type": "integer", "minimum": 0, "description": "bootstrap resamples for CIs (0: none)"},
                 "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "seed": {"type": "integer"},
+                "adjust": {"enum": ["holm", "bh", "none"],
+                           "description": "multiplicity adjustment of each table's family of comparisons: holm (default), bh (Benjamini-Hochberg) or none"},
             },
         },
         "normalise_mos": {"enum": ["range", "zscore"], "description": "per-dataset MOS normalisation for training"},
@@ -118,7 +120,7 @@ SCHEMA: dict[str, Any] = {
 
 DEFAULTS = {
     "splits": {"test_ratio": 0.3, "seeds": [0], "use_split_column": True, "protocol": "split"},
-    "statistics": {"bootstrap": 1000, "confidence": 0.95, "seed": 0},
+    "statistics": {"bootstrap": 1000, "confidence": 0.95, "seed": 0, "adjust": "holm"},
     "normalise_mos": "range",
     "bad_input": "skip",
 }
@@ -162,6 +164,7 @@ class Config:
     run_options: dict[str, Any] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
     protocol: str = "split"  # "full": every image is a test image (zero-shot only)
+    adjust: str = "holm"  # multiplicity adjustment of each table's family of comparisons (stats.adjust_p)
 
 
 def _path(parts) -> str:
@@ -414,4 +417,5 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         run_options={k: data[k] for k in ("device", "batch_size", "workers", "decode", "max_image_pixels") if k in data},
         executor=dict(data.get("executor") or {}),
         protocol=str(splits["protocol"]),
+        adjust=str(st["adjust"]),
     )

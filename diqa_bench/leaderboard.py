@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from diqa_bench import pairs
-from diqa_bench.stats import HIGHER_IS_BETTER, data_warning
+from diqa_bench.stats import ADJUSTMENT_NAMES, HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
 ACCEPT_COLUMNS = ["AUC", "ACC", "ACC_GAIN", "RETAKE"]
@@ -285,8 +285,8 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         lines.append("")
         legend = []
         if marks and any(v and k[2] == test for k, v in marks.items()):
-            legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled; "
-                          "significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
+            legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled, "
+                          f"{adjust_phrase(run_info, 'the comparisons with the best entry of this domain')}; significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
         gate = gate_legend(metrics, test, rows)
         if gate:
             legend.append(gate)
@@ -301,8 +301,9 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append(f"### Transfer on {test}: does the train set matter?")
             lines.append("")
             lines.append(f"Δ = train set - reference, on the same test images of each split seed, mean over seeds; [{conf}% paired "
-                         "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0, else no detectable "
-                         "difference (not testable: no interval, e.g. one content group in a seed). *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
+                         "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0 and the adjusted p is below "
+                         f"{1 - conf / 100:.2g}, else no detectable difference (not testable: no interval, e.g. one content group in a seed); "
+                         f"{adjust_phrase(run_info, f'the verdicts of one statistic on {test}')}. *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
                          f"set of another domain against the in-domain one ({test}).")
             lines.append("")
             if warning:
@@ -412,6 +413,33 @@ def fitted_model_lines(run_info: dict[str, Any]) -> list[str]:
             for method, variants in sorted(by_method.items())]
 
 
+def adjust_of(run_info: dict[str, Any]) -> str:
+    """The multiplicity adjustment a run's tables use (see StoredRun.adjustment)."""
+    stats_cfg = run_info.get("config", {}).get("statistics") or {}
+    return run_info.get("protocol", {}).get("adjust") or stats_cfg.get("adjust") or "holm"
+
+
+def adjust_phrase(run_info: dict[str, Any], family: str) -> str:
+    """Words naming the multiplicity adjustment and its family, e.g. "p-values adjusted by Holm
+    (family-wise error rate) over the comparisons with the best entry of this domain"."""
+    adjust = adjust_of(run_info)
+    if adjust == "none":
+        return f"p-values not adjusted for multiplicity over {family} (statistics.adjust: none)"
+    return f"p-values adjusted by {ADJUSTMENT_NAMES[adjust]} over {family}"
+
+
+def resolution_note(run_info: dict[str, Any]) -> str:
+    """With Holm, a family of m comparisons can show a verdict only if m times the smallest
+    bootstrap p is below 1 - confidence: say how large a family the run's replicates allow."""
+    p = run_info.get("protocol", {})
+    bootstrap, alpha = p.get("bootstrap") or 0, 1 - p.get("confidence", 0.95)
+    if adjust_of(run_info) != "holm" or not bootstrap:
+        return ""
+    largest = math.ceil(alpha * (bootstrap + 1) / 2) - 1  # largest m with m * 2 / (B + 1) < alpha
+    return (f"; with {bootstrap} replicates Holm can find a difference in a family of at most {largest} comparisons "
+            "(raise statistics.bootstrap for larger tables)")
+
+
 def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     p = run_info.get("protocol", {})
     seeds = p.get("seeds", [])
@@ -427,6 +455,11 @@ def protocol_lines(run_info: dict[str, Any]) -> list[str]:
             "sides get the same group draws."
             if p.get("resampling") == "content groups" else
             "Resampling unit: single test images (this run predates content-group resampling; re-run it for group-level intervals)."),
+        "- Multiple comparisons: " + adjust_phrase(run_info, "each table's comparisons") + ". The families: † compares every entry "
+        "of a test domain with its best entry (one family per test domain); the transfer verdicts of one test domain and statistic are "
+        "one family. A verdict (better, worse, †) needs its interval to exclude 0 and its adjusted p below 1 - confidence; "
+        "significance.csv and transfer.csv hold the raw (p_value) and adjusted (p_adjusted) p-values. A bootstrap p is twice the "
+        "share of paired replicates on the smaller side of 0 (at least 2 / (replicates + 1))" + resolution_note(run_info) + ".",
         f"- A test domain with fewer than {p.get('min_groups', 10)} content groups or {p.get('min_images', 30)} images per split seed "
         "gets a warning above its table; its intervals, † and verdicts are unreliable.",
         "- SROCC and KRCC (tau-b) are rank correlations; PLCC and RMSE are computed after the VQEG 4-parameter logistic mapping of "

@@ -306,7 +306,7 @@ def run_info(config, registry, scorer, options, executor, started: str) -> dict[
         "plugin_clashes": list(getattr(registry, "clashes", [])),
         "protocol": {
             "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
-            "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
+            "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed, "adjust": config.adjust,
             "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
             "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": scorer.workers, "processes": scorer.processes, "decoder": scorer.decoder,
             "executor": type(executor).__name__ if executor is not None else "LocalExecutor",

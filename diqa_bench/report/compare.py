@@ -19,6 +19,10 @@ side is judged at the cut its own run chose on its train split for that seed (st
 held fixed in every replicate), so two models' gates are compared each at its own operating point;
 the unacceptable images are each run's own (its threshold on the MOS; a different one is warned).
 ``compare_transfer`` puts the two runs' transfer tables (verdicts) side by side.
+Multiplicity: the rows of one test domain and statistic are one family (e.g. every entry's SROCC
+change on skin); ``p_value`` is the raw bootstrap p, ``p_adjusted`` the p adjusted within the
+family (run A's ``statistics.adjust`` unless given: Holm by default), and ``significant`` needs
+both the interval to exclude 0 and the adjusted p below 1 - confidence.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from diqa_bench import stats
 from diqa_bench.report.stored import Cell, StoredRun, load_run, paired_samples
 
 COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n",
-           "groups", "seeds"]
+           "groups", "seeds", "p_adjusted", "adjust", "family_size"]
 COMPARED = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
 GATE_COMPARED = ("AUC", "ACC", "RETAKE")  # only where both runs stored acceptability statistics
 TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
@@ -51,13 +55,15 @@ def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]
     return means[1] - means[0]
 
 
-def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confidence: float | None = None):
-    """(DataFrame with COLUMNS, warnings) comparing run B against run A (delta = B - A)."""
+def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confidence: float | None = None, adjust: str | None = None):
+    """(DataFrame with COLUMNS, warnings) comparing run B against run A (delta = B - A),
+    significance adjusted for multiplicity (see the module docstring)."""
     import pandas as pd
 
     run_a, run_b = load_run(Path(dir_a)), load_run(Path(dir_b))
     warnings = compatibility_warnings(run_a, run_b)
     bootstrap, confidence, seed = run_a.bootstrap_settings(bootstrap, confidence)
+    adjust = run_a.adjustment(adjust)
     cells_a, cells_b = run_a.cells(), run_b.cells()
     seeded_a, seeded_b = _per_seed(run_a), _per_seed(run_b)
 
@@ -99,7 +105,13 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
         parts = ([f"only in A: seed {', '.join(sorted(seeds_only_a))}"] if seeds_only_a else []) + \
                 ([f"only in B: seed {', '.join(sorted(seeds_only_b))}"] if seeds_only_b else [])
         warnings.append(f"split seeds differ ({'; '.join(parts)}): A, B and the change are compared over the seeds both runs have")
-    return pd.DataFrame(rows, columns=COLUMNS), warnings
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if len(df):
+        df["p_adjusted"], df["family_size"] = stats.adjust_families(df["p_value"], df["test"] + "\0" + df["statistic"], adjust)
+        df["adjust"] = adjust
+        df["significant"] = [stats.adjusted_verdict(lo, hi, p, confidence) in ("better", "worse")
+                             for lo, hi, p in zip(df["ci_low"], df["ci_high"], df["p_adjusted"])]
+    return df, warnings
 
 
 def _gated(run: StoredRun, cells: dict, entry: tuple[str, str, str], seeds: list[str], stat: str, seeded: dict) -> bool:
@@ -178,11 +190,27 @@ def _delta(value: float, lo: float = float("nan"), hi: float = float("nan")) -> 
     return f"{value:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo == lo and hi == hi else "")
 
 
-def _gate_verdict(lo: float, hi: float, higher_better: bool) -> str:
+def _gate_verdict(lo: float, hi: float, higher_better: bool, significant: bool = True) -> str:
     """Whether B's gate is better or worse than A's on one statistic, by the sign of the interval
-    of B - A read in the statistic's own direction."""
+    of B - A read in the statistic's own direction (no detectable difference unless
+    ``significant`` after the multiplicity adjustment)."""
     v = stats.verdict(lo, hi) if higher_better else stats.verdict(-hi, -lo)
+    if not significant and v in ("better", "worse"):
+        v = "no detectable difference"
     return {"better": "B better *", "worse": "B worse *"}.get(v, v)
+
+
+def _p(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _adjust_note(df) -> str:
+    """One sentence naming the multiplicity family and method of a comparison table."""
+    adjust = str(df["adjust"].iloc[0]) if len(df) and "adjust" in df and df["adjust"].iloc[0] == df["adjust"].iloc[0] else "none"
+    if adjust == "none":
+        return "p: raw bootstrap p-values, not adjusted for multiplicity (adjust: none)."
+    return (f"Multiplicity: the rows of one test domain and statistic are one family; p adjusted by {stats.ADJUSTMENT_NAMES[adjust]}; "
+            "significant needs the interval to exclude 0 and the adjusted p below 1 - confidence.")
 
 
 def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE"), transfer=None) -> str:
@@ -202,14 +230,14 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
         rows = []
         for r in sub.itertuples(index=False):
             rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
-                         _delta(r.delta, r.ci_low, r.ci_high), "n/a" if r.p_value != r.p_value else f"{r.p_value:.3f}",
+                         _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
                          "yes *" if r.significant else "no", r.mode,
                          f"{r.n} ({r.groups})" if r.mode == "paired" else "-", r.seeds])
-        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "Significant", "Bootstrap",
+        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "p adjusted", "Significant", "Bootstrap",
                                              "n (groups)", "Seeds"], tablefmt="github", disable_numparse=True))
         lines += ["", "Δ = B - A over the split seeds both runs have; for RMSE lower is better, so a negative Δ is an improvement. Paired: "
                   "both runs resampled with the same content-group draws on their common images (n images, groups per seed); "
-                  "independent: no images in common, difference of independent bootstraps."]
+                  "independent: no images in common, difference of independent bootstraps. " + _adjust_note(df)]
     gate = df[df["statistic"].isin(GATE_COMPARED)] if len(df) else df
     if len(gate):
         lines += ["", "## Quality gate (B - A)", ""]
@@ -217,9 +245,9 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
         for r in gate.itertuples(index=False):
             higher = stats.HIGHER_IS_BETTER[r.statistic]
             rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
-                         _delta(r.delta, r.ci_low, r.ci_high), "n/a" if r.p_value != r.p_value else f"{r.p_value:.3f}",
-                         _gate_verdict(r.ci_low, r.ci_high, higher), r.mode, r.seeds])
-        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "Better", "A", "B", "Δ [CI]", "p", "B vs A", "Bootstrap",
+                         _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
+                         _gate_verdict(r.ci_low, r.ci_high, higher, bool(r.significant)), r.mode, r.seeds])
+        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "Better", "A", "B", "Δ [CI]", "p", "p adjusted", "B vs A", "Bootstrap",
                                              "Seeds"], tablefmt="github", disable_numparse=True))
         lines += ["", "Each run's gate at the score threshold it chose on its own train split (per seed, fixed in every replicate); "
                   "intervals from the same content-group draws as the correlations. AUC and ACC: higher is better; RETAKE (share of "
