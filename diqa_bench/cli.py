@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--no-screening", action="store_true", help="keep every observer")
     mo.add_argument("--scale", nargs=2, metavar=("LOW", "HIGH"),
                     help="the rating scale, e.g. --scale 1 5: a rating off it is an error, and the 95%% intervals are clipped to it (default: no scale, nothing checked or clipped)")
+    mo.add_argument("--drop-rater", action="append", default=[], metavar="ID", help="leave this rater's ratings out (repeatable)")
+    mo.add_argument("--rescale-rater", nargs=3, action="append", default=[], metavar=("ID", "LOW", "HIGH"),
+                    help="map this rater's ratings linearly from the scale they used, LOW to HIGH, onto --scale (repeatable)")
     return p
 
 
@@ -365,7 +368,14 @@ def cmd_mos(args) -> int:
     path = Path(args.ratings)
     if not path.is_file():
         raise UserError(f"{path}: ratings file not found")
-    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path), scale=scale)
+    rescale = {}
+    for who, low, high in args.rescale_rater:
+        try:
+            rescale[who] = (float(low), float(high))
+        except ValueError:
+            raise UserError(f"--rescale-rater ID LOW HIGH: LOW and HIGH must be numbers, got {low!r} {high!r}") from None
+    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path), scale=scale,
+                              drop_raters=args.drop_rater, rescale_raters=rescale)
     print(format_report(report), file=sys.stderr)
     if args.output:
         from diqa_bench.files import atomic_write

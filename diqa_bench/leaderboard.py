@@ -332,7 +332,7 @@ def data_section(run_info: dict[str, Any]) -> list[str]:
     Empty when there is nothing of the kind to say."""
     out = [f"- {note}" for note in data_notes(run_info)]
     for name, rep in (run_info.get("screening") or {}).items():
-        summary, rejected, reliability = rater_facts(rep)
+        summary, rejected, reliability = rater_facts(rep, _md_text)
         line = f"- Raters of {_md_text(name)}: {summary} "
         line += (f"Rejected {len(rejected)}: " + "; ".join(f"{_md_text(r['observer'])} ({_md_text(r['reason'])})" for r in rejected) + ".") \
             if rejected else "No rater rejected."
@@ -384,14 +384,24 @@ def gate_legend(metrics, test: str, rows: list[list[str]]) -> str | None:
             "whole interval of ΔAccuracy vs accept all lies below 0; this gate does more harm than none.")
 
 
-def rater_facts(rep: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str | None]:
+def rater_facts(rep: dict[str, Any], text=str) -> tuple[str, list[dict[str, Any]], str | None]:
     """One rated dataset's screening (run.json's ``screening`` entry) as (sentence with the
     counts, scale and screening method; the rejected raters, each a dict with ``observer`` and
-    ``reason``; the reliability sentence with its interval, or None when it was not computed)."""
+    ``reason``; the reliability sentence with its interval, or None when it was not computed).
+    ``text`` renders rater ids (from the user's file) for the output format."""
     scale = rep.get("scale")
     on_scale = f" on the scale {scale[0]:g} to {scale[1]:g}" if scale else ""
     summary = (f"{rep.get('observers')} raters, {rep.get('images')} images, {rep.get('ratings')} ratings{on_scale}; "
                f"screening: {rep.get('method')}.")
+    if rep.get("dropped"):
+        summary += f" Left out on request: rater {', '.join(text(r) for r in rep['dropped'])}."
+    if rep.get("rescaled"):
+        summary += " Rescaled on request: " + "; ".join(f"rater {text(k)} from {v[0]:g}-{v[1]:g}" for k, v in rep["rescaled"].items()) + "."
+    for f in rep.get("flagged") or []:
+        summary += f" {LITTLE_DATA} Rater {text(f['observer'])} does not fit the others' scale ({f['reason']}); kept."
+    short = rep.get("fewer_ratings") or {}
+    if short:
+        summary += f" {short['count']} image(s) have fewer ratings than the usual {short['typical']}."
     rel = rep.get("reliability") or {}
     reliability = None
     if rel.get("value") is not None:
