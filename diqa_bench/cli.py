@@ -215,7 +215,8 @@ def cmd_validate(args) -> int:
         print(f"{cfg.path}: config is valid, but {len(problems)} dataset(s) are not available (see above)", file=sys.stderr)
         return EXIT_USAGE
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
-          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)")
+          f"run as {len(units)} units (method x train set x seed, each scoring every test domain)"
+          + (f", each once per cross-validation fold (folds: {cfg.folds})" if cfg.folds is not None else ""))
     return EXIT_OK
 
 

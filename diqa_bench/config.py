@@ -73,6 +73,8 @@ SCHEMA: dict[str, Any] = {
                 "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}, "uniqueItems": True},
                 "use_split_column": {"type": "boolean", "description": "use a dataset's own split labels when every record has one"},
                 "protocol": {"enum": ["split", "full"], "description": "split: train/test sides (default); full: zero-shot methods scored on every image, no training side"},
+                "folds": {"type": ["integer", "string"],
+                          "description": "cross-validation: K (group-aware K-fold, repeated over the seeds) or leave-one-group-out; every image is tested once per seed"},
             },
         },
         "statistics": {
@@ -165,6 +167,7 @@ class Config:
     executor: dict[str, Any] = field(default_factory=dict)
     protocol: str = "split"  # "full": every image is a test image (zero-shot only)
     adjust: str = "holm"  # multiplicity adjustment of each table's family of comparisons (stats.adjust_p)
+    folds: int | str | None = None  # cross-validation: K or "leave-one-group-out" (splits.fold_test_groups); None: test_ratio splits
 
 
 def _path(parts) -> str:
@@ -393,6 +396,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     splits = {**DEFAULTS["splits"], **data.get("splits", {})}
     if splits["protocol"] == "full" and train_sets:
         raise ConfigError(f"{file}: splits.protocol: 'full' scores every image of each test domain, so nothing is left to train on; remove train_sets (zero-shot methods only) or use protocol 'split'")
+    folds = _folds(splits.get("folds"), splits["protocol"], data, file)
     st = {**DEFAULTS["statistics"], **data.get("statistics", {})}
     name = data.get("name") or path.stem
     return Config(
@@ -418,4 +422,21 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         executor=dict(data.get("executor") or {}),
         protocol=str(splits["protocol"]),
         adjust=str(st["adjust"]),
+        folds=folds,
     )
+
+
+def _folds(folds, protocol: str, data: dict[str, Any], file) -> int | str | None:
+    """splits.folds checked: an integer K >= 2 or leave-one-group-out, and only where it applies."""
+    from diqa_bench.splits import FOLD_KEY_BASE, LEAVE_ONE_GROUP_OUT
+
+    if folds is None:
+        return None
+    if folds != LEAVE_ONE_GROUP_OUT and not (isinstance(folds, int) and not isinstance(folds, bool) and 2 <= folds < FOLD_KEY_BASE):
+        raise ConfigError(f"{file}: splits.folds: {folds!r} is not allowed; use an integer K from 2 to {FOLD_KEY_BASE - 1} or {LEAVE_ONE_GROUP_OUT!r}")
+    if protocol == "full":
+        raise ConfigError(f"{file}: splits.folds: cross-validation needs protocol 'split' (full scores every image with no training side)")
+    if data.get("acceptability") is not None:
+        raise ConfigError(f"{file}: splits.folds: acceptability is not supported with cross-validation yet (each fold would choose its own "
+                          "score threshold); remove one of them")
+    return folds

@@ -453,9 +453,16 @@ def resolution_note(run_info: dict[str, Any]) -> str:
 def protocol_lines(run_info: dict[str, Any]) -> list[str]:
     p = run_info.get("protocol", {})
     seeds = p.get("seeds", [])
+    folds = p.get("folds")
     out = [
         f"- Splits: group-aware (no content group - reference image or patient - on both sides), test ratio {p.get('test_ratio')}, "
-        f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')}).",
+        f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')})."
+        if folds is None else
+        f"- Splits: group-aware cross-validation ({'leave one content group out' if isinstance(folds, str) else f'{folds}-fold'}, "
+        f"{p.get('fold_count')} folds), repeated for split seeds {seeds}: each seed deals the content groups (reference images, "
+        "patients) into the folds anew; each fold is tested by models trained on the other folds, so every image is tested exactly "
+        "once per seed. The statistics of a seed are computed on its pooled out-of-fold scores (one value per seed, not a mean over "
+        "folds), and every bootstrap replicate draws the same content groups in all seeds, since all seeds test the same images.",
         f"- Values: mean over {len(seeds)} split seed(s) ± the standard deviation over seeds; [brackets] are "
         f"{int(100 * p.get('confidence', 0.95))}% percentile-bootstrap intervals of that mean ({p.get('bootstrap')} replicates, seed "
         f"{p.get('stats_seed')}). " + (

@@ -29,7 +29,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     from diqa_bench import pairs
     from diqa_bench.executors import LocalExecutor
-    from diqa_bench.results import publish_results, results_lock, run_info, staging_folder, write_all
+    from diqa_bench.results import pool_folds, publish_results, results_lock, run_info, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Checked before any work: the results folder is writable and no other run writes to it.
@@ -61,6 +61,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         except RunAborted as exc:
             interrupted = aborted = exc
         pairs.attach(scorer.plan, outcomes)
+        outcomes = pool_folds(outcomes, scorer.plan.folds)  # cross-validation: one cell per repetition, every image once
         write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, outcomes, config, reports=options.reports)
         where = publish_results(stage, final_out, complete=not interrupted)
     finally:  # a crash leaves the previous results as they were

@@ -357,6 +357,17 @@ def seed_rng(stats_seed: int, split_seed, *stream: int) -> np.random.Generator:
     return np.random.default_rng([int(stats_seed), abs(key), *stream])
 
 
+SHARED_DRAWS = "cross-validation"
+
+
+def draw_seed(split_seed, shared: bool = False):
+    """What a seed's group draws are keyed by (:func:`seed_rng`): its split seed, or under
+    cross-validation one key for every repetition. Every repetition then tests the same images, so
+    a replicate must draw the same content groups in all of them: independent draws per
+    repetition would average away the very uncertainty the interval is for."""
+    return SHARED_DRAWS if shared else split_seed
+
+
 def quantile_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (NaN replicates dropped)."""
     v = np.asarray(samples, float)
@@ -556,11 +567,13 @@ class PairedDelta:
         return verdict(*self.ci)
 
 
-def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: float = 0.95, stats_seed: int = 0) -> PairedDelta:
+def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: float = 0.95, stats_seed: int = 0,
+                 shared_draws: bool = False) -> PairedDelta:
     """Paired content-group bootstrap of statistic(B) - statistic(A). ``pairs``: {split seed:
     (sample A, sample B)} where both samples hold the same images in the same order (same
     groups). In every replicate both sides get the same group draws; per-seed deltas are averaged
-    over seeds (the estimand), replicate by replicate (the interval)."""
+    over seeds (the estimand), replicate by replicate (the interval). ``shared_draws``: the same
+    group draws in every seed (cross-validation repetitions, see :func:`draw_seed`)."""
     reps, per_seed, ns, gs = [], {}, [], []
     for split_seed, (a, b) in pairs.items():
         if a.n != b.n or not np.array_equal(a.codes, b.codes):
@@ -572,7 +585,7 @@ def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: f
         ns.append(a.n)
         gs.append(a.n_groups)
         if bootstrap > 0:
-            w = group_weights(a.codes, bootstrap, seed_rng(stats_seed, split_seed))
+            w = group_weights(a.codes, bootstrap, seed_rng(stats_seed, draw_seed(split_seed, shared_draws)))
             reps.append(statistic(name, b, w) - statistic(name, a, w) if a.n_groups > 1 else np.full(bootstrap, np.nan))
     finite = [v for v in per_seed.values() if np.isfinite(v)]
     value = float(np.mean(finite)) if finite else float("nan")

@@ -51,7 +51,7 @@ def test_unknown_nested_key_names_its_path(tmp_path):
     data["splits"]["seed"] = [0]
     msg = _error(tmp_path, data)
     assert "splits: unknown key 'seed' (did you mean 'seeds'?)" in msg
-    assert "allowed: protocol, seeds, test_ratio, use_split_column" in msg
+    assert "allowed: folds, protocol, seeds, test_ratio, use_split_column" in msg
 
 
 def test_unknown_key_in_a_method_entry(tmp_path):

@@ -42,14 +42,16 @@ GATE_COMPARED = ("AUC", "ACC", "RETAKE")  # only where both runs stored acceptab
 TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
 
 
-def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]], name: str, bootstrap: int, seed: int) -> np.ndarray:
-    """Replicates of mean_B - mean_A from independent content-group bootstraps of each run."""
+def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]], name: str, bootstrap: int, seed: int,
+                 shared: tuple[bool, bool] = (False, False)) -> np.ndarray:
+    """Replicates of mean_B - mean_A from independent content-group bootstraps of each run
+    (``shared``: per run, whether its seeds share their draws, as cross-validation repetitions do)."""
     means = []
     for i, cells in enumerate((cells_a, cells_b)):
         reps = []
         for split_seed, c in cells:
             sample = c.sample()
-            rng = stats.seed_rng(seed, split_seed, i + 1)  # a stream of its own per run: independent draws
+            rng = stats.seed_rng(seed, stats.draw_seed(split_seed, shared[i]), i + 1)  # a stream of its own per run: independent draws
             reps.append(stats.statistic(name, sample, stats.group_weights(sample.codes, bootstrap, rng)))
         means.append(stats.seed_mean(reps))
     return means[1] - means[0]
@@ -91,11 +93,13 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
             va = _mean([seeded_a.get((method, train, test, s, stat)) for s in used_a])
             vb = _mean([seeded_b.get((method, train, test, s, stat)) for s in used_b])
             if pairs:
-                d = stats.paired_delta(pairs, stat, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                d = stats.paired_delta(pairs, stat, bootstrap=bootstrap, confidence=confidence, stats_seed=seed,
+                                       shared_draws=run_a.shared_draws and run_b.shared_draws)
                 delta, samples, mode, n, groups = d.value, d.replicates, "paired", int(round(d.n_images)), int(round(d.n_groups))
             else:
                 samples = _independent([(s, cells_a[(method, train, test, s)]) for s in used_a],
-                                       [(s, cells_b[(method, train, test, s)]) for s in used_b], stat, bootstrap, seed)
+                                       [(s, cells_b[(method, train, test, s)]) for s in used_b], stat, bootstrap, seed,
+                                       (run_a.shared_draws, run_b.shared_draws))
                 delta, mode, n, groups = vb - va, "independent", 0, 0
             lo, hi = stats.quantile_ci(samples, confidence)
             rows.append(dict(method=method, train=train, test=test, statistic=stat, value_a=va, value_b=vb, delta=delta, ci_low=lo, ci_high=hi,

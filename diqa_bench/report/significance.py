@@ -73,10 +73,10 @@ def significance(folder_or_run: Path | StoredRun, bootstrap: int | None = None, 
                 continue
             common = dict(test=test, method=entry.method, train=entry.train, best_method=best_method, best_train=best_train, warning=warning)
             for s, pair in pairs.items():
-                d = stats.paired_delta({s: pair}, "SROCC", bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                d = stats.paired_delta({s: pair}, "SROCC", bootstrap=bootstrap, confidence=confidence, stats_seed=seed, shared_draws=run.shared_draws)
                 rows.append(dict(common, seed=s, delta=d.value, ci_low=d.ci[0], ci_high=d.ci[1], p_value=d.p_value, worse=bool(d.ci[0] > 0),
                                  n=int(round(d.n_images)), groups=int(round(d.n_groups))))
-            d = stats.paired_delta(pairs, "SROCC", bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+            d = stats.paired_delta(pairs, "SROCC", bootstrap=bootstrap, confidence=confidence, stats_seed=seed, shared_draws=run.shared_draws)
             if np.isfinite(d.value):
                 rows.append(dict(common, seed="all", delta=d.value, ci_low=d.ci[0], ci_high=d.ci[1], p_value=d.p_value, worse=bool(d.ci[0] > 0),
                                  n=int(round(d.n_images)), groups=int(round(d.n_groups))))

@@ -104,7 +104,7 @@ def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, conf
                 if warning is None:
                     warning = domain_warning(run, test)
                 for name in names:
-                    d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                    d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed, shared_draws=run.shared_draws)
                     a = [float(stats.statistic(name, p[1])[0]) for p in pairs.values()]
                     r = [float(stats.statistic(name, p[0])[0]) for p in pairs.values()]
                     rows.append(dict(method=method, test=test, train=train, reference_train=ref, statistic=name, value=d.value,
