@@ -88,6 +88,8 @@ SCHEMA: dict[str, Any] = {
                            "description": "multiplicity adjustment of each table's family of comparisons: holm (default), bh (Benjamini-Hochberg) or none"},
             },
         },
+        "strata": {"type": "array", "uniqueItems": True, "items": {"enum": ["distortion", "level", "reference_kind", "dataset"]},
+                   "description": "per-image attributes to break each test domain's statistics out by (strata.csv, a table per domain)"},
         "normalise_mos": {"enum": ["range", "zscore"], "description": "per-dataset MOS normalisation for training"},
         "acceptability": {
             "type": "object",

@@ -236,10 +236,11 @@ def _warned(marks: dict | None, test: str, warning: str) -> dict | None:
     return {k: (f"{v} {LITTLE_DATA}" if v and k[2] == test else v) for k, v in marks.items()}
 
 
-def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None) -> str:
+def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None,
+                    strata=None) -> str:
     """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
     under the tables; ``transfer``: the transfer table (transfer.csv), rendered under each test
-    domain's table."""
+    domain's table; ``strata``: the strata table (strata.csv), likewise."""
     from tabulate import tabulate
 
     name = run_info.get("name", "benchmark")
@@ -311,6 +312,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
                 lines.append("")
             lines.append(tabulate(t_rows, headers=t_header, tablefmt="github", disable_numparse=True))
             lines.append("")
+        lines += strata_section(strata, run_info, test)
     if figures:
         lines.append("## Figures")
         lines.append("")
@@ -324,6 +326,29 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
     lines.append("")
     lines.extend(data_section(run_info))
     return "\n".join(lines)
+
+
+def strata_section(table, run_info: dict[str, Any], test: str) -> list[str]:
+    """Markdown of one test domain's strata tables (one per column), or none."""
+    from tabulate import tabulate
+
+    from diqa_bench.report.strata import strata_rows
+
+    if table is None or not len(table):
+        return []
+    out = []
+    conf = int(round(100 * run_info.get("protocol", {}).get("confidence", 0.95)))
+    for column in dict.fromkeys(table[table["test"] == test]["column"]):
+        header, rows = strata_rows(table, test, column)
+        if not rows:
+            continue
+        out += [f"### Strata on {test}: by {column}", "",
+                f"SROCC within each {column} (mean over split seeds [{conf}% content-group bootstrap interval]; {LITTLE_DATA}: a stratum with "
+                f"fewer than {run_info.get('protocol', {}).get('min_groups', 10)} content groups or "
+                f"{run_info.get('protocol', {}).get('min_images', 30)} images per seed, whose interval is unreliable). Worst stratum: the "
+                "lowest SROCC; gap: best minus worst stratum, with its interval from the same group draws (PLCC too in strata.csv).", "",
+                tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+    return out
 
 
 def data_section(run_info: dict[str, Any]) -> list[str]:

@@ -501,7 +501,9 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
         marks = {(r.method, r.train, r.test): (WORSE_MARK if r.worse else "") for r in pooled.itertuples(index=False)}
     if figures is None and (out / "figures").is_dir():
         figures = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
-    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out))
+    from diqa_bench.report.strata import read_strata
+
+    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out), strata=read_strata(out))
     atomic_write(out / "LEADERBOARD.md", text)
     return text
 

@@ -142,6 +142,23 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                 parts.append(f"<h3>Transfer on {_e(test)}</h3>")
                 parts.append(_table(header, rows, f"transfer-{test}"))
 
+    from diqa_bench.report.strata import read_strata, strata_rows
+
+    layers = read_strata(run.folder)
+    if layers is not None and len(layers):
+        parts.append("<h2>Strata</h2>")
+        parts.append('<p class="note">SROCC within each stratum (mean over split seeds [content-group bootstrap interval]); '
+                     f"{LITTLE_DATA}: a stratum with too little data. Worst stratum and the gap between the best and the worst, with its "
+                     "interval from the same group draws. All values, PLCC too: strata.csv.</p>")
+        for test in run.test_domains():
+            if f"strata:{test}" in figures:
+                parts.append(_figure(figures[f"strata:{test}"], f"SROCC within each stratum on test domain {test}, with intervals"))
+            for column in dict.fromkeys(layers[layers["test"] == test]["column"]):
+                header, rows = strata_rows(layers, test, column)
+                if rows:
+                    parts.append(f"<h3>Strata on {_e(test)}: by {_e(column)}</h3>")
+                    parts.append(_table(header, rows, f"strata-{test}-{column}"))
+
     if "transfer" in figures:
         parts.append("<h2>Cross-domain transfer</h2>")
         parts.append(_figure(figures["transfer"], "SROCC by train set (rows) and test domain (columns), mean over split seeds with bootstrap CI"))
