@@ -307,3 +307,18 @@ def test_compare_adjusts_within_each_test_domain_and_statistic(tmp_path):
     table = pd.read_csv(out)
     assert {"p_value", "p_adjusted", "adjust", "family_size"} <= set(table.columns) and (table.adjust == "bh").all()
     assert table[table.statistic == "SROCC"].significant.all()  # BH on equal p-values: unchanged
+
+
+def test_compare_names_the_config_changes_and_marks_small_domains(tmp_path, stub_runs):  # noqa: F811 (the imported fixture)
+    from diqa_bench.report import compare_runs, format_comparison
+
+    _, warnings = compare_runs(*stub_runs)
+    assert any(w.startswith("config differs") and w.endswith(": statistics.bootstrap: 50 vs 60") for w in warnings)
+    rng = np.random.default_rng(1)
+    mos = rng.uniform(1, 5, 20)  # 20 images, each its own group: too little data
+    a = write_run(tmp_path / "a", {("m", "-", "skin", 0): rng.normal(size=20)}, {"skin": mos})
+    b = write_run(tmp_path / "b", {("m", "-", "skin", 0): mos + rng.normal(0, 0.3, 20)}, {"skin": mos})
+    df, warnings = compare_runs(a, b)
+    assert df.warning.str.startswith("too little data").all()
+    text = format_comparison(df, warnings)
+    assert "| skin ⚠ " in text and "⚠ a test domain with too little data in A or B" in text

@@ -33,10 +33,13 @@ from typing import Any
 import numpy as np
 
 from diqa_bench import stats
+from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import Cell, StoredRun, load_run, paired_samples
 
+LITTLE_DATA = "⚠"
+
 COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n",
-           "groups", "seeds", "p_adjusted", "adjust", "family_size"]
+           "groups", "seeds", "p_adjusted", "adjust", "family_size", "warning"]
 COMPARED = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
 GATE_COMPARED = ("AUC", "ACC", "RETAKE")  # only where both runs stored acceptability statistics
 TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
@@ -68,6 +71,7 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
     adjust = run_a.adjustment(adjust)
     cells_a, cells_b = run_a.cells(), run_b.cells()
     seeded_a, seeded_b = _per_seed(run_a), _per_seed(run_b)
+    small: dict[str, str] = {}  # test domain -> the too-little-data warning of either run
 
     entries_a = {k[:3] for k in cells_a}
     entries_b = {k[:3] for k in cells_b}
@@ -102,9 +106,11 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
                                        (run_a.shared_draws, run_b.shared_draws))
                 delta, mode, n, groups = vb - va, "independent", 0, 0
             lo, hi = stats.quantile_ci(samples, confidence)
+            if test not in small:
+                small[test] = domain_warning(run_a, test) or domain_warning(run_b, test)
             rows.append(dict(method=method, train=train, test=test, statistic=stat, value_a=va, value_b=vb, delta=delta, ci_low=lo, ci_high=hi,
                              p_value=stats.two_sided_p(samples), significant=bool(lo > 0 or hi < 0), mode=mode, n=n, groups=groups,
-                             seeds=" ".join(used_a if used_a == used_b else used_a + ["|"] + used_b)))
+                             seeds=" ".join(used_a if used_a == used_b else used_a + ["|"] + used_b), warning=small[test]))
     if seeds_only_a or seeds_only_b:
         parts = ([f"only in A: seed {', '.join(sorted(seeds_only_a))}"] if seeds_only_a else []) + \
                 ([f"only in B: seed {', '.join(sorted(seeds_only_b))}"] if seeds_only_b else [])
@@ -156,7 +162,10 @@ def compatibility_warnings(run_a: StoredRun, run_b: StoredRun) -> list[str]:
     a, b = run_a.run_info, run_b.run_info
     out = []
     if a.get("config_hash") != b.get("config_hash"):
-        out.append(f"config differs: hash {a.get('config_hash')} vs {b.get('config_hash')} ({a.get('config_path')} vs {b.get('config_path')})")
+        changes = config_differences(a.get("config") or {}, b.get("config") or {})
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        out.append(f"config differs: hash {a.get('config_hash')} vs {b.get('config_hash')} ({a.get('config_path')} vs {b.get('config_path')})"
+                   + (f": {shown}" if shown else ""))
     hashes_a, hashes_b = _data_hashes(a), _data_hashes(b)
     for name in sorted(set(hashes_a) | set(hashes_b)):
         ha, hb = hashes_a.get(name), hashes_b.get(name)
@@ -176,6 +185,30 @@ def compatibility_warnings(run_a: StoredRun, run_b: StoredRun) -> list[str]:
         if env_a.get(key) != env_b.get(key):
             out.append(f"machine differs: {key} {_short(env_a.get(key))} vs {_short(env_b.get(key))}")
     return out
+
+
+def config_differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """What differs between two configs, one "key.path: A vs B" per difference (a key only one
+    has reads "absent" on the other side)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in list(a) + [k for k in b if k not in a]:
+            path = f"{where}.{key}" if where else str(key)
+            if key not in a or key not in b:
+                out.append(f"{path}: {_short_value(a[key]) if key in a else 'absent'} vs {_short_value(b[key]) if key in b else 'absent'}")
+            else:
+                out += config_differences(a[key], b[key], path)
+        return out
+    if a != b:
+        return [f"{where or '(top level)'}: {_short_value(a)} vs {_short_value(b)}"]
+    return []
+
+
+def _short_value(value: Any, width: int = 60) -> str:
+    import json
+
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _data_hashes(run_info: dict[str, Any]) -> dict[str, str]:
@@ -202,6 +235,11 @@ def _gate_verdict(lo: float, hi: float, higher_better: bool, significant: bool =
     if not significant and v in ("better", "worse"):
         v = "no detectable difference"
     return {"better": "B better *", "worse": "B worse *"}.get(v, v)
+
+
+def _small(row) -> str:
+    """The small-data mark of a row's test domain ("" when it has enough data)."""
+    return f" {LITTLE_DATA}" if str(getattr(row, "warning", "") or "") not in ("", "nan") else ""
 
 
 def _p(value) -> str:
@@ -233,7 +271,7 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
     else:
         rows = []
         for r in sub.itertuples(index=False):
-            rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
+            rows.append([f"{r.method} @ {r.train}", r.test + _small(r), r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
                          _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
                          "yes *" if r.significant else "no", r.mode,
                          f"{r.n} ({r.groups})" if r.mode == "paired" else "-", r.seeds])
@@ -242,13 +280,16 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
         lines += ["", "Δ = B - A over the split seeds both runs have; for RMSE lower is better, so a negative Δ is an improvement. Paired: "
                   "both runs resampled with the same content-group draws on their common images (n images, groups per seed); "
                   "independent: no images in common, difference of independent bootstraps. " + _adjust_note(df)]
+        if any(_small(r) for r in sub.itertuples(index=False)):
+            lines += ["", f"{LITTLE_DATA} a test domain with too little data in A or B (fewer than {stats.MIN_GROUPS} content groups or "
+                      f"{stats.MIN_IMAGES} images in a split seed): its intervals and significance are unreliable."]
     gate = df[df["statistic"].isin(GATE_COMPARED)] if len(df) else df
     if len(gate):
         lines += ["", "## Quality gate (B - A)", ""]
         rows = []
         for r in gate.itertuples(index=False):
             higher = stats.HIGHER_IS_BETTER[r.statistic]
-            rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
+            rows.append([f"{r.method} @ {r.train}", r.test + _small(r), r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
                          _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
                          _gate_verdict(r.ci_low, r.ci_high, higher, bool(r.significant)), r.mode, r.seeds])
         lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "Better", "A", "B", "Δ [CI]", "p", "p adjusted", "B vs A", "Bootstrap",
