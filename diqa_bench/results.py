@@ -140,7 +140,7 @@ def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
         # was chosen on the train split, so it stays fixed in every test-set replicate.
         cell = stats.evaluate(
             np.array(o.scores), mos, groups=[r.group for r in o.images], lower_better=o.lower_better, mos_lower_better=mos_lower,
-            bootstrap=config.bootstrap, confidence=config.confidence, rng=stats.seed_rng(config.stats_seed, stats.draw_seed(o.seed, config.folds is not None)),
+            bootstrap=config.bootstrap, confidence=config.confidence, rng=stats.seed_rng(config.stats_seed, stats.draw_seed(o.seed, getattr(config, "folds", None) is not None)),
             bad=bad_test, cut=cut,
         )
         common = dict(method=o.method, train=o.train, test=o.test, seed=o.seed, n=cell.n, std=nan, groups=cell.n_groups)
