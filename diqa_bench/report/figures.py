@@ -335,7 +335,8 @@ def strata_plot(table, test: str, out: Path) -> Path | None:
     labels = [f"{m} @ {t}" for m, t in entries]
     label_w = max(len(s) for s in labels) * 0.075 + 0.6
     fig_w = label_w + 3.8 * len(columns) + 0.4
-    fig_h = 1.6 + 0.45 * len(entries)
+    legend_rows = max(math.ceil(sub[sub["column"] == c]["stratum"].nunique() / 3) for c in columns)
+    fig_h = 1.8 + 0.45 * len(entries) + 0.2 * legend_rows  # the legend sits under each panel, never on the data
     fig, axes = plt.subplots(1, len(columns), figsize=(fig_w, fig_h), dpi=DPI, sharey=True, squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, column in zip(axes[0], columns):
@@ -357,7 +358,7 @@ def strata_plot(table, test: str, out: Path) -> Path | None:
         ax.set_xlabel("SROCC within stratum [CI]", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left", frameon=False, ncol=2)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.5 / (fig_h - 1.0) - 0.12), frameon=False, ncol=3)
     axes[0][0].set_yticks(range(len(entries)), labels, fontsize=7)
     axes[0][0].set_ylim(len(entries) - 0.5, -0.5)
     fig.suptitle(f"Test domain {test}: SROCC within each stratum (mean over split seeds; hollow: too little data)", fontsize=10, x=0.02, ha="left")

@@ -20,6 +20,8 @@ makes the gap's point estimate lean high when strata differ little (its interval
 whether the difference is real). A stratum with fewer than :data:`diqa_bench.stats.MIN_GROUPS`
 content groups or :data:`diqa_bench.stats.MIN_IMAGES` images in a seed carries the small-data
 warning, as a small test domain does. Over a single stratum the values equal the overall ones.
+PLCC within a stratum uses the cell's logistic mapping, fitted once on all its images (as the
+overall PLCC does); where that mapping is flat over a stratum's scores, PLCC is undefined (NaN).
 """
 
 from __future__ import annotations
