@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("dir_a")
     cmp_.add_argument("dir_b")
     cmp_.add_argument("-o", "--output", help="also write the table: .csv (one row per entry and statistic) or .md (as printed)")
+    cmp_.add_argument("--adjust", choices=["holm", "bh", "none"],
+                      help="multiplicity adjustment over the rows of one test domain and statistic (default: run A's statistics.adjust, else holm)")
 
     sc = sub.add_parser("score", help="score image files or folders with one method; writes a path,score,better CSV",
                         description="Score image files or folders with one method. Writes path,score,better[,decision],skipped rows. "
@@ -94,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--no-screening", action="store_true", help="keep every observer")
     mo.add_argument("--scale", nargs=2, metavar=("LOW", "HIGH"),
                     help="the rating scale, e.g. --scale 1 5: a rating off it is an error, and the 95%% intervals are clipped to it (default: no scale, nothing checked or clipped)")
+    mo.add_argument("--drop-rater", action="append", default=[], metavar="ID", help="leave this rater's ratings out (repeatable)")
+    mo.add_argument("--rescale-rater", nargs=3, action="append", default=[], metavar=("ID", "LOW", "HIGH"),
+                    help="map this rater's ratings linearly from the scale they used, LOW to HIGH, onto --scale (repeatable)")
 
     from diqa_bench.study.cli import add_parser as add_study_parser  # argparse only: --help stays fast
 
@@ -221,7 +226,8 @@ def cmd_validate(args) -> int:
         return EXIT_USAGE
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
           f"run as {len(units)} units (method x train set x seed, each scoring every test domain)"
-          + (f"; a validation phase on {cfg.validation:g} of the train groups runs each unit again" if cfg.validation > 0 else ""))
+          + (f"; a validation phase on {cfg.validation:g} of the train groups runs each unit again" if cfg.validation > 0 else "")
+          + (f", each once per cross-validation fold (folds: {cfg.folds})" if cfg.folds is not None else ""))
     return EXIT_OK
 
 
@@ -375,7 +381,7 @@ def cmd_compare(args) -> int:
         if out.suffix.lower() not in (".csv", ".md"):
             raise UserError(f"-o {out}: use a .csv or .md file name")
         out = check_output_file(out, "-o")
-    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b))
+    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b), adjust=args.adjust)
     text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
     if out is not None:
         write_output(out, frame_csv(df) if out.suffix.lower() == ".csv" else text, "-o")
@@ -408,7 +414,14 @@ def cmd_mos(args) -> int:
     from diqa_bench.files import check_output_file, frame_csv, write_output
 
     output = check_output_file(args.output, "-o") if args.output else None
-    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path), scale=scale)
+    rescale = {}
+    for who, low, high in args.rescale_rater:
+        try:
+            rescale[who] = (float(low), float(high))
+        except ValueError:
+            raise UserError(f"--rescale-rater ID LOW HIGH: LOW and HIGH must be numbers, got {low!r} {high!r}") from None
+    mos, report = compute_mos(read_ratings(path), screening=not args.no_screening, label=str(path), scale=scale,
+                              drop_raters=args.drop_rater, rescale_raters=rescale)
     print(format_report(report), file=sys.stderr)
     if output is not None:
         write_output(output, frame_csv(mos), "-o")

@@ -89,6 +89,8 @@ SCHEMA: dict[str, Any] = {
                 "validation": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
                                "description": "share of each dataset's train content groups held out per seed to compare variants "
                                               "(default 0.2 when a method declares variants, else 0: off)"},
+                "folds": {"type": ["integer", "string"],
+                          "description": "cross-validation: K (group-aware K-fold, repeated over the seeds) or leave-one-group-out; every image is tested once per seed"},
             },
         },
         "statistics": {
@@ -98,8 +100,12 @@ SCHEMA: dict[str, Any] = {
                 "bootstrap": {"type": "integer", "minimum": 0, "maximum": MAX_BOOTSTRAP, "description": "bootstrap resamples for CIs (0: none)"},
                 "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "seed": {"type": "integer"},
+                "adjust": {"enum": ["holm", "bh", "none"],
+                           "description": "multiplicity adjustment of each table's family of comparisons: holm (default), bh (Benjamini-Hochberg) or none"},
             },
         },
+        "strata": {"type": "array", "uniqueItems": True, "items": {"enum": ["distortion", "level", "reference_kind", "dataset"]},
+                   "description": "per-image attributes to break each test domain's statistics out by (strata.csv, a table per domain)"},
         "normalise_mos": {"enum": ["range", "zscore"], "description": "per-dataset MOS normalisation for training"},
         "acceptability": {
             "type": "object",
@@ -134,7 +140,7 @@ SCHEMA: dict[str, Any] = {
 
 DEFAULTS = {
     "splits": {"test_ratio": 0.3, "seeds": [0], "use_split_column": True, "protocol": "split"},
-    "statistics": {"bootstrap": 1000, "confidence": 0.95, "seed": 0},
+    "statistics": {"bootstrap": 1000, "confidence": 0.95, "seed": 0, "adjust": "holm"},
     "normalise_mos": "range",
     "bad_input": "skip",
 }
@@ -181,6 +187,8 @@ class Config:
     executor: dict[str, Any] = field(default_factory=dict)
     protocol: str = "split"  # "full": every image is a test image (zero-shot only)
     validation: float = 0.0  # share of train groups held out for the validation phase (0: none)
+    adjust: str = "holm"  # multiplicity adjustment of each table's family of comparisons (stats.adjust_p)
+    folds: int | str | None = None  # cross-validation: K or "leave-one-group-out" (splits.fold_test_groups); None: test_ratio splits
 
 
 def _path(parts) -> str:
@@ -461,6 +469,10 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     if splits["protocol"] == "full" and train_sets:
         raise ConfigError(f"{file}: splits.protocol: 'full' scores every image of each test domain, so nothing is left to train on; remove train_sets (zero-shot methods only) or use protocol 'split'")
     validation = float(splits.get("validation", VARIANT_VALIDATION if any(m.base for m in methods) else 0.0))
+    folds = _folds(splits.get("folds"), splits["protocol"], data, file)
+    if folds is not None and validation > 0:
+        raise ConfigError(f"{file}: splits.folds and a validation phase (splits.validation, or variants) cannot be combined yet; "
+                          "compare variants with test_ratio splits, or set splits.validation: 0")
     st = {**DEFAULTS["statistics"], **data.get("statistics", {})}
     name = data.get("name") or path.stem
     return Config(
@@ -486,6 +498,8 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         executor=dict(data.get("executor") or {}),
         protocol=str(splits["protocol"]),
         validation=0.0 if splits["protocol"] == "full" else validation,
+        adjust=str(st["adjust"]),
+        folds=folds,
     )
 
 
@@ -512,3 +526,19 @@ def variant_spec(base: MethodSpec, variant: dict[str, Any], where: str) -> Metho
         raise ConfigError(f"{where}: {variant_label(base.label, variant)!r} has the base options of {base.label!r}; a variant must change one")
     return MethodSpec(base.name, variant_label(base.label, variant), {**base.options, **variant}, base=base.label, variant=variant)
 
+
+
+def _folds(folds, protocol: str, data: dict[str, Any], file) -> int | str | None:
+    """splits.folds checked: an integer K >= 2 or leave-one-group-out, and only where it applies."""
+    from diqa_bench.splits import FOLD_KEY_BASE, LEAVE_ONE_GROUP_OUT
+
+    if folds is None:
+        return None
+    if folds != LEAVE_ONE_GROUP_OUT and not (isinstance(folds, int) and not isinstance(folds, bool) and 2 <= folds < FOLD_KEY_BASE):
+        raise ConfigError(f"{file}: splits.folds: {folds!r} is not allowed; use an integer K from 2 to {FOLD_KEY_BASE - 1} or {LEAVE_ONE_GROUP_OUT!r}")
+    if protocol == "full":
+        raise ConfigError(f"{file}: splits.folds: cross-validation needs protocol 'split' (full scores every image with no training side)")
+    if data.get("acceptability") is not None:
+        raise ConfigError(f"{file}: splits.folds: acceptability is not supported with cross-validation yet (each fold would choose its own "
+                          "score threshold); remove one of them")
+    return folds

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from diqa_bench import pairs
-from diqa_bench.stats import HIGHER_IS_BETTER, data_warning
+from diqa_bench.stats import ADJUSTMENT_NAMES, HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
 ACCEPT_COLUMNS = ["AUC", "ACC", "ACC_GAIN", "RETAKE"]
@@ -290,10 +290,11 @@ def _warned(marks: dict | None, test: str, warning: str) -> dict | None:
 
 
 def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None,
-                    ablation=None) -> str:
+                    ablation=None, strata=None) -> str:
     """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
-    under the tables; ``transfer``: the transfer table (transfer.csv), rendered under each test
-    domain's table; ``ablation``: the ablation table (ablation.csv), in a section after them."""
+    under the tables; ``transfer``: the transfer table (transfer.csv) and ``strata``: the strata
+    table (strata.csv), rendered under each test domain's table; ``ablation``: the ablation table
+    (ablation.csv), in a section after them."""
     from tabulate import tabulate
 
     name = run_info.get("name", "benchmark")
@@ -339,8 +340,8 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         lines.append("")
         legend = []
         if marks and any(v and k[2] == test for k, v in marks.items()):
-            legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled; "
-                          "significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
+            legend.append("† significantly worse SROCC than the best entry of this domain (paired content-group bootstrap, seeds pooled, "
+                          f"{adjust_phrase(run_info, 'the comparisons with the best entry of this domain')}; significance.csv)" + (f"; {LITTLE_DATA} from a test domain with too little data (see the warning above)" if warning else "") + ".")
         gate = gate_legend(metrics, test, rows)
         if gate:
             legend.append(gate)
@@ -355,8 +356,9 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append(f"### Transfer on {test}: does the train set matter?")
             lines.append("")
             lines.append(f"Δ = train set - reference, on the same test images of each split seed, mean over seeds; [{conf}% paired "
-                         "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0, else no detectable "
-                         "difference (not testable: no interval, e.g. one content group in a seed). *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
+                         "content-group bootstrap interval]; verdict: better / worse when the interval excludes 0 and the adjusted p is below "
+                         f"{1 - conf / 100:.2g}, else no detectable difference (not testable: no interval, e.g. one content group in a seed); "
+                         f"{adjust_phrase(run_info, f'the verdicts of one statistic on {test}')}. *mixed vs single*: a train set of several domains against one domain; *transfer loss*: a train "
                          f"set of another domain against the in-domain one ({test}).")
             lines.append("")
             if warning:
@@ -364,6 +366,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
                 lines.append("")
             lines.append(tabulate(t_rows, headers=t_header, tablefmt="github", disable_numparse=True))
             lines.append("")
+        lines += strata_section(strata, run_info, test)
     lines.extend(ablation_section(ablation, run_info))
     if figures:
         lines.append("## Figures")
@@ -380,13 +383,36 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
     return "\n".join(lines)
 
 
+def strata_section(table, run_info: dict[str, Any], test: str) -> list[str]:
+    """Markdown of one test domain's strata tables (one per column), or none."""
+    from tabulate import tabulate
+
+    from diqa_bench.report.strata import strata_rows
+
+    if table is None or not len(table):
+        return []
+    out = []
+    conf = int(round(100 * run_info.get("protocol", {}).get("confidence", 0.95)))
+    for column in dict.fromkeys(table[table["test"] == test]["column"]):
+        header, rows = strata_rows(table, test, column)
+        if not rows:
+            continue
+        out += [f"### Strata on {test}: by {column}", "",
+                f"SROCC within each {column} (mean over split seeds [{conf}% content-group bootstrap interval]; {LITTLE_DATA}: a stratum with "
+                f"fewer than {run_info.get('protocol', {}).get('min_groups', 10)} content groups or "
+                f"{run_info.get('protocol', {}).get('min_images', 30)} images per seed, whose interval is unreliable). Worst stratum: the "
+                "lowest SROCC; gap: best minus worst stratum, with its interval from the same group draws (PLCC too in strata.csv).", "",
+                tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+    return out
+
+
 def data_section(run_info: dict[str, Any]) -> list[str]:
     """'## Data and raters': per dataset, what was done to its images and where its split came
     from; per rated dataset, which raters the screening rejected and the inter-rater reliability.
     Empty when there is nothing of the kind to say."""
     out = [f"- {_md_text(note)}" for note in data_notes(run_info)]
     for name, rep in (run_info.get("screening") or {}).items():
-        summary, rejected, reliability = rater_facts(rep)
+        summary, rejected, reliability = rater_facts(rep, _md_text)
         line = f"- Raters of {_md_text(name)}: {summary} "
         line += (f"Rejected {len(rejected)}: " + "; ".join(f"{_md_text(r['observer'])} ({_md_text(r['reason'])})" for r in rejected) + ".") \
             if rejected else "No rater rejected."
@@ -438,14 +464,24 @@ def gate_legend(metrics, test: str, rows: list[list[str]]) -> str | None:
             "whole interval of ΔAccuracy vs accept all lies below 0; this gate does more harm than none.")
 
 
-def rater_facts(rep: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str | None]:
+def rater_facts(rep: dict[str, Any], text=str) -> tuple[str, list[dict[str, Any]], str | None]:
     """One rated dataset's screening (run.json's ``screening`` entry) as (sentence with the
     counts, scale and screening method; the rejected raters, each a dict with ``observer`` and
-    ``reason``; the reliability sentence with its interval, or None when it was not computed)."""
+    ``reason``; the reliability sentence with its interval, or None when it was not computed).
+    ``text`` renders rater ids (from the user's file) for the output format."""
     scale = rep.get("scale")
     on_scale = f" on the scale {scale[0]:g} to {scale[1]:g}" if scale else ""
     summary = (f"{rep.get('observers')} raters, {rep.get('images')} images, {rep.get('ratings')} ratings{on_scale}; "
                f"screening: {rep.get('method')}.")
+    if rep.get("dropped"):
+        summary += f" Left out on request: rater {', '.join(text(r) for r in rep['dropped'])}."
+    if rep.get("rescaled"):
+        summary += " Rescaled on request: " + "; ".join(f"rater {text(k)} from {v[0]:g}-{v[1]:g}" for k, v in rep["rescaled"].items()) + "."
+    for f in rep.get("flagged") or []:
+        summary += f" {LITTLE_DATA} Rater {text(f['observer'])} does not fit the others' scale ({f['reason']}); kept."
+    short = rep.get("fewer_ratings") or {}
+    if short:
+        summary += f" {short['count']} image(s) have fewer ratings than the usual {short['typical']}."
     rel = rep.get("reliability") or {}
     reliability = None
     if rel.get("value") is not None:
@@ -467,18 +503,52 @@ def fitted_model_lines(run_info: dict[str, Any]) -> list[str]:
             for method, variants in sorted(by_method.items())]
 
 
+def adjust_of(run_info: dict[str, Any]) -> str:
+    """The multiplicity adjustment a run's tables use (see StoredRun.adjustment)."""
+    stats_cfg = run_info.get("config", {}).get("statistics") or {}
+    return run_info.get("protocol", {}).get("adjust") or stats_cfg.get("adjust") or "holm"
+
+
+def adjust_phrase(run_info: dict[str, Any], family: str) -> str:
+    """Words naming the multiplicity adjustment and its family, e.g. "p-values adjusted by Holm
+    (family-wise error rate) over the comparisons with the best entry of this domain"."""
+    adjust = adjust_of(run_info)
+    if adjust == "none":
+        return f"p-values not adjusted for multiplicity over {family} (statistics.adjust: none)"
+    return f"p-values adjusted by {ADJUSTMENT_NAMES[adjust]} over {family}"
+
+
+def resolution_note(run_info: dict[str, Any]) -> str:
+    """With Holm, a family of m comparisons can show a verdict only if m times the smallest
+    bootstrap p is below 1 - confidence: say how large a family the run's replicates allow."""
+    p = run_info.get("protocol", {})
+    bootstrap, alpha = p.get("bootstrap") or 0, 1 - p.get("confidence", 0.95)
+    if adjust_of(run_info) != "holm" or not bootstrap:
+        return ""
+    largest = math.ceil(alpha * (bootstrap + 1) / 2) - 1  # largest m with m * 2 / (B + 1) < alpha
+    return (f"; with {bootstrap} replicates Holm can find a difference in a family of at most {largest} comparisons "
+            "(raise statistics.bootstrap for larger tables)")
+
+
 def protocol_lines(run_info: dict[str, Any], text=str) -> list[str]:
     """The protocol bullets; ``text`` renders what comes from users' files (image and dataset names,
     reasons quoting paths): :func:`_md_text` for Markdown, as it is for report.html (which escapes
     every line)."""
     p = run_info.get("protocol", {})
     seeds = p.get("seeds", [])
-    splits = (
-        "- Splits: none (protocol: full): every image of each test domain is scored and evaluated; zero-shot methods only, nothing "
-        "is trained, so the test ratio and split seeds do not apply."
-        if p.get("split_protocol") == "full" else
-        f"- Splits: group-aware (no content group - reference image or patient - on both sides), test ratio {p.get('test_ratio')}, "
-        f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')}).")
+    folds = p.get("folds")
+    if p.get("split_protocol") == "full":
+        splits = ("- Splits: none (protocol: full): every image of each test domain is scored and evaluated; zero-shot methods only, "
+                  "nothing is trained, so the test ratio and split seeds do not apply.")
+    elif folds is None:
+        splits = (f"- Splits: group-aware (no content group - reference image or patient - on both sides), test ratio {p.get('test_ratio')}, "
+                  f"split seeds {seeds}; a dataset's own split column is used when every image has one ({p.get('use_split_column')}).")
+    else:
+        splits = (f"- Splits: group-aware cross-validation ({'leave one content group out' if isinstance(folds, str) else f'{folds}-fold'}, "
+                  f"{p.get('fold_count')} folds), repeated for split seeds {seeds}: each seed deals the content groups (reference images, "
+                  "patients) into the folds anew; each fold is tested by models trained on the other folds, so every image is tested exactly "
+                  "once per seed. The statistics of a seed are computed on its pooled out-of-fold scores (one value per seed, not a mean over "
+                  "folds), and every bootstrap replicate draws the same content groups in all seeds, since all seeds test the same images.")
     out = [
         splits,
         f"- Values: mean over {len(seeds)} split seed(s) ± the standard deviation over seeds; [brackets] are "
@@ -490,6 +560,11 @@ def protocol_lines(run_info: dict[str, Any], text=str) -> list[str]:
             "sides get the same group draws."
             if p.get("resampling") == "content groups" else
             "Resampling unit: single test images (this run predates content-group resampling; re-run it for group-level intervals)."),
+        "- Multiple comparisons: " + adjust_phrase(run_info, "each table's comparisons") + ". The families: † compares every entry "
+        "of a test domain with its best entry (one family per test domain); the transfer verdicts of one test domain and statistic are "
+        "one family. A verdict (better, worse, †) needs its interval to exclude 0 and its adjusted p below 1 - confidence; "
+        "significance.csv and transfer.csv hold the raw (p_value) and adjusted (p_adjusted) p-values. A bootstrap p is twice the "
+        "share of paired replicates on the smaller side of 0 (at least 2 / (replicates + 1))" + resolution_note(run_info) + ".",
         f"- A test domain with fewer than {p.get('min_groups', 10)} content groups or {p.get('min_images', 30)} images per split seed "
         "gets a warning above its table; its intervals, † and verdicts are unreliable.",
         "- SROCC and KRCC (tau-b) are rank correlations; PLCC and RMSE are computed after the VQEG 4-parameter logistic mapping of "

@@ -19,6 +19,16 @@ raters on the same images (leave-one-out). A rater whose correlation is below
 ``MIN_RATER_CORRELATION`` is rejected, worst first, recomputing the others' means after each
 rejection; a rater who gives every image the same rating is rejected too (no information).
 
+Scale check (with or without a declared scale): a rater who used another scale (0-10 among 1-5
+raters) passes both tests above, since their ratings still rank the images like the others'. Such
+a rater is *flagged* (reported, kept) when their ratings reach beyond the range all the other
+raters used by more than ``SCALE_RANGE_EXCESS`` of that range, or when their ratings grow with the
+others' mean at a slope of ``SCALE_SLOPE_LIMIT`` or more (or 1 / that or less) over at least
+``MIN_COMMON_IMAGES`` shared images; a rater who is merely lenient or severe keeps a slope near 1.
+On request one rater can be dropped, or rescaled linearly from the scale they used onto the
+declared one, before anything else is computed. Images rated by fewer raters than most are
+reported (their MOS rests on fewer opinions).
+
 Inter-rater reliability (split-half): each image's raters are split into two random halves, the
 two half-means are correlated across images (Pearson) and Spearman-Brown corrected to the full
 panel, averaged over random splits; the interval is a bootstrap over images.
@@ -41,6 +51,8 @@ ASYMMETRY_LIMIT = 0.3
 Z_95 = 1.96
 MIN_RATER_CORRELATION = 0.3  # random raters sit near 0, reversed ones near -1, attentive ones well above
 MIN_COMMON_IMAGES = 10  # fewer shared images make a rater's correlation too noisy to judge
+SCALE_RANGE_EXCESS = 0.25  # beyond the others' range by more than this share of it: another scale (a lenient rater overshoots less)
+SCALE_SLOPE_LIMIT = 2.0  # 0-10 against 1-5 gives a slope of 2.5; a biased but attentive rater stays near 1
 
 
 @dataclass
@@ -67,6 +79,10 @@ class ScreeningReport:
     correlations: dict[str, float | None] = field(default_factory=dict)  # rater -> r with the leave-one-out mean (final panel)
     reliability: dict[str, Any] = field(default_factory=dict)  # split-half, Spearman-Brown corrected, with its interval
     scale: list[float] | None = None  # [low, high] the ratings were checked against and the intervals clipped to
+    flagged: list[dict[str, Any]] = field(default_factory=list)  # raters whose range or spread does not fit the others' (kept)
+    dropped: list[str] = field(default_factory=list)  # raters left out on request
+    rescaled: dict[str, list[float]] = field(default_factory=dict)  # rater -> [low, high] of the scale they used, mapped onto ``scale``
+    fewer_ratings: dict[str, Any] = field(default_factory=dict)  # images with fewer ratings than most: {typical, count, images: {id: n}}
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "rejected"}
@@ -111,22 +127,116 @@ def validate_ratings(df: pd.DataFrame, label: str = "ratings") -> pd.DataFrame:
     return df
 
 
-def check_scale(df: pd.DataFrame, scale: tuple[float, float], label: str = "ratings") -> tuple[float, float]:
-    """Check the rating scale (two finite numbers, low < high) and that every rating lies on it;
-    a rating off the scale is a data-entry error, not something to clip away silently. Returns
-    (low, high); a one-line :class:`DataError` names the first offending row otherwise."""
+def _scale_numbers(scale) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in scale)
     except (TypeError, ValueError):
         raise DataError(f"rating scale must be two numbers [low, high], got {scale!r}") from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise DataError(f"rating scale must be two finite numbers with low < high, got [{low:g}, {high:g}]")
+    return low, high
+
+
+def check_scale(df: pd.DataFrame, scale: tuple[float, float], label: str = "ratings") -> tuple[float, float]:
+    """Check the rating scale (two finite numbers, low < high) and that every rating lies on it;
+    a rating off the scale is a data-entry error, not something to clip away silently. Returns
+    (low, high); a one-line :class:`DataError` names the first offending row otherwise, and which
+    raters the off-scale ratings come from."""
+    low, high = _scale_numbers(scale)
     outside = df[(df["rating"] < low) | (df["rating"] > high)]
     if len(outside):
         r = outside.iloc[0]
         raise DataError(f"{label}: rating {r['rating']:g} of image {r['image']!r} by observer {r['observer']!r} is outside the scale "
-                        f"[{low:g}, {high:g}] ({len(outside)} rating(s) off the scale)")
+                        f"[{low:g}, {high:g}] ({len(outside)} rating(s) off the scale{_by_rater(df, outside)})")
     return low, high
+
+
+def _by_rater(df: pd.DataFrame, outside: pd.DataFrame) -> str:
+    """Which raters the off-scale ratings come from, with how to fix a rater on another scale."""
+    counts = outside["observer"].value_counts()
+    if len(counts) == 1:
+        who = str(counts.index[0])
+        own = df.loc[df["observer"] == who, "rating"]
+        return (f", all by observer {who!r}, whose {len(own)} ratings span {own.min():g} to {own.max():g}: another scale? leave them out "
+                f"with --drop-rater {who} or map them with --rescale-rater {who} LOW HIGH (a derm-ratings dataset: drop_raters, rescale_raters)")
+    shown = ", ".join(f"{o!r} {n}" for o, n in counts.head(5).items())
+    return f"; by observer: {shown}" + (f" and {len(counts) - 5} more" if len(counts) > 5 else "")
+
+
+def scale_misfits(df: pd.DataFrame, range_excess: float = SCALE_RANGE_EXCESS, slope_limit: float = SCALE_SLOPE_LIMIT,
+                  min_common: int = MIN_COMMON_IMAGES) -> list[dict[str, Any]]:
+    """Raters whose ratings do not fit the scale the others used (see the module docstring), each
+    as {observer, low, high, others_low, others_high, slope, images, reason}; needs 3 raters."""
+    if df["observer"].nunique() < 3:
+        return []
+    m = _matrix(df)
+    values = m.to_numpy(dtype=float)
+    have = ~np.isnan(values)
+    total = np.where(have, values, 0.0).sum(axis=1)
+    count = have.sum(axis=1)
+    out = []
+    for j, observer in enumerate(m.columns):
+        own_all = values[have[:, j], j]
+        others = np.delete(values, j, axis=1)
+        o_low, o_high = float(np.nanmin(others)), float(np.nanmax(others))
+        width = o_high - o_low
+        low, high = float(own_all.min()), float(own_all.max())
+        reasons = []
+        if width > 0 and max(o_low - low, high - o_high) > range_excess * width:
+            reasons.append(f"ratings span {low:g} to {high:g}, the other raters' {o_low:g} to {o_high:g}")
+        rows = have[:, j] & (count > 1)
+        slope = None
+        if rows.sum() >= min_common:
+            own = values[rows, j]
+            mean_others = (total[rows] - own) / (count[rows] - 1)
+            if np.std(mean_others) > 0 and np.std(own) > 0 and np.corrcoef(own, mean_others)[0, 1] >= MIN_RATER_CORRELATION:
+                slope = float(np.polyfit(mean_others, own, 1)[0])
+                if slope >= slope_limit or slope <= 1 / slope_limit:
+                    reasons.append(f"ratings move {slope:.2f} points per point of the others' mean over {int(rows.sum())} images")
+        if reasons:
+            out.append(dict(observer=str(observer), low=low, high=high, others_low=o_low, others_high=o_high,
+                            slope=None if slope is None else round(slope, 3), images=int(have[:, j].sum()),
+                            reason="; ".join(reasons) + ": another scale?"))
+    return out
+
+
+def apply_rater_fixes(df: pd.DataFrame, drop=(), rescale: dict | None = None, scale: tuple[float, float] | None = None,
+                      label: str = "ratings") -> pd.DataFrame:
+    """Leave out the raters in ``drop`` and map each rater in ``rescale`` ({rater: (low, high)},
+    the scale they used) linearly onto ``scale``. A rater that is not in the file, or a rescale
+    without a target scale, is a one-line :class:`DataError`."""
+    rescale = dict(rescale or {})
+    known = set(df["observer"])
+    for who in list(drop) + list(rescale):
+        if str(who) not in known:
+            raise DataError(f"{label}: no observer {str(who)!r} (observers: {', '.join(sorted(known)[:10])}{', ...' if len(known) > 10 else ''})")
+    both = set(map(str, drop)) & set(map(str, rescale))
+    if both:
+        raise DataError(f"{label}: observer {sorted(both)[0]!r} is both dropped and rescaled")
+    out = df[~df["observer"].isin({str(d) for d in drop})].copy()
+    if rescale and scale is None:
+        raise DataError(f"{label}: rescaling a rater needs the scale to map onto (--scale LOW HIGH)")
+    for who, (src_low, src_high) in rescale.items():
+        if not (math.isfinite(src_low) and math.isfinite(src_high) and src_low < src_high):
+            raise DataError(f"{label}: the scale of observer {who!r} must be two finite numbers with low < high, got [{src_low:g}, {src_high:g}]")
+        rows = out["observer"] == str(who)
+        own = out.loc[rows, "rating"]
+        if own.min() < src_low or own.max() > src_high:
+            raise DataError(f"{label}: observer {who!r} has ratings from {own.min():g} to {own.max():g}, outside the scale [{src_low:g}, {src_high:g}] given for them")
+        out.loc[rows, "rating"] = scale[0] + (own - src_low) * (scale[1] - scale[0]) / (src_high - src_low)
+    if out.empty:
+        raise DataError(f"{label}: no ratings left after dropping {', '.join(map(str, drop))}")
+    return out
+
+
+def fewer_ratings(df: pd.DataFrame, shown: int = 10) -> dict[str, Any]:
+    """Images rated by fewer raters than the most common count ({} when none)."""
+    n = df.groupby("image")["observer"].nunique()
+    typical = int(n.mode().max())
+    short = n[n < typical].sort_values(kind="stable")
+    if not len(short):
+        return {}
+    return {"typical": typical, "count": int(len(short)), "images": {str(k): int(v) for k, v in short.head(shown).items()}}
 
 
 def screen_observers(df: pd.DataFrame) -> list[RejectedObserver]:
@@ -266,16 +376,24 @@ def compute_mos(
     label: str = "ratings",
     scale: tuple[float, float] | None = None,
     min_correlation: float = MIN_RATER_CORRELATION,
+    drop_raters=(),
+    rescale_raters: dict | None = None,
 ) -> tuple[pd.DataFrame, ScreeningReport]:
     """Per-image MOS, std and 95% CI from raw ratings (columns image, observer, rating).
 
     With ``screening`` the BT.500 beta_2 test, then the rater-correlation test, reject unreliable
     observers first; their ratings are left out of every image's MOS. ``scale`` (low, high) is the
     rating scale: every rating must lie on it (see :func:`check_scale`) and the intervals are
-    clipped to it. Returns (table sorted by image, report). Bad input raises a
+    clipped to it. ``drop_raters`` and ``rescale_raters`` ({rater: (low, high) of the scale they
+    used}) fix raters on request before anything else (:func:`apply_rater_fixes`). Raters whose
+    range or spread does not fit the others' are flagged in the report (kept), as are images with
+    fewer ratings than most. Returns (table sorted by image, report). Bad input raises a
     one-line :class:`DataError` naming ``label`` (e.g. the file).
     """
     df = validate_ratings(ratings, label)
+    if scale is not None:
+        scale = _scale_numbers(scale)
+    df = apply_rater_fixes(df, drop_raters, rescale_raters, scale, label) if drop_raters or rescale_raters else df
     if scale is not None:
         scale = check_scale(df, scale, label)
     rejected = screen_observers(df) if screening else []
@@ -292,12 +410,16 @@ def compute_mos(
         rejected=rejected,
         correlations=correlations,
         scale=None if scale is None else [scale[0], scale[1]],
+        flagged=scale_misfits(df),
+        dropped=[str(d) for d in drop_raters],
+        rescaled={str(k): [float(v[0]), float(v[1])] for k, v in (rescale_raters or {}).items()},
     )
     kept = df[~df["observer"].isin({r.observer for r in rejected})]
     lost = sorted(set(df["image"]) - set(kept["image"]))
     if lost:
         raise DataError(f"image {lost[0]!r} has no ratings left after observer screening ({len(lost)} such images)")
     report.reliability = split_half_reliability(kept)
+    report.fewer_ratings = fewer_ratings(kept)
     g = kept.groupby("image")["rating"]
     out = pd.DataFrame({"mos": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.size()})
     out["ci95"] = Z_95 * out["std"] / np.sqrt(out["n"])
@@ -317,6 +439,17 @@ def format_report(report: ScreeningReport) -> str:
     ]
     if report.scale is not None:
         lines.append(f"rating scale [{report.scale[0]:g}, {report.scale[1]:g}]: every rating checked to lie on it, 95% intervals clipped to it")
+    if report.dropped:
+        lines.append(f"left out on request: observer {', '.join(report.dropped)}")
+    lines += [f"rescaled on request: observer {who} from [{lo:g}, {hi:g}] onto the scale" for who, (lo, hi) in report.rescaled.items()]
+    for f in report.flagged:
+        lines.append(f"WARNING: observer {f['observer']} does not fit the other raters' scale ({f['reason']}); kept: leave them out with "
+                     f"--drop-rater {f['observer']} or map them with --rescale-rater {f['observer']} LOW HIGH")
+    short = report.fewer_ratings
+    if short:
+        shown = ", ".join(f"{k} ({v})" for k, v in short["images"].items())
+        lines.append(f"{short['count']} image(s) have fewer ratings than the usual {short['typical']} (their MOS rests on fewer opinions): "
+                     f"{shown}{', ...' if short['count'] > len(short['images']) else ''}")
     if not report.rejected:
         lines.append("no observer rejected")
     else:

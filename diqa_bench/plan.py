@@ -10,6 +10,7 @@ What scores a plan is :mod:`diqa_bench.scorer`; what runs the two is :mod:`diqa_
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +23,7 @@ from diqa_bench.grid import TEST, VALIDATION, Unit, expand, validation_units
 from diqa_bench.methods import TrainSample
 from diqa_bench.pairs import is_pair_dataset
 from diqa_bench.plugins import Registry
-from diqa_bench.splits import check_split_labels, split_records, validation_groups
+from diqa_bench.splits import check_split_labels, fold_count, fold_key, fold_of_key, fold_test_groups, split_records, validation_groups
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Plan:
     datasets: dict[str, LoadedDataset]
     skips: list[Skip] = field(default_factory=list)  # records left out while loading (bad_input: skip)
     screening: dict[str, Any] = field(default_factory=dict)  # rater screening of each dataset that has raters
+    folds: int = 0  # cross-validation: the number of folds per repetition seed (0: test_ratio splits)
 
     @classmethod
     def build(cls, config: Config, registry: Registry, cache_dir, only: list[str] | None = None, progress: bool = False,
@@ -91,11 +93,28 @@ class Plan:
                 for spec in specs:
                     plan.datasets[spec.name] = plan._load(registry, spec, domain, ctx, log)
         trainable = {m.name: registry.method(m.name).trainable for m in config.methods}
+        if config.folds is not None:  # one unit per repetition seed and fold, keyed by splits.fold_key
+            config = dataclasses.replace(config, seeds=plan._fold_splits())
         plan.units = expand(config, trainable, only)
         if config.validation > 0:  # after the test phase: its units (and their order) stay as they were
             tests = tuple(t for t in config.test_domains if any(not ds.evaluation_only for ds in plan.domain_sets(t)))
             plan.units += validation_units(plan.units, tests)
         return plan
+
+    def _fold_splits(self) -> list[int]:
+        """Cross-validation: split every dataset into the folds of every repetition seed; returns
+        the split keys. A paired-preference domain has no groups to fold (refused)."""
+        loaded = [ds for ds in self.datasets.values() if not ds.error]
+        pairs = [ds.name for ds in loaded if ds.evaluation_only]
+        if pairs:
+            raise UserError(f"splits.folds: dataset {pairs[0]} holds preference pairs (evaluation only), which cross-validation does not "
+                            "fold; test it in a run without folds")
+        self.folds = fold_count(self.config.folds, [len({r.content_group for r in ds.records}) for ds in loaded])
+        keys = [fold_key(seed, f) for seed in self.config.seeds for f in range(self.folds)]
+        for ds in loaded:
+            for key in keys:
+                ds.splits[key] = self._split(ds, key)
+        return keys
 
     def _load(self, registry: Registry, spec, domain: str, ctx: DatasetContext, log: Callable[[str], None]) -> LoadedDataset:
         cls = registry.dataset(spec.type)
@@ -122,7 +141,7 @@ class Plan:
                   for r, k, n in zip(recs, keys, norm)],
             lower_better=lower, pseudo_mos=bool(getattr(obj, "pseudo_mos", False)), evaluation_only=is_pair_dataset(obj),
         )
-        for seed in self.config.seeds:
+        for seed in self.config.seeds if self.config.folds is None else ():  # folds: split once every dataset is loaded
             ds.splits[seed] = self._split(ds, seed)
             if self.config.validation > 0:
                 train = ds.splits[seed][0]
@@ -137,6 +156,11 @@ class Plan:
         """(train positions, test positions) of one dataset for one seed; group-aware."""
         if ds.evaluation_only:  # evaluation-only: all of it is test data for every seed, none trains
             return [], list(range(len(ds.records)))
+        if self.folds:
+            seed, fold = fold_of_key(seed)
+            tested = fold_test_groups([r.content_group for r in ds.records], self.folds, seed, fold)
+            return ([i for i, r in enumerate(ds.records) if r.content_group not in tested],
+                    [i for i, r in enumerate(ds.records) if r.content_group in tested])
         pos_of = {id(r): i for i, r in enumerate(ds.records)}
         train, test = split_records(ds.records, self.config.test_ratio, seed, self.config.use_split_column, self.config.protocol)
         return [pos_of[id(r)] for r in train], [pos_of[id(r)] for r in test]
@@ -193,6 +217,7 @@ class Plan:
                 "seed": unit.seed,
                 "test_ratio": self.config.test_ratio,
                 "split_column": self.config.use_split_column,
+                **({"folds": self.config.folds, "fold_count": self.folds} if self.config.folds is not None else {}),
                 "normalise": self.config.normalise_mos,
                 "diqa_bench": __version__,
                 # the device can change the model itself (cross-domain's mode: auto), not only its numerics

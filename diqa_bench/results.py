@@ -14,6 +14,8 @@ One run at a time per folder: :func:`results_lock`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import platform
@@ -219,7 +221,7 @@ def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
         # was chosen on the train split, so it stays fixed in every test-set replicate.
         cell = stats.evaluate(
             np.array(o.scores), mos, groups=[r.group for r in o.images], lower_better=o.lower_better, mos_lower_better=mos_lower,
-            bootstrap=config.bootstrap, confidence=config.confidence, rng=stats.seed_rng(config.stats_seed, o.seed),
+            bootstrap=config.bootstrap, confidence=config.confidence, rng=stats.seed_rng(config.stats_seed, stats.draw_seed(o.seed, getattr(config, "folds", None) is not None)),
             bad=bad_test, cut=cut,
         )
         common = dict(method=o.method, train=o.train, test=o.test, seed=o.seed, n=cell.n, std=nan, groups=cell.n_groups)
@@ -248,6 +250,45 @@ def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
         agg_rows.append(dict(method=method, train=train, test=test, seed=AGGREGATE_SEED, statistic=name, value=mean,
                              ci_low=lo, ci_high=hi, n=int(round(g["n"].mean())), std=std, groups=float(g["groups"].mean())))
     return pd.concat([df, pd.DataFrame(agg_rows, columns=METRIC_COLUMNS)], ignore_index=True)
+
+
+EMPTY_FOLD = "has no test images"  # the reason plan.images gives a fold that tests none of a domain's groups
+
+
+def pool_folds(outcomes: list, folds: int) -> list:
+    """Cross-validation: one cell per method x train set x test domain x repetition seed, holding
+    the out-of-fold scores of all its folds (every test image once). A fold that tested none of
+    the domain's groups adds nothing; any other fold without scores makes the pooled cell fail (or
+    not run) with that fold's reason. Statistics are computed on these pooled cells only."""
+    from diqa_bench.splits import fold_of_key
+
+    if not folds:
+        return outcomes
+    grouped: dict[tuple, list] = {}
+    for o in outcomes:
+        seed, fold = fold_of_key(o.seed)
+        grouped.setdefault((o.method, o.train, o.test, seed), []).append((fold, o))
+    pooled = []
+    for (method, train, test, seed), parts in grouped.items():
+        parts.sort(key=lambda fo: fo[0])
+        first = parts[0][1]
+        cell = dataclasses.replace(first, seed=seed, images=[], scores=[], train_scores=[], train_bad=[], status="ok", reason="")
+        missing = [f for f in range(folds) if f not in {fold for fold, _ in parts}]
+        bad = [(f, o) for f, o in parts if o.status != "ok" and not o.reason.endswith(EMPTY_FOLD)]
+        if bad:
+            f, o = bad[0]
+            cell.status, cell.reason = o.status, f"fold {f + 1} of {folds}: {o.reason}"
+        elif missing:  # an interrupted run: a repetition with folds missing would test only part of the images
+            cell.status, cell.reason = "failed", f"folds {', '.join(str(f + 1) for f in missing)} of {folds} did not finish"
+        else:
+            for _, o in parts:
+                if o.status == "ok":
+                    cell.images += o.images
+                    cell.scores += o.scores
+            if not cell.images:
+                cell.status, cell.reason = "failed", parts[0][1].reason
+        pooled.append(cell)
+    return pooled
 
 
 def scores_frame(outcomes):
@@ -389,7 +430,8 @@ def run_info(config, registry, scorer, options, executor, started: str) -> dict[
         "plugin_clashes": list(getattr(registry, "clashes", [])),
         "protocol": {
             "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
-            "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed,
+            "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed, "adjust": config.adjust,
+            "folds": config.folds, "fold_count": getattr(scorer.plan, "folds", 0),
             "normalise_mos": config.normalise_mos, "bad_input": config.bad_input, "acceptability": config.acceptability,
             "mapping": "VQEG 4-parameter logistic (linear fallback)", "batch_size": options.batch_size, "workers": scorer.workers, "processes": scorer.processes, "decoder": scorer.decoder,
             "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
@@ -593,8 +635,10 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
     if figures is None and (out / "figures").is_dir():
         figures = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
     from diqa_bench.report.ablation import read_ablation
+    from diqa_bench.report.strata import read_strata
 
-    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out), ablation=read_ablation(out))
+    text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out), ablation=read_ablation(out),
+                           strata=read_strata(out))
     atomic_write(out / "LEADERBOARD.md", text)
     return text
 

@@ -29,7 +29,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     from diqa_bench import pairs
     from diqa_bench.executors import LocalExecutor
-    from diqa_bench.results import check_results_folder, publish_results, results_lock, run_info, staging_folder, write_all
+    from diqa_bench.results import check_results_folder, pool_folds, publish_results, results_lock, run_info, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Checked before any work: the results folder is writable and no other run writes to it.
@@ -67,6 +67,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         if not interrupted:
             _keep_finished_results_from_a_failed_run(outcomes, final_out)
         pairs.attach(scorer.plan, outcomes)
+        outcomes = pool_folds(outcomes, scorer.plan.folds)  # cross-validation: one cell per repetition, every image once
         tested = [o for o in outcomes if o.phase == "test"]
         validated = [o for o in outcomes if o.phase != "test"]  # splits.validation: written apart, never in the main tables
         try:

@@ -10,6 +10,12 @@ databases write them: ``train`` / ``training`` / ``0``, ``val`` / ``validation``
 ``test`` / ``testing`` / ``2`` (KonIQ-10k's codes). Validation images are neither trained on nor
 tested on; ``unused`` marks images a split file leaves out. Under ``protocol: full`` every image
 is a test image and there is no training side (zero-shot methods on whole databases).
+
+Cross-validation (``splits: {folds: K}`` or ``leave-one-group-out``): each dataset's content
+groups are dealt into K folds per repetition seed; fold f tests its groups and trains on the
+others, so every image is tested exactly once per repetition. Units are keyed by
+:func:`fold_key` (seed, fold); the scores of a repetition's folds are pooled into one cell per
+repetition before any statistic is computed (:func:`diqa_bench.results.pool_folds`).
 """
 
 from __future__ import annotations
@@ -135,6 +141,44 @@ def group_kfold(groups: Sequence[str], k: int, seed: int) -> list[tuple[list[int
         train = [i for i, g in enumerate(groups) if fold_of[g] != f]
         folds.append((train, val))
     return folds
+
+
+# -- cross-validation: folds of content groups, repeated over seeds ------------------------------
+FOLD_KEY_BASE = 1000  # a fold's unit key: repetition seed * FOLD_KEY_BASE + fold
+LEAVE_ONE_GROUP_OUT = "leave-one-group-out"
+
+
+def fold_key(seed: int, fold: int) -> int:
+    """The split key of one fold of one repetition (units, splits and fitted models are keyed by it)."""
+    if not 0 <= fold < FOLD_KEY_BASE:
+        raise ValueError(f"fold {fold} outside 0..{FOLD_KEY_BASE - 1}")
+    return int(seed) * FOLD_KEY_BASE + int(fold)
+
+
+def fold_of_key(key: int) -> tuple[int, int]:
+    """(repetition seed, fold) of a split key made by :func:`fold_key`."""
+    return int(key) // FOLD_KEY_BASE, int(key) % FOLD_KEY_BASE
+
+
+def fold_count(folds, group_counts: Sequence[int]) -> int:
+    """How many folds a run has: K, or for leave-one-group-out the largest number of content
+    groups among its datasets (each dataset's groups then sit one per fold; a dataset with fewer
+    groups leaves the last folds empty)."""
+    if folds == LEAVE_ONE_GROUP_OUT:
+        k = max(group_counts, default=0)
+        if k >= FOLD_KEY_BASE:
+            raise DataError(f"splits.folds: leave-one-group-out would make {k} folds (at most {FOLD_KEY_BASE - 1}); use K folds")
+        return k
+    return int(folds)
+
+
+def fold_test_groups(groups: Sequence[str], k: int, seed: int, fold: int) -> set[str]:
+    """The content groups tested in one fold of a group-aware K-fold split: the groups, ordered by
+    the hash of (seed, group) (as :func:`split_groups` does), dealt round-robin into k folds, so
+    every group is tested in exactly one fold per seed and the folds differ in size by at most one
+    group."""
+    ranked = sorted(set(groups), key=lambda g: _group_rank(g, seed))
+    return {g for i, g in enumerate(ranked) if i % k == fold}
 
 
 # -- pyiqa split files ----------------------------------------------------------------------------

@@ -42,6 +42,12 @@ score cut behind ACC, RETAKE and ACC_GAIN was chosen on the train split, so it i
 every replicate: the interval covers which test content was drawn, not how the cut would move
 with another train split. ACC_GAIN is paired by construction (gate and "accept all" judged on the
 same resampled images), so its interval says whether the gate beats accepting every photo.
+
+Many comparisons: a table tests several differences at once (every entry against the best one,
+every transfer verdict of a domain). :func:`two_sided_p` turns a paired difference's replicates
+into a p-value, :func:`adjust_p` / :func:`adjust_families` adjust the p-values of each family
+(Holm, Benjamini-Hochberg or none), and :func:`adjusted_verdict` calls a difference better or
+worse only when its interval excludes 0 and its adjusted p is below 1 - confidence.
 """
 
 from __future__ import annotations
@@ -351,6 +357,17 @@ def seed_rng(stats_seed: int, split_seed, *stream: int) -> np.random.Generator:
     return np.random.default_rng([int(stats_seed), abs(key), *stream])
 
 
+SHARED_DRAWS = "cross-validation"
+
+
+def draw_seed(split_seed, shared: bool = False):
+    """What a seed's group draws are keyed by (:func:`seed_rng`): its split seed, or under
+    cross-validation one key for every repetition. Every repetition then tests the same images, so
+    a replicate must draw the same content groups in all of them: independent draws per
+    repetition would average away the very uncertainty the interval is for."""
+    return SHARED_DRAWS if shared else split_seed
+
+
 def quantile_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (NaN replicates dropped)."""
     v = np.asarray(samples, float)
@@ -362,13 +379,83 @@ def quantile_ci(samples, confidence: float = 0.95) -> tuple[float, float]:
 
 
 def two_sided_p(samples) -> float:
-    """Bootstrap p-value of "the difference is 0": twice the smaller tail beyond 0 (capped at 1)."""
+    """Bootstrap p-value of "the difference is 0", from the same paired group draws as the
+    interval: twice the share of replicates on the smaller side of 0 (replicates equal to 0 count
+    on both sides), with one added to the count and to the replicates so that it is never 0 (the
+    smallest possible value is 2 / (B + 1)); capped at 1. It inverts the percentile interval:
+    p < 1 - confidence where that interval excludes 0, up to the bootstrap's resolution. This is
+    what the multiplicity adjustment (:func:`adjust_p`) adjusts."""
     v = np.asarray(samples, float)
     v = v[np.isfinite(v)]
     if not len(v):
         return float("nan")
     tail = min((v <= 0).sum(), (v >= 0).sum())
     return float(min(1.0, 2 * (tail + 1) / (len(v) + 1)))
+
+
+ADJUSTMENTS = ("holm", "bh", "none")
+ADJUSTMENT_NAMES = {"holm": "Holm (family-wise error rate)", "bh": "Benjamini-Hochberg (false discovery rate)", "none": "none"}
+
+
+def adjust_p(p_values, method: str = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values of one family of tests (same order as given).
+
+    ``holm``: Holm's step-down procedure, which controls the family-wise error rate (the chance of
+    any false "better", "worse" or † in the family) under any dependence between the tests: the
+    k-th smallest of m p-values becomes max over j <= k of min(1, (m - j + 1) p_(j)).
+    ``bh``: Benjamini-Hochberg, which controls the expected share of false discoveries among the
+    significant tests (independent or positively dependent tests): the k-th smallest becomes
+    min over j >= k of min(1, m p_(j) / j). ``none``: unchanged.
+    NaN p-values (a comparison that could not be tested) are not members of the family: they stay
+    NaN and do not count in m. An adjusted p is never below its raw one."""
+    p = np.asarray(p_values, float).reshape(-1)
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"unknown multiplicity adjustment {method!r}; use one of {', '.join(ADJUSTMENTS)}")
+    out = p.copy()
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if method == "none" or m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ps = p[order]
+    k = np.arange(1, m + 1)
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - k + 1) * ps))
+    else:
+        adj = np.minimum.accumulate(np.minimum(1.0, m * ps / k)[::-1])[::-1]
+    out[order] = np.maximum(adj, ps)  # guards rounding: never below the raw p
+    return out
+
+
+def adjust_families(p_values, families, method: str = "holm") -> tuple[np.ndarray, np.ndarray]:
+    """(adjusted p, family size) per test, adjusting within each family label separately (e.g.
+    one label per test domain and statistic). Any table with a p-value column can call it."""
+    p = np.asarray(p_values, float).reshape(-1)
+    labels = [str(f) for f in families]
+    if len(labels) != len(p):
+        raise ValueError(f"{len(labels)} family labels for {len(p)} p-values")
+    adj, size = p.copy(), np.zeros(len(p), int)
+    for label in dict.fromkeys(labels):
+        idx = np.array([i for i, f in enumerate(labels) if f == label], int)
+        adj[idx] = adjust_p(p[idx], method)
+        size[idx] = int(np.isfinite(p[idx]).sum())
+    return adj, size
+
+
+def adjusted_verdict(ci_low: float, ci_high: float, p_adjusted: float, confidence: float = 0.95) -> str:
+    """:func:`verdict` of a difference within a family of tests: "better" or "worse" needs both
+    its own interval to exclude 0 and its adjusted p to be below 1 - confidence, so an adjusted
+    verdict is never bolder than the unadjusted one (with ``adjust: none`` the p is the raw one,
+    which agrees with the interval up to the bootstrap's resolution)."""
+    v = verdict(ci_low, ci_high)
+    if v in ("better", "worse") and not (np.isfinite(p_adjusted) and p_adjusted < 1 - confidence):
+        return "no detectable difference"
+    return v
+
+
+def smallest_p(bootstrap: int) -> float:
+    """The smallest p-value :func:`two_sided_p` can give with this many replicates."""
+    return float(min(1.0, 2 / (bootstrap + 1))) if bootstrap > 0 else float("nan")
 
 
 def seed_mean(replicates: Sequence[np.ndarray]) -> np.ndarray:
@@ -480,11 +567,13 @@ class PairedDelta:
         return verdict(*self.ci)
 
 
-def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: float = 0.95, stats_seed: int = 0) -> PairedDelta:
+def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: float = 0.95, stats_seed: int = 0,
+                 shared_draws: bool = False) -> PairedDelta:
     """Paired content-group bootstrap of statistic(B) - statistic(A). ``pairs``: {split seed:
     (sample A, sample B)} where both samples hold the same images in the same order (same
     groups). In every replicate both sides get the same group draws; per-seed deltas are averaged
-    over seeds (the estimand), replicate by replicate (the interval)."""
+    over seeds (the estimand), replicate by replicate (the interval). ``shared_draws``: the same
+    group draws in every seed (cross-validation repetitions, see :func:`draw_seed`)."""
     reps, per_seed, ns, gs = [], {}, [], []
     for split_seed, (a, b) in pairs.items():
         if a.n != b.n or not np.array_equal(a.codes, b.codes):
@@ -496,7 +585,7 @@ def paired_delta(pairs: dict, name: str, *, bootstrap: int = 1000, confidence: f
         ns.append(a.n)
         gs.append(a.n_groups)
         if bootstrap > 0:
-            w = group_weights(a.codes, bootstrap, seed_rng(stats_seed, split_seed))
+            w = group_weights(a.codes, bootstrap, seed_rng(stats_seed, draw_seed(split_seed, shared_draws)))
             reps.append(statistic(name, b, w) - statistic(name, a, w) if a.n_groups > 1 else np.full(bootstrap, np.nan))
     finite = [v for v in per_seed.values() if np.isfinite(v)]
     value = float(np.mean(finite)) if finite else float("nan")

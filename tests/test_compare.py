@@ -280,3 +280,45 @@ def test_stored_gate_matches_what_the_run_computed(tmp_path, monkeypatch):
     df, _ = compare_runs(res.out, res.out)
     gate = df[df.statistic.isin(["AUC", "ACC", "RETAKE"])]
     assert len(gate) == 3 * len({k[:3] for k in cells}) and (gate.delta.fillna(0) == 0).all()
+
+
+def test_compare_adjusts_within_each_test_domain_and_statistic(tmp_path):
+    """Six entries, each much better in B: raw p = 2/201 everywhere; Holm over the six rows of a
+    statistic needs 6 x 2/201 < 0.05 (it is 0.0597), so nothing stays significant with 200
+    replicates; adjust none keeps the unadjusted verdicts; -o FILE.csv holds both p-values."""
+    from diqa_bench import cli
+    from diqa_bench.report import compare_runs, format_comparison
+
+    rng = np.random.default_rng(5)
+    mos = rng.uniform(1, 5, 70)
+    runs = {}
+    for side in "ab":
+        cells = {(f"m{i}", "-", "skin", 0): (rng.normal(size=70) if side == "a" else mos + rng.normal(0, 0.3, 70)) for i in range(6)}
+        runs[side] = write_run(tmp_path / side, cells, {"skin": mos})
+    df, _ = compare_runs(runs["a"], runs["b"])
+    srocc = df[df.statistic == "SROCC"]
+    assert (srocc.ci_low > 0).all() and (srocc.family_size == 6).all() and (srocc.adjust == "holm").all()
+    assert pytest.approx(6 * 2 / 201) == srocc.p_adjusted.to_numpy() and not srocc.significant.any()
+    assert "Holm (family-wise error rate)" in format_comparison(df, [])
+    raw, _ = compare_runs(runs["a"], runs["b"], adjust="none")
+    assert (raw.significant == ((raw.ci_low > 0) | (raw.ci_high < 0))).all() and raw[raw.statistic == "SROCC"].significant.all()
+    out = tmp_path / "cmp.csv"
+    assert cli.main(["compare", str(runs["a"]), str(runs["b"]), "--adjust", "bh", "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert {"p_value", "p_adjusted", "adjust", "family_size"} <= set(table.columns) and (table.adjust == "bh").all()
+    assert table[table.statistic == "SROCC"].significant.all()  # BH on equal p-values: unchanged
+
+
+def test_compare_names_the_config_changes_and_marks_small_domains(tmp_path, stub_runs):  # noqa: F811 (the imported fixture)
+    from diqa_bench.report import compare_runs, format_comparison
+
+    _, warnings = compare_runs(*stub_runs)
+    assert any(w.startswith("config differs") and w.endswith(": statistics.bootstrap: 50 vs 60") for w in warnings)
+    rng = np.random.default_rng(1)
+    mos = rng.uniform(1, 5, 20)  # 20 images, each its own group: too little data
+    a = write_run(tmp_path / "a", {("m", "-", "skin", 0): rng.normal(size=20)}, {"skin": mos})
+    b = write_run(tmp_path / "b", {("m", "-", "skin", 0): mos + rng.normal(0, 0.3, 20)}, {"skin": mos})
+    df, warnings = compare_runs(a, b)
+    assert df.warning.str.startswith("too little data").all()
+    text = format_comparison(df, warnings)
+    assert "| skin ⚠ " in text and "⚠ a test domain with too little data in A or B" in text

@@ -51,7 +51,7 @@ def test_unknown_nested_key_names_its_path(tmp_path):
     data["splits"]["seed"] = [0]
     msg = _error(tmp_path, data)
     assert "splits: unknown key 'seed' (did you mean 'seeds'?)" in msg
-    assert "allowed: protocol, seeds, test_ratio, use_split_column" in msg
+    assert "allowed: folds, protocol, seeds, test_ratio, use_split_column" in msg
 
 
 def test_unknown_key_in_a_method_entry(tmp_path):
@@ -133,6 +133,8 @@ def test_invalid_yaml_gives_line_and_column(tmp_path):
         (lambda d: d["splits"].update(test_ratio=1.5), "splits.test_ratio"),
         (lambda d: d.update(methods={"name": "stub-noise"}), "methods: expected array"),
         (lambda d: d.update(bad_input="ignore"), "bad_input: 'ignore' is not allowed; use one of 'error', 'skip'"),
+        (lambda d: d.update(strata=["skin_tone"]), "strata[0]: 'skin_tone' is not allowed; use one of 'distortion', 'level', 'reference_kind', 'dataset'"),
+        (lambda d: d["statistics"].update(adjust="bonferroni"), "statistics.adjust: 'bonferroni' is not allowed; use one of 'holm', 'bh', 'none'"),
         (lambda d: d["domains"].update(c=[]), "domains.c"),
         (lambda d: d.pop("test_domains"), "'test_domains' is a required property"),
     ],
@@ -239,3 +241,10 @@ def test_validate_command_reports_unavailable_data_with_exit_2(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "domains.b: dataset missing-data: folder /data/missing not found" in err
     assert "config is valid, but 1 dataset(s) are not available" in err
+
+
+def test_multiplicity_adjustment_defaults_to_holm(tmp_path, stub_registry):
+    assert config.parse(_write(tmp_path, stub_config()), stub_registry).adjust == "holm"
+    data = stub_config()
+    data["statistics"]["adjust"] = "bh"
+    assert config.parse(_write(tmp_path, data), stub_registry).adjust == "bh"

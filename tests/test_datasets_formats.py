@@ -261,3 +261,22 @@ def test_mos_normalisation_puts_higher_better_first_on_one_scale():
         scale_mos([1.0], None, False, "range")
     with pytest.raises(ValueError, match="unknown MOS normalisation 'rank'"):
         scale_mos([1.0], (0.0, 1.0), False, "rank")
+
+
+def test_derm_ratings_drops_or_rescales_a_rater_on_another_scale(tmp_path, ctx):
+    _ratings_fixture(tmp_path, outlier=False)
+    table = pd.read_csv(tmp_path / "ratings.csv")
+    table["rating"] = table["rating"].astype(float)
+    wide = table.observer == "rater05"
+    table.loc[wide, "rating"] = (table.loc[wide, "rating"] - 1) * 2.5  # this rater used 0-10
+    table.to_csv(tmp_path / "ratings.csv", index=False)
+    photos, ratings = str(tmp_path / "photos"), str(tmp_path / "ratings.csv")
+    with pytest.raises(DataError, match="all by observer 'rater05'"):
+        DermRatingsDataset(root=photos, ratings=ratings).load(ctx)
+    dropped = DermRatingsDataset(root=photos, ratings=ratings, drop_raters=["rater05"])
+    assert all(r.std is not None for r in dropped.load(ctx)) and dropped.screening["dropped"] == ["rater05"]
+    rescaled = DermRatingsDataset(root=photos, ratings=ratings, rescale_raters={"rater05": [0, 10]})
+    same = DermRatingsDataset(root=photos, ratings=str(tmp_path / "ratings.csv"), drop_raters=[])
+    mos = {r.id: r.mos for r in rescaled.load(ctx)}
+    assert rescaled.screening["rescaled"] == {"rater05": [0.0, 10.0]} and rescaled.screening["flagged"] == []
+    assert min(mos.values()) >= 1 and max(mos.values()) <= 5 and same.drop_raters == []

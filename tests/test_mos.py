@@ -150,6 +150,9 @@ def test_leaderboard_data_section_reports_raters_and_preprocessing():
     assert "Rejected 1: bad (" in text and "Inter-rater reliability of the kept raters" in text
     assert "Raters of derm: 4 raters, 40 images, 160 ratings on the scale 1 to 5;" in text
     assert data_section({"domains": {}}) == []
+    _, report = compute_mos(_ten_point_panel(missing=[(3, "r1")]))
+    text = "\n".join(data_section({"screening": {"derm": report.as_dict()}}))
+    assert "⚠ Rater wide does not fit the others' scale" in text and "1 image(s) have fewer ratings than the usual 5" in text
 
 
 def _ratings_csv(path, rows):
@@ -210,3 +213,94 @@ def test_compute_mos_rejects_a_bad_scale():
     _, report = compute_mos(df, screening=False, scale=(1, 5))
     assert report.as_dict()["scale"] == [1.0, 5.0]
     assert compute_mos(df, screening=False)[1].as_dict()["scale"] is None
+
+
+def _ten_point_panel(n_images=40, good=4, seed=3, missing=()):
+    """``good`` raters on 1-5 and rater "wide" on 0-10, integer ratings of the same images;
+    ``missing``: (image index, rater) ratings left out."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(1.5, 4.5, n_images)
+    rows = []
+    for o in range(good):
+        r = np.clip(np.round(truth + rng.normal(0, 0.5, n_images)), 1, 5)
+        rows += [(f"i{i:02d}", f"r{o}", r[i]) for i in range(n_images)]
+    wide = np.clip(np.round(2.5 * (truth - 1) + rng.normal(0, 1.0, n_images)), 0, 10)
+    rows += [(f"i{i:02d}", "wide", wide[i]) for i in range(n_images)]
+    rows = [row for row in rows if (int(row[0][1:]), row[1]) not in set(missing)]
+    return pd.DataFrame(rows, columns=["image", "observer", "rating"])
+
+
+def test_a_rater_on_a_ten_point_scale_is_flagged_without_a_scale():
+    df = _ten_point_panel()
+    # both screening tests keep them: their ratings rank the images like the others'
+    mos, report = compute_mos(df)
+    assert report.rejected == [] and (mos["n"] == 5).all()
+    assert [f["observer"] for f in report.flagged] == ["wide"]
+    flag = report.flagged[0]
+    assert flag["high"] > 7 and flag["others_high"] == 5 and flag["slope"] > 2 and "another scale?" in flag["reason"]
+    text = format_report(report)
+    assert "WARNING: observer wide does not fit the other raters' scale" in text and "--drop-rater wide" in text
+    assert report.as_dict()["flagged"][0]["observer"] == "wide"  # kept in run.json's screening
+
+
+def test_lenient_strict_and_attentive_raters_are_not_flagged():
+    for df in (_ratings(biased="obs03")[0], _panel(good=5), _ten_point_panel()[lambda d: d.observer != "wide"]):
+        assert compute_mos(df)[1].flagged == []
+
+
+def test_a_rater_on_a_five_point_scale_among_ten_point_raters_is_flagged_too():
+    df = _ten_point_panel(good=1)  # r0 on 1-5 ...
+    rng = np.random.default_rng(9)
+    wide = df[df.observer == "wide"]
+    more = [wide.assign(observer=f"w{k}", rating=np.clip(wide.rating + rng.integers(-1, 2, len(wide)), 0, 10)) for k in range(3)]
+    flagged = compute_mos(pd.concat([df, *more]))[1].flagged  # ... among four raters on 0-10
+    assert [f["observer"] for f in flagged] == ["r0"] and flagged[0]["slope"] < 0.5
+
+
+def test_dropping_or_rescaling_the_rater_fixes_the_panel():
+    df = _ten_point_panel()
+    _, kept = compute_mos(df)
+    mos, dropped = compute_mos(df, drop_raters=["wide"])
+    assert dropped.flagged == [] and dropped.dropped == ["wide"] and (mos["n"] == 4).all() and dropped.observers == 4
+    mos, rescaled = compute_mos(df, scale=(1, 5), rescale_raters={"wide": (0, 10)})
+    assert rescaled.flagged == [] and rescaled.rescaled == {"wide": [0.0, 10.0]} and (mos["n"] == 5).all()
+    assert mos["mos"].between(1, 5).all()
+    assert rescaled.reliability["value"] > kept.reliability["value"]
+    with pytest.raises(DataError, match="no observer 'nobody'"):
+        compute_mos(df, drop_raters=["nobody"])
+    with pytest.raises(DataError, match="needs the scale to map onto"):
+        compute_mos(df, rescale_raters={"wide": (0, 10)})
+    with pytest.raises(DataError, match="outside the scale \\[0, 5\\] given for them"):
+        compute_mos(df, scale=(1, 5), rescale_raters={"wide": (0, 5)})
+
+
+def test_images_with_fewer_ratings_are_reported():
+    df = _ten_point_panel(missing=[(3, "r1"), (7, "r2"), (7, "r3")])
+    mos, report = compute_mos(df, drop_raters=["wide"])
+    assert report.fewer_ratings == {"typical": 4, "count": 2, "images": {"i07": 2, "i03": 3}}
+    assert mos.set_index("image").loc["i03", "n"] == 3
+    assert "2 image(s) have fewer ratings than the usual 4" in format_report(report) and "i07 (2)" in format_report(report)
+    assert compute_mos(_ten_point_panel(), drop_raters=["wide"])[1].fewer_ratings == {}
+
+
+def test_cli_off_scale_errors_are_grouped_by_rater_and_the_fixes_work(tmp_path, capsys):
+    from diqa_bench import cli
+
+    df = _ten_point_panel()
+    path = tmp_path / "r.csv"
+    df.to_csv(path, index=False)
+    assert cli.main(["mos", str(path), "--scale", "1", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    off = int((df.rating > 5).sum() + (df.rating < 1).sum())
+    w = df[df.observer == "wide"].rating
+    assert "\n" not in err and f"({off} rating(s) off the scale, all by observer 'wide', whose 40 ratings span {w.min():g} to {w.max():g}" in err
+    assert "--drop-rater wide" in err
+    assert cli.main(["mos", str(path)]) == 0  # no scale: kept, but flagged
+    assert "WARNING: observer wide" in capsys.readouterr().err
+    out = tmp_path / "mos.csv"
+    assert cli.main(["mos", str(path), "--scale", "1", "5", "--rescale-rater", "wide", "0", "10", "-o", str(out)]) == 0
+    assert "rescaled on request: observer wide from [0, 10]" in capsys.readouterr().err and (pd.read_csv(out)["n"] == 5).all()
+    assert cli.main(["mos", str(path), "--drop-rater", "wide", "-o", str(out)]) == 0
+    assert "WARNING" not in capsys.readouterr().err and (pd.read_csv(out)["n"] == 4).all()
+    assert cli.main(["mos", str(path), "--drop-rater", "nobody"]) == 2
+    assert "no observer 'nobody'" in capsys.readouterr().err

@@ -203,6 +203,18 @@ def test_transfer_table_of_the_handmade_run(mixed_report):
         assert r.value == pytest.approx(r.train_value - r.reference_value, abs=1e-9)
     rows = json.loads((mixed_report / "transfer.json").read_text())
     assert len(rows) == len(table) and rows[0]["seeds"] == [0, 1]
+    # Holm within each test domain and statistic: 3 comparisons per family, never below the raw p
+    assert (table.family_size == 3).all() and (table.adjust == "holm").all() and (table.p_adjusted >= table.p_value).all()
+    for r in table.itertuples():
+        assert r.verdict == stats.adjusted_verdict(r.ci_low, r.ci_high, r.p_adjusted)
+
+
+def test_transfer_verdicts_without_adjustment_are_the_intervals(mixed_report):
+    from diqa_bench.report.transfer import transfer
+
+    raw = transfer(mixed_report, adjust="none")
+    assert (raw.p_adjusted == raw.p_value).all()
+    assert list(raw.verdict) == [stats.verdict(lo, hi) for lo, hi in zip(raw.ci_low, raw.ci_high)]
 
 
 def test_report_without_distortion_labels_has_no_breakdown(tmp_path):

@@ -113,3 +113,45 @@ def test_significance_marks_for_the_leaderboard(tmp_path):
     marks = significance_marks(_run(tmp_path, extra={"twin": lambda good: good.copy()}))
     assert marks[("random", "-", "skin")] == WORSE_MARK
     assert [marks.get(("twin", "-", "skin")), marks.get(("good", "-", "skin"))].count("") == 1  # the best is not in the dict
+
+
+def _many_worse(tmp_path, k=6):
+    """The best entry and ``k`` random ones, 200 replicates: every raw p is the smallest possible,
+    2 / 201, and every interval lies above 0."""
+    return _run(tmp_path, extra={f"random{i}": (lambda good, i=i: np.random.default_rng(50 + i).normal(size=len(good))) for i in range(k)})
+
+
+def test_holm_adjusts_the_dagger_over_the_comparisons_with_the_best(tmp_path):
+    from diqa_bench.report.significance import significance
+
+    folder = _many_worse(tmp_path)
+    holm = significance(folder)
+    pooled = holm[holm.seed == "all"]
+    assert len(pooled) == 7 and (pooled.family_size == 7).all() and (pooled.adjust == "holm").all()
+    assert (pooled.ci_low > 0).all() and pytest.approx(2 / 201) == pooled.p_value.to_numpy()
+    # 7 x 2/201 = 0.0697: with 200 replicates no entry of a family of 7 can be called worse
+    assert pytest.approx(7 * 2 / 201) == pooled.p_adjusted.to_numpy() and not pooled.worse.any()
+    assert (holm.p_adjusted >= holm.p_value).all()
+    per_seed = holm[holm.seed == "0"]
+    assert (per_seed.family_size == 7).all()  # each seed's comparisons are a family of their own
+    # Benjamini-Hochberg on equal p-values leaves them as they are: all 7 worse
+    assert significance(folder, adjust="bh").query("seed == 'all'").worse.all()
+
+
+def test_adjust_none_gives_the_unadjusted_verdicts(tmp_path):
+    from diqa_bench.report.significance import significance
+
+    df = significance(_many_worse(tmp_path), adjust="none")
+    assert (df.p_adjusted == df.p_value).all() and (df.worse == (df.ci_low > 0)).all() and df.worse.all()
+
+
+def test_the_run_protocol_chooses_the_adjustment(tmp_path):
+    import json
+
+    from diqa_bench.report.significance import significance
+
+    folder = _many_worse(tmp_path)
+    info = json.loads((folder / "run.json").read_text())
+    info["protocol"]["adjust"] = "none"
+    (folder / "run.json").write_text(json.dumps(info))
+    assert significance(folder).query("seed == 'all'").worse.all()

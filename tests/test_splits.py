@@ -134,3 +134,127 @@ def test_protocol_full_scores_every_image_and_reports_raters(tmp_path):
     assert [r["observer"] for r in screening["rejected"]] == ["reversed"]
     assert screening["reliability"]["value"] is not None
     assert "Protocol full" in res.leaderboard and "Raters of derm-ratings" in res.leaderboard
+
+
+def test_fold_test_groups_partition_the_groups_for_every_seed():
+    from diqa_bench.splits import fold_key, fold_of_key, fold_test_groups
+
+    groups = [f"g{i % 13}" for i in range(40)]
+    for seed in (0, 1, 7):
+        folds = [fold_test_groups(groups, 5, seed, f) for f in range(5)]
+        assert sorted(g for f in folds for g in f) == sorted(set(groups))  # every group tested in exactly one fold
+        assert {len(f) for f in folds} <= {2, 3}  # 13 groups in 5 folds: sizes differ by at most one
+    assert fold_test_groups(groups, 5, 0, 0) != fold_test_groups(groups, 5, 1, 0)  # another repetition deals them anew
+    assert [fold_of_key(fold_key(s, f)) for s, f in ((0, 4), (3, 0), (-1, 2))] == [(0, 4), (3, 0), (-1, 2)]
+
+
+def _rated_set(folder, n_patients=10, per_patient=3, raters=4, seed=0):
+    """A derm-ratings set of n_patients x per_patient images (30 by default) with raw ratings."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    rows = []
+    for p in range(n_patients):
+        for k in range(per_patient):
+            name = f"p{p}_{k}.png"
+            noise = rng.uniform(0, 1)
+            base = np.full((24, 28, 3), 120.0) + rng.normal(0, 60 * noise, (24, 28, 3))
+            Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / name)
+            truth = 4.6 - 3.2 * noise
+            rows += [(name, f"r{o}", int(np.clip(round(truth + rng.normal(0, 0.4)), 1, 5)), f"p{p}") for o in range(raters)]
+    pd.DataFrame(rows, columns=["image", "observer", "rating", "patient"]).to_csv(folder / "ratings.csv", index=False)
+    return folder
+
+
+def _cv_config(photos, folds, methods=None, seeds=(0, 1)):
+    from diqa_bench.testing import stub_config
+
+    cfg = stub_config(methods=methods or [{"name": "stub-noise"}, {"name": "stub-linear"}], seeds=list(seeds), train_sets=[["derm"]],
+                      test_domains=["derm"])
+    cfg["domains"] = {"derm": [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "patient_column": "patient"}}]}
+    cfg["splits"] = {"folds": folds, "seeds": list(seeds)}
+    return cfg
+
+
+def test_five_folds_on_a_30_image_rated_set_test_every_image_once_per_repetition(tmp_path):
+    import numpy as np
+    from scipy import stats as sps
+
+    import diqa_datasets
+    from diqa_bench.testing import run_tiny_benchmark
+
+    res = run_tiny_benchmark(tmp_path / "run", _cv_config(_rated_set(tmp_path / "photos"), 5), plugins=[("datasets", diqa_datasets)])
+    assert res.exit_code == 0
+    scores = res.scores
+    for (method, train, seed), g in scores.groupby(["method", "train", "seed"]):
+        assert len(g) == 30 and g.image.nunique() == 30, (method, train, seed)  # every image tested once per repetition
+    assert sorted(set(scores.seed)) == [0, 1]  # one cell per repetition, not per fold
+    assert res.run["protocol"]["folds"] == 5 and res.run["protocol"]["fold_count"] == 5
+    models = sorted(p.name for p in (res.out / "models" / "stub-linear@derm").iterdir())
+    assert models == sorted(f"seed{k}" for k in (0, 1, 2, 3, 4, 1000, 1001, 1002, 1003, 1004))  # a model per repetition and fold
+    m = res.metrics
+    per_rep = m[(m.statistic == "SROCC") & (m.seed.astype(str) != "all")]
+    assert (per_rep.n == 30).all() and (per_rep.groups == 10).all()
+    # the statistic is that of the pooled out-of-fold scores of the repetition
+    cell = scores[(scores.method == "stub-linear") & (scores.seed == 1)]
+    value = per_rep[(per_rep.method == "stub-linear") & (per_rep.seed.astype(str) == "1")].value.item()
+    assert value == pytest.approx(sps.spearmanr(cell.score, cell.mos).statistic)
+    # a zero-shot method scores both repetitions alike; their group draws are shared, so averaging
+    # the two repetitions leaves the interval as it is (independent draws would narrow it)
+    noise = m[(m.method == "stub-noise") & (m.statistic == "SROCC")].assign(seed=lambda d: d.seed.astype(str)).set_index("seed")
+    assert noise.loc["0", "value"] == noise.loc["1", "value"] == noise.loc["all", "value"]
+    assert (noise.loc["all", "ci_low"], noise.loc["all", "ci_high"]) == pytest.approx((noise.loc["0", "ci_low"], noise.loc["0", "ci_high"]))
+    assert np.isfinite(noise.loc["all", "ci_low"])
+
+
+def test_fold_splits_never_train_on_a_tested_patient(tmp_path):
+    from diqa_bench import config as cfgmod
+    from diqa_bench.plan import Plan
+    from diqa_bench.testing import isolated_registry
+
+    import diqa_datasets
+    import yaml
+
+    registry = isolated_registry([("datasets", diqa_datasets)])
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(_cv_config(_rated_set(tmp_path / "photos"), "leave-one-group-out", seeds=(3,))))
+    plan = Plan.build(cfgmod.parse(path, registry), registry, tmp_path / "cache", log=lambda msg: None)
+    assert plan.folds == 10  # one fold per patient
+    ds = plan.datasets["derm-ratings"]
+    tested = []
+    for key, (train, test) in ds.splits.items():
+        train_groups, test_groups = {ds.refs[i].group for i in train}, {ds.refs[i].group for i in test}
+        assert len(test_groups) == 1 and not train_groups & test_groups and len(train) + len(test) == 30
+        tested += test
+    assert sorted(tested) == list(range(30))
+    assert {u.seed for u in plan.units} == set(ds.splits) and len(plan.units) == 2 * 10
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"folds": 1}, "splits.folds: 1 is not allowed"),
+    ({"folds": "loo"}, "splits.folds: 'loo' is not allowed"),
+    ({"folds": 5, "protocol": "full"}, "cross-validation needs protocol 'split'"),
+])
+def test_bad_fold_settings_are_config_errors(tmp_path, change, message):
+    import yaml
+
+    from diqa_bench import config as cfgmod
+    from diqa_bench.errors import ConfigError
+    from diqa_bench.testing import stub_config
+
+    cfg = stub_config()
+    if change.get("protocol"):  # protocol full has no train side
+        cfg.pop("train_sets")
+    cfg["splits"].update(change)
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=message):
+        cfgmod.parse(path)
+    cfg = stub_config(acceptability={"threshold": 3.0})
+    cfg["splits"]["folds"] = 5
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="acceptability is not supported with cross-validation"):
+        cfgmod.parse(path)

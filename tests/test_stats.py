@@ -501,3 +501,80 @@ def test_gate_without_a_cut_or_labels():
         stats.statistic("ACC", stats.Sample.build(GATE_SCORE, GATE_MOS, GATE_GROUPS))
     one_group = stats.evaluate(GATE_SCORE, GATE_MOS, groups=["x"] * 7, bootstrap=20, bad=bad, cut=GATE_CUT)
     assert one_group.values["ACC"] == pytest.approx(5 / 7) and all(np.isnan(one_group.ci["ACC"]))
+
+
+# Benjamini & Hochberg (1995), section 4.2: 15 p-values from a study of myocardial infarction.
+BH_1995 = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262, 0.5719, 0.6528, 0.7590, 1.000]
+
+
+def test_holm_on_the_textbook_list_by_hand():
+    adj = stats.adjust_p(BH_1995, "holm")
+    # (m - k + 1) p_(k), made non-decreasing: 15 x 0.0001, 14 x 0.0004, 13 x 0.0019, 12 x 0.0095, 11 x 0.0201, 10 x 0.0278, then
+    # 9 x 0.0298 = 0.2682 and 8 x 0.0344 = 0.2752 are raised to 0.278, 7 x 0.0459, and 6 x 0.3240 > 1 is capped
+    hand = [0.0015, 0.0056, 0.0247, 0.114, 0.2211, 0.278, 0.278, 0.278, 0.3213] + [1.0] * 6
+    assert adj == pytest.approx(hand, abs=1e-12)
+    assert (adj < 0.05).sum() == 3  # the paper: Bonferroni-type procedures reject the three smallest
+
+
+def test_benjamini_hochberg_on_the_textbook_list_by_hand_and_against_scipy():
+    from scipy.stats import false_discovery_control
+
+    adj = stats.adjust_p(BH_1995, "bh")
+    # m p_(k) / k, then the running minimum from the largest down: 15 x 0.0095 / 4 = 0.035625; 15 x 0.0201 / 5 = 0.0603;
+    # 15 x 0.0278 / 6 = 0.0695 is lowered to 15 x 0.0298 / 7 = 0.063857...
+    assert adj[:9] == pytest.approx([0.0015, 0.003, 0.0095, 0.035625, 0.0603, 0.0298 * 15 / 7, 0.0298 * 15 / 7, 0.0645, 0.0765], abs=1e-12)
+    assert (adj < 0.05).sum() == 4  # the paper rejects the four smallest at q = 0.05
+    assert adj == pytest.approx(false_discovery_control(BH_1995), abs=1e-12)
+    shuffled = np.random.default_rng(0).permutation(BH_1995)
+    assert stats.adjust_p(shuffled, "bh") == pytest.approx(false_discovery_control(shuffled), abs=1e-12)  # order is kept
+
+
+def test_against_statsmodels_when_installed():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = np.random.default_rng(3).uniform(0, 0.2, 25)
+    assert stats.adjust_p(p, "holm") == pytest.approx(multitest.multipletests(p, method="holm")[1], abs=1e-12)
+    assert stats.adjust_p(p, "bh") == pytest.approx(multitest.multipletests(p, method="fdr_bh")[1], abs=1e-12)
+
+
+@pytest.mark.parametrize("method", stats.ADJUSTMENTS)
+def test_an_adjusted_p_is_never_below_the_raw_one(method):
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        p = rng.uniform(0, 1, rng.integers(1, 30)) ** 3
+        p[rng.uniform(size=len(p)) < 0.1] = np.nan  # an untestable comparison is no member of the family
+        adj = stats.adjust_p(p, method)
+        ok = np.isfinite(p)
+        assert np.array_equal(np.isnan(adj), ~ok)
+        assert (adj[ok] >= p[ok]).all() and (adj[ok] <= 1).all()
+        order = np.argsort(p[ok])  # and the order of the raw p-values is kept
+        assert (np.diff(adj[ok][order]) >= -1e-15).all()
+    assert stats.adjust_p([0.01, 0.04], "none").tolist() == [0.01, 0.04]
+    with pytest.raises(ValueError, match="holm, bh, none"):
+        stats.adjust_p([0.1], "bonferroni")
+
+
+def test_families_are_adjusted_separately():
+    adj, size = stats.adjust_families([0.01, 0.02, 0.01, np.nan], ["skin", "skin", "natural", "natural"], "holm")
+    assert adj[:3].tolist() == [0.02, 0.02, 0.01] and np.isnan(adj[3]) and size.tolist() == [2, 2, 1, 1]
+
+
+def test_adjusted_verdict_needs_the_interval_and_the_adjusted_p():
+    assert stats.adjusted_verdict(0.01, 0.2, 0.01) == "better" and stats.adjusted_verdict(-0.2, -0.01, 0.04) == "worse"
+    assert stats.adjusted_verdict(0.01, 0.2, 0.06) == "no detectable difference"  # the interval alone no longer suffices
+    assert stats.adjusted_verdict(-0.01, 0.2, 0.001) == "no detectable difference"  # never bolder than the interval
+    assert stats.adjusted_verdict(np.nan, np.nan, np.nan) == "not testable"
+
+
+def test_the_bootstrap_p_agrees_with_the_percentile_interval():
+    """The p that is adjusted comes from the same replicates as the interval: below 0.05 exactly
+    where the 95% interval excludes 0, except within the bootstrap's resolution."""
+    rng = np.random.default_rng(4)
+    disagree = 0
+    for shift in np.linspace(0, 4, 81):
+        reps = rng.normal(shift, 1, 2000)
+        lo, hi = stats.quantile_ci(reps, 0.95)
+        excludes = lo > 0 or hi < 0
+        p = stats.two_sided_p(reps)
+        disagree += excludes != (p < 0.05)
+        assert not excludes or p < 0.06
+    assert disagree <= 3

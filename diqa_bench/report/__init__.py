@@ -5,9 +5,11 @@
 - ``transfer.csv`` / ``transfer.json``: mixed vs single-domain training, and transfer loss;
 - ``ablation.csv`` / ``ablation.json``: each variant against its base row, on the validation and
   the test splits (only for a run with variants).
+- ``strata.csv``: with ``strata:`` in the config, every entry within each stratum, the worst one
+  and the gap (:mod:`diqa_bench.report.strata`).
 ``build_report(folder)`` writes those and, next to them:
 - ``figures/transfer_srocc.png``, ``figures/transfer_deltas.png``, ``figures/scatter_<test>.png``,
-  ``figures/per_distortion_<test>.png``;
+  ``figures/per_distortion_<test>.png``, ``figures/strata_<test>.png``;
 - ``per_distortion.csv`` (when the scores carry distortion labels);
 - ``report.html``: one self-contained page (tables and figures embedded) that opens offline.
 
@@ -27,7 +29,7 @@ from diqa_bench.report.transfer import transfer
 __all__ = ["build_report", "build_tables", "compare_runs", "compare_transfer", "format_comparison", "significance", "significance_marks", "transfer"]
 
 
-TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv", "ablation.csv", "ablation.json")
+TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv", "ablation.csv", "ablation.json", "strata.csv")
 
 
 def _restore(folder: Path, cache: Path | None) -> dict | None:
@@ -90,6 +92,11 @@ def build_tables(folder: Path, cache: Path | None = None):
     atomic_write(run.folder / "significance.csv", frame_csv(sig))
     table = transfer(run)
     written = [run.folder / "significance.csv", *write_transfer(run.folder, table)]
+    if run.run_info.get("config", {}).get("strata"):
+        from diqa_bench.report.strata import strata
+
+        atomic_write(run.folder / "strata.csv", frame_csv(strata(run)))
+        written.append(run.folder / "strata.csv")
     if run.run_info.get("variants"):
         from diqa_bench.report.ablation import ablation, write_ablation
 
@@ -131,6 +138,11 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
     keep("deltas", fig.transfer_forest(table, run, out))
     for test in run.test_domains():
         keep(f"scatter:{test}", fig.scatter_grid(run, test, out))
+    from diqa_bench.report.strata import read_strata
+
+    layers = read_strata(run.folder)
+    for test in run.test_domains():
+        keep(f"strata:{test}", fig.strata_plot(layers, test, out))
     per = fig.per_distortion(run)
     if len(per):
         atomic_write(run.folder / "per_distortion.csv", frame_csv(per))

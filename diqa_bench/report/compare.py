@@ -19,6 +19,10 @@ side is judged at the cut its own run chose on its train split for that seed (st
 held fixed in every replicate), so two models' gates are compared each at its own operating point;
 the unacceptable images are each run's own (its threshold on the MOS; a different one is warned).
 ``compare_transfer`` puts the two runs' transfer tables (verdicts) side by side.
+Multiplicity: the rows of one test domain and statistic are one family (e.g. every entry's SROCC
+change on skin); ``p_value`` is the raw bootstrap p, ``p_adjusted`` the p adjusted within the
+family (run A's ``statistics.adjust`` unless given: Holm by default), and ``significant`` needs
+both the interval to exclude 0 and the adjusted p below 1 - confidence.
 """
 
 from __future__ import annotations
@@ -29,37 +33,45 @@ from typing import Any
 import numpy as np
 
 from diqa_bench import stats
+from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import Cell, StoredRun, load_run, paired_samples
 
+LITTLE_DATA = "⚠"
+
 COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n",
-           "groups", "seeds"]
+           "groups", "seeds", "p_adjusted", "adjust", "family_size", "warning"]
 COMPARED = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
 GATE_COMPARED = ("AUC", "ACC", "RETAKE")  # only where both runs stored acceptability statistics
 TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
 
 
-def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]], name: str, bootstrap: int, seed: int) -> np.ndarray:
-    """Replicates of mean_B - mean_A from independent content-group bootstraps of each run."""
+def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]], name: str, bootstrap: int, seed: int,
+                 shared: tuple[bool, bool] = (False, False)) -> np.ndarray:
+    """Replicates of mean_B - mean_A from independent content-group bootstraps of each run
+    (``shared``: per run, whether its seeds share their draws, as cross-validation repetitions do)."""
     means = []
     for i, cells in enumerate((cells_a, cells_b)):
         reps = []
         for split_seed, c in cells:
             sample = c.sample()
-            rng = stats.seed_rng(seed, split_seed, i + 1)  # a stream of its own per run: independent draws
+            rng = stats.seed_rng(seed, stats.draw_seed(split_seed, shared[i]), i + 1)  # a stream of its own per run: independent draws
             reps.append(stats.statistic(name, sample, stats.group_weights(sample.codes, bootstrap, rng)))
         means.append(stats.seed_mean(reps))
     return means[1] - means[0]
 
 
-def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confidence: float | None = None):
-    """(DataFrame with COLUMNS, warnings) comparing run B against run A (delta = B - A)."""
+def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confidence: float | None = None, adjust: str | None = None):
+    """(DataFrame with COLUMNS, warnings) comparing run B against run A (delta = B - A),
+    significance adjusted for multiplicity (see the module docstring)."""
     import pandas as pd
 
     run_a, run_b = load_run(Path(dir_a)), load_run(Path(dir_b))
     warnings = compatibility_warnings(run_a, run_b)
     bootstrap, confidence, seed = run_a.bootstrap_settings(bootstrap, confidence)
+    adjust = run_a.adjustment(adjust)
     cells_a, cells_b = run_a.cells(), run_b.cells()
     seeded_a, seeded_b = _per_seed(run_a), _per_seed(run_b)
+    small: dict[str, str] = {}  # test domain -> the too-little-data warning of either run
 
     entries_a = {k[:3] for k in cells_a}
     entries_b = {k[:3] for k in cells_b}
@@ -85,21 +97,31 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
             va = _mean([seeded_a.get((method, train, test, s, stat)) for s in used_a])
             vb = _mean([seeded_b.get((method, train, test, s, stat)) for s in used_b])
             if pairs:
-                d = stats.paired_delta(pairs, stat, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+                d = stats.paired_delta(pairs, stat, bootstrap=bootstrap, confidence=confidence, stats_seed=seed,
+                                       shared_draws=run_a.shared_draws and run_b.shared_draws)
                 delta, samples, mode, n, groups = d.value, d.replicates, "paired", int(round(d.n_images)), int(round(d.n_groups))
             else:
                 samples = _independent([(s, cells_a[(method, train, test, s)]) for s in used_a],
-                                       [(s, cells_b[(method, train, test, s)]) for s in used_b], stat, bootstrap, seed)
+                                       [(s, cells_b[(method, train, test, s)]) for s in used_b], stat, bootstrap, seed,
+                                       (run_a.shared_draws, run_b.shared_draws))
                 delta, mode, n, groups = vb - va, "independent", 0, 0
             lo, hi = stats.quantile_ci(samples, confidence)
+            if test not in small:
+                small[test] = domain_warning(run_a, test) or domain_warning(run_b, test)
             rows.append(dict(method=method, train=train, test=test, statistic=stat, value_a=va, value_b=vb, delta=delta, ci_low=lo, ci_high=hi,
                              p_value=stats.two_sided_p(samples), significant=bool(lo > 0 or hi < 0), mode=mode, n=n, groups=groups,
-                             seeds=" ".join(used_a if used_a == used_b else used_a + ["|"] + used_b)))
+                             seeds=" ".join(used_a if used_a == used_b else used_a + ["|"] + used_b), warning=small[test]))
     if seeds_only_a or seeds_only_b:
         parts = ([f"only in A: seed {', '.join(sorted(seeds_only_a))}"] if seeds_only_a else []) + \
                 ([f"only in B: seed {', '.join(sorted(seeds_only_b))}"] if seeds_only_b else [])
         warnings.append(f"split seeds differ ({'; '.join(parts)}): A, B and the change are compared over the seeds both runs have")
-    return pd.DataFrame(rows, columns=COLUMNS), warnings
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if len(df):
+        df["p_adjusted"], df["family_size"] = stats.adjust_families(df["p_value"], df["test"] + "\0" + df["statistic"], adjust)
+        df["adjust"] = adjust
+        df["significant"] = [stats.adjusted_verdict(lo, hi, p, confidence) in ("better", "worse")
+                             for lo, hi, p in zip(df["ci_low"], df["ci_high"], df["p_adjusted"])]
+    return df, warnings
 
 
 def _gated(run: StoredRun, cells: dict, entry: tuple[str, str, str], seeds: list[str], stat: str, seeded: dict) -> bool:
@@ -140,7 +162,10 @@ def compatibility_warnings(run_a: StoredRun, run_b: StoredRun) -> list[str]:
     a, b = run_a.run_info, run_b.run_info
     out = []
     if a.get("config_hash") != b.get("config_hash"):
-        out.append(f"config differs: hash {a.get('config_hash')} vs {b.get('config_hash')} ({a.get('config_path')} vs {b.get('config_path')})")
+        changes = config_differences(a.get("config") or {}, b.get("config") or {})
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        out.append(f"config differs: hash {a.get('config_hash')} vs {b.get('config_hash')} ({a.get('config_path')} vs {b.get('config_path')})"
+                   + (f": {shown}" if shown else ""))
     hashes_a, hashes_b = _data_hashes(a), _data_hashes(b)
     for name in sorted(set(hashes_a) | set(hashes_b)):
         ha, hb = hashes_a.get(name), hashes_b.get(name)
@@ -162,6 +187,30 @@ def compatibility_warnings(run_a: StoredRun, run_b: StoredRun) -> list[str]:
     return out
 
 
+def config_differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """What differs between two configs, one "key.path: A vs B" per difference (a key only one
+    has reads "absent" on the other side)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in list(a) + [k for k in b if k not in a]:
+            path = f"{where}.{key}" if where else str(key)
+            if key not in a or key not in b:
+                out.append(f"{path}: {_short_value(a[key]) if key in a else 'absent'} vs {_short_value(b[key]) if key in b else 'absent'}")
+            else:
+                out += config_differences(a[key], b[key], path)
+        return out
+    if a != b:
+        return [f"{where or '(top level)'}: {_short_value(a)} vs {_short_value(b)}"]
+    return []
+
+
+def _short_value(value: Any, width: int = 60) -> str:
+    import json
+
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _data_hashes(run_info: dict[str, Any]) -> dict[str, str]:
     return {d["name"]: d.get("content_hash") for dom in run_info.get("domains", {}).values() for d in dom.get("datasets", [])}
 
@@ -178,11 +227,32 @@ def _delta(value: float, lo: float = float("nan"), hi: float = float("nan")) -> 
     return f"{value:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo == lo and hi == hi else "")
 
 
-def _gate_verdict(lo: float, hi: float, higher_better: bool) -> str:
+def _gate_verdict(lo: float, hi: float, higher_better: bool, significant: bool = True) -> str:
     """Whether B's gate is better or worse than A's on one statistic, by the sign of the interval
-    of B - A read in the statistic's own direction."""
+    of B - A read in the statistic's own direction (no detectable difference unless
+    ``significant`` after the multiplicity adjustment)."""
     v = stats.verdict(lo, hi) if higher_better else stats.verdict(-hi, -lo)
+    if not significant and v in ("better", "worse"):
+        v = "no detectable difference"
     return {"better": "B better *", "worse": "B worse *"}.get(v, v)
+
+
+def _small(row) -> str:
+    """The small-data mark of a row's test domain ("" when it has enough data)."""
+    return f" {LITTLE_DATA}" if str(getattr(row, "warning", "") or "") not in ("", "nan") else ""
+
+
+def _p(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _adjust_note(df) -> str:
+    """One sentence naming the multiplicity family and method of a comparison table."""
+    adjust = str(df["adjust"].iloc[0]) if len(df) and "adjust" in df and df["adjust"].iloc[0] == df["adjust"].iloc[0] else "none"
+    if adjust == "none":
+        return "p: raw bootstrap p-values, not adjusted for multiplicity (adjust: none)."
+    return (f"Multiplicity: the rows of one test domain and statistic are one family; p adjusted by {stats.ADJUSTMENT_NAMES[adjust]}; "
+            "significant needs the interval to exclude 0 and the adjusted p below 1 - confidence.")
 
 
 def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE"), transfer=None) -> str:
@@ -201,25 +271,28 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
     else:
         rows = []
         for r in sub.itertuples(index=False):
-            rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
-                         _delta(r.delta, r.ci_low, r.ci_high), "n/a" if r.p_value != r.p_value else f"{r.p_value:.3f}",
+            rows.append([f"{r.method} @ {r.train}", r.test + _small(r), r.statistic, f"{r.value_a:.3f}", f"{r.value_b:.3f}",
+                         _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
                          "yes *" if r.significant else "no", r.mode,
                          f"{r.n} ({r.groups})" if r.mode == "paired" else "-", r.seeds])
-        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "Significant", "Bootstrap",
+        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "A", "B", "Δ [CI]", "p", "p adjusted", "Significant", "Bootstrap",
                                              "n (groups)", "Seeds"], tablefmt="github", disable_numparse=True))
         lines += ["", "Δ = B - A over the split seeds both runs have; for RMSE lower is better, so a negative Δ is an improvement. Paired: "
                   "both runs resampled with the same content-group draws on their common images (n images, groups per seed); "
-                  "independent: no images in common, difference of independent bootstraps."]
+                  "independent: no images in common, difference of independent bootstraps. " + _adjust_note(df)]
+        if any(_small(r) for r in sub.itertuples(index=False)):
+            lines += ["", f"{LITTLE_DATA} a test domain with too little data in A or B (fewer than {stats.MIN_GROUPS} content groups or "
+                      f"{stats.MIN_IMAGES} images in a split seed): its intervals and significance are unreliable."]
     gate = df[df["statistic"].isin(GATE_COMPARED)] if len(df) else df
     if len(gate):
         lines += ["", "## Quality gate (B - A)", ""]
         rows = []
         for r in gate.itertuples(index=False):
             higher = stats.HIGHER_IS_BETTER[r.statistic]
-            rows.append([f"{r.method} @ {r.train}", r.test, r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
-                         _delta(r.delta, r.ci_low, r.ci_high), "n/a" if r.p_value != r.p_value else f"{r.p_value:.3f}",
-                         _gate_verdict(r.ci_low, r.ci_high, higher), r.mode, r.seeds])
-        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "Better", "A", "B", "Δ [CI]", "p", "B vs A", "Bootstrap",
+            rows.append([f"{r.method} @ {r.train}", r.test + _small(r), r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
+                         _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
+                         _gate_verdict(r.ci_low, r.ci_high, higher, bool(r.significant)), r.mode, r.seeds])
+        lines.append(tabulate(rows, headers=["Method @ train set", "Test", "Statistic", "Better", "A", "B", "Δ [CI]", "p", "p adjusted", "B vs A", "Bootstrap",
                                              "Seeds"], tablefmt="github", disable_numparse=True))
         lines += ["", "Each run's gate at the score threshold it chose on its own train split (per seed, fixed in every replicate); "
                   "intervals from the same content-group draws as the correlations. AUC and ACC: higher is better; RETAKE (share of "

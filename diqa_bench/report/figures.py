@@ -6,6 +6,7 @@
 - ``scatter_<test>.png``: per test domain, a grid with one panel per method @ train set: score vs
   MOS (all split seeds), the fitted VQEG logistic, SROCC/PLCC (mean over seeds) in the title.
 - ``per_distortion_<test>.png``: SROCC within each distortion type and within each level.
+- ``strata_<test>.png``: with ``strata:`` in the config, the SROCC of each stratum with its interval.
 """
 
 from __future__ import annotations
@@ -312,6 +313,57 @@ def transfer_forest(table, run: StoredRun, out: Path) -> Path | None:
     fig.suptitle("Does the train set matter? Paired differences on the same test images (mean over split seeds)", fontsize=10, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0.45 / fig_h, 1, 1 - 0.1 / fig_h))
     path = out / "transfer_deltas.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def strata_plot(table, test: str, out: Path) -> Path | None:
+    """Per test domain, one panel per strata column: a row per method @ train set, the SROCC of
+    each stratum (dot, coloured by stratum) with its content-group interval (bar); a hollow dot
+    for a stratum with too little data. None when the table has no stratum of this domain."""
+    if table is None or not len(table):
+        return None
+    from diqa_bench.report.strata import GAP, WORST
+
+    sub = table[(table["test"] == test) & (table["statistic"] == "SROCC") & ~table["stratum"].str.startswith((WORST + ":", GAP + ":"))]
+    if not len(sub):
+        return None
+    plt = _pyplot()
+    columns = list(dict.fromkeys(sub["column"]))
+    entries = list(dict.fromkeys(zip(sub["method"], sub["train"])))
+    labels = [f"{m} @ {t}" for m, t in entries]
+    label_w = max(len(s) for s in labels) * 0.075 + 0.6
+    fig_w = label_w + 3.8 * len(columns) + 0.4
+    legend_rows = max(math.ceil(sub[sub["column"] == c]["stratum"].nunique() / 3) for c in columns)
+    fig_h = 1.8 + 0.45 * len(entries) + 0.2 * legend_rows  # the legend sits under each panel, never on the data
+    fig, axes = plt.subplots(1, len(columns), figsize=(fig_w, fig_h), dpi=DPI, sharey=True, squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, column in zip(axes[0], columns):
+        part = sub[sub["column"] == column]
+        names = list(dict.fromkeys(part["stratum"]))
+        offsets = np.linspace(-0.3, 0.3, len(names)) if len(names) > 1 else np.zeros(1)
+        for j, name in enumerate(names):
+            colour = cmap(j % 10)
+            for r in part[part["stratum"] == name].itertuples(index=False):
+                y = entries.index((r.method, r.train)) + offsets[j]
+                if not np.isfinite(r.value):
+                    continue
+                if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+                    ax.plot([r.ci_low, r.ci_high], [y, y], color=colour, lw=1.6)
+                warned = str(r.warning or "") not in ("", "nan")
+                ax.plot([r.value], [y], "o", ms=5, color=colour, markerfacecolor="white" if warned else colour, zorder=3)
+            ax.plot([], [], "o", color=colour, label=name)
+        ax.set_title(f"by {column}", fontsize=9)
+        ax.set_xlabel("SROCC within stratum [CI]", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.5 / (fig_h - 1.0) - 0.12), frameon=False, ncol=3)
+    axes[0][0].set_yticks(range(len(entries)), labels, fontsize=7)
+    axes[0][0].set_ylim(len(entries) - 0.5, -0.5)
+    fig.suptitle(f"Test domain {test}: SROCC within each stratum (mean over split seeds; hollow: too little data)", fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig_h))
+    path = out / f"strata_{safe_name(test)}.png"
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from diqa_bench import pairs
-from diqa_bench.leaderboard import LITTLE_DATA, data_notes, domain_warning, gate_legend, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
+from diqa_bench.leaderboard import LITTLE_DATA, adjust_phrase, data_notes, domain_warning, gate_legend, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.stored import StoredRun
 
@@ -125,7 +125,8 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
 
     parts.append("<h2>Leaderboard</h2>")
     parts.append(f'<p class="note">Mean ± standard deviation over split seeds [bootstrap CI of the mean, resampling content groups]. '
-                 f"{WORSE_MARK}: SROCC significantly below the best entry of the test domain (paired content-group bootstrap, seeds pooled).</p>")
+                 f"{WORSE_MARK}: SROCC significantly below the best entry of the test domain (paired content-group bootstrap, seeds pooled, "
+                 f"{_e(adjust_phrase(info, 'the comparisons with the best entry of each test domain'))}).</p>")
     for test in run.test_domains():
         dom = info.get("domains", {}).get(test, {})
         tags = (["labels are pseudo-MOS"] if dom.get("pseudo_mos") else []) + (["synthetic images"] if dom.get("synthetic") else [])
@@ -149,7 +150,8 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
     if transfer is not None and len(transfer):
         parts.append("<h2>Does the train set matter?</h2>")
         parts.append('<p class="note">Δ = statistic(train set) - statistic(reference train set) on the same test images of each split seed, '
-                     "mean over seeds, with a paired content-group bootstrap interval. Better / worse: the interval excludes 0. Mixed vs "
+                     "mean over seeds, with a paired content-group bootstrap interval. Better / worse: the interval excludes 0 and the adjusted p "
+                     f"is below 1 - confidence ({_e(adjust_phrase(info, 'the verdicts of one test domain and statistic'))}). Mixed vs "
                      "single: several domains against one; transfer loss: another domain against the in-domain one.</p>")
         if "deltas" in figures:
             parts.append(_figure(figures["deltas"], "Paired differences with their intervals per method, train set and test domain; colour = verdict"))
@@ -159,6 +161,22 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                 parts.append(f"<h3>Transfer on {_e(test)}</h3>")
                 parts.append(_table(header, rows, f"transfer-{test}"))
 
+    from diqa_bench.report.strata import read_strata, strata_rows
+
+    layers = read_strata(run.folder)
+    if layers is not None and len(layers):
+        parts.append("<h2>Strata</h2>")
+        parts.append('<p class="note">SROCC within each stratum (mean over split seeds [content-group bootstrap interval]); '
+                     f"{LITTLE_DATA}: a stratum with too little data. Worst stratum and the gap between the best and the worst, with its "
+                     "interval from the same group draws. All values, PLCC too: strata.csv.</p>")
+        for test in run.test_domains():
+            if f"strata:{test}" in figures:
+                parts.append(_figure(figures[f"strata:{test}"], f"SROCC within each stratum on test domain {test}, with intervals"))
+            for column in dict.fromkeys(layers[layers["test"] == test]["column"]):
+                header, rows = strata_rows(layers, test, column)
+                if rows:
+                    parts.append(f"<h3>Strata on {_e(test)}: by {_e(column)}</h3>")
+                    parts.append(_table(header, rows, f"strata-{test}-{column}"))
     parts.extend(_ablation_section(run))
 
     if "transfer" in figures:
@@ -169,9 +187,9 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
         parts.append("<h2>Significance against the best entry</h2>")
         pooled = significance[significance["seed"] == "all"]
         rows = [[r.test, f"{r.best_method} @ {r.best_train}", f"{r.method} @ {r.train}", _num(r.delta), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
-                 _num(r.p_value), ("yes " + WORSE_MARK if r.worse else "no") + (f" {LITTLE_DATA} too little data" if _warned(r) else ""), r.n]
+                 _num(r.p_value), _num(getattr(r, "p_adjusted", float("nan"))), ("yes " + WORSE_MARK if r.worse else "no") + (f" {LITTLE_DATA} too little data" if _warned(r) else ""), r.n]
                 for r in pooled.itertuples(index=False)]
-        parts.append(_table(["Test domain", "Best", "Compared", "ΔSROCC (best - compared)", "CI", "p", "Significantly worse", "n per seed"],
+        parts.append(_table(["Test domain", "Best", "Compared", "ΔSROCC (best - compared)", "CI", "p", "p adjusted", "Significantly worse", "n per seed"],
                             rows, "significance"))
 
     for test in run.test_domains():

@@ -84,6 +84,19 @@ class StoredRun:
         return (bootstrap or protocol.get("bootstrap") or 1000, confidence or protocol.get("confidence", 0.95),
                 protocol.get("stats_seed", 0) if seed is None else seed)
 
+    @property
+    def shared_draws(self) -> bool:
+        """Cross-validation: every repetition tests the same images, so all get the same group draws."""
+        return self.protocol.get("folds") is not None
+
+    def adjustment(self, adjust: str | None = None) -> str:
+        """The multiplicity adjustment of the run's tables: the given one, else the run's protocol,
+        else its config's ``statistics.adjust``, else Holm (the default)."""
+        if adjust:
+            return adjust
+        stats_cfg = self.run_info.get("config", {}).get("statistics") or {}
+        return self.protocol.get("adjust") or stats_cfg.get("adjust") or "holm"
+
     def test_domains(self) -> list[str]:
         from diqa_bench.pairs import pair_domains
 

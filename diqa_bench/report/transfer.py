@@ -11,6 +11,13 @@ bootstrap interval (:func:`diqa_bench.stats.paired_delta`) and a verdict in word
 or no detectable difference at the run's confidence. A test domain with too little data keeps its
 rows, with the warning in the ``warning`` column.
 
+Multiplicity: the rows of one test domain and statistic are one family (e.g. the SROCC verdicts
+on skin); ``p_value`` is the raw bootstrap p, ``p_adjusted`` the p adjusted within the family
+(the run's ``statistics.adjust``: Holm by default, :func:`diqa_bench.stats.adjust_p`), and the
+verdict is better / worse only when both the interval excludes 0 and the adjusted p is below
+1 - confidence (:func:`diqa_bench.stats.adjusted_verdict`). :func:`adjust_table` does this for
+any table with these columns.
+
 Which statistics are compared depends on the test domain's kind (``run.json`` domains[].kind,
 default "mos"): :data:`KIND_STATISTICS` is the extension point for other kinds of test data.
 """
@@ -28,7 +35,7 @@ from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import StoredRun, load_run, paired_samples
 
 COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value", "ci_low", "ci_high", "n_images", "n_groups", "seeds", "verdict",
-           "comparison", "p_value", "train_value", "reference_value", "warning"]
+           "comparison", "p_value", "train_value", "reference_value", "warning", "p_adjusted", "adjust", "family_size"]
 KIND_STATISTICS: dict[str, tuple[str, ...]] = {"mos": ("SROCC", "PLCC")}
 MIXED, LOSS = "mixed vs single", "transfer loss"
 
@@ -54,13 +61,29 @@ def comparisons(trains: list[str], test: str, domains: dict[str, tuple[str, ...]
     return out
 
 
-def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None):
+def adjust_table(table, adjust: str, confidence: float, family: tuple[str, ...] = ("test", "statistic")):
+    """Fill ``p_adjusted``, ``adjust`` and ``family_size`` of a table of paired differences
+    (columns ``p_value``, ``ci_low``, ``ci_high``, ``verdict``), adjusting within each family (the
+    rows sharing the ``family`` columns), and recompute ``verdict`` from the adjusted p. Returns
+    the table."""
+    if not len(table):
+        return table
+    labels = table[list(family)].astype(str).agg("\0".join, axis=1)
+    table["p_adjusted"], table["family_size"] = stats.adjust_families(table["p_value"], labels, adjust)
+    table["adjust"] = adjust
+    table["verdict"] = [stats.adjusted_verdict(lo, hi, p, confidence) for lo, hi, p in zip(table["ci_low"], table["ci_high"], table["p_adjusted"])]
+    return table
+
+
+def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None,
+             adjust: str | None = None):
     """The transfer table as a DataFrame with :data:`COLUMNS` (empty when no method was trained
-    on two or more train sets)."""
+    on two or more train sets), verdicts adjusted for multiplicity (see the module docstring)."""
     import pandas as pd
 
     run = folder_or_run if isinstance(folder_or_run, StoredRun) else load_run(folder_or_run)
     bootstrap, confidence, seed = run.bootstrap_settings(bootstrap, confidence, seed)
+    adjust = run.adjustment(adjust)
     cells = run.cells()
     domains = _train_domains(run)
     rows = []
@@ -74,7 +97,7 @@ def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, conf
                 entries[method].append(train)
         for method, trains in entries.items():
             for train, ref, what in comparisons(trains, test, domains):
-                found = paired_deltas(cells, (method, ref), (method, train), test, names, bootstrap, confidence, seed)
+                found = paired_deltas(cells, (method, ref), (method, train), test, names, bootstrap, confidence, seed, run.shared_draws)
                 if not found:
                     continue
                 if warning is None:
@@ -84,11 +107,11 @@ def transfer(folder_or_run: Path | StoredRun, bootstrap: int | None = None, conf
                                      ci_low=d.ci[0], ci_high=d.ci[1], n_images=int(round(d.n_images)), n_groups=int(round(d.n_groups)),
                                      seeds=" ".join(map(str, d.seeds)), verdict=d.verdict, comparison=what, p_value=d.p_value,
                                      train_value=value, reference_value=ref_value, warning=warning))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return adjust_table(pd.DataFrame(rows, columns=COLUMNS), adjust, confidence)
 
 
 def paired_deltas(cells: dict, reference: tuple[str, str], entry: tuple[str, str], test: str, names, bootstrap: int, confidence: float,
-                  seed: int) -> list[tuple[str, "stats.PairedDelta", float, float]]:
+                  seed: int, shared_draws: bool = False) -> list[tuple[str, "stats.PairedDelta", float, float]]:
     """Statistic(entry) - statistic(reference) on one test domain, both (method, train) rows of a
     stored run's ``cells``, over the split seeds both were scored on, on the images both scored:
     per statistic of ``names``, (name, paired content-group bootstrap delta, entry's and
@@ -99,7 +122,7 @@ def paired_deltas(cells: dict, reference: tuple[str, str], entry: tuple[str, str
         return []
     out = []
     for name in names:
-        d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed)
+        d = stats.paired_delta(pairs, name, bootstrap=bootstrap, confidence=confidence, stats_seed=seed, shared_draws=shared_draws)
         a = [float(stats.statistic(name, p[1])[0]) for p in pairs.values()]
         r = [float(stats.statistic(name, p[0])[0]) for p in pairs.values()]
         out.append((name, d, _mean(a), _mean(r)))
@@ -135,4 +158,4 @@ def read_transfer(folder: Path):
     if not path.is_file():
         return None
     return read_csv(path, dtype={"method": str, "test": str, "train": str, "reference_train": str, "seeds": str, "warning": str},
-                       keep_default_na=False, na_values={c: [""] for c in ("value", "ci_low", "ci_high", "p_value", "train_value", "reference_value")})
+                       keep_default_na=False, na_values={c: [""] for c in ("value", "ci_low", "ci_high", "p_value", "train_value", "reference_value", "p_adjusted")})

@@ -40,6 +40,9 @@ class DermRatingsDataset(Dataset):
         "scale": RANGE_SCHEMA | {"description": "rating scale [low, high], default [1, 5]"},
         "lower_better": {"type": "boolean"},
         "screening": {"type": "boolean", "description": "ITU-R BT.500 observer screening (default true)"},
+        "drop_raters": {"type": "array", "items": {"type": "string"}, "description": "raters whose ratings are left out (e.g. one flagged on another scale)"},
+        "rescale_raters": {"type": "object", "additionalProperties": RANGE_SCHEMA,
+                           "description": "rater -> [low, high] of the scale they used, mapped linearly onto the dataset's scale"},
     }
     env_var = "DIQA_DERM_RATINGS_ROOT"
 
@@ -56,6 +59,8 @@ class DermRatingsDataset(Dataset):
         image_column: str = "image",
         patient_column: str | None = None,
         min_rater_correlation: float | None = None,
+        drop_raters: list[str] = (),
+        rescale_raters: dict[str, list[float]] | None = None,
     ) -> None:
         super().__init__(root=root, ratings=ratings, mos=mos, metadata=metadata)
         if patient_column and group_column and patient_column != group_column:
@@ -70,6 +75,8 @@ class DermRatingsDataset(Dataset):
         self.group_column = patient_column or group_column
         self.image_column = image_column
         self.min_rater_correlation = min_rater_correlation
+        self.drop_raters = [str(r) for r in drop_raters]
+        self.rescale_raters = {str(k): (float(v[0]), float(v[1])) for k, v in (rescale_raters or {}).items()}
         low, high = (float(v) for v in scale)
         if not low < high:
             raise DataError(f"derm-ratings: scale must be [low, high] with low < high, got {list(scale)}")
@@ -125,7 +132,8 @@ class DermRatingsDataset(Dataset):
 
         raw = read_ratings(str(self.ratings))
         extra = {"min_correlation": self.min_rater_correlation} if self.min_rater_correlation is not None else {}
-        table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings), scale=self.mos_range, **extra)
+        table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings), scale=self.mos_range,
+                                    drop_raters=self.drop_raters, rescale_raters=self.rescale_raters, **extra)
         self.screening = report.as_dict()
         if self.group_column:
             full = read_table(self.ratings, "ratings CSV")

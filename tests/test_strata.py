@@ -1,0 +1,79 @@
+"""Strata: statistics within each value of a per-image attribute, the worst stratum and the gap."""
+
+import json
+
+import numpy as np
+import pytest
+from test_report import write_run
+
+
+def _run(folder, *, distortion=None, synthetic_bad=True, n=60, strata=("distortion", "reference_kind")):
+    """One test domain of two datasets: 'photos' (40 images, 10 groups, real references) and
+    'procedural' (20 images, 5 groups, synthetic). 'good' follows the MOS on both; 'patchy'
+    follows it on the real references only (random on the synthetic ones, when synthetic_bad)."""
+    rng = np.random.default_rng(2)
+    mos = rng.uniform(1, 5, n)
+    groups = [f"ref{i % 10}" if i < 40 else f"syn{i % 5}" for i in range(n)]
+    good = mos + rng.normal(0, 0.3, n)
+    patchy = good.copy()
+    if synthetic_bad:
+        patchy[40:] = rng.normal(size=n - 40)
+    cells = {(name, "-", "skin", seed): scores for seed in (0, 1) for name, scores in (("good", good), ("patchy", patchy))}
+    folder = write_run(folder, cells, {"skin": mos}, groups={"skin": groups},
+                       datasets={"skin": [("photos", 40, False, "h1"), ("procedural", 20, False, "h2")]},
+                       distortion=distortion or [["blur", "noise"][i % 2] for i in range(n)])
+    info = json.loads((folder / "run.json").read_text())
+    for d in info["domains"]["skin"]["datasets"]:
+        d["synthetic"] = d["name"] == "procedural"
+    info["config"]["strata"] = list(strata)
+    (folder / "run.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_one_stratum_gives_the_overall_statistic_and_interval(tmp_path):
+    from diqa_bench.report.stored import load_run
+    from diqa_bench.report.strata import strata
+
+    run = load_run(_run(tmp_path, distortion=["blur"] * 60, strata=("distortion",)))
+    table = strata(run)
+    m = run.metrics
+    for method in ("good", "patchy"):
+        row = table[(table.method == method) & (table.stratum == "blur") & (table.statistic == "SROCC")].iloc[0]
+        overall = m[(m.method == method) & (m.seed == "all") & (m.statistic == "SROCC")].iloc[0]
+        assert row.value == pytest.approx(overall.value, abs=1e-12)
+        assert (row.ci_low, row.ci_high) == pytest.approx((overall.ci_low, overall.ci_high), abs=1e-12)
+        assert row.n == 60 and row.groups == 15
+    assert not table.stratum.str.startswith("worst").any()  # one stratum: no worst, no gap
+
+
+def test_the_worst_stratum_and_the_gap_find_a_method_that_fails_on_synthetic_references(tmp_path):
+    from diqa_bench.report.strata import strata
+
+    table = strata(_run(tmp_path)).query("statistic == 'SROCC' and column == 'reference_kind'").set_index(["method", "stratum"])
+    assert table.loc[("patchy", "real"), "value"] > 0.9 and abs(table.loc[("patchy", "synthetic"), "value"]) < 0.5
+    assert table.loc[("patchy", "worst: synthetic"), "value"] == table.loc[("patchy", "synthetic"), "value"]
+    gap = table.loc[("patchy", "gap (best - worst): real - synthetic")]
+    assert gap.value > 0.5 and gap.ci_low > 0  # a real gap: its interval excludes 0
+    assert table.loc[("good", "real"), "value"] > 0.9 and table.loc[("good", "synthetic"), "value"] > 0.9
+    # 5 synthetic groups: fewer than 10, so that stratum carries the small-data warning; 10 real groups do not
+    assert table.loc[("patchy", "synthetic"), "warning"] and not table.loc[("patchy", "real"), "warning"]
+    assert table.loc[("patchy", "synthetic"), "groups"] == 5 and table.loc[("patchy", "real"), "n"] == 40
+
+
+def test_strata_reach_the_csv_the_leaderboard_and_the_report(tmp_path):
+    import pandas as pd
+
+    from diqa_bench.report import build_report
+    from diqa_bench.results import render_leaderboard
+
+    folder = _run(tmp_path)
+    written = {p.name for p in build_report(folder)}
+    assert {"strata.csv", "strata_skin.png"} <= written
+    table = pd.read_csv(folder / "strata.csv")
+    assert set(table.column) == {"distortion", "reference_kind"} and set(table.statistic) == {"SROCC", "PLCC"}
+    md = render_leaderboard(folder, build_figures=False)
+    assert "### Strata on skin: by reference_kind" in md and "| patchy @ -" in md
+    section = md.split("### Strata on skin: by reference_kind")[1].split("##")[0]
+    assert "synthetic (" in section and "⚠" in section
+    page = (folder / "report.html").read_text()
+    assert 'id="strata-skin-reference_kind"' in page and page.count("data:image/png;base64,") >= 1
