@@ -8,8 +8,8 @@ Three policies (option ``input_policy``):
 
 - ``resize`` (default): the short side is resized (antialiased) to ``image_size / 0.875`` (256 for
   224) and a ``image_size`` square is cropped: centre crop for scoring, random crop for training.
-  One view per image, cheap, keeps global cues (exposure, framing, colour cast); images already at
-  256 px (the default benchmark) are not resampled at all.
+  One view per image, cheap, keeps global cues (exposure, framing, colour cast); an image already
+  256 px on its short side is not resampled (the default benchmark's 192 px images are upscaled).
 - ``crops``: native resolution is kept up to a short side of ``max_short_side`` (larger images are
   downscaled to it, which bounds cost for phone photos), and the score is the average over a
   ``crop_grid`` x ``crop_grid`` grid of ``image_size`` crops covering the image (features are

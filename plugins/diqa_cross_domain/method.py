@@ -7,8 +7,8 @@ Training (``fit``):
 - batches are domain-balanced (option ``domain_weights``, equal shares by default), so a large
   domain does not drown a small one: exactly per step in finetune mode, on average in head mode
   (docs/cross_domain.md, "Domain-balanced batches");
-- loss ``fidelity`` (default: UNIQUE's pairwise ranking loss on pairs drawn within one dataset
-  only), ``l1``, ``mse`` or ``mix`` (``(1 - mix_weight) * l1 + mix_weight * fidelity``);
+- loss ``mix`` (default: ``(1 - mix_weight) * l1 + mix_weight * fidelity``), ``l1``, ``mse`` or
+  ``fidelity`` (UNIQUE's pairwise ranking loss on pairs drawn within one dataset only);
 - AdamW, cosine learning-rate schedule over the epochs, early stopping on a validation split carved
   out of the train set (``val_ratio`` of each domain's content groups, whole groups; the validation
   loss averages the domains with equal weight), best epoch restored; seeded from ``ctx.seed``.
@@ -22,7 +22,7 @@ which one a fit ran as. This class owns the options and the checkpoint file, and
 the strategy.
 
 Input handling (no blur or colour augmentation; flips and random crops in finetune training only;
-by default the whole image at native resolution) is described in :mod:`diqa_cross_domain.inputs`.
+by default one 224 px centre crop of the resized image) is described in :mod:`diqa_cross_domain.inputs`.
 Scores are predicted normalised MOS: higher is better. docs/cross_domain.md holds the ablation
 behind the defaults.
 """
