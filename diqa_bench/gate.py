@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class Gate:
         self._lock = threading.Lock()
         self.threshold = threshold
         self.method = prepared.cls.name
+        self.threshold_note = ""  # says when the cut accepts (or rejects) every image of its train split
+        self.licences: list = []  # what the method declares of its code, weights and data licences (load_gate fills it)
 
     @property
     def better(self) -> str:
@@ -112,19 +115,22 @@ class Gate:
 def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str | None = None, device: str = "auto", *,
               options: dict | None = None, weights: str | os.PathLike | None = None, method: str | None = None,
               batch_size: int = 16, cache_dir: str | os.PathLike | None = None, max_pixels: int | None = None,
-              weights_dir: str | os.PathLike | None = None, registry=None) -> Gate:
+              weights_dir: str | os.PathLike | None = None, run: str | os.PathLike | None = None, registry=None) -> Gate:
     """Load a quality gate once; score uploads with the returned :class:`Gate`.
 
     ``method_or_model_folder``: a method name (``"piqe"``, ``"brisque"``), or a model folder a run
     saved (``<results>/models/<method>@<train>/seed<k>``; ``method=`` names the method when the
     folder's label is not one). ``threshold``: a number, ``"auto"`` or ``"auto:DOMAIN"`` (the cut
-    a run chose, from the model folder's ``threshold.json``), or None for scores alone.
+    a run chose: from the model folder's ``threshold.json``, or for a zero-shot method from the
+    results folder ``run``'s ``thresholds.json``), or None for scores alone. A cut that accepts
+    (or rejects) every image of its train split is reported in one warning line and in
+    ``gate.threshold_note``.
     ``options``, ``weights``, ``device``, ``batch_size``, ``weights_dir`` are ``score``'s.
     ``cache_dir``: keep scores in that score cache (default: none: a service rarely sees a photo
     twice). ``max_pixels`` sets the pixel limit for this process (default 40 MP, or
     ``$DIQA_BENCH_MAX_PIXELS``). Usage errors raise :class:`diqa_bench.errors.UserError`.
     """
-    from diqa_bench.scoring import prepare, resolve_threshold
+    from diqa_bench.scoring import prepare, resolve_cut
 
     target = Path(method_or_model_folder)
     name = str(method_or_model_folder)
@@ -144,12 +150,32 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
 
         registry = load_plugins()
     weights_str = os.fspath(weights) if weights else None
-    cut = resolve_threshold(threshold, weights_str)
+    cut, note = resolve_cut(threshold, weights_str, os.fspath(run) if run else None, name)
     cache = Path(cache_dir).expanduser() if cache_dir else None
     # workers=0: decoding in the calling thread; a pool of decoding processes per upload costs more than it saves
     p = prepare(registry, name, options, weights_str, device=device, batch_size=batch_size, workers=0, cache_dir=cache,
                 weights_dir=os.fspath(weights_dir) if weights_dir else None)
-    return Gate(p, registry, cut, cache)
+    gate = Gate(p, registry, cut, cache)
+    gate.threshold_note = note
+    if note:
+        print(f"diqa-bench: warning: {note}", file=sys.stderr)
+    _warn_licences(gate, p.cls, {**(options or {}), **({"weights": weights_str} if weights_str else {})})
+    return gate
+
+
+def _warn_licences(gate: Gate, cls, options: dict) -> None:
+    """One line on stderr when the gate depends on a component marked non-commercial or unknown
+    (``gate.licences`` holds every fact, with its source)."""
+    from diqa_bench.licences import Licence, restricted
+
+    try:
+        gate.licences = list(cls.licences(options))
+    except Exception as exc:  # noqa: BLE001 - third-party code
+        gate.licences = [Licence("code", f"method {cls.name}", source=f"licences() failed: {type(exc).__name__}")]
+    flagged = restricted(gate.licences)
+    if flagged:
+        print(f"diqa-bench: the {cls.name} gate depends on components not known to allow commercial use: "
+              + "; ".join(f.short() for f in flagged) + " (gate.licences has the sources)", file=sys.stderr)
 
 
 def _method_of(folder: Path) -> str:

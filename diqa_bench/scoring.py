@@ -316,25 +316,35 @@ def _score(p: Prepared, registry, todo: list[str], path_of: dict[str, str], scor
                    skip_failing=True, costs=_pixels(paths) if processes > 1 else None, commit_every=64)
 
 
-def resolve_threshold(value: str | float | None, weights: str | None) -> float | None:
-    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
-    the train split, read from ``threshold.json`` in the ``--weights`` model folder. ``auto``
-    picks the only domain, else the model's own train domain; several candidates need a DOMAIN."""
-    from diqa_bench.errors import UserError
+def resolve_threshold(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> float | None:
+    """The threshold of :func:`resolve_cut`, without its note."""
+    return resolve_cut(value, weights, run, method)[0]
 
+
+def resolve_cut(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> tuple[float | None, str]:
+    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
+    the train split: from ``threshold.json`` in the ``--weights`` model folder, or, with ``run``
+    (a results folder; zero-shot methods have no model folder), from its ``thresholds.json`` for
+    ``method`` (its label in the run; the mean of the split seeds' cuts when there are several).
+    ``auto`` picks the only domain, else the model's own train domain; several candidates need a
+    DOMAIN. The note (else "") says when the cut accepts or rejects every image of its train
+    split: such a "gate" decides nothing."""
     if value is None:
-        return None
+        return None, ""
     text = str(value).strip()
     if not text.lower().startswith("auto"):
         try:
-            return float(text)
+            return float(text), ""
         except ValueError:
             raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
     domain = text.split(":", 1)[1].strip() if ":" in text else None
+    if run and not weights:
+        return _run_cut(Path(run), method or "", domain)
     path = Path(weights or "") / "threshold.json"
     if not weights or not path.is_file():
-        raise UserError(f"--threshold auto: {'no --weights given' if not weights else f'{weights} has no threshold.json'} "
-                        "(a run writes one into models/<method>@<train>/seed<k>/ when its config declares acceptability)")
+        raise UserError(f"--threshold auto: {'no --weights or --run given' if not weights else f'{weights} has no threshold.json'} "
+                        "(a run writes one into models/<method>@<train>/seed<k>/, and thresholds.json into its folder, "
+                        "when its config declares acceptability)")
     try:
         doc = json.loads(path.read_text())
         cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
@@ -350,4 +360,40 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
             raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(sorted(cuts))}); choose one with --threshold auto:DOMAIN")
     if domain not in cuts:
         raise UserError(f"--threshold auto:{domain}: {path} has thresholds for {', '.join(sorted(cuts)) or 'no domain'}")
-    return cuts[domain]
+    accepted = (doc.get("train_accept") or {}).get(domain) if isinstance(doc.get("train_accept"), dict) else None
+    return cuts[domain], _degenerate_note(cuts[domain], [accepted], domain)
+
+
+def _run_cut(run: Path, method: str, domain: str | None) -> tuple[float, str]:
+    from diqa_bench.results import RUN_THRESHOLDS
+
+    path = run / RUN_THRESHOLDS
+    if not path.is_file():
+        raise UserError(f"--threshold auto: {run} has no {RUN_THRESHOLDS} (a run writes one when its config declares acceptability)")
+    try:
+        cuts = [c for c in json.loads(path.read_text())["cuts"] if c["method"] == method and c["train"] == "-"]
+        for c in cuts:
+            c["threshold"] = float(c["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a diqa-bench thresholds file ({type(exc).__name__})") from None
+    domains = sorted({str(c["test"]) for c in cuts})
+    if not domains:
+        raise UserError(f"--threshold auto: {path} has no zero-shot cut for {method!r} (a trained method's cut is in its model folder: pass --weights)")
+    if domain is None:
+        if len(domains) > 1:
+            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(domains)}); choose one with --threshold auto:DOMAIN")
+        domain = domains[0]
+    mine = [c for c in cuts if str(c["test"]) == domain]
+    if not mine:
+        raise UserError(f"--threshold auto:{domain}: {path} has thresholds of {method} for {', '.join(domains)}")
+    cut = float(sum(c["threshold"] for c in mine) / len(mine))  # the leaderboard's seed = all THRESHOLD
+    return cut, _degenerate_note(cut, [c.get("train_accept") for c in mine], domain)
+
+
+def _degenerate_note(cut: float, accepted: list, domain: str) -> str:
+    known = [float(a) for a in accepted if a is not None]
+    if known and all(a >= 1.0 for a in known):
+        return f"the threshold {cut:g} accepts every image of its train split on {domain}: this gate accepts everything it was chosen on"
+    if known and all(a <= 0.0 for a in known):
+        return f"the threshold {cut:g} rejects every image of its train split on {domain}: this gate rejects everything it was chosen on"
+    return ""

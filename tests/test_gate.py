@@ -141,7 +141,7 @@ def test_a_usage_error_is_one_line():
 
     with pytest.raises(UserError, match="trainable: pass --weights"):
         load_gate("cross-domain")
-    with pytest.raises(UserError, match="no --weights given"):
+    with pytest.raises(UserError, match="no --weights or --run given"):
         load_gate("piqe", threshold="auto")
     with pytest.raises(UserError, match="expected a number, auto or auto:DOMAIN"):
         load_gate("piqe", threshold="high")

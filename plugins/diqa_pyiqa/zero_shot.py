@@ -73,6 +73,12 @@ class PyiqaMetric(Method):
         self.download_timeout = download_timeout
         self.model = None
 
+    @classmethod
+    def licences(cls, options=None):
+        from .licences import method_licences
+
+        return method_licences(cls.checkpoint, options)
+
     # -- building ------------------------------------------------------------------------------
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
         """Arguments for ``pyiqa.create_metric`` given a local checkpoint (or None)."""
