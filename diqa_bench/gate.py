@@ -152,8 +152,9 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
     weights_str = os.fspath(weights) if weights else None
     cut, note = resolve_cut(threshold, weights_str, os.fspath(run) if run else None, name)
     cache = Path(cache_dir).expanduser() if cache_dir else None
-    # workers=0: decoding in the calling thread; a pool of decoding processes per upload costs more than it saves
-    p = prepare(registry, name, options, weights_str, device=device, batch_size=batch_size, workers=0, cache_dir=cache,
+    # workers=0: decoding in the calling thread; a pool of decoding processes per upload costs more than it saves.
+    # No cache folder for the method: its feature caches would hold a sqlite connection of the loading thread.
+    p = prepare(registry, name, options, weights_str, device=device, batch_size=batch_size, workers=0, cache_dir=None,
                 weights_dir=os.fspath(weights_dir) if weights_dir else None)
     gate = Gate(p, registry, cut, cache)
     gate.threshold_note = note

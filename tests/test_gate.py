@@ -194,3 +194,18 @@ def test_import_diqa_bench_and_its_load_gate_import_no_torch():
     code = "import sys, diqa_bench; assert callable(diqa_bench.load_gate); print('torch' in sys.modules, 'pyiqa' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_gate_with_a_score_cache_answers_a_photo_seen_before_from_any_thread(stub_registry, stub_counters, tmp_path):
+    from diqa_bench import load_gate
+
+    noise, _ = stub_counters
+    gate = load_gate("stub-noise", registry=stub_registry, cache_dir=tmp_path / "cache")
+    photo = _jpeg((np.random.default_rng(1).random((24, 24, 3)) * 255).astype(np.uint8))
+    got = []
+    for _ in range(2):  # each call from a new thread: sqlite connections belong to their thread
+        t = threading.Thread(target=lambda: got.append(gate.score(photo).score))
+        t.start()
+        t.join()
+    assert len(got) == 2 and got[0] is not None and got[0] == got[1]
+    assert noise.calls == 1  # the second answer came from the cache
