@@ -82,10 +82,7 @@ class Gate:
                     with open(files[i], "wb") as f:
                         f.write(obj)
                 elif isinstance(obj, (str, os.PathLike)):
-                    if not Path(obj).is_file():
-                        found[i] = (None, "no such file" if not Path(obj).exists() else "not a regular file")
-                    else:
-                        files[i] = os.fspath(obj)
+                    files[i] = os.fspath(obj)  # a missing file, a folder or a FIFO: score_files says why, as score does
                 else:
                     pixels[i] = obj
             with self._lock:

@@ -157,6 +157,7 @@ def staging_folder(out: Path) -> Path:
     _refuse_unless_replaceable(out)
     if holds_finished_results(out):
         _refuse_unless_replaceable(partial_folder(out), f" (where an interrupted run would write, beside the finished results in {out})")
+    stage = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
@@ -164,6 +165,8 @@ def staging_folder(out: Path) -> Path:
         atomic_write(stage / RESULTS_MARKER, f"{MARKER_TEXT}, format 1\nwritten by diqa-bench {__version__}: a run replaces this whole folder\n")
         return stage
     except OSError as exc:
+        if stage is not None:  # a full disk: no empty staging folder is left behind
+            shutil.rmtree(stage, ignore_errors=True)
         raise UserError(f"cannot write results to {out}: {exc.strerror or exc}") from None
 
 

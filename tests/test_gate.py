@@ -120,8 +120,8 @@ def test_bad_inputs_are_skipped_with_scores_reasons_and_the_rest_scored(tmp_path
     assert results[0].score is not None and results[0].accepted is None and results[0].skipped is None
     reasons = [r.skipped for r in results[1:]]
     assert all(r.score is None and r.accepted is None for r in results[1:])
-    assert reasons[0] == reasons[1] == "not an image"  # as score says it
-    assert reasons[2] == "no such file" and reasons[3] == "not a regular file"
+    assert reasons[0] == reasons[1] == "image file is empty (0 bytes)"  # as score says it
+    assert reasons[2].startswith("image file not found") and reasons[3] == "not a regular file (a folder)"
     assert "exceed the limit of 0.3 MP" in reasons[4] and "exceed the limit of 0.3 MP" in reasons[8]
     assert "expected an image array" in reasons[5] and "[0, 1]" in reasons[6] and "unsupported pixel type bool" in reasons[7]
 
