@@ -6,6 +6,8 @@ The public contracts a plugin needs live in three modules:
 - :mod:`diqa_bench.datasets`: :class:`Dataset` and :class:`Record`;
 - :mod:`diqa_bench.methods`: :class:`Method`, :class:`Batch`, :class:`MethodContext`, :class:`TrainingData`.
 
+A service puts a method in front of its upload form with :func:`load_gate` (:mod:`diqa_bench.gate`).
+
 Nothing here imports torch: ``diqa-bench --help``, ``list`` and ``validate`` stay fast.
 """
 
@@ -13,4 +15,11 @@ __version__ = "0.1.0"
 
 from diqa_bench.hookspecs import hookimpl  # noqa: E402  (re-exported for plugin authors)
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__", "hookimpl", "load_gate"]
+
+
+def load_gate(*args, **kwargs):
+    """Load a quality gate once, then score uploads with it: see :func:`diqa_bench.gate.load_gate`."""
+    from diqa_bench.gate import load_gate as load
+
+    return load(*args, **kwargs)

@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option (YAML value), repeatable")
     sc.add_argument("-o", "--output", help="CSV file (default: stdout)")
     sc.add_argument("--threshold", help="also print accept/reject per image: accept when the score is at least as good as T; "
-                    "'auto' (or auto:DOMAIN) uses the cut a run chose on the train split (threshold.json next to --weights)")
+                    "'auto' (or auto:DOMAIN) uses the cut a run chose on the train split (threshold.json next to --weights, "
+                    "or for a zero-shot method the run folder's thresholds.json: --run)")
+    sc.add_argument("--run", help="results folder whose thresholds.json holds the cut --threshold auto uses for a zero-shot method")
     sc.add_argument("--device", default=None)
     sc.add_argument("--batch-size", type=int, default=16)
     sc.add_argument("--workers", type=int, default=0, help="image-decoding worker processes for the in-process path (default 0)")
@@ -137,6 +139,8 @@ def _registry(args):
 
 
 def cmd_list(args) -> int:
+    from diqa_bench.licences import declared
+
     reg = _registry(args)
     table = reg.methods if args.what == "methods" else reg.datasets
     hidden = [name for name in table if getattr(table[name].cls, "unusable", None)]
@@ -146,6 +150,7 @@ def cmd_list(args) -> int:
         extra = f"  [{cls.kind()}{', lower is better' if cls.lower_better is True else ''}]" if args.what == "methods" else ""
         desc = (cls.description or "").strip().splitlines()[0] if cls.description else ""
         print(f"{name:<22} {desc}{extra}  (plugin: {e.plugin})")
+        print(f"    licences: {declared(cls)}")
         if args.options:
             for opt, schema in (cls.options_schema or {}).items():
                 print(f"    {opt}: {_describe_option(schema)}")
@@ -391,9 +396,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from diqa_bench.scoring import resolve_threshold, score_paths
+    from diqa_bench.scoring import resolve_cut, score_paths
 
-    args.threshold = resolve_threshold(args.threshold, args.weights)
+    args.threshold, note = resolve_cut(args.threshold, args.weights, args.run, args.method)
+    if note:
+        print(f"diqa-bench: warning: {note}", file=sys.stderr)
     return score_paths(args, _registry(args))
 
 

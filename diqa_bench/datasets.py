@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from diqa_bench.errors import DataError
 from diqa_bench.files import image_file_problem
+
+if TYPE_CHECKING:
+    from diqa_bench.licences import Licence
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class Dataset:
     (low, high), ``lower_better`` (True for DMOS-style labels), ``pseudo_mos`` (True when labels
     come from an algorithm, not human raters: reports say so), ``synthetic`` (True for generated
     images), ``root`` (image paths are resolved
-    against it and must not escape it).
+    against it and must not escape it). And :meth:`licences`: what is known of the data's licence
+    (default: unknown).
     """
 
     name: ClassVar[str] = ""
@@ -78,6 +82,20 @@ class Dataset:
     def load(self, ctx: DatasetContext) -> list[Record]:
         """Read (or generate) the records. Called lazily, once per run."""
         raise NotImplementedError
+
+    @classmethod
+    def licences(cls, options: dict[str, Any] | None = None) -> "list[Licence]":
+        """What is known of the licence of this dataset's images and labels (``options``: a
+        configuration's, e.g. its root folder), with the source: see :mod:`diqa_bench.licences`.
+        Cheap, no loading. The default: the LICENSE or NOTICE file in the ``root`` option's folder
+        (or up to three folders above it), else unknown."""
+        from diqa_bench.licences import Licence, find_notice, from_notice
+
+        root = (options or {}).get("root")
+        notice = find_notice(root) if isinstance(root, str) and root else None
+        if notice is not None:
+            return [from_notice("data", f"dataset {cls.name} in {root}", notice)]
+        return [Licence("data", f"dataset {cls.name}")]
 
 
 REQUIRED_DATASET_ATTRS = ("name",)

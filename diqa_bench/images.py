@@ -107,9 +107,7 @@ def decode(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with _open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-            return _to_rgb_float(img)
+            return pixels_of(img)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -117,6 +115,45 @@ def decode(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: not an image" + (" (0 bytes)" if size == 0 else "")) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode ({exc})") from None
+
+
+def pixels_of(img: Image.Image) -> np.ndarray:
+    """An opened PIL image as :func:`decode` returns it: EXIF orientation applied, float32 RGB in
+    [0, 1] (the one conversion, for files and for images handed over in memory)."""
+    img = ImageOps.exif_transpose(img)
+    img.load()
+    return _to_rgb_float(img)
+
+
+def in_memory_pixels(obj: Any, what: str = "image") -> np.ndarray:
+    """A PIL image or a numpy array (RGB, not OpenCV's BGR: [H, W], [H, W, 1|3|4]; uint8, uint16,
+    or float in [0, 1]) as :func:`decode` gives a file of the same pixels, under the same pixel
+    limit; anything else raises DataError naming ``what``."""
+    if isinstance(obj, Image.Image):
+        _check_pixels(what, obj.size)
+        try:
+            return pixels_of(obj)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"{what}: cannot decode ({exc})") from None
+    arr = np.asarray(obj)
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        arr = arr[:, :, :3] if arr.shape[2] != 1 else arr[:, :, 0]  # an alpha channel is dropped, as decode() does
+    elif arr.ndim != 2:
+        arr = arr[:0]  # refused below
+    if 0 in arr.shape:
+        raise DataError(f"{what}: expected an image array [H, W] or [H, W, 1|3|4], got shape {list(np.shape(obj))}")
+    _check_pixels(what, (arr.shape[1], arr.shape[0]))
+    if arr.dtype == np.uint8:
+        out = np.divide(arr, np.float32(255.0), dtype=np.float32)
+    elif arr.dtype == np.uint16:
+        out = np.divide(arr, np.float32(65535.0), dtype=np.float32)
+    elif arr.dtype.kind == "f":
+        out = arr.astype(np.float32)
+        if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
+            raise DataError(f"{what}: a float image must hold finite values in [0, 1]")
+    else:
+        raise DataError(f"{what}: unsupported pixel type {arr.dtype} (expected uint8, uint16 or float in [0, 1])")
+    return np.ascontiguousarray(np.repeat(out[:, :, None], 3, axis=2) if out.ndim == 2 else out)
 
 
 def _to_rgb_float(img: Image.Image) -> np.ndarray:

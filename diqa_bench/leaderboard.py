@@ -271,6 +271,19 @@ def missing_notes(run_info: dict[str, Any], test: str) -> list[str]:
     return [f"{m} @ {t} (seed {', '.join(map(str, sorted(seeds)))}): {why}" for (m, t, why), seeds in grouped.items()]
 
 
+def degenerate_cut_notes(run_info: dict[str, Any], test: str) -> list[str]:
+    """One line per method @ train set whose acceptability cut on this test domain accepts (or
+    rejects) every image of the train split it was chosen on, with the seeds."""
+    grouped: dict[tuple[str, str, str], list[int]] = {}
+    for c in run_info.get("cells", []):
+        rate = c.get("train_accept")
+        if c["test"] == test and c["status"] == "ok" and rate is not None and rate in (0.0, 1.0):
+            what = "accepts every" if rate == 1.0 else "rejects every"
+            grouped.setdefault((c["method"], c["train"], what), []).append(c["seed"])
+    return [f"{m} @ {t} (seed {', '.join(map(str, sorted(seeds)))}): the threshold {what} image of the train split"
+            for (m, t, what), seeds in grouped.items()]
+
+
 def _nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
@@ -349,6 +362,8 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append(item)
             lines.append("")
         lines += _bullets("Cells without results:", [_md_text(n) for n in missing_notes(run_info, test)])
+        lines += _bullets("Thresholds that decide nothing on their train split (Accuracy and Retake rate are those of accepting "
+                          "or rejecting every image):", degenerate_cut_notes(run_info, test))
         lines += _bullets("PLCC and RMSE with a linear instead of a logistic mapping:", linear_mapping_notes(run_info, test))
         t_header, t_rows = transfer_rows(transfer, test)
         if t_rows:
@@ -375,6 +390,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
         lines.append("")
         lines.append("All tables and figures in one page: [report.html](report.html).")
         lines.append("")
+    lines.extend(licence_section(run_info))
     lines.append("## Protocol")
     lines.append("")
     lines.extend(protocol_lines(run_info, text=_md_text))
@@ -404,6 +420,26 @@ def strata_section(table, run_info: dict[str, Any], test: str) -> list[str]:
                 "lowest SROCC; gap: best minus worst stratum, with its interval from the same group draws (PLCC too in strata.csv).", "",
                 tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
     return out
+
+
+def licence_section(run_info: dict[str, Any]) -> list[str]:
+    """'## Licences': one row per method and dataset, what it declares of its code, weights and
+    data licences, and whether commercial use is known to be allowed (sources in run.json)."""
+    from tabulate import tabulate
+
+    from diqa_bench.licences import overall
+
+    facts = run_info.get("licences") or {}
+    rows = []
+    for kind, table in (("method", facts.get("methods") or {}), ("dataset", facts.get("datasets") or {})):
+        for name, items in table.items():
+            terms = "; ".join(f"{f.get('component')}: {f.get('what')} ({f.get('terms')})" for f in items) or "unknown"
+            rows.append([f"{kind} {_md_text(name)}", _md_text(terms), overall(items)])
+    if not rows:
+        return []
+    table = tabulate(rows, headers=["", "licences (as declared; sources in run.json)", "commercial use"], tablefmt="github", disable_numparse=True)
+    return ["## Licences", "", table, "",
+            "Stated as each plugin declares them, not legal advice: \"unknown\" means nobody checked, not that it is allowed.", ""]
 
 
 def data_section(run_info: dict[str, Any]) -> list[str]:

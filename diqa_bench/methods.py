@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 if TYPE_CHECKING:  # torch is imported only where a method actually runs
     import torch
 
+    from diqa_bench.licences import Licence
+
 
 @dataclass
 class Batch:
@@ -159,6 +161,8 @@ class Method:
     - ``options_schema``: JSON-schema ``properties`` of the options the method accepts; any other
       option is a config error;
     - ``score_range``: (low, high) of the scores, when known (used for tolerances and reports).
+
+    And :meth:`licences`: what is known of the licences it depends on (default: unknown).
     """
 
     name: ClassVar[str] = ""
@@ -224,6 +228,17 @@ class Method:
         blob = json.dumps({"name": self.name, "version": self.version, "options": self.options if options is None else options},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def licences(cls, options: dict[str, Any] | None = None) -> "list[Licence]":
+        """What is known of the licences of the code, weights and parameter files this method
+        runs on (``options``: a configuration's, when they change it), each with its source: see
+        :mod:`diqa_bench.licences`. Must be cheap and import nothing heavy (``diqa-bench list``
+        shows it): read distribution metadata with :func:`diqa_bench.licences.from_distribution`.
+        The default: the method's code, licence unknown."""
+        from diqa_bench.licences import Licence
+
+        return [Licence("code", f"method {cls.name}")]
 
     @classmethod
     def kind(cls) -> str:

@@ -157,6 +157,7 @@ def staging_folder(out: Path) -> Path:
     _refuse_unless_replaceable(out)
     if holds_finished_results(out):
         _refuse_unless_replaceable(partial_folder(out), f" (where an interrupted run would write, beside the finished results in {out})")
+    stage = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
@@ -164,6 +165,8 @@ def staging_folder(out: Path) -> Path:
         atomic_write(stage / RESULTS_MARKER, f"{MARKER_TEXT}, format 1\nwritten by diqa-bench {__version__}: a run replaces this whole folder\n")
         return stage
     except OSError as exc:
+        if stage is not None:  # a full disk: no empty staging folder is left behind
+            shutil.rmtree(stage, ignore_errors=True)
         raise UserError(f"cannot write results to {out}: {exc.strerror or exc}") from None
 
 
@@ -234,6 +237,8 @@ def compute_metrics(outcomes, config, details: dict | None = None) -> "Any":
         if bad_test is not None:
             rows.append(dict(common, statistic=THRESHOLD, value=cut, ci_low=nan, ci_high=nan))  # fixed: no interval
             info["threshold"] = cut if np.isfinite(cut) else None
+            if np.isfinite(cut) and len(o.train_scores):  # 1.0 or 0.0: the "gate" accepts (rejects) everything there
+                info["train_accept"] = train_accept_rate(o.train_scores, cut, o.lower_better)
         if details is not None:
             details[(o.method, o.train, o.test, o.seed)] = info
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
@@ -361,17 +366,52 @@ def protocol_statistics() -> dict[str, Any]:
     }
 
 
+def train_accept_rate(train_scores, cut: float, lower_better: bool) -> float:
+    """Share of the train split's images a cut accepts (by the gate's rule)."""
+    ts = np.asarray(train_scores, float)
+    ts = ts[np.isfinite(ts)]
+    return float(np.mean(ts <= cut if lower_better else ts >= cut)) if len(ts) else float("nan")
+
+
+RUN_THRESHOLDS = "thresholds.json"
+
+
+def write_run_thresholds(out: Path, outcomes, details: dict) -> Path | None:
+    """``<out>/thresholds.json``: every cell's acceptability cut, zero-shot methods included
+    (they have no model folder), with the share of its train split it accepts; what ``score
+    --threshold auto:DOMAIN --run <out>`` and ``load_gate(..., run=<out>)`` read."""
+    cuts = []
+    for o in outcomes:
+        info = details.get((o.method, o.train, o.test, o.seed), {})
+        if o.status != "ok" or info.get("threshold") is None:
+            continue
+        cuts.append({"method": o.method, "train": o.train, "test": o.test, "seed": o.seed, "threshold": info["threshold"],
+                     "lower_better": bool(o.lower_better), "train_accept": info.get("train_accept")})
+    if not cuts:
+        return None
+    doc = {"rule": "accept when the score is at least as good as the threshold (>= when higher is better, <= when lower is better)",
+           "chosen_on": "the train split of each test domain (best accuracy there), per split seed",
+           "train_accept": "share of that train split the cut accepts: 1.0 accepts everything, 0.0 rejects everything",
+           "cuts": cuts}
+    path = out / RUN_THRESHOLDS
+    atomic_write(path, json.dumps(doc, indent=1))
+    return path
+
+
 def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
     """``models/<method>@<train>/seed<k>/threshold.json`` for every fitted model the run saved:
     the acceptability cut chosen on each test domain's train split, in the method's score units,
     for ``diqa-bench score --threshold auto``."""
     grouped: dict[tuple[str, str, int], dict[str, Any]] = {}
+    accepted: dict[tuple[str, str, int], dict[str, Any]] = {}
     lower: dict[tuple[str, str, int], bool] = {}
     for o in outcomes:
-        cut = details.get((o.method, o.train, o.test, o.seed), {}).get("threshold")
+        info = details.get((o.method, o.train, o.test, o.seed), {})
+        cut = info.get("threshold")
         if o.train == "-" or o.status != "ok" or cut is None:
             continue
         grouped.setdefault((o.method, o.train, o.seed), {})[o.test] = cut
+        accepted.setdefault((o.method, o.train, o.seed), {})[o.test] = info.get("train_accept")
         lower[(o.method, o.train, o.seed)] = bool(o.lower_better)
     written = []
     for (method, train, seed), cuts in grouped.items():
@@ -382,7 +422,8 @@ def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
             continue
         doc = {"method": method, "train": train, "seed": seed, "lower_better": lower[(method, train, seed)],
                "rule": "accept when the score is at least as good as the threshold (>= when higher is better, <= when lower is better)",
-               "chosen_on": "the train split of each test domain (best accuracy there)", "thresholds": cuts}
+               "chosen_on": "the train split of each test domain (best accuracy there)", "thresholds": cuts,
+               "train_accept": accepted[(method, train, seed)]}
         atomic_write(folder / "threshold.json", json.dumps(doc, indent=1))
         written.append(folder / "threshold.json")
     return written
@@ -437,6 +478,7 @@ def run_info(config, registry, scorer, options, executor, started: str) -> dict[
             "executor": type(executor).__name__ if executor is not None else "LocalExecutor",
         },
         "domains": domains,
+        "licences": run_licences(config, registry, plan),
         "fitted_models": fitted_models(options.out),
         "weights": methods_weights(config, registry, scorer),
         "screening": plan.screening,
@@ -474,6 +516,25 @@ def methods_weights(config, registry, scorer) -> list[dict[str, Any]]:
             files = []
         rows.append({"method": m.label, "files": files})
     return rows
+
+
+def run_licences(config, registry, plan) -> dict[str, Any]:
+    """What each method (by label) and dataset of the run declares of its licences, with the
+    source of each fact (:mod:`diqa_bench.licences`), for run.json and the leaderboard."""
+    from diqa_bench.licences import facts_of
+
+    methods = {m.label: facts_of(registry.method(m.name), m.options) for m in config.methods if m.name in registry.methods}
+    datasets = {}
+    for specs in config.domains.values():
+        for spec in specs:
+            d = plan.datasets.get(spec.name)
+            obj = getattr(d, "obj", None)
+            options = dict(spec.options)
+            if obj is not None and getattr(obj, "root", None) is not None:
+                options["root"] = str(obj.root)  # resolved as the dataset read it
+            if spec.type in registry.datasets:
+                datasets[spec.name] = facts_of(registry.dataset(spec.type), options)
+    return {"methods": methods, "datasets": datasets}
 
 
 def fitted_models(out: Path) -> list[dict[str, Any]]:
@@ -578,6 +639,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     atomic_write(paths["run"], json.dumps(run_info, indent=2, default=str))
     if config.acceptability is not None:
         write_thresholds(out, outcomes, details)
+        write_run_thresholds(out, outcomes, details)
     paths.update(pairs.write_files(out, paired))
     key_parts = [scores_csv, metrics_csv, run_info.get("domains"), config.raw] + ([validation_scores] if validation_scores is not None else [])
     report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(*key_parts))

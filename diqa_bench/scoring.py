@@ -26,7 +26,8 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -71,14 +72,181 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, unit="img", desc=f"score ({name})", file=sys.stderr, dynamic_ncols=True)
 
 
-def score_paths(args, registry) -> int:
-    from diqa_bench.cache import ScoreCache, default_cache_dir, file_hash
+@dataclass
+class Prepared:
+    """A method built, validated and ready to score, shared by ``diqa-bench score`` and the gate
+    (:mod:`diqa_bench.gate`): ``ready()`` sets it up (and loads a trainable method's fit) at most
+    once, only when an image needs it."""
+
+    cls: type
+    method: Any
+    ctx: Any
+    weights: str | None
+    token: str
+    ready: Callable[[], None]
+
+    @property
+    def lower_better(self) -> bool:
+        return bool(self.method.lower_better)  # may be known only after setup
+
+    @property
+    def better(self) -> str:
+        return "lower" if self.lower_better else "higher"
+
+
+def prepare(registry, name: str, options: dict | None = None, weights: str | None = None, *, device: str | None = "auto",
+            batch_size: int = 16, workers: int = 0, cache_dir: Path | None = None, weights_dir: str | None = None,
+            decode: str | None = "auto") -> Prepared:
+    """Build method ``name`` with ``options`` (and ``weights``: a zero-shot method's weights file
+    or a trainable method's saved fit) as ``score`` does; usage errors raise UserError."""
+    from diqa_bench.batch_loop import once
     from diqa_bench.config import validate_options
-    from diqa_bench.errors import DataError
-    from diqa_bench.files import check_output_file, csv_cell, image_file_problem, write_output
-    from diqa_bench.images import check_pixel_limit, list_images, resolve_decoder
+    from diqa_bench.images import resolve_decoder
     from diqa_bench.methods import MethodContext
     from diqa_bench.scorer import resolve_device
+
+    cls = registry.method(name)
+    options = dict(options or {})
+    if weights and not cls.trainable:
+        if "weights" not in cls.options_schema:
+            raise UserError(f"method {cls.name!r} takes no weights file")
+        options["weights"] = weights
+    validate_options(options, cls.options_schema, cls.required_options, f"method {cls.name} options", "score")
+    if cls.trainable and not weights:
+        raise UserError(f"method {cls.name!r} is trainable: pass --weights with a saved fit (a run saves them under <results>/models/)")
+    if cls.trainable and not Path(weights).exists():
+        raise UserError(f"--weights {weights}: no such file or folder")
+    weights_dir = weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
+    device = resolve_device(device)
+    ctx = MethodContext(device=device, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
+                        weights_dir=Path(weights_dir) if weights_dir else None, decoder=resolve_decoder(decode, device))
+    method = cls(**options)
+
+    def setup() -> None:  # only on the in-process path: pool workers build their own method
+        method.setup(ctx)
+        if method.trainable:
+            from diqa_bench.scorer import model_damage
+
+            damage = model_damage(Path(weights)) if Path(weights).is_dir() else None
+            if damage is not None:  # a model folder a run exported, changed since
+                raise UserError(f"--weights {weights}: damaged model ({damage})")
+            method.load(Path(weights))
+
+    return Prepared(cls, method, ctx, weights, score_token(method, weights, ctx.decoder, ctx), once(setup))
+
+
+def score_files(p: Prepared, registry, paths: Sequence[str | Path], *, cache=None, processes: int = 1, progress: bool = False) -> list[tuple[float | None, str]]:
+    """``(score, "")`` or ``(None, why it has no score)`` for each of ``paths``: decoded, limited,
+    scored (through :func:`diqa_bench.scorer.compute_scores`) and cached (``cache``: a ScoreCache,
+    or None) as ``score`` does. Identical files are scored once. A method that cannot run here or
+    returns the wrong number of scores raises UserError: no score can be trusted."""
+    from diqa_bench.cache import file_hash
+    from diqa_bench.errors import DataError
+    from diqa_bench.files import image_file_problem
+    from diqa_bench.images import check_pixel_limit
+
+    # Identical files are scored once: work is per content hash, rows are per path. Only regular
+    # files are read (a FIFO or /dev/zero would never end); the others are skipped with the reason.
+    errors: dict[str, str] = {}  # key -> why it has no score
+    keys = []
+    for i, path in enumerate(paths):
+        why = image_file_problem(path)
+        if why is None:
+            try:
+                keys.append(file_hash(path))
+                continue
+            except OSError as exc:
+                why = f"cannot read: {exc.strerror or exc}"
+        keys.append(f"unread:{i}")
+        errors[keys[-1]] = why
+    path_of: dict[str, str] = {}
+    for path, k in zip(paths, keys):
+        if k not in errors:
+            path_of.setdefault(k, str(path))
+    for k, path in path_of.items():  # before the cache is read: a limit lowered since applies to cached images too
+        try:
+            check_pixel_limit(path)
+        except DataError as exc:
+            errors[k] = str(exc)
+    usable = [k for k in path_of if k not in errors]
+    scores: dict[str, float] = cache.get_many(p.token, usable) if cache is not None else {}
+    todo = [k for k in usable if k not in scores]
+    bar = _progress(progress, len(path_of), len(path_of) - len(todo), p.cls.name)
+    try:
+        if todo:
+            _score(p, registry, todo, path_of, scores, errors, cache, bar, processes)
+    except MethodUnavailable as exc:
+        raise UserError(f"{p.cls.name}: {exc}") from None
+    except ScoreCountError as exc:  # the method's bug, not the images': no score can be trusted
+        raise UserError(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return [outcome(scores.get(k), errors.get(k)) for k in keys]
+
+
+def score_pixels(p: Prepared, images: Sequence[Any]) -> list[tuple[float | None, str]]:
+    """:func:`score_files` for images already in memory (PIL images, numpy arrays): converted as
+    a decoded file of the same pixels (:func:`diqa_bench.images.in_memory_pixels`), resized to the
+    method's input size as the batch loop does, scored one at a time through the same loop (a
+    method failing on one image skips that image). Not cached."""
+    import hashlib
+
+    import numpy as np
+
+    from diqa_bench.batch_loop import score_batches
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import _resize, in_memory_pixels
+    from diqa_bench.methods import Batch
+
+    results: list[tuple[float | None, str]] = [(None, "not scored")] * len(images)
+    errors: dict[int, str] = {}
+
+    def batches():
+        import torch
+
+        for i, obj in enumerate(images):
+            try:
+                arr = in_memory_pixels(obj, f"image {i}" if len(images) > 1 else "image")
+            except DataError as exc:
+                errors[i] = str(exc)
+                continue
+            key = "px-" + hashlib.blake2b(np.ascontiguousarray(arr).tobytes() + repr(arr.shape).encode(), digest_size=8).hexdigest()
+            t = _resize(torch.from_numpy(arr).permute(2, 0, 1)[None], p.method.input_size)
+            if str(p.ctx.device) != "cpu":
+                t = t.to(p.ctx.device)
+            yield Batch(images=t, keys=[key], paths=[f"<image {i}>"], indices=[i])
+
+    try:
+        p.ready()
+        for batch, values in score_batches(p.method, batches(), lambda i, msg: errors.__setitem__(i, msg)):
+            for i, v in zip(batch.indices, values):
+                results[i] = outcome(v, None)
+    except MethodUnavailable as exc:
+        raise UserError(f"{p.cls.name}: {exc}") from None
+    except ScoreCountError as exc:
+        raise UserError(str(exc)) from None
+    for i, msg in errors.items():
+        results[i] = (None, msg)
+    return results
+
+
+def outcome(s: float | None, error: str | None) -> tuple[float | None, str]:
+    """One image's ``(score, "")``, or ``(None, reason)`` when it has no usable score."""
+    if s is not None and s == s:
+        return float(s), ""
+    return None, error or ("score is NaN" if s is not None else "not scored")
+
+
+def accepts(score: float, threshold: float, lower_better: bool) -> bool:
+    """The gate's rule: accept when the score is at least as good as the threshold."""
+    return score <= threshold if lower_better else score >= threshold
+
+
+def score_paths(args, registry) -> int:
+    from diqa_bench.cache import ScoreCache, default_cache_dir
+    from diqa_bench.files import check_output_file, csv_cell, write_output
+    from diqa_bench.images import list_images
 
     if args.max_pixels is not None:
         if args.max_pixels < 1:
@@ -87,17 +255,9 @@ def score_paths(args, registry) -> int:
 
         set_image_limits(args.max_pixels)
     output = check_output_file(args.output, "-o") if args.output else None  # before any image is scored
-    cls = registry.method(args.method)
-    options = _parse_options(args.option)
-    if args.weights and not cls.trainable:
-        if "weights" not in cls.options_schema:
-            raise UserError(f"method {cls.name!r} takes no weights file")
-        options["weights"] = args.weights
-    validate_options(options, cls.options_schema, cls.required_options, f"method {cls.name} options", "score")
-    if cls.trainable and not args.weights:
-        raise UserError(f"method {cls.name!r} is trainable: pass --weights with a saved fit (a run saves them under <results>/models/)")
-    if cls.trainable and not Path(args.weights).exists():
-        raise UserError(f"--weights {args.weights}: no such file or folder")
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    p = prepare(registry, args.method, _parse_options(args.option), args.weights, device=args.device, batch_size=args.batch_size,
+                workers=args.workers, cache_dir=cache_dir, weights_dir=args.weights_dir, decode=args.decode)
     try:
         paths = list_images(args.paths)
     except Exception as exc:
@@ -105,81 +265,33 @@ def score_paths(args, registry) -> int:
     if not paths:
         raise UserError("no image files found in " + " ".join(args.paths))
 
-    weights_dir = args.weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
-    device = resolve_device(args.device)
-    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
-    ctx = MethodContext(device=device, batch_size=args.batch_size, workers=args.workers, cache_dir=cache_dir,
-                        weights_dir=Path(weights_dir) if weights_dir else None, decoder=resolve_decoder(args.decode, device))
-    method = cls(**options)
-    progress = not args.no_progress and sys.stderr.isatty()
+    processes = max(1, args.processes if args.processes is not None else (os.cpu_count() or 1))
+    results = score_files(p, registry, paths, cache=ScoreCache(cache_dir), processes=processes,
+                          progress=not args.no_progress and sys.stderr.isatty())
 
-    # Identical files are scored once: work is per content hash, rows are per path. Only regular
-    # files are read (a FIFO or /dev/zero would never end); the others are skipped with the reason.
-    errors: dict[str, str] = {}  # key -> why it has no score
-    keys = []
-    for i, p in enumerate(paths):
-        why = image_file_problem(p)
-        if why is None:
-            try:
-                keys.append(file_hash(p))
-                continue
-            except OSError as exc:
-                why = f"cannot read: {exc.strerror or exc}"
-        keys.append(f"unread:{i}")
-        errors[keys[-1]] = why
-    path_of: dict[str, str] = {}
-    for p, k in zip(paths, keys):
-        if k not in errors:
-            path_of.setdefault(k, str(p))
-    cache = ScoreCache(cache_dir)
-    token = score_token(method, args.weights, ctx.decoder, ctx)
-    for k, p in path_of.items():  # before the cache is read: a limit lowered since applies to cached images too
-        try:
-            check_pixel_limit(p)
-        except DataError as exc:
-            errors[k] = str(exc)
-    scores: dict[str, float] = cache.get_many(token, [k for k in path_of if k not in errors])
-    todo = [k for k in path_of if k not in scores and k not in errors]
-    bar = _progress(progress, len(path_of), len(path_of) - len(todo), cls.name)
-    try:
-        if todo:
-            _score(method, registry, ctx, args, todo, path_of, scores, errors, cache, token, bar)
-    except MethodUnavailable as exc:
-        raise UserError(f"{cls.name}: {exc}") from None
-    except ScoreCountError as exc:  # the method's bug, not the images': no score can be trusted
-        raise UserError(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.close()
-
-    lower = bool(method.lower_better)
-    better = "lower" if lower else "higher"
+    better = p.better
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "score", "better"] + (["decision"] if args.threshold is not None else []) + ["skipped"])
     decided: list[bool] = []
-    for p, k in zip(paths, keys):
-        s = scores.get(k)
-        usable = s is not None and s == s
-        why = "" if usable else errors.get(k) or ("score is NaN" if s is not None else "not scored")
-        row: list[Any] = [csv_cell(str(p)), f"{s:.6g}" if usable else "", better]
+    for path, (s, why) in zip(paths, results):
+        row: list[Any] = [csv_cell(str(path)), f"{s:.6g}" if s is not None else "", better]
         if args.threshold is not None:
-            if usable:
-                ok = s <= args.threshold if lower else s >= args.threshold
+            if s is not None:
+                ok = accepts(s, args.threshold, p.lower_better)
                 decided.append(ok)
                 row.append("accept" if ok else "reject")
             else:
                 row.append("error")
         w.writerow(row + [csv_cell(why)])
-    if args.output:
+    if output is not None:
         write_output(output, buf.getvalue(), "-o")
     else:
         sys.stdout.write(buf.getvalue())
-    skipped = [(p, k) for p, k in zip(paths, keys) if not (scores.get(k) is not None and scores[k] == scores[k])]
-    for p, k in skipped:
-        why = errors.get(k, "score is NaN")
-        print(f"diqa-bench: skipped {p}: {without_path(why, p)}", file=sys.stderr)
-    summary = f"{cls.name}: {len(paths) - len(skipped)} of {len(paths)} images scored; {better} score is better"
+    skipped = [(path, why) for path, (s, why) in zip(paths, results) if s is None]
+    for path, why in skipped:
+        print(f"diqa-bench: skipped {path}: {without_path(why, path)}", file=sys.stderr)
+    summary = f"{p.cls.name}: {len(paths) - len(skipped)} of {len(paths)} images scored; {better} score is better"
     if args.threshold is not None:
         summary += f"; {sum(decided)} accepted, {len(decided) - sum(decided)} rejected (threshold {args.threshold})"
     print(summary, file=sys.stderr)
@@ -202,10 +314,10 @@ def _pixels(paths: list[str]) -> list[float]:
     return out
 
 
-def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str], scores: dict[str, float], errors: dict[str, str],
-           cache, token: str, bar) -> None:
+def _score(p: Prepared, registry, todo: list[str], path_of: dict[str, str], scores: dict[str, float], errors: dict[str, str],
+           cache, bar, processes: int) -> None:
     """Score the images ``todo`` (content keys) into ``scores``; those that cannot be scored go to
-    ``errors`` with the reason. Committed to the cache as they come."""
+    ``errors`` with the reason. Committed to the cache (when there is one) as they come."""
     from diqa_bench.scorer import compute_scores
 
     def on_error(pos: int, msg: str) -> None:
@@ -214,35 +326,32 @@ def _score(method, registry, ctx, args, todo: list[str], path_of: dict[str, str]
             bar.update(1)
 
     def commit(found: dict[str, float]) -> None:
-        cache.put_many(token, found)
+        if cache is not None:
+            cache.put_many(p.token, found)
         scores.update(found)
         if bar is not None:
             bar.update(len(found))
 
-    def setup() -> None:  # only on the in-process path: pool workers build their own method
-        method.setup(ctx)
-        if method.trainable:
-            from diqa_bench.scorer import model_damage
-
-            damage = model_damage(Path(args.weights)) if Path(args.weights).is_dir() else None
-            if damage is not None:  # a model folder a run exported, changed since
-                raise UserError(f"--weights {args.weights}: damaged model ({damage})")
-            method.load(Path(args.weights))
-
     paths = [path_of[k] for k in todo]
-    processes = max(1, args.processes if args.processes is not None else (os.cpu_count() or 1))
-    compute_scores(method, ctx, paths, todo, registry=registry, processes=processes, on_error=on_error, commit=commit, ensure_setup=setup,
+    compute_scores(p.method, p.ctx, paths, todo, registry=registry, processes=processes, on_error=on_error, commit=commit, ensure_setup=p.ready,
                    skip_failing=True, costs=_pixels(paths) if processes > 1 else None, commit_every=64)
 
 
-def resolve_threshold(value: str | float | None, weights: str | None) -> float | None:
-    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
-    the train split, read from ``threshold.json`` in the ``--weights`` model folder. ``auto``
-    picks the only domain, else the model's own train domain; several candidates need a DOMAIN."""
-    from diqa_bench.errors import UserError
+def resolve_threshold(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> float | None:
+    """The threshold of :func:`resolve_cut`, without its note."""
+    return resolve_cut(value, weights, run, method)[0]
 
+
+def resolve_cut(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> tuple[float | None, str]:
+    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
+    the train split: from ``threshold.json`` in the ``--weights`` model folder, or, with ``run``
+    (a results folder; zero-shot methods have no model folder), from its ``thresholds.json`` for
+    ``method`` (its label in the run; the mean of the split seeds' cuts when there are several).
+    ``auto`` picks the only domain, else the model's own train domain; several candidates need a
+    DOMAIN. The note (else "") says when the cut accepts or rejects every image of its train
+    split: such a "gate" decides nothing."""
     if value is None:
-        return None
+        return None, ""
     text = str(value).strip()
     if not text.lower().startswith("auto"):
         try:
@@ -251,12 +360,15 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
             raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
         if not math.isfinite(cut):  # a NaN cut rejects every photo, an infinite one accepts or rejects all
             raise UserError(f"--threshold {text}: not a finite number; expected a number, auto or auto:DOMAIN")
-        return cut
+        return cut, ""
     domain = text.split(":", 1)[1].strip() if ":" in text else None
+    if run and not weights:
+        return _run_cut(Path(run), method or "", domain)
     path = Path(weights or "") / "threshold.json"
     if not weights or not path.is_file():
-        raise UserError(f"--threshold auto: {'no --weights given' if not weights else f'{weights} has no threshold.json'} "
-                        "(a run writes one into models/<method>@<train>/seed<k>/ when its config declares acceptability)")
+        raise UserError(f"--threshold auto: {'no --weights or --run given' if not weights else f'{weights} has no threshold.json'} "
+                        "(a run writes one into models/<method>@<train>/seed<k>/, and thresholds.json into its folder, "
+                        "when its config declares acceptability)")
     try:
         doc = json.loads(path.read_text())
         cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
@@ -275,4 +387,42 @@ def resolve_threshold(value: str | float | None, weights: str | None) -> float |
             raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(sorted(cuts))}); choose one with --threshold auto:DOMAIN")
     if domain not in cuts:
         raise UserError(f"--threshold auto:{domain}: {path} has thresholds for {', '.join(sorted(cuts)) or 'no domain'}")
-    return cuts[domain]
+    accepted = (doc.get("train_accept") or {}).get(domain) if isinstance(doc.get("train_accept"), dict) else None
+    return cuts[domain], _degenerate_note(cuts[domain], [accepted], domain)
+
+
+def _run_cut(run: Path, method: str, domain: str | None) -> tuple[float, str]:
+    from diqa_bench.results import RUN_THRESHOLDS
+
+    path = run / RUN_THRESHOLDS
+    if not path.is_file():
+        raise UserError(f"--threshold auto: {run} has no {RUN_THRESHOLDS} (a run writes one when its config declares acceptability)")
+    try:
+        cuts = [c for c in json.loads(path.read_text())["cuts"] if c["method"] == method and c["train"] == "-"]
+        for c in cuts:
+            c["threshold"] = float(c["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a diqa-bench thresholds file ({type(exc).__name__})") from None
+    domains = sorted({str(c["test"]) for c in cuts})
+    if not domains:
+        raise UserError(f"--threshold auto: {path} has no zero-shot cut for {method!r} (a trained method's cut is in its model folder: pass --weights)")
+    if domain is None:
+        if len(domains) > 1:
+            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(domains)}); choose one with --threshold auto:DOMAIN")
+        domain = domains[0]
+    mine = [c for c in cuts if str(c["test"]) == domain]
+    if not mine:
+        raise UserError(f"--threshold auto:{domain}: {path} has thresholds of {method} for {', '.join(domains)}")
+    cut = float(sum(c["threshold"] for c in mine) / len(mine))  # the leaderboard's seed = all THRESHOLD
+    if not math.isfinite(cut):
+        raise UserError(f"{path}: the threshold of {method} for {domain} is not a finite number; re-run the benchmark to rewrite it")
+    return cut, _degenerate_note(cut, [c.get("train_accept") for c in mine], domain)
+
+
+def _degenerate_note(cut: float, accepted: list, domain: str) -> str:
+    known = [float(a) for a in accepted if a is not None]
+    if known and all(a >= 1.0 for a in known):
+        return f"the threshold {cut:g} accepts every image of its train split on {domain}: this gate accepts everything it was chosen on"
+    if known and all(a <= 0.0 for a in known):
+        return f"the threshold {cut:g} rejects every image of its train split on {domain}: this gate rejects everything it was chosen on"
+    return ""

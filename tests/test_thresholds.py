@@ -167,3 +167,90 @@ def test_score_threshold_auto_uses_the_exported_cut(gated_run, tmp_path, monkeyp
     assert err.count("\n") == 1 and "has no threshold.json" in err
     assert cli.main(["score", "-m", "stub-linear", "--weights", str(model), "--threshold", "high", "--device", "cpu", *images]) == 2
     assert "expected a number, auto or auto:DOMAIN" in capsys.readouterr().err
+
+
+def _constant_plugin():
+    """A zero-shot method that scores every image 1.0: its best cut on any train split accepts everything."""
+    from types import SimpleNamespace
+
+    from diqa_bench import hookimpl
+    from diqa_bench.methods import Method
+
+    class Constant(Method):
+        name = "constant"
+        version = "1"
+        lower_better = False
+
+        def score_batch(self, batch):
+            return [1.0] * len(batch.keys)
+
+    @hookimpl
+    def register_methods(register):
+        register(Constant)
+
+    return SimpleNamespace(register_methods=register_methods)
+
+
+@pytest.fixture(scope="module")
+def zero_shot_run(tmp_path_factory):
+    import os
+
+    tmp = tmp_path_factory.mktemp("zero-shot-cuts")
+    old = os.environ.get("DIQA_BENCH_PLUGINS")
+    os.environ["DIQA_BENCH_PLUGINS"] = ""
+    try:
+        cfg = stub_config(methods=[{"name": "stub-noise"}, {"name": "constant"}], seeds=[0, 1], train_sets=[["a"]],
+                          acceptability={"threshold": 3.0})
+        return run_tiny_benchmark(tmp, cfg, plugins=[("constant", _constant_plugin())], reports=False)
+    finally:
+        if old is None:
+            del os.environ["DIQA_BENCH_PLUGINS"]
+        else:
+            os.environ["DIQA_BENCH_PLUGINS"] = old
+
+
+def test_a_zero_shot_methods_cut_is_usable_from_the_run_folder(zero_shot_run, tmp_path, monkeypatch, capsys):
+    from diqa_bench import load_gate
+    from diqa_bench.testing import isolated_registry
+
+    run, m = zero_shot_run, zero_shot_run.metrics
+    mean_cut = float(m[(m.method == "stub-noise") & (m.test == "b") & (m.seed == "all") & (m.statistic == "THRESHOLD")].value.iloc[0])
+    per_seed = m[(m.method == "stub-noise") & (m.test == "b") & (m.seed != "all") & (m.statistic == "THRESHOLD")].value
+    assert len(per_seed) == 2
+    registry = isolated_registry([("constant", _constant_plugin())])
+    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    images = sorted(Path(run.out.parent / "cache").rglob("img*.png"))[:30]
+    assert cli.main(["score", "--no-progress", "--processes", "1", "-m", "stub-noise", "--threshold", "auto:b", "--run", str(run.out), *map(str, images)]) == 0
+    auto = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert cli.main(["score", "--no-progress", "--processes", "1", "-m", "stub-noise", "--threshold", repr(mean_cut), *map(str, images)]) == 0
+    by_number = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["decision"] for r in auto] == [r["decision"] for r in by_number] and {r["decision"] for r in auto} == {"accept", "reject"}
+    gate = load_gate("stub-noise", threshold="auto:b", run=run.out, registry=registry)
+    assert gate.threshold == pytest.approx(mean_cut) and gate.threshold_note == ""
+    assert cli.main(["score", "-m", "stub-noise", "--threshold", "auto", "--run", str(run.out), *map(str, images)]) == 2
+    assert "choose one with --threshold auto:DOMAIN" in capsys.readouterr().err
+
+
+def test_a_cut_that_accepts_its_whole_train_split_is_flagged_where_shown_and_used(zero_shot_run, monkeypatch, capsys):
+    from diqa_bench import load_gate
+    from diqa_bench.testing import isolated_registry
+
+    run = zero_shot_run
+    cells = [c for c in json.loads((run.out / "run.json").read_text())["cells"] if c["method"] == "constant" and c["status"] == "ok"]
+    assert cells and all(c["train_accept"] == 1.0 for c in cells)
+    assert all(c["train_accept"] < 1.0 for c in json.loads((run.out / "run.json").read_text())["cells"] if c["method"] == "stub-noise")
+    notes = run.leaderboard.split("Thresholds that decide nothing", 1)[1].split("\n\n", 2)[1]
+    assert "- constant @ - (seed 0, 1): the threshold accepts every image of the train split" in notes and "stub-noise" not in notes
+    registry = isolated_registry([("constant", _constant_plugin())])
+    gate = load_gate("constant", threshold="auto:a", run=run.out, registry=registry)
+    assert "accepts every image of its train split on a" in gate.threshold_note
+    assert capsys.readouterr().err.count("accepts every image") == 1
+    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    image = next(Path(run.out.parent / "cache").rglob("img*.png"))
+    assert cli.main(["score", "--no-progress", "-m", "constant", "--threshold", "auto:a", "--run", str(run.out), str(image)]) == 0
+    assert "warning: the threshold 1 accepts every image of its train split on a" in capsys.readouterr().err
+
+
+def test_a_trained_models_threshold_json_says_what_its_cut_accepts(gated_run):
+    doc = json.loads((gated_run.out / "models" / "stub-linear@a" / "seed0" / "threshold.json").read_text())
+    assert set(doc["train_accept"]) == {"a", "b"} and all(0 <= v <= 1 for v in doc["train_accept"].values())

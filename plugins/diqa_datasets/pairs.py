@@ -40,6 +40,19 @@ class PairsDataset(PairDataset):
         "categories_column": {"type": "string", "description": "column of categories_csv naming the category (default artefact_class)"},
     }
 
+    @classmethod
+    def licences(cls, options=None):
+        """The notice found in the image folder or up to three folders above it (e.g. HAM10000
+        artefact crops: CC BY-NC 4.0), else unknown."""
+        from diqa_bench.licences import Licence, find_notice, from_notice
+
+        options = options or {}
+        folder = options.get("root") or (str(Path(options["csv"]).expanduser().parent) if options.get("csv") else None)
+        notice = find_notice(folder) if folder else None
+        if notice is None:
+            return [Licence("data", f"pairs in {folder or '(no folder)'}", source="no LICENSE or NOTICE file found")]
+        return [from_notice("data", f"pairs in {folder}", notice)]
+
     def __init__(self, csv: str | None = None, root: str | None = None, layout: str = "csv", categories_csv: str | None = None,
                  categories_group_column: str = "image_id", categories_column: str = "artefact_class") -> None:
         super().__init__(csv=csv, root=root, layout=layout, categories_csv=categories_csv)

@@ -56,6 +56,12 @@ class _RefitMethod(Method):
         self.device = "cpu"
         self.fitted = False
 
+    @classmethod
+    def licences(cls, options=None):
+        from .licences import pyiqa_code
+
+        return [pyiqa_code()]  # features computed by pyiqa's code; the fit is the run's own
+
     def setup(self, ctx: MethodContext) -> None:
         self.device = compute_device(ctx.device, True)
         self.batch_size = ctx.batch_size

@@ -85,6 +85,12 @@ class PyiqaMetric(Method):
             return []  # setup says why
         return [found] if found is not None else []
 
+    @classmethod
+    def licences(cls, options=None):
+        from .licences import method_licences
+
+        return method_licences(cls.checkpoint, options)
+
     # -- building ------------------------------------------------------------------------------
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
         """Arguments for ``pyiqa.create_metric`` given a local checkpoint (or None)."""
