@@ -15,12 +15,12 @@ sides, mean over split seeds) with its verdict.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import StoredRun, load_run, read_scores
-from diqa_bench.report.transfer import KIND_STATISTICS, paired_deltas
+from diqa_bench.files import read_csv
+from diqa_bench.report.transfer import KIND_STATISTICS, paired_deltas, write_delta_table
 
 COLUMNS = ["phase", "method", "base", "options", "train", "test", "statistic", "value", "ci_low", "ci_high", "n_images", "n_groups", "seeds",
            "verdict", "p_value", "variant_value", "base_value", "warning"]
@@ -76,24 +76,14 @@ def ablation(folder_or_run: Path | StoredRun, bootstrap: int | None = None, conf
 
 def write_ablation(folder: Path, table) -> list[Path]:
     """ablation.csv and ablation.json (seeds as a list, NaN as null), atomically."""
-    from diqa_bench.results import atomic_write, json_rows
-
-    folder = Path(folder)
-    atomic_write(folder / "ablation.csv", table.to_csv(index=False))
-    rows = json_rows(table)
-    for r in rows:
-        r["seeds"] = [int(s) if s.lstrip("-").isdigit() else s for s in str(r["seeds"] or "").split()]
-    atomic_write(folder / "ablation.json", json.dumps(rows, indent=1))
-    return [folder / "ablation.csv", folder / "ablation.json"]
+    return write_delta_table(folder, "ablation", table)
 
 
 def read_ablation(folder: Path):
     """The stored ablation table, or None when the folder has none."""
-    import pandas as pd
-
     path = Path(folder) / "ablation.csv"
     if not path.is_file():
         return None
     text = {c: str for c in ("phase", "method", "base", "options", "train", "test", "statistic", "seeds", "verdict", "warning")}
-    return pd.read_csv(path, dtype=text, keep_default_na=False,
+    return read_csv(path, dtype=text, keep_default_na=False,
                        na_values={c: [""] for c in ("value", "ci_low", "ci_high", "p_value", "variant_value", "base_value")})

@@ -140,15 +140,22 @@ def _seed_order(s: str):
 
 def write_transfer(folder: Path, table) -> list[Path]:
     """transfer.csv and transfer.json (seeds as a list, NaN as null), atomically."""
+    return write_delta_table(folder, "transfer", table)
+
+
+def write_delta_table(folder: Path, name: str, table) -> list[Path]:
+    """``name``.csv and ``name``.json of a table of paired deltas (the transfer and ablation tables):
+    the CSV neutralised as every CSV this project writes, the JSON with seeds as a list and NaN as
+    null; both written atomically."""
     from diqa_bench.results import json_rows, atomic_write
 
     folder = Path(folder)
-    atomic_write(folder / "transfer.csv", frame_csv(table))
+    atomic_write(folder / f"{name}.csv", frame_csv(table))
     rows = json_rows(table)
     for r in rows:
         r["seeds"] = [int(s) if s.lstrip("-").isdigit() else s for s in str(r["seeds"] or "").split()]
-    atomic_write(folder / "transfer.json", json.dumps(rows, indent=1))
-    return [folder / "transfer.csv", folder / "transfer.json"]
+    atomic_write(folder / f"{name}.json", json.dumps(rows, indent=1))
+    return [folder / f"{name}.csv", folder / f"{name}.json"]
 
 
 def read_transfer(folder: Path):

@@ -137,36 +137,34 @@ def create_study(
     seen: dict[str, Path] = {}
     sources: list[tuple[str, Path, np.ndarray]] = []
     groups: set[str] = set()
-    for f in files:
+
+    def admit(f: Path) -> np.ndarray | None:
+        """The photo's pixels, or None when it is a duplicate or does not load (listed as skipped)."""
         digest = hashlib.sha256(f.read_bytes()).hexdigest()
         if digest in seen:
             skipped.append(Skipped(str(f), f"duplicate of {seen[digest]}"))
-            continue
+            return None
         try:
             pixels = _load_photo(f, size)
         except DataError as exc:
             skipped.append(Skipped(str(f), str(exc)))
-            continue
+            return None
         seen[digest] = f
-        sources.append((_group_name(f, groups), f, pixels))
+        return pixels
+
+    for f in files:
+        if (pixels := admit(f)) is not None:
+            sources.append((_group_name(f, groups), f, pixels))
     own_images: list[tuple[str, str, np.ndarray]] = []
     if own:
         by_group = {g for g, _, _ in sources}
         for f in find_photos([own]):
             group = f.parent.name
-            digest = hashlib.sha256(f.read_bytes()).hexdigest()
             if group not in by_group:
                 skipped.append(Skipped(str(f), f"its folder {group!r} names no source photo (expected one of the photos' names)"))
                 continue
-            if digest in seen:
-                skipped.append(Skipped(str(f), f"duplicate of {seen[digest]}"))
+            if (pixels := admit(f)) is None:
                 continue
-            try:
-                pixels = _load_photo(f, size)
-            except DataError as exc:
-                skipped.append(Skipped(str(f), str(exc)))
-                continue
-            seen[digest] = f
             stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f.stem).strip("._") or "image"
             own_images.append((group, stem, pixels))
     for s in skipped:
