@@ -53,8 +53,8 @@ def recipe_for(method, registry, ctx) -> MethodRecipe | None:
         plugins = PluginSources.of(registry, [entry.plugin])
     except UserError:
         return None
-    # Small batches: on one core a batch of 16 512x384 images runs slower per image than 4
-    # (measured: PIQE 47 vs 66 img/s on 2 processes), the working set no longer fits the caches.
+    # Small batches: on one core a large batch of photos runs slower per image than a small one, its
+    # working set no longer fits the caches (benchmarks/PERF.md has the measurement).
     return MethodRecipe(method.name, dict(method.options), plugins, str(ctx.weights_dir) if ctx.weights_dir else None,
                         min(ctx.batch_size, CPU_BATCH), ctx.seed)
 

@@ -335,7 +335,7 @@ def environment(device: str) -> dict[str, Any]:
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
         "git": _git_info(Path(__file__).resolve().parent),
     }
-    # From the installed metadata: importing pyiqa costs ~10 s just for a version string.
+    # From the installed metadata: importing pyiqa (seconds) just for a version string is too dear.
     from importlib import metadata
 
     try:

@@ -179,9 +179,9 @@ class Strategy:
         if missing:
             from diqa_cross_domain.networks import single_thread
 
-            # One CPU thread: when other processes share the cores, threads wait on each other
-            # (measured on a shared 2-core machine, load ~6: 83 ms per 192 px image with one thread,
-            # 290 ms with two); an idle machine loses at most the second core.
+            # One CPU thread: when other processes share the cores, threads wait on each other (one
+            # thread was several times faster per image on a loaded 2-core machine: docs/cross_domain.md,
+            # "Cost"); an idle machine loses at most the second core.
             with torch.inference_mode(), single_thread(self.on_cuda):
                 for batch_keys, images in compute(missing):
                     images = images.to(self.device)
