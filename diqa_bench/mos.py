@@ -85,7 +85,7 @@ class ScreeningReport:
     fewer_ratings: dict[str, Any] = field(default_factory=dict)  # images with fewer ratings than most: {typical, count, images: {id: n}}
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "rejected"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("rejected", "kept")}
         out["rejected"] = [r.as_dict() for r in self.rejected]
         return out
 
@@ -418,6 +418,7 @@ def compute_mos(
     lost = sorted(set(df["image"]) - set(kept["image"]))
     if lost:
         raise DataError(f"image {lost[0]!r} has no ratings left after observer screening ({len(lost)} such images)")
+    report.kept = kept  # the ratings behind the MOS (not in as_dict: run.json stays small); see diqa_bench.agreement
     report.reliability = split_half_reliability(kept)
     report.fewer_ratings = fewer_ratings(kept)
     g = kept.groupby("image")["rating"]
