@@ -131,18 +131,22 @@ def false_ranking(score, mos, i, j, different, weights: np.ndarray | None = None
     score, mos = np.asarray(score, float), np.asarray(mos, float)
     w = np.ones((1, len(score))) if weights is None else np.asarray(weights, float)
     different = np.asarray(different, bool)
-    pw = w[:, i] * w[:, j]
     # orient the different pairs better-minus-worse (by MOS)
     sign = np.sign(mos[i] - mos[j])
-    d = (score[i] - score[j]) * np.where(sign == 0, 1.0, sign)
+    d = ((score[i] - score[j]) * np.where(sign == 0, 1.0, sign))[different]
     gap = np.abs(score[i] - score[j])
-    wd, ws = pw[:, different], pw[:, ~different]
-    dd = d[different]
-    total = wd.sum(1)
-    with np.errstate(all="ignore"):
-        out = {"FALSE_RANK": (wd * (dd < 0)).sum(1) / total, "TIE": (wd * (dd == 0)).sum(1) / total,
-               "C0": (wd * (dd > 0)).sum(1) / total}
-    out["AUC_BW"] = _wauc_sets(dd, -dd, wd, wd) if different.any() else np.full(w.shape[0], np.nan)
-    out["AUC_DS"] = (_wauc_sets(gap[different], gap[~different], wd, ws) if different.any() and (~different).any()
-                     else np.full(w.shape[0], np.nan))
+    out = {name: np.full(w.shape[0], np.nan) for name in PAIR_STATISTICS}
+    for start in range(0, w.shape[0], CHUNK):  # pair weights are [B, pairs]: a block of replicates at a time
+        rows = slice(start, start + CHUNK)
+        pw = w[rows][:, i] * w[rows][:, j]
+        wd, ws = pw[:, different], pw[:, ~different]
+        total = wd.sum(1)
+        with np.errstate(all="ignore"):
+            out["FALSE_RANK"][rows] = (wd * (d < 0)).sum(1) / total
+            out["TIE"][rows] = (wd * (d == 0)).sum(1) / total
+            out["C0"][rows] = (wd * (d > 0)).sum(1) / total
+        if different.any():
+            out["AUC_BW"][rows] = _wauc_sets(d, -d, wd, wd)
+            if (~different).any():
+                out["AUC_DS"][rows] = _wauc_sets(gap[different], gap[~different], wd, ws)
     return out

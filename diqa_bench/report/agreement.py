@@ -85,8 +85,8 @@ def agreement(folder_or_run: Path | StoredRun, bootstrap: int | None = None, con
             matrix = ag.ratings_matrix(cell.images, ratings)
             rated = ~np.isnan(matrix)
             n = rated.sum(1)
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(np.where(rated, matrix, np.nan), 1)
+            with np.errstate(all="ignore"):  # an image without ratings (or with one) tests as different from none
+                mean = np.nansum(matrix, 1) / n
                 std = np.sqrt(np.nansum((matrix - mean[:, None]) ** 2, 1) / (n - 1))
             i, j, different = ag.significant_pairs(mean, std, n, confidence, same=[d for d, _ in cell.images])
             sizes.append((sample.n, int((rated.any(0)).sum()), int(different.sum()), int((~different).sum())))
