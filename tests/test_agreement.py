@@ -65,7 +65,11 @@ def test_false_ranking_shares_and_krasula_aucs_by_hand():
     0, 1]: 2 beats all 4 (4); 1 beats 3 and ties 1 (3.5); 0 beats 2, ties 1 (2.5); -1 beats 1,
     ties 1 (1.5): 11.5 / 16.
     Different/Similar AUC of |d| over the different pairs [2, 1, 0, 1] against the similar pairs'
-    [|3-1|, |2-1|] = [2, 1]: 2 beats 1, ties 2 (1.5); each 1 ties 1 (0.5 + 0.5); 0 nothing: 2.5 / 8."""
+    [|3-1|, |2-1|] = [2, 1]: 2 beats 1, ties 2 (1.5); each 1 ties 1 (0.5 + 0.5); 0 nothing: 2.5 / 8.
+    These follow the authors' public MATLAB code (Metrics_performance.m, read, not run: no MATLAB
+    here): D / S = absolute score differences of different / similar pairs, B = the differences
+    oriented better-minus-worse and W = -B, each AUC by DeLong's (Mann-Whitney, mid-ranks) and
+    CC_0 = (#(B > 0) + #(W < 0)) / (|B| + |W|), so a tie is never a correct classification."""
     mos, std, n = _worked_example()
     i, j, different = ag.significant_pairs(mos, std, n)
     out = ag.false_ranking(np.array([1.0, 3, 2, 1]), mos, i, j, different)
