@@ -136,7 +136,8 @@ class DermRatingsDataset(Dataset):
         table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings), scale=self.mos_range,
                                     drop_raters=self.drop_raters, rescale_raters=self.rescale_raters, **extra)
         self.screening = report.as_dict()
-        self.rater_scores = report.kept[["image", "observer", "rating"]].reset_index(drop=True)  # for the human-agreement table
+        # for the human-agreement table; image names as the records name them
+        self.rater_scores = report.kept[["image", "observer", "rating"]].assign(image=lambda t: t["image"].str.strip()).reset_index(drop=True)
         if self.group_column:
             full = read_table(self.ratings, "ratings CSV")
             if self.group_column in full.columns:
