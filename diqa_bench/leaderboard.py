@@ -303,7 +303,7 @@ def _warned(marks: dict | None, test: str, warning: str) -> dict | None:
 
 
 def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None,
-                    ablation=None, strata=None) -> str:
+                    ablation=None, strata=None, agreement=None) -> str:
     """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
     under the tables; ``transfer``: the transfer table (transfer.csv) and ``strata``: the strata
     table (strata.csv), rendered under each test domain's table; ``ablation``: the ablation table
@@ -382,6 +382,10 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append(tabulate(t_rows, headers=t_header, tablefmt="github", disable_numparse=True))
             lines.append("")
         lines += strata_section(strata, run_info, test)
+        if rows:
+            from diqa_bench.report.agreement import agreement_lines
+
+            lines += agreement_lines(agreement, run_info, test)
     lines.extend(ablation_section(ablation, run_info))
     if figures:
         lines.append("## Figures")

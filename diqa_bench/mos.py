@@ -83,9 +83,10 @@ class ScreeningReport:
     dropped: list[str] = field(default_factory=list)  # raters left out on request
     rescaled: dict[str, list[float]] = field(default_factory=dict)  # rater -> [low, high] of the scale they used, mapped onto ``scale``
     fewer_ratings: dict[str, Any] = field(default_factory=dict)  # images with fewer ratings than most: {typical, count, images: {id: n}}
+    kept: Any = field(default=None, repr=False, compare=False)  # the ratings behind the MOS (not in as_dict: run.json stays small)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "rejected"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("rejected", "kept")}
         out["rejected"] = [r.as_dict() for r in self.rejected]
         return out
 
@@ -418,6 +419,7 @@ def compute_mos(
     lost = sorted(set(df["image"]) - set(kept["image"]))
     if lost:
         raise DataError(f"image {lost[0]!r} has no ratings left after observer screening ({len(lost)} such images)")
+    report.kept = kept  # what diqa_bench.agreement needs: each kept rater's own scores
     report.reliability = split_half_reliability(kept)
     report.fewer_ratings = fewer_ratings(kept)
     g = kept.groupby("image")["rating"]

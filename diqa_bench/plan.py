@@ -77,6 +77,7 @@ class Plan:
     datasets: dict[str, LoadedDataset]
     skips: list[Skip] = field(default_factory=list)  # records left out while loading (bad_input: skip)
     screening: dict[str, Any] = field(default_factory=dict)  # rater screening of each dataset that has raters
+    ratings: dict[str, Any] = field(default_factory=dict)  # per-rater scores (image, observer, rating) of each dataset that keeps them
     folds: int = 0  # cross-validation: the number of folds per repetition seed (0: test_ratio splits)
 
     @classmethod
@@ -150,6 +151,8 @@ class Plan:
         self.skips.extend(checked.skips)
         if getattr(obj, "screening", None):
             self.screening[spec.name] = obj.screening
+        if getattr(obj, "rater_scores", None) is not None:
+            self.ratings[spec.name] = obj.rater_scores
         return ds
 
     def _split(self, ds: LoadedDataset, seed: int) -> tuple[list[int], list[int]]:

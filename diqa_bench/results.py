@@ -641,7 +641,8 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
         write_thresholds(out, outcomes, details)
         write_run_thresholds(out, outcomes, details)
     paths.update(pairs.write_files(out, paired))
-    key_parts = [scores_csv, metrics_csv, run_info.get("domains"), config.raw] + ([validation_scores] if validation_scores is not None else [])
+    ratings = out / "ratings.csv"  # per-rater data (diqa_bench.report.agreement), written before
+    key_parts = [scores_csv, metrics_csv, run_info.get("domains"), config.raw, ratings.read_text() if ratings.is_file() else None] + ([validation_scores] if validation_scores is not None else [])
     report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(*key_parts))
     render_leaderboard(out, metrics, run_info, build_figures=reports, cache=report_cache)
     return paths
@@ -697,10 +698,11 @@ def render_leaderboard(out: Path, metrics=None, run_info=None, build_figures: bo
     if figures is None and (out / "figures").is_dir():
         figures = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
     from diqa_bench.report.ablation import read_ablation
+    from diqa_bench.report.agreement import read_agreement
     from diqa_bench.report.strata import read_strata
 
     text = render_markdown(metrics, run_info, marks=marks, figures=figures, transfer=read_transfer(out), ablation=read_ablation(out),
-                           strata=read_strata(out))
+                           strata=read_strata(out), agreement=read_agreement(out))
     atomic_write(out / "LEADERBOARD.md", text)
     return text
 

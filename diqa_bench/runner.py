@@ -29,6 +29,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     from diqa_bench import pairs
     from diqa_bench.executors import LocalExecutor
+    from diqa_bench.report.agreement import write_ratings
     from diqa_bench.results import check_results_folder, pool_folds, publish_results, results_lock, run_info, staging_folder, write_all
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -71,6 +72,7 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         tested = [o for o in outcomes if o.phase == "test"]
         validated = [o for o in outcomes if o.phase != "test"]  # splits.validation: written apart, never in the main tables
         try:
+            write_ratings(stage, getattr(scorer, "plan", None))  # before the tables: the human-agreement table reads it
             write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, tested, config,
                       reports=options.reports, validation=validated)
             where = publish_results(stage, final_out, complete=not interrupted)

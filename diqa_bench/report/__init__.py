@@ -7,6 +7,8 @@
   the test splits (only for a run with variants).
 - ``strata.csv``: with ``strata:`` in the config, every entry within each stratum, the worst one
   and the gap (:mod:`diqa_bench.report.strata`).
+- ``agreement.csv``: with per-rater data (ratings.csv), the noise ceiling and false ranking of
+  every entry of each rated test domain (:mod:`diqa_bench.report.agreement`).
 ``build_report(folder)`` writes those and, next to them:
 - ``figures/transfer_srocc.png``, ``figures/transfer_deltas.png``, ``figures/scatter_<test>.png``,
   ``figures/per_distortion_<test>.png``, ``figures/strata_<test>.png``;
@@ -29,7 +31,7 @@ from diqa_bench.report.transfer import transfer
 __all__ = ["build_report", "build_tables", "compare_runs", "compare_transfer", "format_comparison", "significance", "significance_marks", "transfer"]
 
 
-TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv", "ablation.csv", "ablation.json", "strata.csv")
+TABLE_FILES = ("significance.csv", "transfer.csv", "transfer.json", "per_distortion.csv", "ablation.csv", "ablation.json", "strata.csv", "agreement.csv")
 
 
 def _restore(folder: Path, cache: Path | None) -> dict | None:
@@ -97,6 +99,11 @@ def build_tables(folder: Path, cache: Path | None = None):
 
         atomic_write(run.folder / "strata.csv", frame_csv(strata(run)))
         written.append(run.folder / "strata.csv")
+    if (run.folder / "ratings.csv").is_file():
+        from diqa_bench.report.agreement import agreement
+
+        atomic_write(run.folder / "agreement.csv", frame_csv(agreement(run)))
+        written.append(run.folder / "agreement.csv")
     if run.run_info.get("variants"):
         from diqa_bench.report.ablation import ablation, write_ablation
 

@@ -177,6 +177,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                 if rows:
                     parts.append(f"<h3>Strata on {_e(test)}: by {_e(column)}</h3>")
                     parts.append(_table(header, rows, f"strata-{test}-{column}"))
+    parts.extend(_agreement_section(run))
     parts.extend(_ablation_section(run))
 
     if "transfer" in figures:
@@ -212,3 +213,24 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>diqa-bench report: {_e(name)}</title>'
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def _agreement_section(run: StoredRun) -> list[str]:
+    """Human agreement per MOS test domain (:mod:`diqa_bench.report.agreement`): the noise ceiling
+    and false-ranking table, or one line saying there is no per-rater data."""
+    from diqa_bench.report.agreement import NO_RATER_DATA, agreement_rows, read_agreement
+
+    table = read_agreement(run.folder)
+    parts = ["<h2>Human agreement</h2>"]
+    for test in run.test_domains():
+        sentence, header, rows = agreement_rows(table, test)
+        if not rows:
+            pseudo = " (pseudo-MOS labels)" if run.run_info.get("domains", {}).get(test, {}).get("pseudo_mos") else ""
+            parts.append(f'<p class="note">{_e(test)}: {NO_RATER_DATA}{_e(pseudo)}, so no noise ceiling or false-ranking analysis.</p>')
+            continue
+        parts.append(f"<h3>Human agreement on {_e(test)}</h3>")
+        parts.append(f'<p class="note">{_e(sentence)}. Like one rater: the SROCC interval reaches the ceiling. False ranking, ties, C0: '
+                     "shares of the significantly different pairs ranked the wrong way round, tied, right; AUCs after Krasula et al. "
+                     "(QoMEX 2016). All values: agreement.csv.</p>")
+        parts.append(_table(header, rows, f"agreement-{test}"))
+    return parts if len(parts) > 1 else []

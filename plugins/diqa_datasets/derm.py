@@ -84,6 +84,7 @@ class DermRatingsDataset(Dataset):
         self.lower_better = bool(lower_better)
         self.use_screening = bool(screening)
         self.screening: dict[str, Any] | None = None
+        self.rater_scores = None  # the kept raters' scores after load() from raw ratings (image, observer, rating)
 
     def _resolve(self, path: str | None) -> Path | None:
         if path is None:
@@ -135,6 +136,8 @@ class DermRatingsDataset(Dataset):
         table, report = compute_mos(raw, screening=self.use_screening, label=str(self.ratings), scale=self.mos_range,
                                     drop_raters=self.drop_raters, rescale_raters=self.rescale_raters, **extra)
         self.screening = report.as_dict()
+        # for the human-agreement table; image names as the records name them
+        self.rater_scores = report.kept[["image", "observer", "rating"]].assign(image=lambda t: t["image"].str.strip()).reset_index(drop=True)
         if self.group_column:
             full = read_table(self.ratings, "ratings CSV")
             if self.group_column in full.columns:
