@@ -169,3 +169,58 @@ def test_real_dermatology_and_phone_photos():
     for path in phone + dermoscopy:
         assert_close_to_pyiqa(as_batch(decode(path)), path.name)
     assert_close_to_pyiqa(as_batch(*(decode(p) for p in dermoscopy)), "a batch of dermoscopy images")
+
+
+@needs_brisque
+def test_the_brisque_method_uses_it_in_float64_on_the_cpu(monkeypatch):
+    from diqa_pyiqa import fast_brisque
+    from diqa_pyiqa.zero_shot import Brisque
+
+    from diqa_bench.methods import Batch, MethodContext
+
+    calls = []
+    real = fast_brisque.brisque_scores
+    monkeypatch.setattr(fast_brisque, "brisque_scores", lambda x, *svr: (calls.append(x.dtype), real(x, *svr))[1])
+    images = as_batch(synthetic("edges", 48, 70), synthetic("noisy", 48, 70)).float()
+    batch = Batch(images=images, keys=["a", "b"], paths=["a.png", "b.png"], indices=[0, 1])
+    scores = {}
+    for precision in ("auto", "float32"):
+        method = Brisque(precision=precision)
+        method.setup(MethodContext(device="cpu", weights_dir=WEIGHTS))
+        assert (method.model is None) == (precision == "auto")  # the fast path needs no pyiqa model
+        scores[precision] = method.score_batch(batch)
+    assert calls == [torch.float64]  # float32 keeps pyiqa's own path and precision
+    assert torch.allclose(scores["auto"], reference(images.double()), rtol=RTOL, atol=ATOL)
+    assert not torch.allclose(scores["float32"], scores["auto"], rtol=1e-6, atol=0)
+
+
+@needs_brisque
+def test_brisque_scores_without_importing_pyiqa(tmp_path):
+    """A scoring process (``score``'s pool workers, a run's) never pays pyiqa's seconds of import
+    for BRISQUE on the CPU; a batch the fast path declines (a float32 request) builds pyiqa."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, torch
+from diqa_bench.methods import Batch, MethodContext
+from diqa_pyiqa.zero_shot import Brisque
+m = Brisque(); m.setup(MethodContext(device="cpu", weights_dir={str(WEIGHTS)!r}))
+s = m.score_batch(Batch(images=torch.rand(2, 3, 40, 56), keys=["a", "b"], paths=["a", "b"], indices=[0, 1]))
+print(len(s), "pyiqa" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["2", "False"]
+
+
+def test_a_wrong_brisque_file_is_refused_once_on_the_fast_path_too(tmp_path):
+    from diqa_pyiqa.zero_shot import Brisque
+
+    from diqa_bench.errors import MethodUnavailable
+    from diqa_bench.methods import MethodContext
+
+    wrong = tmp_path / "brisque_svm_weights.pth"
+    torch.save((torch.zeros(5), torch.zeros(5, 18)), wrong)
+    with pytest.raises(MethodUnavailable, match=r"is not BRISQUE's: tensors of shape \(5,\) and \(5, 18\)"):
+        Brisque(weights=str(wrong)).setup(MethodContext(device="cpu"))

@@ -153,6 +153,20 @@ class PyiqaMetric(Method):
             torch.cuda.empty_cache()
 
 
+def read_brisque_weights(checkpoint_path):
+    """BRISQUE's SVR parameters (coefficients (n,), support vectors (n, 36)), read as tensors only
+    and shape-checked: a file that does not fit is refused once, with one line."""
+    content = load_tensors(checkpoint_path)
+    if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
+        raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
+    # Refused once here, not as a shape error on every image: n coefficients, n x 36 support vectors.
+    coef, vectors = content
+    if not (coef.ndim == 1 and vectors.ndim == 2 and vectors.shape == (coef.shape[0], BRISQUE_FEATURES) and coef.shape[0] > 0):
+        raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's: tensors of shape {tuple(coef.shape)} and {tuple(vectors.shape)}, "
+                             f"expected (n,) and (n, {BRISQUE_FEATURES})")
+    return coef, vectors
+
+
 class Brisque(PyiqaMetric):
     name = "brisque"
     metric = "brisque"
@@ -162,17 +176,28 @@ class Brisque(PyiqaMetric):
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
         if checkpoint_path is None:
             return {}
-        # Checked here, with one line if it is not a pair of tensors; pyiqa then reads the same
-        # file, with torch.load forced to weights_only=True.
-        content = load_tensors(checkpoint_path)
-        if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
-            raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
-        # Refused once here, not as a shape error on every image: n coefficients, n x 36 support vectors.
-        coef, vectors = content
-        if not (coef.ndim == 1 and vectors.ndim == 2 and vectors.shape == (coef.shape[0], BRISQUE_FEATURES) and coef.shape[0] > 0):
-            raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's: tensors of shape {tuple(coef.shape)} and {tuple(vectors.shape)}, "
-                                 f"expected (n,) and (n, {BRISQUE_FEATURES})")
+        # Checked here, with one line if it does not fit; pyiqa then reads the same file, with
+        # torch.load forced to weights_only=True.
+        read_brisque_weights(checkpoint_path)
         return {"pretrained_model_path": str(checkpoint_path)}
+
+    def setup(self, ctx: MethodContext) -> None:
+        # float64 on the CPU: fast_brisque gives pyiqa's scores without pyiqa, whose import costs
+        # every scoring process seconds; pyiqa's model is built only for a batch it declines.
+        import torch
+
+        self.device = compute_device(ctx.device, self.float64)
+        self.dtype = torch.float64 if self.float64 else torch.float32
+        self._ctx, self._svr = ctx, None
+        if not self._fast_path:
+            super().setup(ctx)
+            return
+        path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
+        self._svr = read_brisque_weights(path)
+
+    @property
+    def _fast_path(self) -> bool:
+        return self.float64 and str(self.device) == "cpu"
 
     def score_batch(self, batch: Batch):
         height, width = batch.images.shape[-2:]
@@ -180,6 +205,17 @@ class Brisque(PyiqaMetric):
 
         if min(height, width) < BRISQUE_MIN:
             raise DataError(f"{batch.paths[0]}: BRISQUE needs at least {BRISQUE_MIN}x{BRISQUE_MIN} pixels, got {height}x{width}")
+        if getattr(self, "_svr", None) is not None:
+            import torch
+
+            from .fast_brisque import brisque_scores
+
+            with torch.inference_mode():
+                scores = brisque_scores(batch.images.to("cpu", torch.float64), *self._svr)
+            if scores is not None:
+                return scores
+            if self.model is None:  # pyiqa's own function for what the fast path declines
+                super().setup(self._ctx)
         return super().score_batch(batch)
 
 
