@@ -53,6 +53,8 @@ def assert_close_to_pyiqa(img, label="", rtol=RTOL):
 
     expected = reference(img)
     got = brisque_scores(img, *svr())
+    if torch.equal(img.float().double(), img):  # float32 pixels (the runner's) give the same scores
+        torch.testing.assert_close(brisque_scores(img.float(), *svr()), got, rtol=0, atol=0, equal_nan=True, msg=label)
     assert got is not None and got.dtype == torch.float64 and got.shape == expected.shape, label
     # nan where pyiqa's is nan (a flat neighbour product has no left or right side)
     assert torch.allclose(got, expected, rtol=rtol, atol=ATOL, equal_nan=True), f"{label}: {got.tolist()} != pyiqa's {expected.tolist()}"
@@ -151,7 +153,8 @@ def test_what_it_does_not_handle_goes_to_pyiqa():
 
     img = as_batch(synthetic("noisy", 40, 40))
     assert supported(img)
-    assert not supported(img.float())  # float32: pyiqa's own precision
+    assert supported(img.float())  # float32 pixels: widened to float64 one channel at a time
+    assert not supported(img.half())
     assert not supported(img[..., :6, :])  # under BRISQUE's 7x7 window
     assert not supported(img.clone().requires_grad_())
 
@@ -189,7 +192,7 @@ def test_the_brisque_method_uses_it_in_float64_on_the_cpu(monkeypatch):
         method.setup(MethodContext(device="cpu", weights_dir=WEIGHTS))
         assert (method.model is None) == (precision == "auto")  # the fast path needs no pyiqa model
         scores[precision] = method.score_batch(batch)
-    assert calls == [torch.float64]  # float32 keeps pyiqa's own path and precision
+    assert calls == [torch.float32]  # the runner's float32 pixels, widened inside; precision float32 keeps pyiqa's path
     assert torch.allclose(scores["auto"], reference(images.double()), rtol=RTOL, atol=ATOL)
     assert not torch.allclose(scores["float32"], scores["auto"], rtol=1e-6, atol=0)
 

@@ -55,14 +55,15 @@ _grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 def supported(img) -> bool:
     """Whether :func:`brisque_scores` takes this batch (else pyiqa's function does)."""
     return (
-        isinstance(img, torch.Tensor) and img.dtype == torch.float64 and img.device.type == "cpu" and img.dim() == 4
+        isinstance(img, torch.Tensor) and img.dtype in (torch.float64, torch.float32) and img.device.type == "cpu" and img.dim() == 4
         and img.shape[1] in (1, 3) and img.shape[0] >= 1 and min(img.shape[-2:]) >= 7 and not img.requires_grad
         and _gauss_quarter() is not None
     )
 
 
 def brisque_scores(img: torch.Tensor, sv_coef: torch.Tensor, sv: torch.Tensor) -> torch.Tensor | None:
-    """BRISQUE scores (shape [B], float64) of a float64 CPU batch [B, 1 or 3, H, W] in [0, 1],
+    """BRISQUE scores (shape [B], float64) of a CPU batch [B, 1 or 3, H, W] in [0, 1], pyiqa's
+    float64 ones; float32 pixels are widened one channel at a time (no float64 copy of the batch),
     with the SVR's coefficients (n,) and support vectors (n, 36) read from pyiqa's weights file.
     None when the batch is not one this function handles (see :func:`supported`)."""
     if not supported(img):
@@ -109,11 +110,14 @@ def brisque_features(image: torch.Tensor) -> np.ndarray:
 def luminance255(image: torch.Tensor) -> torch.Tensor:
     """pyiqa's ``to_y_channel(img, 255)`` of one RGB image (Y of YIQ, times 255, rounded), or a grey
     image times 255 ([H, W])."""
+    def channel(c):
+        return image[c].to(torch.float64)
+
     if image.shape[0] == 1:
-        return image[0] * 255  # pyiqa scales a grey image without rounding it
+        return channel(0) * 255  # pyiqa scales a grey image without rounding it
     w = torch.tensor(_YIQ_Y).to(torch.float64)  # float32 constants, widened, as pyiqa's matrix
-    y = torch.mul(image[0], w[0])
-    y.addcmul_(image[1], w[1]).addcmul_(image[2], w[2])
+    y = torch.mul(channel(0), w[0])
+    y.addcmul_(channel(1), w[1]).addcmul_(channel(2), w[2])
     return y.mul_(255).round_()
 
 
@@ -192,13 +196,13 @@ def nss_features(plane: torch.Tensor) -> np.ndarray:
             r1 = min(height, r0 + rows)
             src = np.arange(r0 - dy, r1 - dy) % height
             prod = x[r0:r1] * np.roll(x[src], dx, axis=1)
-            sq = prod * prod
-            neg, pos = prod < 0, prod > 0
-            count_l += int(neg.sum())
-            count_r += int(pos.sum())
-            sq_l += float(sq[neg].sum())
-            sq_r += float(sq[pos].sum())
-            total_abs += float(np.abs(prod).sum())
+            neg = np.minimum(prod, 0.0)
+            count_l += int(np.count_nonzero(neg))
+            count_r += int(np.count_nonzero(prod)) - int(np.count_nonzero(neg))
+            left = float(np.einsum("ij,ij->", neg, neg))
+            sq_l += left
+            sq_r += float(np.einsum("ij,ij->", prod, prod)) - left
+            total_abs += float(prod.sum()) - 2 * float(neg.sum())
         with np.errstate(divide="ignore", invalid="ignore"):
             left_std = math.sqrt(sq_l / count_l) if count_l else float("nan")
             right_std = math.sqrt(sq_r / count_r) if count_r else float("nan")

@@ -211,7 +211,8 @@ class Brisque(PyiqaMetric):
             from .fast_brisque import brisque_scores
 
             with torch.inference_mode():
-                scores = brisque_scores(batch.images.to("cpu", torch.float64), *self._svr)
+                # float32 pixels go in as they are: widened a channel at a time, the same values
+                scores = brisque_scores(batch.images.to("cpu"), *self._svr)
             if scores is not None:
                 return scores
             if self.model is None:  # pyiqa's own function for what the fast path declines
