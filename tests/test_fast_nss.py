@@ -227,3 +227,121 @@ def test_a_wrong_brisque_file_is_refused_once_on_the_fast_path_too(tmp_path):
     torch.save((torch.zeros(5), torch.zeros(5, 18)), wrong)
     with pytest.raises(MethodUnavailable, match=r"is not BRISQUE's: tensors of shape \(5,\) and \(5, 18\)"):
         Brisque(weights=str(wrong)).setup(MethodContext(device="cpu"))
+
+
+# -- NIQE ----------------------------------------------------------------------------------------
+
+NIQE_FILE = WEIGHTS / "niqe_modelparameters.mat"
+needs_niqe = pytest.mark.skipif(not NIQE_FILE.is_file(), reason=f"{NIQE_FILE} is absent (NIQE's pristine model)")
+
+
+def pristine():
+    from scipy.io import loadmat
+
+    params = loadmat(str(NIQE_FILE))
+    return np.ravel(params["mu_prisparam"]), params["cov_prisparam"]
+
+
+def niqe_reference(img):
+    """pyiqa's calculate_niqe as the method ran it before (with diqa_pyiqa.fast_filter)."""
+    from diqa_pyiqa import fast_filter
+    from pyiqa.archs.niqe_arch import calculate_niqe
+
+    fast_filter.install()
+    mu, cov = pristine()
+    return calculate_niqe(img, mu_pris_param=torch.from_numpy(mu), cov_pris_param=torch.from_numpy(cov)).reshape(-1)
+
+
+def assert_niqe_close(img, label="", rtol=RTOL):
+    from diqa_pyiqa.fast_niqe import niqe_scores
+
+    expected = niqe_reference(img)
+    got = niqe_scores(img, *pristine())
+    assert got is not None and got.dtype == torch.float64 and got.shape == expected.shape, label
+    assert torch.allclose(got, expected, rtol=rtol, atol=ATOL, equal_nan=True), f"{label}: {got.tolist()} != pyiqa's {expected.tolist()}"
+    if torch.equal(img.float().double(), img):
+        torch.testing.assert_close(niqe_scores(img.float(), *pristine()), got, rtol=0, atol=0, equal_nan=True, msg=label)
+    return got
+
+
+@needs_niqe
+def test_niqe_embedded_skin_photos():
+    from diqa_bench.images import decode
+
+    photos = sorted(SKIN_PHOTOS.glob("*.jpg"))
+    seen = [float(assert_niqe_close(as_batch(decode(p)), p.name)[0]) for p in photos]
+    assert len(seen) == 19 and np.ptp(seen) > 1
+
+
+@needs_niqe
+@pytest.mark.parametrize("name", ["astronaut", "camera", "coffee", "chelsea", "brick", "text", "checkerboard", "coins"])
+def test_niqe_scikit_image_samples(name):
+    data = pytest.importorskip("skimage.data")
+    assert_niqe_close(as_batch(getattr(data, name)()), name)
+
+
+@needs_niqe
+def test_niqe_pyiqas_sample_images():
+    import pyiqa
+
+    from diqa_bench.images import decode
+
+    site = Path(pyiqa.__file__).resolve().parents[1]
+    samples = sorted((site / "ResultsCalibra" / "ref_dir").glob("*.bmp"))[:3] + sorted((site / "tests" / "test_efficiency_img_dir").glob("*.jpg"))[:2]
+    if not samples:
+        pytest.skip(f"the installed pyiqa ships no sample images under {site}")
+    for path in samples:
+        assert_niqe_close(as_batch(decode(path)), path.name)
+
+
+@needs_niqe
+@pytest.mark.parametrize("kind", ["noisy", "faint-noise", "blocky", "gradient", "edges"])
+@pytest.mark.parametrize("size", [(97, 131), (333, 257), (96, 96), (191, 400)])
+def test_niqe_synthetic_images_of_odd_sizes(kind, size):
+    assert_niqe_close(as_batch(synthetic(kind, *size)), f"{kind} {size}")
+
+
+@needs_niqe
+@pytest.mark.parametrize("kind", ["white", "checker"])
+def test_niqe_images_pyiqa_fails_on_go_to_pyiqa(kind):
+    """Every block's features hold a NaN: pyiqa's pseudo-inverse fails; the fast path declines
+    them, so the method meets pyiqa's own error, as before."""
+    from diqa_pyiqa.fast_niqe import niqe_scores
+
+    img = as_batch(synthetic(kind, 200, 200))
+    assert niqe_scores(img, *pristine()) is None
+    with pytest.raises(RuntimeError, match="non-finite"):
+        niqe_reference(img)
+
+
+@needs_niqe
+def test_niqe_batches_and_grey_images():
+    images = [synthetic(kind, 200, 300, seed=i) for i, kind in enumerate(["noisy", "blocky", "edges", "faint-noise"])]
+    batch = as_batch(*images)
+    scores = assert_niqe_close(batch, "batch of 4")
+    alone = torch.cat([assert_niqe_close(batch[i : i + 1], f"image {i}") for i in range(4)])
+    assert torch.allclose(scores, alone, rtol=RTOL, atol=ATOL)
+    assert len(set(scores.tolist())) == 4
+    assert_niqe_close(batch[:, :1].clone(), "grey batch")  # rounded after scaling, as pyiqa does: exact at scale 1 too
+
+
+def test_niqe_declines_what_it_does_not_handle():
+    from diqa_pyiqa.fast_niqe import supported
+
+    img = as_batch(synthetic("noisy", 100, 120))
+    assert supported(img) and supported(img.float())
+    assert not supported(img[..., :95, :])  # no whole 96x96 block
+    assert not supported(img.half())
+
+
+@needs_niqe
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent (real photos for tests)")
+def test_niqe_real_dermatology_and_phone_photos():
+    from diqa_bench.images import decode
+
+    phone = [p for p in sorted((SHARED_DATA / "derm-healthy-skin-agppga" / "consented_images").glob("*.jpg")) if p.stat().st_size < 600_000][:3]
+    dermoscopy = sorted((SHARED_DATA / "derm-ham10000-sample70").glob("*/*.jpg"))[::20]
+    assert len(phone) >= 2 and len(dermoscopy) >= 3
+    for path in phone + dermoscopy:
+        assert_niqe_close(as_batch(decode(path)), path.name)
+    assert_niqe_close(as_batch(*(decode(p) for p in dermoscopy)), "a batch of dermoscopy images")
