@@ -345,3 +345,55 @@ def test_niqe_real_dermatology_and_phone_photos():
     for path in phone + dermoscopy:
         assert_niqe_close(as_batch(decode(path)), path.name)
     assert_niqe_close(as_batch(*(decode(p) for p in dermoscopy)), "a batch of dermoscopy images")
+
+
+@needs_niqe
+def test_the_niqe_method_uses_it_on_the_cpu_without_importing_pyiqa():
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, torch
+from diqa_bench.methods import Batch, MethodContext
+from diqa_pyiqa.zero_shot import Niqe
+m = Niqe(); m.setup(MethodContext(device="cpu", weights_dir={str(WEIGHTS)!r}))
+g = torch.Generator().manual_seed(0)
+images = torch.rand(2, 3, 120, 200, generator=g)
+s = m.score_batch(Batch(images=images, keys=["a", "b"], paths=["a", "b"], indices=[0, 1]))
+print(len(s), "pyiqa" in sys.modules)
+torch.save((images, s), sys.argv[1])
+"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "scores.pt"
+        out = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == ["2", "False"]
+        images, scores = torch.load(saved, weights_only=True)
+    assert torch.allclose(scores, niqe_reference(images.double()), rtol=RTOL, atol=ATOL)
+
+
+@needs_niqe
+def test_the_niqe_method_keeps_pyiqas_path_in_float32():
+    from diqa_pyiqa.zero_shot import Niqe
+
+    from diqa_bench.methods import MethodContext
+
+    method = Niqe(precision="float32")
+    method.setup(MethodContext(device="cpu", weights_dir=WEIGHTS))
+    assert method.model is not None and method._pristine is None
+
+
+def test_a_wrong_niqe_file_is_refused_once_on_the_fast_path_too(tmp_path):
+    from scipy.io import savemat
+
+    from diqa_pyiqa.zero_shot import Niqe
+
+    from diqa_bench.errors import MethodUnavailable
+    from diqa_bench.methods import MethodContext
+
+    wrong = tmp_path / "niqe_modelparameters.mat"
+    savemat(wrong, {"mu_prisparam": np.zeros((1, 18)), "cov_prisparam": np.eye(18)})
+    with pytest.raises(MethodUnavailable, match="is not NIQE's: expected mu_prisparam"):
+        Niqe(weights=str(wrong)).setup(MethodContext(device="cpu"))

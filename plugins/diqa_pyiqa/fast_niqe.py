@@ -58,8 +58,8 @@ def niqe_scores(img: torch.Tensor, mu_pris: np.ndarray, cov_pris: np.ndarray) ->
 
 
 def niqe_block_features(image: torch.Tensor) -> np.ndarray:
-    """The 36 features of every block (block rows first, as pyiqa's blockproc orders them does
-    not matter for the score): [blocks, 36]."""
+    """The 36 features of every block, [blocks, 36], row of blocks by row of blocks (pyiqa's
+    blockproc orders them column first: only the rounding of their mean and covariance differs)."""
     luma = luminance255(image)
     if image.shape[0] == 1:
         luma.round_()  # pyiqa rounds after scaling (diff_round), grey images too
