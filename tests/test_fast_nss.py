@@ -157,6 +157,13 @@ def test_what_it_does_not_handle_goes_to_pyiqa():
     assert not supported(img.half())
     assert not supported(img[..., :6, :])  # under BRISQUE's 7x7 window
     assert not supported(img.clone().requires_grad_())
+    from diqa_pyiqa.fast_brisque import brisque_scores
+
+    black = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
+    if BRISQUE_FILE.is_file():
+        assert brisque_scores(black, *svr()) is None  # no variance: pyiqa's own assertion, as before
+        with pytest.raises(AssertionError, match="non zero variance"):
+            reference(black)
 
 
 @needs_brisque

@@ -75,6 +75,8 @@ def brisque_scores(img: torch.Tensor, sv_coef: torch.Tensor, sv: torch.Tensor) -
     for b in range(img.shape[0]):
         with single_thread():
             features = brisque_features(img[b])
+        if features is None:
+            return None  # pyiqa's own function, and its error, for such an image
         scaled = -1 + 2 * (features - lower) / (upper - lower)
         dist = ((scaled[None, :] - vectors) ** 2).sum(axis=1)
         scores.append(float(np.exp(-dist * GAMMA) @ coef - RHO))
@@ -98,13 +100,17 @@ def _ranges() -> tuple[np.ndarray, np.ndarray]:
     return r[:, 0], r[:, 1]
 
 
-def brisque_features(image: torch.Tensor) -> np.ndarray:
-    """The 36 features (18 per scale) of one image [1 or 3, H, W]."""
+def brisque_features(image: torch.Tensor) -> np.ndarray | None:
+    """The 36 features (18 per scale) of one image [1 or 3, H, W]; None when a scale's normalised
+    image has no variance (a black image), which pyiqa refuses with an assertion."""
     luma = luminance255(image)
     first = nss_features(luma)
+    if first is None:
+        return None
     half = imresize_half(luma)
     del luma
-    return np.concatenate([first, nss_features(half)])
+    second = nss_features(half)
+    return None if second is None else np.concatenate([first, second])
 
 
 def luminance255(image: torch.Tensor) -> torch.Tensor:
@@ -174,15 +180,15 @@ def _shape_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _grid
 
 
-def nss_features(plane: torch.Tensor) -> np.ndarray:
-    """pyiqa's ``natural_scene_statistics`` of one plane [H, W]: 18 features."""
+def nss_features(plane: torch.Tensor) -> np.ndarray | None:
+    """pyiqa's ``natural_scene_statistics`` of one plane [H, W]: 18 features (None: no variance)."""
     gamma, ggd, aggd = _shape_grid()
     norm = gauss_normalise(plane)
     x = norm.numpy()
     n = x.size
     sigma_sq = float(np.einsum("ij,ij->", x, x)) / n
-    if math.sqrt(sigma_sq) == 0:
-        raise ValueError("Expected image with non zero variance of pixel values")
+    if math.isclose(math.sqrt(sigma_sq), 0.0, rel_tol=0, abs_tol=1e-8):  # pyiqa's torch.isclose(sigma, 0)
+        return None
     mean_abs = float(np.abs(x).sum()) / n
     alpha = gamma[np.abs(sigma_sq / mean_abs**2 - ggd).argmin()]
     features = [alpha, sigma_sq]
