@@ -98,17 +98,21 @@ def test_batch_of_one_and_sixteen_agree(name, monkeypatch):
     assert np.abs(together - alone).max() <= 1e-4 * (high - low)
 
 
-@pytest.mark.parametrize("name", ["brisque"])  # PIQE's float64 path: tests/test_fast_piqe.py
+@pytest.mark.parametrize("name", ["brisque"])  # PIQE's float64 path: tests/test_fast_piqe.py; NIQE's: test_fast_nss.py
 def test_classical_metrics_run_in_float64(name, monkeypatch):
+    """On the CPU BRISQUE goes through diqa_pyiqa.fast_brisque (pyiqa's float64 steps): its
+    Gaussian normalisation, where float32 goes wrong, sees float64 planes."""
     import torch
+    from diqa_pyiqa import fast_brisque
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     method = classical(name)
+    assert method.model is None  # no pyiqa model on the CPU's fast path
     seen = []
-    real = method.model.forward
-    monkeypatch.setattr(method.model, "forward", lambda x, *a, **k: (seen.append(x.dtype), real(x, *a, **k))[1])
+    real = fast_brisque.gauss_normalise
+    monkeypatch.setattr(fast_brisque, "gauss_normalise", lambda x: (seen.append(x.dtype), real(x))[1])
     method.score_batch(batch_of(textures(2, 64, 64)))
-    assert seen == [torch.float64]
+    assert seen == [torch.float64] * 4  # two images, two scales
 
 
 def test_niqe_rejects_images_smaller_than_its_blocks(monkeypatch):

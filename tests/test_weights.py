@@ -49,6 +49,8 @@ def recorded_checkpoint(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(PyiqaMetric, "build", lambda self, device, path=None, weights_dir=None: seen.setdefault("path", path))
+    # BRISQUE on the CPU reads its file without building pyiqa's model (diqa_pyiqa.fast_brisque)
+    monkeypatch.setattr("diqa_pyiqa.zero_shot.read_brisque_weights", lambda path: (seen.setdefault("path", path), None))
     return seen
 
 

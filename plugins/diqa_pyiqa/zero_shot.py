@@ -11,7 +11,9 @@ so float32 is the error, not float64: every classical score here is the float64 
 per image on one thread (float64 vs float32): BRISQUE 75 vs 16 ms at 256x256 and 256 vs 64 ms at
 512x384; NIQE unchanged (pyiqa already runs it in float64); PIQE on the CPU goes through
 :mod:`diqa_pyiqa.fast_piqe` (pyiqa's float64 scores, bit for bit): 4.3 and 9.5 ms, pyiqa's float32
-7.0 and 19 ms. On consumer GPUs float64 is much slower than float32; correctness wins. The MUSIQ
+7.0 and 19 ms; BRISQUE and NIQE on the CPU through :mod:`diqa_pyiqa.fast_brisque` and
+:mod:`diqa_pyiqa.fast_niqe` (pyiqa's float64 scores within 1e-10 relative, without importing pyiqa).
+On consumer GPUs float64 is much slower than float32; correctness wins. The MUSIQ
 family and other learned metrics keep float32 (their weights are float32).
 Where float64 is unsupported (Apple MPS) the classical metrics run on the CPU.
 
@@ -153,6 +155,20 @@ class PyiqaMetric(Method):
             torch.cuda.empty_cache()
 
 
+def read_brisque_weights(checkpoint_path):
+    """BRISQUE's SVR parameters (coefficients (n,), support vectors (n, 36)), read as tensors only
+    and shape-checked: a file that does not fit is refused once, with one line."""
+    content = load_tensors(checkpoint_path)
+    if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
+        raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
+    # Refused once here, not as a shape error on every image: n coefficients, n x 36 support vectors.
+    coef, vectors = content
+    if not (coef.ndim == 1 and vectors.ndim == 2 and vectors.shape == (coef.shape[0], BRISQUE_FEATURES) and coef.shape[0] > 0):
+        raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's: tensors of shape {tuple(coef.shape)} and {tuple(vectors.shape)}, "
+                             f"expected (n,) and (n, {BRISQUE_FEATURES})")
+    return coef, vectors
+
+
 class Brisque(PyiqaMetric):
     name = "brisque"
     metric = "brisque"
@@ -162,17 +178,28 @@ class Brisque(PyiqaMetric):
     def metric_kwargs(self, checkpoint_path) -> dict[str, Any]:
         if checkpoint_path is None:
             return {}
-        # Checked here, with one line if it is not a pair of tensors; pyiqa then reads the same
-        # file, with torch.load forced to weights_only=True.
-        content = load_tensors(checkpoint_path)
-        if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
-            raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
-        # Refused once here, not as a shape error on every image: n coefficients, n x 36 support vectors.
-        coef, vectors = content
-        if not (coef.ndim == 1 and vectors.ndim == 2 and vectors.shape == (coef.shape[0], BRISQUE_FEATURES) and coef.shape[0] > 0):
-            raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's: tensors of shape {tuple(coef.shape)} and {tuple(vectors.shape)}, "
-                                 f"expected (n,) and (n, {BRISQUE_FEATURES})")
+        # Checked here, with one line if it does not fit; pyiqa then reads the same file, with
+        # torch.load forced to weights_only=True.
+        read_brisque_weights(checkpoint_path)
         return {"pretrained_model_path": str(checkpoint_path)}
+
+    def setup(self, ctx: MethodContext) -> None:
+        # float64 on the CPU: fast_brisque gives pyiqa's scores without pyiqa, whose import costs
+        # every scoring process seconds; pyiqa's model is built only for a batch it declines.
+        import torch
+
+        self.device = compute_device(ctx.device, self.float64)
+        self.dtype = torch.float64 if self.float64 else torch.float32
+        self._ctx, self._svr = ctx, None
+        if not self._fast_path:
+            super().setup(ctx)
+            return
+        path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
+        self._svr = read_brisque_weights(path)
+
+    @property
+    def _fast_path(self) -> bool:
+        return self.float64 and str(self.device) == "cpu"
 
     def score_batch(self, batch: Batch):
         height, width = batch.images.shape[-2:]
@@ -180,7 +207,38 @@ class Brisque(PyiqaMetric):
 
         if min(height, width) < BRISQUE_MIN:
             raise DataError(f"{batch.paths[0]}: BRISQUE needs at least {BRISQUE_MIN}x{BRISQUE_MIN} pixels, got {height}x{width}")
+        if getattr(self, "_svr", None) is not None:
+            import torch
+
+            from .fast_brisque import brisque_scores
+
+            with torch.inference_mode():
+                # float32 pixels go in as they are: widened a channel at a time, the same values
+                scores = brisque_scores(batch.images.to("cpu"), *self._svr)
+            if scores is not None:
+                return scores
+            if self.model is None:  # pyiqa's own function for what the fast path declines
+                super().setup(self._ctx)
         return super().score_batch(batch)
+
+
+def read_niqe_params(checkpoint_path):
+    """NIQE's pristine model (mean (36,), covariance (36, 36)) from its MATLAB file, shape-checked:
+    a file that does not fit is refused once, with one line."""
+    import numpy as np
+    import scipy.io
+
+    try:
+        params = scipy.io.loadmat(str(checkpoint_path))
+    except Exception as exc:  # noqa: BLE001 - a file that is no MATLAB file fails in many ways
+        raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: not a readable MATLAB file ({' '.join(str(exc).split())[:120] or type(exc).__name__})") from None
+    mu, cov = params.get("mu_prisparam"), params.get("cov_prisparam")
+    if not (isinstance(mu, np.ndarray) and isinstance(cov, np.ndarray) and mu.size == NIQE_FEATURES and cov.shape == (NIQE_FEATURES, NIQE_FEATURES)
+            and np.issubdtype(mu.dtype, np.number) and np.issubdtype(cov.dtype, np.number)):
+        found = ", ".join(f"{k} {getattr(v, 'shape', '?')}" for k, v in params.items() if not k.startswith("__")) or "nothing"
+        raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: expected mu_prisparam (1, {NIQE_FEATURES}) and "
+                             f"cov_prisparam ({NIQE_FEATURES}, {NIQE_FEATURES}), found {found}")
+    return np.ravel(mu), cov
 
 
 class Niqe(PyiqaMetric):
@@ -194,25 +252,41 @@ class Niqe(PyiqaMetric):
             return {}
         # Refused once here, not as a shape error on every image: the pristine model's mean (36)
         # and covariance (36 x 36) of the NSS features.
-        import numpy as np
-        import scipy.io
-
-        try:
-            params = scipy.io.loadmat(str(checkpoint_path))
-        except Exception as exc:  # noqa: BLE001 - a file that is no MATLAB file fails in many ways
-            raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: not a readable MATLAB file ({' '.join(str(exc).split())[:120] or type(exc).__name__})") from None
-        mu, cov = params.get("mu_prisparam"), params.get("cov_prisparam")
-        if not (isinstance(mu, np.ndarray) and isinstance(cov, np.ndarray) and mu.size == NIQE_FEATURES and cov.shape == (NIQE_FEATURES, NIQE_FEATURES)
-                and np.issubdtype(mu.dtype, np.number) and np.issubdtype(cov.dtype, np.number)):
-            found = ", ".join(f"{k} {getattr(v, 'shape', '?')}" for k, v in params.items() if not k.startswith("__")) or "nothing"
-            raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: expected mu_prisparam (1, {NIQE_FEATURES}) and "
-                                 f"cov_prisparam ({NIQE_FEATURES}, {NIQE_FEATURES}), found {found}")
+        read_niqe_params(checkpoint_path)
         return {"pretrained_model_path": str(checkpoint_path)}
+
+    def setup(self, ctx: MethodContext) -> None:
+        # float64 on the CPU: fast_niqe gives pyiqa's scores without pyiqa (as Brisque does)
+        import torch
+
+        self.device = compute_device(ctx.device, self.float64)
+        self.dtype = torch.float64 if self.float64 else torch.float32
+        self._ctx, self._pristine = ctx, None
+        if not self._fast_path:
+            super().setup(ctx)
+            return
+        path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
+        self._pristine = read_niqe_params(path)
+
+    @property
+    def _fast_path(self) -> bool:
+        return self.float64 and str(self.device) == "cpu"
 
     def score_batch(self, batch: Batch):
         height, width = batch.images.shape[-2:]
         if min(height, width) < 96:  # NIQE fits a Gaussian to 96x96 blocks; pyiqa fails obscurely below
             raise DataError(f"{batch.paths[0]}: NIQE needs at least 96x96 pixels, got {height}x{width}")
+        if getattr(self, "_pristine", None) is not None:
+            import torch
+
+            from .fast_niqe import niqe_scores
+
+            with torch.inference_mode():
+                scores = niqe_scores(batch.images.to("cpu"), *self._pristine)
+            if scores is not None:
+                return scores
+            if self.model is None:  # pyiqa's own function for what the fast path declines
+                super().setup(self._ctx)
         return super().score_batch(batch)
 
 
