@@ -635,7 +635,8 @@ def protocol_lines(run_info: dict[str, Any], text=str) -> list[str]:
         )
     out.extend(pairs.protocol_lines(run_info))
     out.extend(fitted_model_lines(run_info))
-    skips = run_info.get("skipped", [])
+    # sorted: the scorer records skips in the order workers finish, and the table must not change with it
+    skips = sorted(run_info.get("skipped", []), key=lambda s: (str(s.get("dataset")), str(s.get("image")), str(s.get("reason"))))
     if skips:
         out.append(f"- Skipped images ({len(skips)}, bad_input: {p.get('bad_input')}): " + "; ".join(text(f"{s['dataset']}/{s['image']}: {s['reason']}") for s in skips[:10]) + ("; ..." if len(skips) > 10 else "") + " (all listed in run.json).")
     else:
