@@ -476,6 +476,12 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     # a stratum is a built-in column or a metadata column some dataset of the run declares
     declared = ["distortion", "level", "reference_kind", "dataset"] + sorted({c for specs in domains.values() for s in specs
                                                                            for c in s.options.get("metadata_columns") or []})
+    from diqa_bench.results import SCORE_COLUMNS
+
+    clash = sorted(set(declared[4:]) & set(SCORE_COLUMNS + declared[:4]))
+    if clash:  # scores.csv already has that column: the attribute would be lost
+        raise ConfigError(f"{file}: metadata_columns: {', '.join(map(repr, clash))} is a built-in column of scores.csv or strata; "
+                          "rename it in the ratings file")
     for i, column in enumerate(data.get("strata") or []):
         if column not in declared:
             raise ConfigError(f"{file}: strata[{i}]: {column!r} is neither a built-in column nor a dataset's metadata_columns; "

@@ -115,6 +115,7 @@ def test_a_metadata_column_of_a_ratings_file_gives_strata(tmp_path):
 
 
 def test_a_strata_name_no_dataset_declares_and_a_missing_metadata_column_are_one_line(tmp_path):
+    import diqa_datasets
     from diqa_bench.errors import ConfigError, DataError
     from diqa_bench.testing import run_tiny_benchmark, stub_config
     from diqa_datasets.derm import DermRatingsDataset
@@ -124,6 +125,10 @@ def test_a_strata_name_no_dataset_declares_and_a_missing_metadata_column_are_one
         run_tiny_benchmark(tmp_path / "run", stub_config(strata=["site"]))
     assert "\n" not in str(err.value)
     photos = _sited_photos(tmp_path / "photos")
+    clash = stub_config(test_domains=["a", "derm"])
+    clash["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "metadata_columns": ["level"]}}]
+    with pytest.raises(ConfigError, match=r"metadata_columns: 'level' is a built-in column"):
+        run_tiny_benchmark(tmp_path / "clash", clash, plugins=[("datasets", diqa_datasets)])
     ds = DermRatingsDataset(root=str(photos), ratings="ratings.csv", metadata_columns=["body_site"])
     with pytest.raises(DataError, match=r"ratings\.csv: missing column 'body_site'.*found .*'site'") as err:
         ds.load(None)
