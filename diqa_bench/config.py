@@ -104,7 +104,7 @@ SCHEMA: dict[str, Any] = {
                            "description": "multiplicity adjustment of each table's family of comparisons: holm (default), bh (Benjamini-Hochberg) or none"},
             },
         },
-        "strata": {"type": "array", "uniqueItems": True, "items": {"enum": ["distortion", "level", "reference_kind", "dataset"]},
+        "strata": {"type": "array", "uniqueItems": True, "items": {"type": "string"},
                    "description": "per-image attributes to break each test domain's statistics out by (strata.csv, a table per domain)"},
         "normalise_mos": {"enum": ["range", "zscore"], "description": "per-dataset MOS normalisation for training"},
         "acceptability": {
@@ -473,6 +473,19 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     if folds is not None and validation > 0:
         raise ConfigError(f"{file}: splits.folds and a validation phase (splits.validation, or variants) cannot be combined yet; "
                           "compare variants with test_ratio splits, or set splits.validation: 0")
+    # a stratum is a built-in column or a metadata column some dataset of the run declares
+    declared = ["distortion", "level", "reference_kind", "dataset"] + sorted({c for specs in domains.values() for s in specs
+                                                                           for c in s.options.get("metadata_columns") or []})
+    from diqa_bench.results import SCORE_COLUMNS
+
+    clash = sorted(set(declared[4:]) & set(SCORE_COLUMNS + declared[:4]))
+    if clash:  # scores.csv already has that column: the attribute would be lost
+        raise ConfigError(f"{file}: metadata_columns: {', '.join(map(repr, clash))} is a built-in column of scores.csv or strata; "
+                          "rename it in the ratings file")
+    for i, column in enumerate(data.get("strata") or []):
+        if column not in declared:
+            raise ConfigError(f"{file}: strata[{i}]: {column!r} is neither a built-in column nor a dataset's metadata_columns; "
+                              f"known: {', '.join(declared)}")
     st = {**DEFAULTS["statistics"], **data.get("statistics", {})}
     name = data.get("name") or path.stem
     return Config(

@@ -32,6 +32,7 @@ class Record:
     distortion: str | None = None  # e.g. "jpeg"
     level: int | None = None  # distortion level, 1 (mild) .. 5 (severe)
     std: float | None = None  # std of the raters' scores, when known
+    attrs: dict[str, str] = field(default_factory=dict)  # metadata columns the user declared (body site, device...), as text
 
     @property
     def content_group(self) -> str:

@@ -41,6 +41,7 @@ class ImageRef:
     distortion: str | None
     level: int | None
     mos_lower_better: bool = False  # DMOS-style label (its dataset's direction)
+    attrs: dict[str, str] = field(default_factory=dict)  # the record's declared metadata columns (strata)
 
 
 @dataclass
@@ -138,7 +139,8 @@ class Plan:
         ds = LoadedDataset(
             spec.name, domain, spec.type, obj, recs,
             stable_hash([(r.id, k, r.mos, r.content_group, r.split) for r, k in zip(recs, keys)]),
-            refs=[ImageRef(k, r.path, r.id, spec.name, domain, float(r.mos), float(n), f"{spec.name}/{r.content_group}", r.distortion, r.level, lower)
+            refs=[ImageRef(k, r.path, r.id, spec.name, domain, float(r.mos), float(n), f"{spec.name}/{r.content_group}", r.distortion, r.level, lower,
+                           r.attrs)
                   for r, k, n in zip(recs, keys, norm)],
             lower_better=lower, pseudo_mos=bool(getattr(obj, "pseudo_mos", False)), evaluation_only=is_pair_dataset(obj),
         )

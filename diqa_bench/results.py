@@ -299,12 +299,15 @@ def pool_folds(outcomes: list, folds: int) -> list:
 def scores_frame(outcomes):
     import pandas as pd
 
+    # the datasets' declared metadata columns (strata), after the fixed ones: none unless one declares them
+    extra = sorted({k for o in outcomes for r in o.images for k in getattr(r, "attrs", {})} - set(SCORE_COLUMNS))
     rows = []
     for o in outcomes:
         for r, s in zip(o.images, o.scores):
+            attrs = getattr(r, "attrs", {})
             rows.append((r.id, r.dataset, r.domain, o.method, o.train, o.seed, s, r.mos, r.mos_norm, r.group, r.distortion or "",
-                         "" if r.level is None else r.level, r.path))
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+                         "" if r.level is None else r.level, r.path, *(attrs.get(k, "") for k in extra)))
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS + extra)
 
 
 def _git_info(where: Path) -> dict[str, Any]:

@@ -77,3 +77,63 @@ def test_strata_reach_the_csv_the_leaderboard_and_the_report(tmp_path):
     assert "synthetic (" in section and "⚠" in section
     page = (folder / "report.html").read_text()
     assert 'id="strata-skin-reference_kind"' in page and page.count("data:image/png;base64,") >= 1
+
+
+def _sited_photos(folder):
+    """The rated photos of test_agreement with a 'site' column: even patients 'arm', odd 'face'."""
+    import pandas as pd
+    from test_agreement import _rated_photos
+
+    photos = _rated_photos(folder)
+    ratings = pd.read_csv(photos / "ratings.csv")
+    ratings["site"] = ["arm" if int(p[1:]) % 2 == 0 else "face" for p in ratings.patient]
+    ratings.to_csv(photos / "ratings.csv", index=False)
+    return photos
+
+
+def test_a_metadata_column_of_a_ratings_file_gives_strata(tmp_path):
+    import diqa_datasets
+    from diqa_bench.files import read_csv
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+    photos = _sited_photos(tmp_path / "photos")
+    cfg = stub_config(methods=[{"name": "stub-noise"}], seeds=[0, 1], train_sets=[], test_domains=["a", "derm"], strata=["site"])
+    cfg["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv",
+                                                                       "patient_column": "patient", "metadata_columns": ["site"]}}]
+    cfg["splits"] = {"test_ratio": 0.5, "seeds": [0, 1]}
+    res = run_tiny_benchmark(tmp_path / "run", cfg, plugins=[("datasets", diqa_datasets)])
+    assert res.exit_code == 0
+    scores = read_csv(res.out / "scores.csv", dtype={"site": str}, keep_default_na=False)
+    derm = scores[scores.domain == "derm"]
+    assert len(derm) and set(derm.site) == {"arm", "face"}
+    assert (derm.site == ["arm" if int(g.split("/p")[1]) % 2 == 0 else "face" for g in derm.group]).all()
+    assert set(scores[scores.domain == "a"].site) == {""}  # the stub dataset declares no site
+    table = read_csv(res.out / "strata.csv", keep_default_na=False)
+    assert set(table.test) == {"derm"} and set(table.column) == {"site"}
+    assert {"arm", "face"} <= set(table.stratum) and table.stratum.str.startswith("worst: ").any()
+    assert "### Strata on derm: by site" in res.leaderboard and "Strata on a" not in res.leaderboard
+
+
+def test_a_strata_name_no_dataset_declares_and_a_missing_metadata_column_are_one_line(tmp_path):
+    import diqa_datasets
+    from diqa_bench.errors import ConfigError, DataError
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+    from diqa_datasets.derm import DermRatingsDataset
+    from diqa_datasets.tabular import CsvDataset
+
+    with pytest.raises(ConfigError, match=r"strata\[0\]: 'site' is neither") as err:
+        run_tiny_benchmark(tmp_path / "run", stub_config(strata=["site"]))
+    assert "\n" not in str(err.value)
+    photos = _sited_photos(tmp_path / "photos")
+    clash = stub_config(test_domains=["a", "derm"])
+    clash["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "metadata_columns": ["level"]}}]
+    with pytest.raises(ConfigError, match=r"metadata_columns: 'level' is a built-in column"):
+        run_tiny_benchmark(tmp_path / "clash", clash, plugins=[("datasets", diqa_datasets)])
+    ds = DermRatingsDataset(root=str(photos), ratings="ratings.csv", metadata_columns=["body_site"])
+    with pytest.raises(DataError, match=r"ratings\.csv: missing column 'body_site'.*found .*'site'") as err:
+        ds.load(None)
+    assert "\n" not in str(err.value)
+    table = CsvDataset(csv=str(photos / "ratings.csv"), mos_range=[1, 5], mos_column="rating", metadata_columns=["site", "device"])
+    with pytest.raises(DataError, match=r"ratings\.csv: missing column 'device' \(metadata device\); found ") as err:
+        table.load(None)
+    assert "\n" not in str(err.value)

@@ -11,7 +11,7 @@ Every resampling goes through :mod:`diqa_bench.stats` (one implementation for ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class Cell:
     distortion: np.ndarray
     level: np.ndarray
     lower_better: bool
+    attrs: dict[str, np.ndarray] = field(default_factory=dict)  # declared metadata columns of scores.csv, as text
     groups: np.ndarray | None = None  # content-group label per image (None: each image its own group)
     bad: np.ndarray | None = None  # with acceptability: which images are unacceptable (None: the run declares no threshold)
     cut: float = float("nan")  # the gate's stored score threshold, in the method's units (NaN: none stored)
@@ -149,10 +150,13 @@ def load_run(folder: Path) -> StoredRun:
 def read_scores(path: Path):
     """A stored scores.csv, every label column as text."""
 
-    from diqa_bench.results import numeric_columns
+    import pandas as pd
 
+    from diqa_bench.results import SCORE_COLUMNS, numeric_columns
+
+    extra = {c: str for c in pd.read_csv(path, nrows=0).columns if c not in SCORE_COLUMNS}  # declared metadata columns: text
     scores = read_csv(path, dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
-                                   "seed": str, "distortion": str, "level": str, "group": str}, keep_default_na=False,
+                                   "seed": str, "distortion": str, "level": str, "group": str, **extra}, keep_default_na=False,
                       na_values={"score": [""], "mos": [""]})
     numeric_columns(scores, ("score", "mos", "mos_norm"), path)
     return scores
@@ -215,6 +219,8 @@ def _thresholds(run: StoredRun) -> dict[CellKey, float]:
 def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
     from diqa_bench.pairs import pair_domains
 
+    from diqa_bench.results import SCORE_COLUMNS as score_columns
+
     directions = _directions(run.run_info)
     cuts = _thresholds(run)
     scores = run.scores
@@ -232,6 +238,7 @@ def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
             images=list(zip(rows["dataset"], rows["image"])), score=score, aligned_score=-score if lower else score,
             mos=rows["mos"].to_numpy(float), eval_mos=_eval_mos(run, rows), distortion=rows["distortion"].to_numpy(str),
             level=rows["level"].to_numpy(str), lower_better=lower,
+            attrs={c: rows[c].astype(str).to_numpy(str) for c in rows.columns if c not in score_columns},
             groups=(rows["dataset"] + "/" + rows["image"]).to_numpy(str) if "group" not in rows.columns else rows["group"].to_numpy(str),
             bad=_unacceptable(run, rows), cut=cuts.get((method, train, test, str(seed)), float("nan")),
         )

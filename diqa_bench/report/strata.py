@@ -5,7 +5,8 @@ A teledermatology gate that works on light skin and fails on dark skin, or on on
 and not another, looks fine in one SROCC; it is judged by its worst group. ``strata: [column,
 ...]`` in a config names the attributes (:data:`COLUMNS`): ``distortion`` and ``level`` as the
 dataset records them, ``reference_kind`` (``real`` or ``synthetic``: whether the image's dataset
-is made of synthetic references, as the default benchmark's ``synthetic-skin``), ``dataset``.
+is made of synthetic references, as the default benchmark's ``synthetic-skin``), ``dataset``, and
+any ``metadata_columns`` a ``csv`` or ``derm-ratings`` dataset declares (scores.csv columns).
 
 Per test domain, entry (method @ train set), column and stratum: the statistics of
 :data:`STATISTICS` on the stratum's images of each split seed, their mean over seeds and a
@@ -53,7 +54,9 @@ def stratum_labels(run: StoredRun, cell: Cell, column: str) -> np.ndarray:
         synthetic = {d["name"]: d.get("synthetic") for dom in run.run_info.get("domains", {}).values() for d in dom.get("datasets", [])}
         kind = {True: "synthetic", False: "real"}
         return np.asarray([kind.get(synthetic.get(d), "") for d, _ in cell.images], str)
-    raise KeyError(column)
+    if column in cell.attrs:  # a metadata column a dataset declared (metadata_columns)
+        return cell.attrs[column]
+    return np.full(len(cell.images), "", str)  # declared by no dataset of this domain: no strata here
 
 
 def _subsample(sample: stats.Sample, mask: np.ndarray) -> stats.Sample:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
 
-from .tabular import RANGE_SCHEMA, parse_number, read_table, require_columns
+from .tabular import METADATA_SCHEMA, RANGE_SCHEMA, parse_number, read_table, require_columns
 
 
 class DermRatingsDataset(Dataset):
@@ -43,6 +43,8 @@ class DermRatingsDataset(Dataset):
         "drop_raters": {"type": "array", "items": {"type": "string"}, "description": "raters whose ratings are left out (e.g. one flagged on another scale)"},
         "rescale_raters": {"type": "object", "additionalProperties": RANGE_SCHEMA,
                            "description": "rater -> [low, high] of the scale they used, mapped linearly onto the dataset's scale"},
+        "metadata_columns": METADATA_SCHEMA | {"description": "per-image text columns (body site, device...) of the metadata CSV if given, "
+                                                               "else of the ratings/MOS CSV: scores.csv columns and strata"},
     }
     env_var = "DIQA_DERM_RATINGS_ROOT"
 
@@ -61,6 +63,7 @@ class DermRatingsDataset(Dataset):
         min_rater_correlation: float | None = None,
         drop_raters: list[str] = (),
         rescale_raters: dict[str, list[float]] | None = None,
+        metadata_columns: list[str] = (),
     ) -> None:
         super().__init__(root=root, ratings=ratings, mos=mos, metadata=metadata)
         if patient_column and group_column and patient_column != group_column:
@@ -73,6 +76,7 @@ class DermRatingsDataset(Dataset):
         self.mos_csv = self._resolve(mos)
         self.metadata = self._resolve(metadata)
         self.group_column = patient_column or group_column
+        self.metadata_columns = [str(c) for c in metadata_columns]
         self.image_column = image_column
         self.min_rater_correlation = min_rater_correlation
         self.drop_raters = [str(r) for r in drop_raters]
@@ -113,6 +117,7 @@ class DermRatingsDataset(Dataset):
         else:
             table, source = self._read_mos(), self.mos_csv
         groups = self._groups(table, source)
+        attrs = self._attrs(source)
         records = []
         for row in table.to_dict("records"):
             image = str(row["image"]).strip()
@@ -124,6 +129,7 @@ class DermRatingsDataset(Dataset):
                     mos=parse_number(row["mos"]),
                     group=groups.get(image, ""),
                     std=std if isinstance(std, float) and not math.isnan(std) else None,
+                    attrs={m: attrs[m].get(image, attrs[m].get(Path(image).stem, "")) for m in self.metadata_columns},
                 )
             )
         return records
@@ -149,6 +155,25 @@ class DermRatingsDataset(Dataset):
         table = read_table(self.mos_csv, "MOS CSV")
         require_columns(table, {"image": "image", "mos": "mos"}, self.mos_csv)
         return table
+
+    def _attrs(self, source: Path) -> dict[str, dict[str, str]]:
+        """column -> image -> text, from the metadata CSV if given, else the ratings/MOS CSV (first
+        row of each image); the metadata CSV's names match with or without the extension."""
+        if not self.metadata_columns:
+            return {}
+        path = self.metadata if self.metadata is not None else source
+        meta = read_table(path, "metadata CSV" if self.metadata is not None else "CSV")
+        image = self.image_column if self.metadata is not None else "image"
+        require_columns(meta, {"image": image} | {f"metadata {m}": m for m in self.metadata_columns}, path)
+        out = {}
+        for m in self.metadata_columns:
+            by_name: dict[str, str] = {}
+            for i, v in zip(meta[image], meta[m]):
+                by_name.setdefault(str(i).strip(), str(v).strip())
+            if self.metadata is not None:
+                by_name |= {Path(k).stem: v for k, v in by_name.items() if Path(k).stem not in by_name}
+            out[m] = by_name
+        return out
 
     def _groups(self, table, source: Path) -> dict[str, str]:
         col = self.group_column

@@ -10,6 +10,8 @@ from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError
 
 RANGE_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+METADATA_SCHEMA = {"type": "array", "uniqueItems": True, "items": {"type": "string"},
+                   "description": "columns read as per-image text attributes (body site, device...): scores.csv columns and strata"}
 
 
 def read_table(path: Path, what: str):
@@ -68,6 +70,7 @@ class CsvDataset(Dataset):
         "std_column": {"type": ["string", "null"]},
         "mos_range": RANGE_SCHEMA,
         "lower_better": {"type": "boolean", "description": "true for DMOS-style labels"},
+        "metadata_columns": METADATA_SCHEMA,
     }
     required_options: ClassVar[list[str]] = ["csv", "mos_range"]
 
@@ -84,8 +87,10 @@ class CsvDataset(Dataset):
         level_column: str | None = None,
         std_column: str | None = None,
         lower_better: bool = False,
+        metadata_columns: list[str] = (),
     ) -> None:
         super().__init__(csv=csv, mos_range=mos_range, root=root)
+        self.metadata_columns = [str(c) for c in metadata_columns]
         self.csv = Path(csv).expanduser()
         self.root = Path(root).expanduser() if root else self.csv.parent
         low, high = (float(v) for v in mos_range)
@@ -120,7 +125,7 @@ class CsvDataset(Dataset):
 
     def load(self, ctx: DatasetContext | None) -> list[Record]:
         table = read_table(self.csv, "CSV")
-        require_columns(table, self.columns, self.csv)
+        require_columns(table, self.columns | {f"metadata {m}": m for m in self.metadata_columns}, self.csv)
         c = self.columns
         records = []
         for _, row in table.iterrows():
@@ -136,6 +141,7 @@ class CsvDataset(Dataset):
                     distortion=(str(row[c["distortion"]]).strip() or None) if c["distortion"] else None,
                     level=parse_level(row[c["level"]]) if c["level"] else None,
                     std=std if isinstance(std, float) and not math.isnan(std) else None,
+                    attrs={m: str(row[m]).strip() for m in self.metadata_columns},
                 )
             )
         return records
