@@ -476,9 +476,11 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     # a stratum is a built-in column or a metadata column some dataset of the run declares
     declared = ["distortion", "level", "reference_kind", "dataset"] + sorted({c for specs in domains.values() for s in specs
                                                                            for c in s.options.get("metadata_columns") or []})
-    from diqa_bench.results import SCORE_COLUMNS
+    clash = []
+    if declared[4:]:  # imported only then: validate stays free of pandas for configs without metadata
+        from diqa_bench.results import SCORE_COLUMNS
 
-    clash = sorted(set(declared[4:]) & set(SCORE_COLUMNS + declared[:4]))
+        clash = sorted(set(declared[4:]) & set(SCORE_COLUMNS + declared[:4]))
     if clash:  # scores.csv already has that column: the attribute would be lost
         raise ConfigError(f"{file}: metadata_columns: {', '.join(map(repr, clash))} is a built-in column of scores.csv or strata; "
                           "rename it in the ratings file")

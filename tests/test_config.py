@@ -133,7 +133,7 @@ def test_invalid_yaml_gives_line_and_column(tmp_path):
         (lambda d: d["splits"].update(test_ratio=1.5), "splits.test_ratio"),
         (lambda d: d.update(methods={"name": "stub-noise"}), "methods: expected array"),
         (lambda d: d.update(bad_input="ignore"), "bad_input: 'ignore' is not allowed; use one of 'error', 'skip'"),
-        (lambda d: d.update(strata=["skin_tone"]), "strata[0]: 'skin_tone' is not allowed; use one of 'distortion', 'level', 'reference_kind', 'dataset'"),
+        (lambda d: d.update(strata=["skin_tone"]), "strata[0]: 'skin_tone' is neither a built-in column nor a dataset's metadata_columns; known: distortion, level, reference_kind, dataset"),
         (lambda d: d["statistics"].update(adjust="bonferroni"), "statistics.adjust: 'bonferroni' is not allowed; use one of 'holm', 'bh', 'none'"),
         (lambda d: d["domains"].update(c=[]), "domains.c"),
         (lambda d: d.pop("test_domains"), "'test_domains' is a required property"),
