@@ -20,7 +20,8 @@ from diqa_bench.errors import DataError, UserError
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(registry=None) -> argparse.ArgumentParser:
+    """The parser, with a subcommand for each command the plugins registered (``registry``)."""
     p = argparse.ArgumentParser(prog="diqa-bench", description="Cross-domain benchmark for no-reference image quality assessment.")
     p.add_argument("--version", action="version", version=f"diqa-bench {__version__}")
     p.add_argument("--strict-plugins", action="store_true", help="a plugin that fails to load is fatal (also DIQA_BENCH_STRICT_PLUGINS=1)")
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", metavar="METHOD", help="run only these methods (names or labels)")
     r.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
     r.add_argument("--no-report", action="store_true", help="tables only: no figures, significance or report.html")
-    r.add_argument("--executor", choices=["local", "ray"], help="where cells run (default: the config's executor, else local)")
+    r.add_argument("--executor", metavar="NAME", help="where cells run: a registered executor, e.g. local or ray (default: the config's executor, else local)")
     r.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (default: start a local one)")
 
     v = sub.add_parser("validate", help="check a config (schema, names, options, data) without running it")
@@ -102,9 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--rescale-rater", nargs=3, action="append", default=[], metavar=("ID", "LOW", "HIGH"),
                     help="map this rater's ratings linearly from the scale they used, LOW to HIGH, onto --scale (repeatable)")
 
-    from diqa_bench.study.cli import add_parser as add_study_parser  # argparse only: --help stays fast
+    for name, entry in (registry.commands if registry is not None else {}).items():
+        from diqa_bench.extensions import resolve
 
-    add_study_parser(sub)
+        if name in COMMANDS:
+            import warnings
+
+            from diqa_bench.plugins import PluginWarning
+
+            warnings.warn(f"plugin {entry.plugin!r} registers the command {name!r}, which is built in; it is ignored", PluginWarning, stacklevel=2)
+            continue
+        command = entry.cls
+        cp = sub.add_parser(name, help=command.help, description=command.description)
+        if command.add_arguments is not None:
+            resolve(command.add_arguments)(cp)  # argparse only: --help stays fast
     return p
 
 
@@ -112,12 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     from diqa_bench.plugins import install_cli_warning_format
 
     install_cli_warning_format()
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the plugins' commands are part of the parser, so the registry loads first (once: commands reuse it)
+    early = argparse.Namespace(strict_plugins="--strict-plugins" in argv)
+    try:
+        registry = _registry(early)
+    except (UserError, DataError) as exc:
+        print(f"diqa-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser = _parser(registry)
+    args = parser.parse_args(argv)
+    args.registry = registry
     if args.command is None:
-        _parser().print_help()
+        parser.print_help()
         return EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
+        from diqa_bench.extensions import resolve
+
+        return resolve(registry.commands[args.command].cls.handler)(args)
     except (UserError, DataError) as exc:
         print(f"diqa-bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -133,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _registry(args):
+    if getattr(args, "registry", None) is not None:  # loaded once by main()
+        return args.registry
     from diqa_bench.plugins import load_plugins
 
     return load_plugins(strict=True if args.strict_plugins else None)
@@ -306,12 +334,7 @@ def cmd_run(args) -> int:
         unknown = [o for o in args.only if o not in known]
         if unknown:
             raise UserError(f"--only: {', '.join(unknown)} not in the config's methods ({', '.join(sorted(known))})")
-    executor_opts = {**cfg.executor, **({"type": args.executor} if args.executor else {}), **({"address": args.ray_address} if args.ray_address else {})}
-    executor = None
-    if executor_opts.pop("type", "local") == "ray":
-        from diqa_bench.ray_executor import RayExecutor
-
-        executor = RayExecutor(**executor_opts, progress=not args.no_progress and sys.stderr.isatty())
+    executor = _executor(reg, cfg, args)
     with _sigterm_as_interrupt():
         outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
     out = paths["run"].parent  # where the results went: beside --out when a folder of the user's appeared there meanwhile
@@ -337,6 +360,22 @@ def cmd_run(args) -> int:
         print(f"\n{len(info['skipped'])} images skipped (listed in run.json)")
     print(f"\nResults: {out}/ (LEADERBOARD.md, report.html, metrics.csv, scores.csv, run.json)")
     return EXIT_CELLS_FAILED if failed else EXIT_OK
+
+
+def _executor(reg, cfg, args):
+    """The registered executor ``--executor`` (else the config's ``executor.type``, else local) names,
+    built with the config's other ``executor:`` keys, which it must declare."""
+    from diqa_bench.config import validate_options
+    from diqa_bench.extensions import resolve
+
+    options = {**cfg.executor, **({"address": args.ray_address} if args.ray_address else {})}
+    name = args.executor or options.pop("type", None) or "local"
+    options.pop("type", None)
+    spec = reg.executor(name)  # unknown: one line listing the registered ones
+    where = "--ray-address / executor" if args.ray_address else "executor"
+    validate_options(options, spec.options_schema, [], where, str(cfg.path))
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731  (as the runner logs)
+    return resolve(spec.factory)(progress=not args.no_progress and sys.stderr.isatty(), log=log, **options)
 
 
 @contextlib.contextmanager
@@ -438,12 +477,6 @@ def cmd_mos(args) -> int:
     return EXIT_OK
 
 
-def cmd_study(args) -> int:
-    from diqa_bench.study.cli import run
-
-    return run(args)
-
-
 COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
@@ -453,8 +486,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "score": cmd_score,
     "mos": cmd_mos,
-    "study": cmd_study,
-}
+}  # besides these, the commands plugins register (the core plugin's ``study`` among them)
 
 
 if __name__ == "__main__":

@@ -117,17 +117,8 @@ SCHEMA: dict[str, Any] = {
         "weights_dir": {"type": ["string", "null"], "description": "folder of pretrained weight files"},
         "executor": {
             "type": "object",
-            "additionalProperties": False,
-            "description": "where cells run: local (default) or a Ray cluster (pip install 'diqa-bench[ray]')",
-            "properties": {
-                "type": {"enum": ["local", "ray"]},
-                "address": {"type": ["string", "null"], "description": "Ray cluster address (default: start a local one)"},
-                "num_cpus_per_task": {"type": "number", "exclusiveMinimum": 0},
-                "num_gpus_per_task": {"type": "number", "minimum": 0},
-                "memory": {"type": ["integer", "null"], "minimum": 1},
-                "max_retries": {"type": "integer", "minimum": 0},
-                "shard_size": {"type": ["integer", "null"], "minimum": 1, "description": "test images per scoring shard"},
-            },
+            "description": "where cells run: type (a registered executor: local, the default, or ray: pip install 'diqa-bench[ray]', or a plugin's) and that executor's own keys",
+            "properties": {"type": {"type": "string"}},
         },
         "output": {"type": "string", "description": "results folder (default results/<name>)"},
         "device": {"type": "string"},
@@ -461,6 +452,11 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
                     raise ConfigError(f"{file}: domains.{dom}[{j}].dataset: " + unknown_name_message("dataset", s.type, registry.datasets))
                 cls = registry.datasets[s.type].cls
                 validate_options(s.options, cls.options_schema, cls.required_options, f"domains.{dom}[{j}].options", file)
+        executor = dict(data.get("executor") or {})
+        kind = executor.pop("type", "local")
+        if kind not in registry.executors:
+            raise ConfigError(f"{file}: executor.type: " + unknown_name_message("executor", kind, registry.executors))
+        validate_options(executor, registry.executors[kind].cls.options_schema, [], "executor", file)
         from diqa_bench.pairs import check_config
 
         check_config(domains, train_sets, registry, file)  # paired-preference domains are evaluation-only

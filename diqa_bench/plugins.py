@@ -13,6 +13,10 @@ built-in metric, or take the whole built-in plugin down, and a run would exit 0 
 A built-in plugin is recognised by its distribution (diqa-bench) and module, never by its
 entry-point name: another package's entry point named ``pyiqa`` loads as a third-party plugin
 (``<package>:pyiqa``), with a warning naming both, and its entries clash as above.
+
+The core plugin (:mod:`diqa_bench.builtins`: the built-in statistics, figures, executors and
+commands) is no entry point: every registry loads it first, whatever DIQA_BENCH_PLUGINS says, through
+the same hooks and checks as any plugin. It is ``registry.core``, not one of ``registry.plugins``.
 """
 
 from __future__ import annotations
@@ -32,12 +36,19 @@ import pluggy
 from diqa_bench import hookspecs
 from diqa_bench.datasets import REQUIRED_DATASET_ATTRS, Dataset
 from diqa_bench.errors import PluginError, UserError
+from diqa_bench.extensions import KINDS as SPEC_KINDS
 from diqa_bench.methods import REQUIRED_METHOD_ATTRS, Method
 
 ENTRY_POINT_GROUP = "diqa_bench"
 BUILTIN_DISTRIBUTION = "diqa-bench"
 BUILTIN_MODULES = frozenset({"diqa_datasets", "diqa_pyiqa", "diqa_cross_domain"})
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]*")  # used with fullmatch: "$" would let "piqe\n" through
+CORE_PLUGIN = "core"
+CORE_MODULE = "diqa_bench.builtins"
+# hook -> the kind of entry its register callback takes; the kind names the registry's table (+ "s")
+HOOKS = (("register_datasets", "dataset"), ("register_methods", "method"), ("register_statistics", "statistic"),
+         ("register_figures", "figure"), ("register_executors", "executor"), ("register_commands", "command"))
+TABLES = tuple(kind + "s" for _, kind in HOOKS)
 
 
 class PluginWarning(UserWarning):
@@ -59,6 +70,10 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
+    statistics: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    executors: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     error: str | None = None
     builtin: bool = False
 
@@ -67,37 +82,52 @@ class PluginInfo:
 
 
 class Registry:
-    """Every dataset and method type the loaded plugins registered, with who registered it."""
+    """Every dataset and method type, statistic, figure, executor and command the loaded plugins
+    registered, with who registered it (``Entry.cls`` is the class, or the extension record)."""
 
     def __init__(self) -> None:
         self.datasets: dict[str, Entry] = {}
         self.methods: dict[str, Entry] = {}
+        self.statistics: dict[str, Entry] = {}
+        self.figures: dict[str, Entry] = {}
+        self.executors: dict[str, Entry] = {}
+        self.commands: dict[str, Entry] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        self.core: PluginInfo | None = None
         self.clashes: list[str] = []  # one line per entry refused because its name was taken
         self.strict = False
 
     # -- the register callbacks handed to the hooks ------------------------------------------
+    def info(self, plugin: str) -> PluginInfo | None:
+        if self.core is not None and plugin == self.core.name:
+            return self.core
+        return self.plugins.get(plugin)
+
     def _add(self, kind: str, cls: Any, plugin: str) -> None:
-        table, base, required = (
-            (self.datasets, Dataset, REQUIRED_DATASET_ATTRS)
-            if kind == "dataset"
-            else (self.methods, Method, REQUIRED_METHOD_ATTRS)
-        )
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise PluginError(f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not a subclass of {base.__module__}.{base.__name__}")
-        for attr in required:
-            if getattr(cls, attr, None) in (None, ""):
-                raise PluginError(f"plugin {plugin!r}: {kind} class {cls.__name__} has no {attr!r}")
-        name = cls.name
-        if not NAME_RE.fullmatch(name):
-            raise PluginError(f"plugin {plugin!r}: {kind} name {name!r} must be lower-case letters, digits and - _ . +")
-        if kind == "method" and not isinstance(cls.lower_better, bool):
-            raise PluginError(f"plugin {plugin!r}: method {name!r} has lower_better={cls.lower_better!r}; it must be True or False")
+        table: dict[str, Entry] = getattr(self, kind + "s")
+        if kind in SPEC_KINDS:
+            spec_type = SPEC_KINDS[kind]
+            if not isinstance(cls, spec_type):
+                raise PluginError(f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not a {spec_type.__module__}.{spec_type.__name__}")
+            cls.check(plugin)
+            name = cls.name
+        else:
+            base, required = (Dataset, REQUIRED_DATASET_ATTRS) if kind == "dataset" else (Method, REQUIRED_METHOD_ATTRS)
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise PluginError(f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not a subclass of {base.__module__}.{base.__name__}")
+            for attr in required:
+                if getattr(cls, attr, None) in (None, ""):
+                    raise PluginError(f"plugin {plugin!r}: {kind} class {cls.__name__} has no {attr!r}")
+            name = cls.name
+            if not NAME_RE.fullmatch(name):
+                raise PluginError(f"plugin {plugin!r}: {kind} name {name!r} must be lower-case letters, digits and - _ . +")
+            if kind == "method" and not isinstance(cls.lower_better, bool):
+                raise PluginError(f"plugin {plugin!r}: method {name!r} has lower_better={cls.lower_better!r}; it must be True or False")
         if name in table:
             other = table[name].plugin
             if other == plugin:
                 raise PluginError(f"plugin {plugin!r} registers {kind} name {name!r} twice")
-            owner = self.plugins.get(other)
+            owner = self.info(other)
             message = (f"{kind} name {name!r} is registered twice: by {'built-in ' if owner is not None and owner.builtin else ''}"
                        f"plugin {other!r} and by plugin {plugin!r}; the second is ignored")
             if self.strict:
@@ -106,9 +136,9 @@ class Registry:
             warnings.warn(message + " (--strict-plugins makes this fatal)", PluginWarning, stacklevel=2)
             return
         table[name] = Entry(cls, plugin)
-        info = self.plugins.get(plugin)
+        info = self.info(plugin)
         if info is not None:
-            (info.datasets if kind == "dataset" else info.methods).append(name)
+            getattr(info, kind + "s").append(name)
 
     def register_callback(self, kind: str, plugin: str) -> Callable[[type], None]:
         def register(cls: type) -> None:
@@ -123,6 +153,18 @@ class Registry:
 
     def dataset(self, name: str) -> type[Dataset]:
         return self._lookup(self.datasets, name, "dataset").cls
+
+    def executor(self, name: str):
+        """The :class:`~diqa_bench.extensions.Executor` registered as ``name``."""
+        return self._lookup(self.executors, name, "executor").cls
+
+    def statistic_specs(self) -> list:
+        """The registered :class:`~diqa_bench.extensions.Statistic` records, in registration order
+        (the core plugin's first): the order of metrics.csv and of the leaderboard's columns."""
+        return [e.cls for e in self.statistics.values()]
+
+    def figure_specs(self) -> list:
+        return [e.cls for e in self.figures.values()]
 
     @staticmethod
     def _lookup(table: dict[str, Entry], name: str, kind: str) -> Entry:
@@ -215,6 +257,16 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
         info = PluginInfo(name, getattr(obj, "__name__", repr(obj)))
         candidates.append((name, lambda obj=obj: obj, info))
 
+    # The core plugin: always, first, and through the same hooks; a failure in it is a bug.
+    import importlib
+
+    from diqa_bench import __version__
+
+    core = importlib.import_module(CORE_MODULE)
+    registry.core = PluginInfo(CORE_PLUGIN, CORE_MODULE, BUILTIN_DISTRIBUTION, __version__, builtin=True)
+    pm.register(core, name=CORE_PLUGIN)
+    registry.core.hooks = sorted(h.name for h in pm.get_hookcallers(core) or [])
+
     if wanted:
         missing = wanted - {name for name, _, _ in candidates}
         for name in sorted(missing):
@@ -241,21 +293,28 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
 
     # Call each plugin's hook on its own, so one plugin's exception is reported against it alone.
     # Built-in plugins first, so that their names cannot be taken.
-    for hook_name, kind in (("register_datasets", "dataset"), ("register_methods", "method")):
+    # Core first, then the other built-in plugins, so that their names cannot be taken.
+    def rank(impl) -> tuple[int, int]:
+        info = registry.info(impl.plugin_name)
+        return (0 if info is registry.core else 1 if info.builtin else 2, impls.index(impl))
+
+    for hook_name, kind in HOOKS:
         impls = getattr(pm.hook, hook_name).get_hookimpls()
-        impls = sorted(impls, key=lambda impl: (not registry.plugins[impl.plugin_name].builtin, impls.index(impl)))
+        impls = sorted(impls, key=rank)
         for impl in impls:
-            info = registry.plugins[impl.plugin_name]
+            info = registry.info(impl.plugin_name)
             if info.error:
                 continue
-            before = (dict(registry.datasets), dict(registry.methods))
+            before = {table: dict(getattr(registry, table)) for table in TABLES}
             try:
                 impl.function(register=registry.register_callback(kind, impl.plugin_name))
             except Exception as exc:
+                if info is registry.core:
+                    raise
                 # Roll back whatever this plugin registered before it failed.
-                registry.datasets, registry.methods = before
-                info.datasets = [n for n in info.datasets if n in registry.datasets]
-                info.methods = [n for n in info.methods if n in registry.methods]
+                for table, saved in before.items():
+                    setattr(registry, table, saved)
+                    setattr(info, table, [n for n in getattr(info, table) if n in saved])
                 reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
                 fail(info, f"plugin {impl.plugin_name!r} failed in {hook_name}: {reason}")
     return registry
@@ -287,7 +346,7 @@ class PluginSources:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             entry_points.setdefault(ep.name, []).append(ep.value)
         eps, modules = [], []
-        for name in registry.plugins if names is None else names:
+        for name in registry.plugins if names is None else names:  # the core plugin is no entry: every process loads it
             info = registry.plugins.get(name)
             if info is None:
                 raise UserError(f"plugin {name!r} is not loaded")

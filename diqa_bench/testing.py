@@ -1,10 +1,14 @@
 """Stub plugins and a tiny-benchmark helper, for diqa-bench's own tests and for plugin authors.
 
 The stubs are real (they load, score and fit), just tiny: images are small generated PNGs whose
-MOS falls with the amount of noise added, so a method that measures noise should correlate.
+labels measure one distortion each, so pick the one your method measures:
 
 - ``stub-dataset``: N noisy gradient images in G content groups, MOS 1-5 (or DMOS with
-  ``lower_better: true``);
+  ``lower_better: true``) falling with the amount of NOISE added. A noise measure correlates; a
+  sharpness measure does not (noise adds edges: it calls the noisiest image the sharpest);
+- ``stub-blur``: N stripe and checkerboard images in G content groups, MOS 1-5 falling with the
+  amount of Gaussian BLUR (five levels, sharp to very blurred). A sharpness measure (e.g. the
+  variance of the Laplacian) correlates positively;
 - ``stub-noise``: zero-shot, lower is better: the mean absolute Laplacian (noise energy). Options
   ``fail``, ``nan``, ``unavailable``, ``extra_scores`` (return that many scores more, or fewer
   when negative, than images) and ``min_size`` (fail on images smaller than that, like NIQE
@@ -72,6 +76,46 @@ class StubDataset(Dataset):
             if self.lower_better:
                 mos = 6.0 - mos
             records.append(Record(id=f"img{i:04d}", path=path.name, mos=mos, group=f"ref{g}", distortion="noise", level=level + 1))
+        return records
+
+
+class StubBlur(Dataset):
+    name = "stub-blur"
+    description = "tiny generated patterns whose MOS falls with added blur (for tests of sharpness methods)"
+    options_schema = {
+        "count": {"type": "integer", "minimum": 3},
+        "groups": {"type": "integer", "minimum": 2},
+        "size": {"type": "integer", "minimum": 16},
+        "seed": {"type": "integer"},
+    }
+
+    def __init__(self, count: int = 30, groups: int = 6, size: int = 48, seed: int = 0) -> None:
+        super().__init__(count=count, groups=groups, size=size, seed=seed)
+        self.count, self.groups, self.size, self.seed = count, groups, size, seed
+        self.mos_range = (1.0, 5.0)
+        self.pseudo_mos = True
+        self.synthetic = True
+
+    def load(self, ctx: DatasetContext) -> list[Record]:
+        from PIL import Image, ImageFilter
+
+        folder = Path(ctx.cache_dir) / "stub-blur" / f"{self.count}-{self.groups}-{self.size}-{self.seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.root = folder
+        rng = np.random.default_rng(self.seed)
+        yy, xx = np.indices((self.size, self.size))
+        records = []
+        for i in range(self.count):
+            g = i % self.groups
+            level = (i // self.groups) % 5
+            period = 4 + 2 * (g % 3)  # stripes or checks, a few pixels wide: plenty of edges to lose
+            pattern = (xx // period) % 2 if g % 2 else ((xx // period) + (yy // period)) % 2
+            path = folder / f"blur{i:04d}.png"
+            if not path.exists():
+                sharp = Image.fromarray((pattern * 160 + 40).astype(np.uint8)).convert("RGB")
+                sharp.filter(ImageFilter.GaussianBlur(radius=0.8 * level)).save(path)
+            mos = float(np.clip(5 - level - 0.3 * rng.random(), 1, 5))
+            records.append(Record(id=f"blur{i:04d}", path=path.name, mos=mos, group=f"pattern{g}", distortion="blur", level=level + 1))
         return records
 
 
@@ -162,6 +206,7 @@ class StubLinear(Method):
 @hookimpl
 def register_datasets(register):
     register(StubDataset)
+    register(StubBlur)
 
 
 @hookimpl

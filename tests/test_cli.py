@@ -128,7 +128,7 @@ def test_plugins_json(stub_cli, capsys):
     assert cli.main(["plugins", "--json"]) == 0
     (info,) = json.loads(capsys.readouterr().out)
     assert info["name"] == "stub" and info["error"] is None
-    assert info["methods"] == ["stub-noise", "stub-linear"] and info["datasets"] == ["stub-dataset"]
+    assert info["methods"] == ["stub-noise", "stub-linear"] and info["datasets"] == ["stub-dataset", "stub-blur"]
 
 
 def _run_args(tmp_path, cfg):

@@ -76,7 +76,7 @@ def register_methods(register):
 def test_stub_plugin_registers_its_classes():
     reg = load_plugins(extra=[("stub", stubs)])
     assert set(reg.methods) == {"stub-noise", "stub-linear"}
-    assert set(reg.datasets) == {"stub-dataset"}
+    assert set(reg.datasets) == {"stub-dataset", "stub-blur"}
     assert reg.methods["stub-noise"].plugin == "stub"
     assert reg.plugins["stub"].hooks == ["register_datasets", "register_methods"]
     assert reg.method("stub-linear") is stubs.StubLinear
