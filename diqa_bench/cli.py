@@ -55,6 +55,7 @@ def _parser(registry=None) -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plugins", help="list loaded plugins, their versions and what they registered")
     pl.add_argument("--json", action="store_true")
+    pl.add_argument("--all", action="store_true", help="also the core plugin (diqa-bench's own statistics, figures, executors and commands)")
 
     rep = sub.add_parser("report", help="re-render the leaderboard, figures and report.html of a results folder (no rescoring)")
     rep.add_argument("dir")
@@ -204,13 +205,15 @@ def _describe_option(schema: dict) -> str:
 
 def cmd_plugins(args) -> int:
     reg = _registry(args)
-    infos = [p.as_dict() for p in reg.plugins.values()]
+    infos = ([reg.core.as_dict()] if args.all and reg.core is not None else []) + [p.as_dict() for p in reg.plugins.values()]
     if args.json:
         print(json.dumps(infos, indent=2))
         return EXIT_OK
     for p in infos:
         ver = f" {p['version']}" if p["version"] else ""
         status = f"FAILED: {p['error']}" if p["error"] else f"datasets: {', '.join(p['datasets']) or '-'}; methods: {', '.join(p['methods']) or '-'}"
+        if not p["error"]:  # the other hooks' entries, where there are any
+            status += "".join(f"; {kind}: {', '.join(p[kind])}" for kind in ("statistics", "figures", "executors", "commands") if p.get(kind))
         print(f"{p['name']}{ver} ({p['module']}): {status}")
     return EXIT_OK
 

@@ -188,3 +188,12 @@ def test_validate_checks_the_configs_executor_and_its_keys(tmp_path, counting_cl
     assert "executor: unknown option(s) 'shard_size'; this takes no options" in capsys.readouterr().err
     path.write_text(yaml.safe_dump(stub_config(executor={"type": "ray", "shard_size": 10})))
     assert cli.main(["validate", str(path)]) == 0
+
+
+def test_plugins_all_lists_the_core_plugin_and_every_kind_of_entry(monkeypatch, stub_registry, capsys):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    assert cli.main(["plugins"]) == 0
+    assert not capsys.readouterr().out.startswith("core")
+    assert cli.main(["plugins", "--all"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("core ") and "executors: local, ray" in first and "commands: study" in first
