@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from diqa_bench.methods import FeatureCache
+from diqa_bench.batch import FeatureCache
 
 
 def default_cache_dir() -> Path:

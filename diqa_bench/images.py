@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from diqa_bench.batch import Batch
 from diqa_bench.errors import DataError, UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -473,8 +474,6 @@ def iter_batches(
     """
     import torch
     from torch.utils.data import DataLoader
-
-    from diqa_bench.methods import Batch
 
     positions = list(positions)
     if shuffle:

@@ -25,35 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
+from diqa_bench.batch import Batch, FeatureCache  # part of the method contract plugins import from here
+
 if TYPE_CHECKING:  # torch is imported only where a method actually runs
     import torch
 
     from diqa_bench.licences import Licence
-
-
-@dataclass
-class Batch:
-    """Images handed to :meth:`Method.score_batch`.
-
-    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device.
-    All images of a batch have the same size: the runner groups images by size (or resizes them to
-    ``Method.input_size`` when the method declares one), so no metric sees padding.
-    """
-
-    images: "torch.Tensor"
-    keys: list[str]  # content hash of each image file: a stable key for per-image caches
-    paths: list[str]
-    indices: list[int]  # positions in the sequence being scored
-
-
-class FeatureCache:
-    """Per-image feature vectors on disk, keyed by image content hash (see :mod:`diqa_bench.cache`)."""
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def put_many(self, items: dict[str, Any]) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 @dataclass
@@ -72,6 +49,7 @@ class MethodContext:
     def feature_cache(self, namespace: str) -> FeatureCache:
         """A disk cache of per-image feature arrays, shared by every cell of every run. Features of
         nvJPEG-decoded pixels are kept apart from PIL-decoded ones (the pixels differ slightly)."""
+        # cache and images import numpy and PIL: `diqa-bench list` imports this module and needs neither
         from diqa_bench.cache import SqliteFeatureCache
 
         if self.decoder != "pil":
@@ -118,7 +96,7 @@ class TrainingData:
         the CPU): what a plugin's tests hand to ``fit``. An undecodable image raises DataError, or
         with ``on_error(sample, reason)`` is reported there and left out of its batch.
         ``domains`` defaults to the samples' domains, in order of appearance."""
-        from diqa_bench.images import training_loader
+        from diqa_bench.images import training_loader  # numpy and PIL, only once a training set is built
 
         samples = list(samples)
         doms = list(domains) if domains is not None else list(dict.fromkeys(s.domain for s in samples))
