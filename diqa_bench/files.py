@@ -1,11 +1,12 @@
 """Writing files that others read: atomically, with the permissions a shared result needs.
 
-Kept apart from :mod:`diqa_bench.results` (which imports the statistics) so that light commands
-such as ``score -o`` write their output without importing scipy.
+At the bottom of the package (it imports none of it), so that light commands such as ``score -o``
+write their output without importing the statistics or scipy.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -133,6 +134,16 @@ def csv_original(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 2 and value.startswith("'") and value[1:].lstrip("'")[:1] in FORMULA_STARTS:
         return value[1:]
     return value
+
+
+def json_rows(df) -> list[dict[str, Any]]:
+    """The rows of a DataFrame as JSON objects, with NaN and infinities as null (metrics.json)."""
+    rows = df.to_dict(orient="records")
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                r[k] = None
+    return rows
 
 
 def frame_csv(df) -> str:

@@ -200,7 +200,7 @@ def evaluate(paired: list[Any], config: Any) -> tuple[Any, list[dict[str, Any]]]
     pair-domain cells, and the pairs / groups each cell used (for run.json)."""
     import pandas as pd
 
-    from diqa_bench.results import AGGREGATE_SEED, METRIC_COLUMNS
+    from diqa_bench.metrics import AGGREGATE_SEED, METRIC_COLUMNS
 
     rows, cells = [], []
     pooled: dict[tuple, list[np.ndarray]] = {}
@@ -258,7 +258,7 @@ def pairs_frame(paired: list[Any]):
 
 
 def write_files(out, paired: list[Any]) -> dict[str, Any]:
-    from diqa_bench.results import atomic_write
+    from diqa_bench.files import atomic_write
 
     if not paired:
         return {}
@@ -274,7 +274,7 @@ def recompute(folder, bootstrap: int | None = None) -> Any:
     from pathlib import Path
 
 
-    from diqa_bench.results import load_results
+    from diqa_bench.store import load_results
 
     folder = Path(folder)
     _, info = load_results(folder)

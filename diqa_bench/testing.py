@@ -242,7 +242,7 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     import yaml
 
     from diqa_bench import config as cfgmod
-    from diqa_bench.results import load_results
+    from diqa_bench.store import load_results
     from diqa_bench.runner import RunOptions, run_benchmark
 
     tmp_path = Path(tmp_path)

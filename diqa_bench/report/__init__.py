@@ -81,7 +81,7 @@ def build_tables(folder: Path, cache: Path | None = None):
     transfer, written paths). ``cache``: an entry of :mod:`diqa_bench.derived` to reuse or fill."""
     from diqa_bench.report.stored import load_run
     from diqa_bench.report.transfer import write_transfer
-    from diqa_bench.results import atomic_write
+    from diqa_bench.files import atomic_write
 
     run = load_run(Path(folder))
     # Tables alone are kept apart from a whole report's entry: a report asked for after a
@@ -119,7 +119,7 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
     from diqa_bench.report import figures as fig
     from diqa_bench.report.html import render
     from diqa_bench.report.stored import load_run
-    from diqa_bench.results import atomic_write
+    from diqa_bench.files import atomic_write
 
     folder = Path(folder)
     manifest = _restore(folder, cache)

@@ -32,7 +32,7 @@ def validation_run(run: StoredRun) -> StoredRun | None:
     None when the run has none."""
     import pandas as pd
 
-    from diqa_bench.results import VALIDATION_DIR
+    from diqa_bench.store import VALIDATION_DIR
 
     info = run.run_info.get("validation")
     folder = run.folder / VALIDATION_DIR

@@ -136,7 +136,7 @@ class StoredRun:
 def load_run(folder: Path) -> StoredRun:
     """Read a results folder; one-line errors when it is not one."""
 
-    from diqa_bench.results import load_results
+    from diqa_bench.store import load_results
 
     folder = Path(folder)
     metrics, run_info = load_results(folder)
@@ -152,7 +152,8 @@ def read_scores(path: Path):
 
     import pandas as pd
 
-    from diqa_bench.results import SCORE_COLUMNS, numeric_columns
+    from diqa_bench.metrics import SCORE_COLUMNS
+    from diqa_bench.store import numeric_columns
 
     extra = {c: str for c in pd.read_csv(path, nrows=0).columns if c not in SCORE_COLUMNS}  # declared metadata columns: text
     scores = read_csv(path, dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
@@ -219,7 +220,7 @@ def _thresholds(run: StoredRun) -> dict[CellKey, float]:
 def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
     from diqa_bench.pairs import pair_domains
 
-    from diqa_bench.results import SCORE_COLUMNS as score_columns
+    from diqa_bench.metrics import SCORE_COLUMNS as score_columns
 
     directions = _directions(run.run_info)
     cuts = _thresholds(run)

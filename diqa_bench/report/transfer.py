@@ -147,7 +147,7 @@ def write_delta_table(folder: Path, name: str, table) -> list[Path]:
     """``name``.csv and ``name``.json of a table of paired deltas (the transfer and ablation tables):
     the CSV neutralised as every CSV this project writes, the JSON with seeds as a list and NaN as
     null; both written atomically."""
-    from diqa_bench.results import json_rows, atomic_write
+    from diqa_bench.files import atomic_write, json_rows
 
     folder = Path(folder)
     atomic_write(folder / f"{name}.csv", frame_csv(table))
