@@ -478,7 +478,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
                                                                            for c in s.options.get("metadata_columns") or []})
     clash = []
     if declared[4:]:  # imported only then: validate stays free of pandas for configs without metadata
-        from diqa_bench.metrics import SCORE_COLUMNS
+        from diqa_bench.tables import SCORE_COLUMNS
 
         clash = sorted(set(declared[4:]) & set(SCORE_COLUMNS + declared[:4]))
     if clash:  # scores.csv already has that column: the attribute would be lost

@@ -19,11 +19,7 @@ import numpy as np
 
 from diqa_bench import stats
 from diqa_bench.splits import fold_of_key
-
-# the columns of metrics.csv and scores.csv (scores.csv: then a dataset's declared metadata columns)
-METRIC_COLUMNS = ["method", "train", "test", "seed", "statistic", "value", "ci_low", "ci_high", "n", "std", "groups"]
-SCORE_COLUMNS = ["image", "dataset", "domain", "method", "train", "seed", "score", "mos", "mos_norm", "group", "distortion", "level", "path"]
-AGGREGATE_SEED = "all"
+from diqa_bench.tables import AGGREGATE_SEED, METRIC_COLUMNS, SCORE_COLUMNS
 
 
 # The acceptability row besides stats.GATE_STATISTICS: the score cut chosen on the train split, in

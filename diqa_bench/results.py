@@ -18,6 +18,7 @@ from diqa_bench import derived, pairs
 from diqa_bench.files import atomic_write, frame_csv, json_rows, read_csv
 from diqa_bench.leaderboard import render_markdown
 from diqa_bench.metrics import cell_records, compute_metrics, protocol_statistics, scores_frame
+from diqa_bench.pair_files import write_pair_files
 from diqa_bench.report import build_report, build_tables
 from diqa_bench.report.ablation import read_ablation
 from diqa_bench.report.agreement import read_agreement
@@ -140,7 +141,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     if config.acceptability is not None:
         write_thresholds(out, outcomes, details)
         write_run_thresholds(out, outcomes, details)
-    paths.update(pairs.write_files(out, paired))
+    paths.update(write_pair_files(out, paired))
     ratings = out / "ratings.csv"  # per-rater data (diqa_bench.report.agreement), written before
     key_parts = [scores_csv, metrics_csv, run_info.get("domains"), config.raw, ratings.read_text() if ratings.is_file() else None] + ([validation_scores] if validation_scores is not None else [])
     report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(*key_parts))

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from diqa_bench.errors import UserError
 from diqa_bench.files import atomic_write, current_umask, read_csv
-from diqa_bench.metrics import METRIC_COLUMNS
+from diqa_bench.tables import METRIC_COLUMNS
 from diqa_bench.version import __version__
 
 # The main files of a results folder, by the key :func:`diqa_bench.runner.run_benchmark` returns

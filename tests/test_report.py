@@ -17,7 +17,7 @@ import pytest
 
 from diqa_bench import stats
 from diqa_bench.errors import UserError
-from diqa_bench.metrics import METRIC_COLUMNS, SCORE_COLUMNS
+from diqa_bench.tables import METRIC_COLUMNS, SCORE_COLUMNS
 
 
 def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets=None, failed=(), distortion=None, level=None,

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from diqa_bench import pairs
+from diqa_bench import pair_tables
 from diqa_bench.leaderboard import LITTLE_DATA, adjust_phrase, data_notes, domain_warning, gate_legend, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.stored import StoredRun
@@ -145,7 +145,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
         gate = gate_legend(run.metrics, test, rows)
         if gate:
             parts.append(f'<p class="note">{_e(gate)}</p>')
-    parts.extend(pairs.html_sections(run))  # paired-preference domains: pair accuracy tables
+    parts.extend(pair_tables.html_sections(run))  # paired-preference domains: pair accuracy tables
 
     if transfer is not None and len(transfer):
         parts.append("<h2>Does the train set matter?</h2>")

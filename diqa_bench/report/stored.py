@@ -4,7 +4,7 @@ Nothing here runs a method. Statistics the reports need beyond metrics.csv (sign
 comparison, per-distortion breakdown) are recomputed from the stored per-image scores, with the
 same direction rules as :mod:`diqa_bench.stats`: a lower-is-better method's scores are negated (no
 abs()), DMOS-style labels are negated, and a test domain that mixes datasets is judged on the
-per-dataset normalised MOS (0-1, higher better), as the runner does. Content groups come from
+per-dataset normalised MOS (0-1, higher better), as :func:`diqa_bench.metrics.eval_mos` does. Content groups come from
 scores.csv's ``group`` column; a folder stored before it existed makes each image its own group.
 Every resampling goes through :mod:`diqa_bench.stats` (one implementation for tables and reports).
 """
@@ -152,7 +152,7 @@ def read_scores(path: Path):
 
     import pandas as pd
 
-    from diqa_bench.metrics import SCORE_COLUMNS
+    from diqa_bench.tables import SCORE_COLUMNS
     from diqa_bench.store import numeric_columns
 
     extra = {c: str for c in pd.read_csv(path, nrows=0).columns if c not in SCORE_COLUMNS}  # declared metadata columns: text
@@ -220,7 +220,7 @@ def _thresholds(run: StoredRun) -> dict[CellKey, float]:
 def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
     from diqa_bench.pairs import pair_domains
 
-    from diqa_bench.metrics import SCORE_COLUMNS as score_columns
+    from diqa_bench.tables import SCORE_COLUMNS as score_columns
 
     directions = _directions(run.run_info)
     cuts = _thresholds(run)
