@@ -17,7 +17,7 @@ class Batch:
     """Images handed to :meth:`Method.score_batch`.
 
     ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device.
-    All images of a batch have the same size: the runner groups images by size (or resizes them to
+    All images of a batch have the same size: the image loader (:mod:`diqa_bench.images`) groups images by size (or resizes them to
     ``Method.input_size`` when the method declares one), so no metric sees padding.
     """
 

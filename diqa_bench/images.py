@@ -606,7 +606,7 @@ def _to_device(tensors: list, device: str):
 def training_loader(ctx, on_error=None):
     """The decoder of :class:`~diqa_bench.methods.TrainingData`: samples -> Batches on ctx.device.
     An undecodable training image raises DataError, or with ``on_error(sample, message)`` is
-    reported there and left out (the runner's skip policy)."""
+    reported there and left out (the scorer's skip policy)."""
 
     def load(samples, positions, batch_size, size, shuffle, seed, loader="auto"):
         report = None if on_error is None else (lambda pos, msg: on_error(samples[pos], msg))
