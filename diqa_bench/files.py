@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from diqa_bench.errors import UserError
+
 
 def atomic_write(path: Path, text: str) -> None:
     """Write via a temp file in the same folder and rename: readers never see half a file."""
@@ -73,8 +75,6 @@ def image_file_problem(path: str | Path) -> str | None:
 def check_output_file(path: str | Path, flag: str) -> Path:
     """The file an ``-o`` option names, checked before any work: not a folder, in a folder where a
     file can be created (tried, not guessed from permission bits). Raises a one-line UserError."""
-    from diqa_bench.errors import UserError
-
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name")
@@ -97,8 +97,6 @@ def check_output_file(path: str | Path, flag: str) -> Path:
 def write_output(path: Path, text: str, flag: str) -> None:
     """:func:`atomic_write` for a command's ``-o`` file: a failure (a full disk) is one line, and
     the previous file, if any, is left as it was."""
-    from diqa_bench.errors import UserError
-
     try:
         atomic_write(path, text)
     except OSError as exc:

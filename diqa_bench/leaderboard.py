@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from diqa_bench import pair_tables, pairs
+from diqa_bench.licences import overall
+from diqa_bench.report.agreement import agreement_lines
+from diqa_bench.report.strata import strata_rows
 from diqa_bench.stats import ADJUSTMENT_NAMES, HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
@@ -403,8 +406,6 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append("")
         lines += strata_section(strata, run_info, test)
         if rows:
-            from diqa_bench.report.agreement import agreement_lines
-
             lines += agreement_lines(agreement, run_info, test)
     lines.extend(ablation_section(ablation, run_info))
     if figures:
@@ -427,8 +428,6 @@ def strata_section(table, run_info: dict[str, Any], test: str) -> list[str]:
     """Markdown of one test domain's strata tables (one per column), or none."""
     from tabulate import tabulate
 
-    from diqa_bench.report.strata import strata_rows
-
     if table is None or not len(table):
         return []
     out = []
@@ -450,8 +449,6 @@ def licence_section(run_info: dict[str, Any]) -> list[str]:
     """'## Licences': one row per method and dataset, what it declares of its code, weights and
     data licences, and whether commercial use is known to be allowed (sources in run.json)."""
     from tabulate import tabulate
-
-    from diqa_bench.licences import overall
 
     facts = run_info.get("licences") or {}
     rows = []

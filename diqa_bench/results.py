@@ -25,7 +25,7 @@ from diqa_bench.report.agreement import read_agreement
 from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.strata import read_strata
 from diqa_bench.report.transfer import read_transfer
-from diqa_bench.store import VALIDATION_DIR, load_results
+from diqa_bench.store import RESULT_FILES, VALIDATION_DIR, load_results
 
 
 RUN_THRESHOLDS = "thresholds.json"
@@ -127,13 +127,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     if validation is not None and "validation" in run_info:
         validation_scores, val_cells = write_validation(out, validation, config)
         run_info["validation"] = {**run_info["validation"], "cells": val_cells, "failed_cells": [c for c in val_cells if c["status"] != "ok"]}
-    paths = {
-        "scores": out / "scores.csv",
-        "metrics": out / "metrics.csv",
-        "metrics_json": out / "metrics.json",
-        "run": out / "run.json",
-        "leaderboard": out / "LEADERBOARD.md",
-    }
+    paths = {key: out / name for key, name in RESULT_FILES.items()}
     atomic_write(paths["scores"], scores_csv)
     atomic_write(paths["metrics"], metrics_csv)
     atomic_write(paths["metrics_json"], metrics_json)
