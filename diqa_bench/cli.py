@@ -409,7 +409,8 @@ def cmd_report(args) -> int:
 
     folder = Path(args.dir)
     metrics, info = load_results(folder)
-    render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
+    with _registry(args).in_use():  # the figures of the plugins loaded here
+        render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
     from diqa_bench.report.transfer import read_transfer
 
     from diqa_bench.report.ablation import read_ablation
@@ -429,8 +430,9 @@ def cmd_compare(args) -> int:
         if out.suffix.lower() not in (".csv", ".md"):
             raise UserError(f"-o {out}: use a .csv or .md file name")
         out = check_output_file(out, "-o")
-    df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b), adjust=args.adjust)
-    text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
+    with _registry(args).in_use():  # the statistics of the plugins loaded here, where both runs stored them
+        df, warnings_ = compare_runs(Path(args.dir_a), Path(args.dir_b), adjust=args.adjust)
+        text = format_comparison(df, warnings_, transfer=compare_transfer(Path(args.dir_a), Path(args.dir_b)))
     if out is not None:
         write_output(out, frame_csv(df) if out.suffix.lower() == ".csv" else text, "-o")
         print(f"wrote {out}", file=sys.stderr)

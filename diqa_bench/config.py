@@ -106,6 +106,8 @@ SCHEMA: dict[str, Any] = {
                 "seed": {"type": "integer"},
                 "adjust": {"enum": ["holm", "bh", "none"],
                            "description": "multiplicity adjustment of each table's family of comparisons: holm (default), bh (Benjamini-Hochberg) or none"},
+                "extra": {"type": "array", "uniqueItems": True, "items": {"type": "string"},
+                          "description": "statistics registered by plugins to compute besides the built-in ones (diqa-bench plugins lists them)"},
             },
         },
         "strata": {"type": "array", "uniqueItems": True, "items": {"type": "string"},
@@ -184,6 +186,7 @@ class Config:
     validation: float = 0.0  # share of train groups held out for the validation phase (0: none)
     adjust: str = "holm"  # multiplicity adjustment of each table's family of comparisons (stats.adjust_p)
     folds: int | str | None = None  # cross-validation: K or "leave-one-group-out" (splits.fold_test_groups); None: test_ratio splits
+    statistics_extra: list[str] = field(default_factory=list)  # plugin statistics the run computes besides the built-in ones
 
 
 def _path(parts) -> str:
@@ -454,6 +457,9 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
                     raise ConfigError(f"{file}: domains.{dom}[{j}].dataset: " + unknown_name_message("dataset", s.type, registry.datasets))
                 cls = registry.datasets[s.type].cls
                 validate_options(s.options, cls.options_schema, cls.required_options, f"domains.{dom}[{j}].options", file)
+        for i, name in enumerate((data.get("statistics") or {}).get("extra") or []):
+            if name not in registry.statistics:
+                raise ConfigError(f"{file}: statistics.extra[{i}]: " + unknown_name_message("statistic", name, registry.statistics))
         executor = dict(data.get("executor") or {})
         kind = executor.pop("type", "local")
         if kind not in registry.executors:
@@ -509,6 +515,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         validation=0.0 if splits["protocol"] == "full" else validation,
         adjust=str(st["adjust"]),
         folds=folds,
+        statistics_extra=list(st.get("extra") or []),
     )
 
 

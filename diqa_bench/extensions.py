@@ -5,13 +5,15 @@ host checks it on arrival (:meth:`check`) and reports a broken one against its p
 callables may be given as ``"module:attribute"`` strings, imported on first use: registering
 then imports nothing, so ``diqa-bench --help``, ``list`` and ``validate`` stay light even when the
 function lives in a module that imports scipy or torch. The built-in statistics, figures,
-executors and the ``study`` command are registered this way (:mod:`diqa_bench.builtins`).
+executors and the ``study`` command are registered this way (:mod:`diqa_bench.core_plugin`).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -55,6 +57,10 @@ class Statistic:
     exists (a :class:`diqa_bench.stats.Sample` and [B, n] weights, one row per replicate): the
     built-ins use it, for speed and for what a Sample holds (the logistic mapping, acceptability).
     ``needs_acceptability``: computed only where the config declares an acceptability threshold.
+    How LEADERBOARD.md shows it: ``column`` orders the columns (lower: further left; the built-ins
+    take 10-40, the quality gate's 110-140; None: metrics.csv only), under ``label`` (default: the
+    name); ``difference``: a signed difference, shown without its spread over seeds.
+    ``compare``: whether ``diqa-bench compare`` tests its change between two runs.
     """
 
     name: str
@@ -63,6 +69,16 @@ class Statistic:
     description: str = ""
     resampled: Ref | None = None
     needs_acceptability: bool = False
+    column: int | None = 50
+    label: str = ""
+    difference: bool = False
+    compare: bool = True
+
+    def facts(self, plugin: str) -> dict[str, Any]:
+        """What run.json records of it: enough to render and compare its stored values without the plugin."""
+        return {"name": self.name, "higher_is_better": self.higher_is_better, "plugin": plugin, "description": self.description,
+                "needs_acceptability": self.needs_acceptability, "column": self.column, "label": self.label or self.name,
+                "difference": self.difference, "compare": self.compare}
 
     def check(self, plugin: str) -> None:
         if not isinstance(self.name, str) or not STATISTIC_NAME_RE.fullmatch(self.name):
@@ -73,6 +89,8 @@ class Statistic:
             raise PluginError(f"plugin {plugin!r}: statistic {self.name!r} needs exactly one of function (scores, mos) -> float or resampled")
         _check_ref(plugin, f"statistic {self.name!r}: function", self.function, required=False)
         _check_ref(plugin, f"statistic {self.name!r}: resampled", self.resampled, required=False)
+        if self.column is not None and (isinstance(self.column, bool) or not isinstance(self.column, int)):
+            raise PluginError(f"plugin {plugin!r}: statistic {self.name!r}: column must be an integer or None, got {self.column!r}")
 
     def compute(self, sample, weights):
         """Values per row of ``weights`` [B, n] on a :class:`~diqa_bench.stats.Sample`."""
@@ -96,11 +114,16 @@ class Figure:
     ``figures/<name>.png``), or a path to an image file it wrote itself, or None when the run has
     nothing to show (no file, no error). ``run`` is a :class:`diqa_bench.report.FigureRun`: the
     results folder, the tidy metrics, the scores and run.json. report.html shows every registered
-    figure, in registration order, under its ``caption``."""
+    figure, in registration order, under its ``caption``. ``function`` may return a dict of such
+    results (e.g. one per test domain: ``{test: figure}``): ``{key}`` in the caption is then each
+    one's key, and ``{mos_label}`` the label of a test domain's MOS. ``section``: where report.html
+    shows it (the built-in figures use "transfer", "strata", "cross-domain", "predictions" and
+    "per-distortion"; any other, the default: the page's "Figures" section)."""
 
     name: str
     caption: str
     function: Ref
+    section: str = ""
 
     def check(self, plugin: str) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.name):
@@ -151,3 +174,26 @@ class Command:
 
 
 KINDS: dict[str, type] = {"statistic": Statistic, "figure": Figure, "executor": Executor, "command": Command}
+
+
+# What the computation at hand uses: a run's statistics (the built-in ones and those its config
+# names) and the registry's figures. Set by :meth:`diqa_bench.plugins.Registry.in_use`; unset, the
+# core plugin's alone are used (a stored run re-rendered by library code, old callers).
+_IN_USE: ContextVar[dict[str, Any] | None] = ContextVar("diqa_bench_extensions", default=None)
+
+
+@contextmanager
+def use(statistics: dict[str, Statistic], figures: list[tuple[Figure, str]]):
+    """Within the block, computations use these ``statistics`` (name -> record) and ``figures``
+    ((record, plugin name) pairs)."""
+    token = _IN_USE.set({"statistics": dict(statistics), "figures": list(figures)})
+    try:
+        yield
+    finally:
+        _IN_USE.reset(token)
+
+
+def in_use(kind: str):
+    """The ``statistics`` or ``figures`` :func:`use` set, or None outside such a block."""
+    current = _IN_USE.get()
+    return None if current is None else current[kind]

@@ -6,7 +6,7 @@ by ``@diqa_bench.hookimpl``. The host calls each hook with a ``register`` callba
 record (``Statistic``, ``Figure``, ``Executor``, ``Command``). The host validates every entry as it
 arrives (unique name, required attributes), so a broken entry is reported against the plugin that
 made it. diqa-bench's own statistics, figures, executors and the ``study`` command are registered
-through these same hooks, by the core plugin :mod:`diqa_bench.builtins`, which always loads first.
+through these same hooks, by the core plugin :mod:`diqa_bench.core_plugin`, which always loads first.
 
 Keep plugin modules light: import torch, pyiqa and friends inside methods, not at module level,
 so that listing names stays instant.

@@ -1,7 +1,9 @@
 """Leaderboard tables, rendered from stored results only (never recomputing a score).
 
-One table per test domain; rows "method @ train set"; columns SROCC, PLCC, KRCC, RMSE (and the
-acceptability columns when the config declares a threshold, with an "accept all" reference row
+One table per test domain; rows "method @ train set"; a column per statistic the run computed that
+has a leaderboard ``column`` (SROCC, PLCC, KRCC, RMSE, a plugin's; the statistics as run.json
+recorded them: :func:`statistic_facts`; and the acceptability columns when the config declares a
+threshold, with an "accept all" reference row
 and the gate's accuracy gain over it, whose interval decides ‡) as "mean ± std over seeds [CI]",
 arrows for direction, the best value of each column in bold, failed cells with their reason. A test domain with too little data gets a warning above its
 table. Under each table: the transfer table (mixed vs single-domain training, transfer loss)
@@ -19,12 +21,8 @@ from diqa_bench import pair_tables, pairs
 from diqa_bench.licences import overall
 from diqa_bench.report.agreement import agreement_lines
 from diqa_bench.report.strata import strata_rows
-from diqa_bench.stats import ADJUSTMENT_NAMES, HIGHER_IS_BETTER, data_warning
+from diqa_bench.stats import ADJUSTMENT_NAMES, builtin_statistics, data_warning
 
-MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
-ACCEPT_COLUMNS = ["AUC", "ACC", "ACC_GAIN", "RETAKE"]
-DELTA_COLUMNS = {"ACC_GAIN"}  # differences: signed, no spread over seeds (as in the transfer table)
-LABELS = {"AUC": "AUC (reject)", "ACC": "Accuracy", "ACC_GAIN": "ΔAccuracy vs accept all", "RETAKE": "Retake rate"}
 ACCEPT_ALL_LABEL = "accept all (no gate)"
 # Accuracy significantly below accepting every photo: the whole interval of ACC_GAIN (paired, same
 # group draws) lies below 0. Without that interval (bootstrap 0, results stored before ACC_GAIN
@@ -42,8 +40,18 @@ def _fmt(v: float, lo: float, hi: float, std: float | None = None) -> str:
     return f"{v:.3f}{spread} [{lo:.3f}, {hi:.3f}]"
 
 
-def _arrow(stat: str) -> str:
-    return "↑" if HIGHER_IS_BETTER.get(stat, True) else "↓"
+def statistic_facts(run_info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """name -> what run.json recorded of each statistic the run computed (direction, column, label;
+    :meth:`diqa_bench.extensions.Statistic.facts`), so a table renders without the plugin that
+    registered it; results stored before run.json recorded them: the built-in statistics."""
+    recorded = run_info.get("statistics")
+    if not recorded:
+        recorded = [spec.facts("core") for spec in builtin_statistics().values()]
+    return {f["name"]: f for f in recorded}
+
+
+def _arrow(fact: dict[str, Any]) -> str:
+    return "↑" if fact.get("higher_is_better", True) else "↓"
 
 
 def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = True, marks: dict | None = None) -> tuple[list[str], list[list[str]]]:
@@ -55,8 +63,10 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
     in_test = metrics[metrics["test"] == test] if len(metrics) else metrics
     agg = in_test[in_test["seed"].astype(str) == "all"] if len(in_test) else in_test
     stats_present = set(agg["statistic"]) if len(agg) else set()
-    columns = MAIN_COLUMNS + [c for c in ACCEPT_COLUMNS if c in stats_present]
-    header = ["Method @ train set"] + [f"{LABELS.get(c, c)} {_arrow(c)}" for c in columns] + ["n (groups) × seeds"]
+    facts = statistic_facts(run_info)
+    shown = [f for f in facts.values() if f.get("column") is not None and (not f.get("needs_acceptability") or f["name"] in stats_present)]
+    columns = [f["name"] for f in sorted(shown, key=lambda f: f["column"])]  # stable: ties keep run.json's order
+    header = ["Method @ train set"] + [f"{facts[c].get('label') or c} {_arrow(facts[c])}" for c in columns] + ["n (groups) × seeds"]
 
     entries: dict[tuple[str, str], dict[str, tuple]] = {}
     order: list[tuple[str, str]] = []
@@ -73,7 +83,7 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
     for c in columns:
         vals = [e[c][0] for e in entries.values() if c in e and not _nan(e[c][0])]
         if vals:
-            best[c] = max(vals) if HIGHER_IS_BETTER.get(c, True) else min(vals)
+            best[c] = max(vals) if facts[c].get("higher_is_better", True) else min(vals)
     accept_all = [e["ACC_ACCEPT_ALL"] for e in entries.values() if "ACC_ACCEPT_ALL" in e and not _nan(e["ACC_ACCEPT_ALL"][0])]
 
     def sort_key(key):
@@ -95,7 +105,7 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
                 cells.append("n/a")
                 continue
             v, lo, hi, _, std, _ = e[c]
-            text = _delta(v, lo, hi) if c in DELTA_COLUMNS else _fmt(v, lo, hi, std)
+            text = _delta(v, lo, hi) if facts[c].get("difference") else _fmt(v, lo, hi, std)
             if markdown and c in best and not _nan(v) and abs(v - best[c]) < 1e-12:
                 text = f"**{text}**"
             if c == "ACC" and below_accept_all(e):
@@ -111,7 +121,7 @@ def leaderboard_rows(metrics, run_info: dict[str, Any], test: str, markdown: boo
         size = str(int(first[3])) + (f" ({first[5]:.0f})" if not _nan(first[5]) else "") + (f" × {seeds}" if seeds else "")
         rows.append([label] + cells + [size])
 
-    if accept_all and any(c in columns for c in ACCEPT_COLUMNS):
+    if accept_all and any(facts[c].get("needs_acceptability") for c in columns):
         # every entry judged on the same test images shares one accept-all accuracy, interval and
         # spread; entries over other images (e.g. fewer seeds) make it a plain mean
         shared = {tuple(round(x, 9) if not _nan(x) else None for x in (a[0], a[1], a[2], a[4])) for a in accept_all}

@@ -22,8 +22,9 @@ from diqa_bench.splits import fold_of_key
 from diqa_bench.tables import AGGREGATE_SEED, METRIC_COLUMNS, SCORE_COLUMNS
 
 
-# The acceptability row besides stats.GATE_STATISTICS: the score cut chosen on the train split, in
-# the method's units; fixed for the test set, so it has no interval.
+# The acceptability row besides the gate's statistics (those registered with needs_acceptability):
+# the score cut chosen on the train split, in the method's units; fixed for the test set, so it has
+# no interval.
 THRESHOLD = "THRESHOLD"
 
 

@@ -14,7 +14,7 @@ A built-in plugin is recognised by its distribution (diqa-bench) and module, nev
 entry-point name: another package's entry point named ``pyiqa`` loads as a third-party plugin
 (``<package>:pyiqa``), with a warning naming both, and its entries clash as above.
 
-The core plugin (:mod:`diqa_bench.builtins`: the built-in statistics, figures, executors and
+The core plugin (:mod:`diqa_bench.core_plugin`: the built-in statistics, figures, executors and
 commands) is no entry point: every registry loads it first, whatever DIQA_BENCH_PLUGINS says, through
 the same hooks and checks as any plugin. It is ``registry.core``, not one of ``registry.plugins``.
 """
@@ -29,6 +29,8 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
 from typing import Any, Callable, Iterable
 
 import pluggy
@@ -44,7 +46,7 @@ BUILTIN_DISTRIBUTION = "diqa-bench"
 BUILTIN_MODULES = frozenset({"diqa_datasets", "diqa_pyiqa", "diqa_cross_domain"})
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]*")  # used with fullmatch: "$" would let "piqe\n" through
 CORE_PLUGIN = "core"
-CORE_MODULE = "diqa_bench.builtins"
+CORE_MODULE = "diqa_bench.core_plugin"
 # hook -> the kind of entry its register callback takes; the kind names the registry's table (+ "s")
 HOOKS = (("register_datasets", "dataset"), ("register_methods", "method"), ("register_statistics", "statistic"),
          ("register_figures", "figure"), ("register_executors", "executor"), ("register_commands", "command"))
@@ -166,6 +168,33 @@ class Registry:
     def figure_specs(self) -> list:
         return [e.cls for e in self.figures.values()]
 
+    def run_statistics(self, extra=()) -> dict[str, Any]:
+        """The statistics a run computes: the core plugin's, and the plugins' ones named in ``extra``
+        (the config's ``statistics.extra``), in registration order."""
+        wanted = set(extra)
+        return {name: e.cls for name, e in self.statistics.items() if e.plugin == CORE_PLUGIN or name in wanted}
+
+    def statistic_facts(self, extra=()) -> list[dict[str, Any]]:
+        """What run.json records of a run's statistics (:meth:`run_statistics`): each one's
+        direction, leaderboard column and label, and the plugin (with its version) that registered it."""
+        out = []
+        for name in self.run_statistics(extra):
+            entry = self.statistics[name]
+            info = self.info(entry.plugin)
+            out.append({**entry.cls.facts(entry.plugin), "plugin_version": info.version if info is not None else None})
+        return out
+
+    @contextmanager
+    def in_use(self, extra=None):
+        """Within the block, statistics and figures come from this registry: a run's statistics
+        (``extra``: the plugin statistics its config names) or, with ``extra=None``, every registered
+        one (``compare``, which computes only those both runs stored)."""
+        from diqa_bench import extensions
+
+        table = {n: e.cls for n, e in self.statistics.items()} if extra is None else self.run_statistics(extra)
+        with extensions.use(table, [(e.cls, e.plugin) for e in self.figures.values()]):
+            yield
+
     @staticmethod
     def _lookup(table: dict[str, Entry], name: str, kind: str) -> Entry:
         if name in table:
@@ -260,10 +289,12 @@ def load_plugins(strict: bool | None = None, extra: Iterable[tuple[str, Any]] = 
     # The core plugin: always, first, and through the same hooks; a failure in it is a bug.
     import importlib
 
-    from diqa_bench import __version__
-
     core = importlib.import_module(CORE_MODULE)
-    registry.core = PluginInfo(CORE_PLUGIN, CORE_MODULE, BUILTIN_DISTRIBUTION, __version__, builtin=True)
+    try:
+        version = distribution_version(BUILTIN_DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        version = None
+    registry.core = PluginInfo(CORE_PLUGIN, CORE_MODULE, BUILTIN_DISTRIBUTION, version, builtin=True)
     pm.register(core, name=CORE_PLUGIN)
     registry.core.hooks = sorted(h.name for h in pm.get_hookcallers(core) or [])
 

@@ -109,7 +109,7 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
     # everything the statistics read that scores.csv does not hold: statuses, the train split's
     # scores (acceptability threshold) and the pairs of a paired-preference domain
     cells = [(o.method, o.train, o.test, o.seed, o.status, o.reason, list(o.train_scores), list(o.train_bad), repr(o.pairs)) for o in outcomes]
-    cached = derived.entry(run_info.get("cache_dir"), "metrics", derived.key(scores_csv, cells, config.raw))
+    cached = derived.entry(run_info.get("cache_dir"), "metrics", derived.key(scores_csv, cells, config.raw, run_info.get("statistics")))
     stored = _cached_metrics(cached)
     if stored is None:
         details: dict = {}
@@ -137,7 +137,10 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
         write_run_thresholds(out, outcomes, details)
     paths.update(write_pair_files(out, paired))
     ratings = out / "ratings.csv"  # per-rater data (diqa_bench.report.agreement), written before
-    key_parts = [scores_csv, metrics_csv, run_info.get("domains"), config.raw, ratings.read_text() if ratings.is_file() else None] + ([validation_scores] if validation_scores is not None else [])
+    from diqa_bench import extensions
+
+    figures = [(spec.name, spec.caption, spec.section, plugin) for spec, plugin in extensions.in_use("figures") or []]  # a plugin's figure joins the key
+    key_parts = [figures, scores_csv, metrics_csv, run_info.get("domains"), config.raw, ratings.read_text() if ratings.is_file() else None] + ([validation_scores] if validation_scores is not None else [])
     report_cache = derived.entry(run_info.get("cache_dir"), "report", derived.key(*key_parts))
     render_leaderboard(out, metrics, run_info, build_figures=reports, cache=report_cache)
     return paths

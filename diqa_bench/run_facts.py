@@ -114,6 +114,7 @@ def run_info(config, registry, plan, facts: RunFacts, started: str) -> dict[str,
         "environment": environment(facts.device),
         "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error} for p in registry.plugins.values()],
         "plugin_clashes": list(getattr(registry, "clashes", [])),
+        "statistics": registry.statistic_facts(config.statistics_extra),
         "protocol": {
             "test_ratio": config.test_ratio, "seeds": config.seeds, "use_split_column": config.use_split_column, "split_protocol": config.protocol,
             "bootstrap": config.bootstrap, "confidence": config.confidence, "stats_seed": config.stats_seed, "adjust": config.adjust,

@@ -9,6 +9,7 @@ also when the run is interrupted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 from collections import Counter
@@ -30,6 +31,18 @@ from diqa_bench.scorer import CellOutcome, RunOptions, Scorer, export_model, res
 from diqa_bench.store import RESULT_FILES, check_results_folder, holds_finished_results, publish_results, results_lock, scored_cells, staging_folder
 
 
+def _registry_in_use(run):
+    """The run computes the statistics its registry and config name, and draws the registry's figures."""
+
+    @functools.wraps(run)
+    def wrapper(config, registry, *args, **kwargs):
+        with registry.in_use(config.statistics_extra):
+            return run(config, registry, *args, **kwargs)
+
+    return wrapper
+
+
+@_registry_in_use
 def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None, executor=None):
     """Run a whole benchmark and write its results. Returns (outcomes, paths of written files).
     Results are written even when the run is interrupted, with the cells done so far: into

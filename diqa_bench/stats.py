@@ -5,8 +5,11 @@ Direction: a lower-is-better method's scores are negated before anything is comp
 DMOS-style label is negated too), so every correlation reads "higher = agrees with humans". The
 sign is kept: a method that ranks images backwards gets a negative SROCC. There is no ``abs()``.
 
-Statistics, per cell (the registry :data:`RESAMPLED` maps each name to its function, so a plugin
-or a new kind of test domain can add one):
+Statistics, per cell: registered through the ``register_statistics`` hook (the built-in ones below by
+the core plugin :mod:`diqa_bench.core_plugin`, a plugin's beside them), each a
+:class:`~diqa_bench.extensions.Statistic` with its direction and its frequency-weighted form;
+:func:`statistics_table` is the table a computation uses (a run's: the built-in ones and those its
+config names in ``statistics.extra``):
 - SROCC, KRCC (tau-b): rank correlations of score and MOS, no mapping needed;
 - PLCC_raw: Pearson correlation of the raw (direction-aligned) scores and MOS;
 - PLCC, RMSE: after the VQEG 4-parameter logistic mapping of scores onto the MOS scale, fitted once
@@ -34,8 +37,8 @@ on the same test images of a seed) use the same group draws for both sides in ev
 the noise they share cancels out. The mapping behind PLCC/RMSE is fitted once per cell and not
 refitted per replicate.
 
-Acceptability (quality gate), when a cell carries which test images are unacceptable
-(:data:`GATE_STATISTICS`): AUC, ACC, RETAKE, ACC_ACCEPT_ALL and ACC_GAIN (= ACC - ACC_ACCEPT_ALL,
+Acceptability (quality gate), when a cell carries which test images are unacceptable (the
+statistics registered with ``needs_acceptability``): AUC, ACC, RETAKE, ACC_ACCEPT_ALL and ACC_GAIN (= ACC - ACC_ACCEPT_ALL,
 per image "rejected and unacceptable" minus "rejected and acceptable") have frequency-weighted
 forms too, and get their intervals from the same group draws as the correlations of the cell. The
 score cut behind ACC, RETAKE and ACC_GAIN was chosen on the train split, so it is held fixed in
@@ -55,15 +58,15 @@ from __future__ import annotations
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 from scipy import optimize, stats
 
-STATISTICS = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
-GATE_STATISTICS = ("AUC", "ACC", "RETAKE", "ACC_ACCEPT_ALL", "ACC_GAIN")  # cells with acceptability labels only
-HIGHER_IS_BETTER = {"SROCC": True, "KRCC": True, "PLCC": True, "PLCC_raw": True, "RMSE": False, "AUC": True, "ACC": True, "RETAKE": False,
-                    "ACC_ACCEPT_ALL": True, "ACC_GAIN": True}
+from diqa_bench import extensions
+from diqa_bench.extensions import Statistic
+
 MIN_LOGISTIC_N = 10  # fewer images than this: 4 parameters overfit (step functions); a linear map is used
 MIN_GROUPS, MIN_IMAGES = 10, 30  # per seed; below either, a test domain's intervals and verdicts carry a warning
 RESAMPLING = "content groups (all images of a drawn group), within each split seed; replicate = mean over seeds"
@@ -254,13 +257,28 @@ class Sample:
         return self._cache["mapped"]
 
 
-def _srocc(s: Sample, w):
+# The built-in statistics in their frequency-weighted form, (sample, weights [B, n]) -> [B]: the
+# core plugin registers them by name (diqa_bench.core_plugin).
+
+def srocc(s: Sample, w):
     return _wpearson(weighted_ranks(s.score, w), weighted_ranks(s.mos, w), w)
 
 
-def _plcc(s: Sample, w):
+def krcc(s: Sample, w):
+    return _wkendall(s.score, s.mos, w, s.codes)
+
+
+def plcc(s: Sample, w):
     # a linear map with a non-negative slope leaves Pearson unchanged (and a flat one would make it undefined)
     return _wpearson(s.mapped if s.mapping.kind == "logistic4" else s.score, s.mos, w)
+
+
+def plcc_raw(s: Sample, w):
+    return _wpearson(s.score, s.mos, w)
+
+
+def rmse(s: Sample, w):
+    return np.sqrt((w * (s.mapped - s.mos) ** 2).sum(1) / w.sum(1))
 
 
 # -- the quality gate, frequency-weighted: score aligned (higher = better), bad = unacceptable -----
@@ -282,7 +300,7 @@ def _wauc(score: np.ndarray, bad: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def gate_statistic(name: str, score: np.ndarray, bad: np.ndarray, cut: float, w: np.ndarray) -> np.ndarray:
-    """One of :data:`GATE_STATISTICS` per row of weights [B, n]: ``score`` direction-aligned
+    """One of the gate's statistics (AUC, ACC, RETAKE, ACC_ACCEPT_ALL, ACC_GAIN) per row of weights [B, n]: ``score`` direction-aligned
     (higher = better), ``bad`` which images are unacceptable, ``cut`` the aligned score threshold
     (reject when score < cut; NaN: no cut, so only AUC and ACC_ACCEPT_ALL are defined)."""
     bad = np.asarray(bad, bool)
@@ -310,20 +328,40 @@ def _gated(name: str) -> Callable[[Sample, np.ndarray], np.ndarray]:
     return compute
 
 
-RESAMPLED: dict[str, Callable[[Sample, np.ndarray], np.ndarray]] = {
-    "SROCC": _srocc,
-    "KRCC": lambda s, w: _wkendall(s.score, s.mos, w, s.codes),
-    "PLCC": _plcc,
-    "PLCC_raw": lambda s, w: _wpearson(s.score, s.mos, w),
-    "RMSE": lambda s, w: np.sqrt((w * (s.mapped - s.mos) ** 2).sum(1) / w.sum(1)),
-    **{name: _gated(name) for name in GATE_STATISTICS},
-}
+gate_auc, gate_acc, gate_retake, gate_accept_all, gate_gain = (_gated(n) for n in ("AUC", "ACC", "RETAKE", "ACC_ACCEPT_ALL", "ACC_GAIN"))
+
+
+@lru_cache(maxsize=1)
+def builtin_statistics() -> dict[str, Statistic]:
+    """The core plugin's statistics (name -> :class:`~diqa_bench.extensions.Statistic`), in its order."""
+    from diqa_bench import core_plugin
+
+    return {spec.name: spec for spec in core_plugin.registered("register_statistics")}
+
+
+def statistics_table() -> dict[str, Statistic]:
+    """The statistics in use (a run's, set by :meth:`diqa_bench.plugins.Registry.in_use`), else the
+    built-in ones."""
+    return extensions.in_use("statistics") or builtin_statistics()
+
+
+def higher_is_better(name: str, run_info: dict | None = None) -> bool:
+    """A statistic's direction: as run.json recorded it, else as registered (unknown: higher)."""
+    for fact in (run_info or {}).get("statistics") or []:
+        if fact.get("name") == name:
+            return bool(fact.get("higher_is_better", True))
+    spec = statistics_table().get(name) or builtin_statistics().get(name)
+    return spec.higher_is_better if spec is not None else True
 
 
 def statistic(name: str, sample: Sample, weights: np.ndarray | None = None) -> np.ndarray:
     """``name`` on each row of ``weights`` [B, n] (None: the point estimate, a [1] array)."""
     w = np.ones((1, sample.n)) if weights is None else np.asarray(weights, float)
-    return np.asarray(RESAMPLED[name](sample, w), float)
+    table = statistics_table()
+    spec = table.get(name) or builtin_statistics().get(name)
+    if spec is None:
+        raise KeyError(f"statistic {name!r} is not registered (known: {', '.join(table)}); is its plugin loaded?")
+    return spec.compute(sample, w)
 
 
 def group_codes(groups, n: int) -> np.ndarray:
@@ -522,8 +560,9 @@ def evaluate(
     cut: float | None = None,
 ) -> CellStats:
     """All statistics for one cell, with percentile-bootstrap CIs over content groups (``groups``:
-    one label per image; None: each image its own group). ``rng`` overrides ``seed``. With
-    ``bad`` (which test images are unacceptable) also :data:`GATE_STATISTICS`, at the score
+    one label per image; None: each image its own group). ``rng`` overrides ``seed``. Every
+    statistic of :func:`statistics_table`; those that need acceptability only with
+    ``bad`` (which test images are unacceptable), at the score
     threshold ``cut`` (method units, chosen on the train split and fixed in every replicate),
     from the same group draws as the correlations."""
     score = np.asarray(score, float)
@@ -536,7 +575,7 @@ def evaluate(
     if n < 3:
         raise ValueError(f"need at least 3 images to compute correlations, got {n}")
     sample = Sample.build(score, mos, groups, lower_better=lower_better, mos_lower_better=mos_lower_better, bad=bad, cut=cut)
-    names = STATISTICS + (GATE_STATISTICS if bad is not None else ())
+    names = [name for name, spec in statistics_table().items() if bad is not None or not spec.needs_acceptability]
     point = {k: float(statistic(k, sample)[0]) for k in names}
     ci: dict[str, tuple[float, float]] = {}
     boot: dict[str, np.ndarray] = {}
@@ -633,7 +672,7 @@ def gate_statistics(score_train, bad_train, score_test, bad_test, *, lower_bette
     with the best train accuracy, :func:`gate_threshold`). RETAKE: share of test images that
     threshold rejects. Zero-shot methods have no train scores of their own; the caller passes the
     train split's scores, so the threshold is still chosen without looking at the test set.
-    The same functions as the bootstrap's (:data:`RESAMPLED`), with every weight 1.
+    The same functions as the bootstrap's (:func:`gate_statistic`), with every weight 1.
     """
     s_te = -np.asarray(score_test, float) if lower_better else np.asarray(score_test, float)
     bad_te = np.asarray(bad_test, bool)

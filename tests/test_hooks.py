@@ -24,7 +24,7 @@ def _plugin(**hooks):
 def test_core_plugin_loads_even_when_no_plugin_is_selected(no_entry_point_plugins):
     reg = load_plugins()
     assert reg.plugins == {}  # the core plugin is no entry point and not listed among them
-    assert reg.core.builtin and reg.core.hooks == ["register_commands", "register_executors"]
+    assert reg.core.builtin and reg.core.hooks == ["register_commands", "register_executors", "register_figures", "register_statistics"]
     assert list(reg.executors) == ["local", "ray"] and reg.executors["ray"].plugin == "core"
     assert "study" in reg.commands
 
@@ -197,3 +197,85 @@ def test_plugins_all_lists_the_core_plugin_and_every_kind_of_entry(monkeypatch, 
     assert cli.main(["plugins", "--all"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("core ") and "executors: local, ray" in first and "commands: study" in first
+
+
+# -- statistics and figures -----------------------------------------------------------------------
+
+def test_a_function_statistic_gets_its_interval_from_the_same_group_draws():
+    """A plugin's (scores, mos) -> float, bootstrapped by the host, against the built-in weighted
+    SROCC: same value, same replicates (the expanded resample of the same group draws), scores of a
+    lower-is-better method and DMOS labels both arriving aligned (higher = better)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from diqa_bench import extensions, stats
+
+    rng = np.random.default_rng(4)
+    mos = rng.uniform(1, 5, 40)
+    score = -(mos + rng.normal(0, 1, 40))  # lower is better
+    groups = np.repeat(np.arange(10), 4)
+    mine = Statistic("MY_SROCC", True, function=lambda s, m: spearmanr(s, m).statistic)
+    with extensions.use({**stats.builtin_statistics(), "MY_SROCC": mine}, []):
+        cell = stats.evaluate(score, 6 - mos, groups=groups, lower_better=True, mos_lower_better=True, bootstrap=200, seed=1)
+    assert list(cell.values) == ["SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE", "MY_SROCC"]
+    assert cell.values["MY_SROCC"] == pytest.approx(cell.values["SROCC"]) and cell.values["SROCC"] > 0.5
+    np.testing.assert_allclose(cell.boot["MY_SROCC"], cell.boot["SROCC"], atol=1e-12)
+    assert cell.ci["MY_SROCC"] == pytest.approx(cell.ci["SROCC"])
+
+
+def test_without_a_registry_in_use_the_built_ins_alone_are_computed():
+    import numpy as np
+
+    from diqa_bench import stats
+
+    cell = stats.evaluate(np.arange(12.0), np.arange(12.0) ** 2, bootstrap=0)
+    assert list(cell.values) == ["SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE"]
+
+
+def _figure_ok(run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot(run.scores.score.to_numpy())
+    return fig
+
+
+def _figure_boom(run):
+    raise RuntimeError("no data for this")
+
+
+@hookimpl
+def _register_two_figures(register):
+    from diqa_bench.extensions import Figure
+
+    register(Figure("boom", "never drawn", _figure_boom))
+    register(Figure("every-score", "every score of the run, in order", _figure_ok))
+
+
+def test_a_failing_plugin_figure_is_reported_and_the_others_are_drawn(tmp_path):
+    from diqa_bench.testing import run_tiny_benchmark
+
+    cfg = stub_config(methods=[{"name": "stub-noise"}], train_sets=[], seeds=[0])
+    with pytest.warns(PluginWarning, match="figure 'boom' of plugin 'figs' failed: RuntimeError: no data for this"):
+        result = run_tiny_benchmark(tmp_path, cfg, plugins=[("figs", _plugin(register_figures=_register_two_figures))], reports=True)
+    html = (result.out / "report.html").read_text()
+    assert "figure &#x27;boom&#x27; of plugin &#x27;figs&#x27; failed: RuntimeError: no data for this" in html
+    assert "every score of the run, in order" in html and (result.out / "figures" / "every-score.png").is_file()
+    assert (result.out / "figures" / "scatter_a.png").is_file()  # the built-in figures, registered by the core plugin, still drawn
+    assert "figures/every-score.png" in result.leaderboard
+
+
+def test_statistics_extra_names_a_registered_statistic(tmp_path, stub_cli_registry, capsys):
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(stub_config(statistics={"extra": ["SROC"]})))
+    assert cli.main(["validate", str(path)]) == 2
+    assert "statistics.extra[0]: unknown statistic 'SROC'. Did you mean 'SROCC'?" in capsys.readouterr().err
+
+
+@pytest.fixture
+def stub_cli_registry(monkeypatch, stub_registry):
+    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    return stub_registry

@@ -6,6 +6,10 @@ from scipy import stats as sps
 
 from diqa_bench import stats
 
+# the built-in statistics, as the core plugin registers them: the correlations, and the quality gate's
+STATISTICS = tuple(n for n, spec in stats.builtin_statistics().items() if not spec.needs_acceptability)
+GATE_STATISTICS = tuple(n for n, spec in stats.builtin_statistics().items() if spec.needs_acceptability)
+
 
 def _data(n=60, seed=0, ties=False):
     rng = np.random.default_rng(seed)
@@ -65,7 +69,7 @@ def test_lower_better_is_handled_by_sign():
     score, mos = _data(seed=4)
     negated = stats.evaluate(-score, mos, bootstrap=50, seed=1)
     declared = stats.evaluate(score, mos, lower_better=True, bootstrap=50, seed=1)
-    for k in stats.STATISTICS:
+    for k in STATISTICS:
         assert declared.values[k] == pytest.approx(negated.values[k], abs=1e-9), k
         assert declared.ci[k] == pytest.approx(negated.ci[k], abs=1e-9), k
     # A good lower-is-better method (score falls as MOS rises) reads as a positive correlation.
@@ -98,13 +102,13 @@ def test_bootstrap_ci_contains_estimate_and_is_seeded():
     a = stats.evaluate(score, mos, bootstrap=200, seed=11)
     b = stats.evaluate(score, mos, bootstrap=200, seed=11)
     c = stats.evaluate(score, mos, bootstrap=200, seed=12)
-    for k in stats.STATISTICS:
+    for k in STATISTICS:
         lo, hi = a.ci[k]
         assert lo <= a.values[k] <= hi, k
         assert lo < hi, k
         assert a.ci[k] == b.ci[k], k
-    assert any(a.ci[k] != c.ci[k] for k in stats.STATISTICS)
-    assert set(a.boot) == set(stats.STATISTICS) and len(a.boot["SROCC"]) == 200
+    assert any(a.ci[k] != c.ci[k] for k in STATISTICS)
+    assert set(a.boot) == set(STATISTICS) and len(a.boot["SROCC"]) == 200
 
 
 def test_wider_confidence_gives_wider_interval():
@@ -172,7 +176,7 @@ def _expanded_reference(score, mos, groups, draws, lower_better=False):
     mapping = stats.fit_logistic(-score if lower_better else score, mos)
     members = {g: np.flatnonzero(groups == g) for g in np.unique(groups)}
     labels = sorted(members)
-    out = {k: [] for k in stats.STATISTICS}
+    out = {k: [] for k in STATISTICS}
     for row in draws:
         idx = np.concatenate([members[labels[g]] for g in row])
         s, m = (-score if lower_better else score)[idx], mos[idx]
@@ -199,7 +203,7 @@ def test_group_bootstrap_matches_a_hand_written_cluster_bootstrap(lower_better):
     cell = stats.evaluate(score, mos, groups=groups, lower_better=lower_better, bootstrap=40, seed=5)
     draws = np.random.default_rng(5).integers(0, len(sizes), size=(40, len(sizes)))  # group codes follow sorted labels
     expected = _expanded_reference(score, mos, groups, draws, lower_better)
-    for k in stats.STATISTICS:
+    for k in STATISTICS:
         np.testing.assert_allclose(cell.boot[k], expected[k], atol=1e-10, err_msg=k)
     assert cell.n_groups == len(sizes) and cell.n == sum(sizes)
 
@@ -243,7 +247,7 @@ def test_without_groups_each_image_is_its_own_group():
     plain = stats.evaluate(score, mos, bootstrap=100, seed=4)
     labelled = stats.evaluate(score, mos, groups=[f"g{i:02d}" for i in range(30)], bootstrap=100, seed=4)
     empty = stats.evaluate(score, mos, groups=[""] * 30, bootstrap=100, seed=4)
-    for k in stats.STATISTICS:
+    for k in STATISTICS:
         np.testing.assert_allclose(labelled.boot[k], plain.boot[k], atol=1e-12)
         np.testing.assert_allclose(empty.boot[k], plain.boot[k], atol=1e-12)
 
@@ -395,7 +399,7 @@ def _gate_loop(score, bad, groups, draws, cut):
     from sklearn.metrics import roc_auc_score
 
     labels = sorted(set(groups))
-    out = {k: [] for k in stats.GATE_STATISTICS}
+    out = {k: [] for k in GATE_STATISTICS}
     for row in draws:
         idx = np.concatenate([np.flatnonzero(groups == labels[g]) for g in row])
         s, b = score[idx], bad[idx]
@@ -417,7 +421,7 @@ def test_gate_statistics_on_three_groups_by_hand():
                   [0, 0, 0, 1, 1, 2, 2],   # draw (C, C, B)
                   [0, 0, 0, 0, 0, 3, 3]],  # draw (C, C, C): no unacceptable image
                  float)
-    got = {k: stats.statistic(k, sample, w) for k in stats.GATE_STATISTICS}
+    got = {k: stats.statistic(k, sample, w) for k in GATE_STATISTICS}
     # full: 5 of 7 right, 3 rejected, 4 acceptable; AUC: 10.5 of the 12 (bad, good) pairs ordered (one tie 2-2)
     # (A, A, A): bad {1, 2} x3 below good {4} x3; all right; 6 of 9 rejected; 3 acceptable
     # (C, C, B): bad 3 below goods 5, 6, 6 and above 2, 2 -> 3/5; right: 6, 6, 5 -> 3 of 6; rejected 2, 2
@@ -429,7 +433,7 @@ def test_gate_statistics_on_three_groups_by_hand():
     np.testing.assert_allclose(got["ACC_GAIN"], [1 / 7, 6 / 9, 3 / 6 - 5 / 6, -0.5])
     # the same gate scored by a lower-is-better method (cut in its own units) gives the same numbers
     lower = stats.Sample.build(-GATE_SCORE, GATE_MOS, GATE_GROUPS, lower_better=True, bad=bad, cut=-GATE_CUT)
-    for k in stats.GATE_STATISTICS:
+    for k in GATE_STATISTICS:
         np.testing.assert_allclose(stats.statistic(k, lower, w), got[k], err_msg=k)
     # the point estimates are gate_statistics' (the function a run reported before intervals existed)
     point = stats.gate_statistics([0.0, 2.5, 3.0], [True, False, False], GATE_SCORE, bad)  # train cut: 2.5
@@ -444,16 +448,16 @@ def test_gate_bootstrap_matches_a_plain_loop_replicate_by_replicate(lower_better
                           bad=bad, cut=sign * GATE_CUT)
     draws = np.random.default_rng(7).integers(0, 3, size=(60, 3))  # group codes follow sorted labels: A, B, C
     expected = _gate_loop(GATE_SCORE, bad, GATE_GROUPS, draws, GATE_CUT)
-    for k in stats.GATE_STATISTICS:
+    for k in GATE_STATISTICS:
         np.testing.assert_allclose(cell.boot[k], expected[k], atol=1e-12, err_msg=k)
         assert cell.ci[k] == pytest.approx(stats.quantile_ci(expected[k]), abs=1e-12)
     assert np.isnan(cell.boot["AUC"]).any()  # e.g. (C, C, C): undefined replicates are dropped, not counted as 0
     assert cell.values["ACC_GAIN"] == pytest.approx(cell.values["ACC"] - cell.values["ACC_ACCEPT_ALL"])
     # the correlations come from the very same draws: adding the gate changes none of their replicates
     plain = stats.evaluate(sign * GATE_SCORE, GATE_MOS, groups=GATE_GROUPS, lower_better=lower_better, bootstrap=60, seed=7)
-    for k in stats.STATISTICS:
+    for k in STATISTICS:
         np.testing.assert_array_equal(cell.boot[k], plain.boot[k])
-    assert set(plain.values) == set(stats.STATISTICS)  # no acceptability labels: no gate statistics
+    assert set(plain.values) == set(STATISTICS)  # no acceptability labels: no gate statistics
 
 
 def test_weighted_auc_matches_sklearn_with_ties_and_weights():
@@ -485,7 +489,7 @@ def test_clustered_acceptability_widens_the_gate_intervals():
     by_group = stats.evaluate(score, mos, groups=groups, bootstrap=500, seed=1, bad=bad, cut=3.0)
     by_image = stats.evaluate(score, mos, bootstrap=500, seed=1, bad=bad, cut=3.0)
     assert by_group.values == by_image.values  # the point estimate does not depend on the resampling unit
-    for name in stats.GATE_STATISTICS:
+    for name in GATE_STATISTICS:
         width_group, width_image = np.diff(by_group.ci[name])[0], np.diff(by_image.ci[name])[0]
         assert width_group > 1.5 * width_image, (name, width_group, width_image)
         assert by_group.ci[name][0] <= by_group.values[name] <= by_group.ci[name][1], name

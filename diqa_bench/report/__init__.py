@@ -10,8 +10,10 @@
 - ``agreement.csv``: with per-rater data (ratings.csv), the noise ceiling and false ranking of
   every entry of each rated test domain (:mod:`diqa_bench.report.agreement`).
 ``build_report(folder)`` writes those and, next to them:
-- ``figures/transfer_srocc.png``, ``figures/transfer_deltas.png``, ``figures/scatter_<test>.png``,
-  ``figures/per_distortion_<test>.png``, ``figures/strata_<test>.png``;
+- ``figures/``: every registered figure (``register_figures``; the built-in ones, registered by
+  the core plugin :mod:`diqa_bench.core_plugin`: ``transfer_srocc.png``, ``transfer_deltas.png``,
+  ``scatter_<test>.png``, ``per_distortion_<test>.png``, ``strata_<test>.png``; a plugin's
+  ``<name>.png``), listed with its caption in the cache manifest (:func:`draw_figures`);
 - ``per_distortion.csv`` (when the scores carry distortion labels);
 - ``report.html``: one self-contained page (tables and figures embedded) that opens offline.
 
@@ -21,6 +23,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from diqa_bench import derived
@@ -51,17 +54,85 @@ def _restore(folder: Path, cache: Path | None) -> dict | None:
         for name in manifest["files"]:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cache / name, folder / name)
+        if not isinstance(manifest.get("figures"), list):  # written before figures were registered: draw again
+            return None
         return manifest
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a damaged entry: compute again
 
 
-def _save(folder: Path, cache: Path | None, figures: dict[str, Path]) -> None:
+@dataclass
+class DrawnFigure:
+    """One image of a registered figure: ``key`` tells apart the images of a figure drawn once per
+    test domain (None: one image); ``error``: why a plugin's figure has no image."""
+
+    name: str
+    key: str | None
+    path: Path | None
+    caption: str
+    section: str
+    plugin: str
+    error: str | None = None
+
+
+def draw_figures(run) -> list[DrawnFigure]:
+    """Draw every figure in use (the registry's, :meth:`diqa_bench.plugins.Registry.in_use`; else the
+    built-in ones) into ``<run>/figures/``. A plugin's figure that raises is reported (warning, and
+    in report.html) and the others are still drawn; a built-in one that raises is a bug."""
+    import shutil
+    import warnings
+
+    from diqa_bench import core_plugin, extensions
+    from diqa_bench.plugins import CORE_PLUGIN, PluginWarning
+    from diqa_bench.report.stored import safe_name
+
+    out = run.folder / "figures"
+    out.mkdir(exist_ok=True)
+    entries = extensions.in_use("figures") or [(spec, CORE_PLUGIN) for spec in core_plugin.registered("register_figures")]
+    tests = run.test_domains()
+    drawn: list[DrawnFigure] = []
+    for spec, plugin in entries:
+        try:
+            result = extensions.resolve(spec.function)(run)
+        except Exception as exc:
+            if plugin == CORE_PLUGIN:
+                raise
+            message = f"figure {spec.name!r} of plugin {plugin!r} failed: {type(exc).__name__}: {exc}"
+            warnings.warn(message, PluginWarning, stacklevel=2)
+            drawn.append(DrawnFigure(spec.name, None, None, spec.caption, spec.section, plugin, message))
+            continue
+        for key, item in (result.items() if isinstance(result, dict) else [(None, result)]):
+            if item is None:
+                continue
+            name = spec.name + (f"_{safe_name(str(key))}" if key is not None else "")
+            if isinstance(item, (str, Path)):
+                path = Path(item) if Path(item).is_absolute() else run.folder / item
+                if run.folder.resolve() not in path.resolve().parents:  # the report links files of the results folder only
+                    path = Path(shutil.copyfile(path, out / (name + path.suffix)))
+            else:  # a matplotlib figure
+                import matplotlib.pyplot as plt
+
+                from diqa_bench.report.figures import DPI
+
+                path = out / f"{name}.png"
+                item.savefig(path, dpi=DPI)
+                plt.close(item)
+            label = str(key) if key is not None else ""
+            caption = spec.caption.replace("{key}", label).replace("{mos_label}", run.mos_label(label) if label in tests else "MOS")
+            drawn.append(DrawnFigure(spec.name, None if key is None else label, path, caption, spec.section, plugin))
+    return drawn
+
+
+def _figure_dicts(folder: Path, figures: list[DrawnFigure]) -> list[dict]:
+    return [{**asdict(f), "path": str(f.path.relative_to(folder)) if f.path is not None else None} for f in figures]
+
+
+def _save(folder: Path, cache: Path | None, figures: list[DrawnFigure]) -> None:
     import json
 
     files = {name: folder / name for name in TABLE_FILES if (folder / name).is_file()}
-    files.update({str(p.relative_to(folder)): p for p in figures.values()})
-    manifest = {"files": sorted(files), "figures": {k: str(p.relative_to(folder)) for k, p in figures.items()}}
+    files.update({str(f.path.relative_to(folder)): f.path for f in figures if f.path is not None})
+    manifest = {"files": sorted(files), "figures": _figure_dicts(folder, figures)}
     derived.store(cache, {**files, "manifest.json": json.dumps(manifest)})
 
 
@@ -96,7 +167,7 @@ def build_tables(folder: Path, cache: Path | None = None):
         written.append(run.folder / "agreement.csv")
     if run.run_info.get("variants"):
         written += _ablation.write_ablation(run.folder, _ablation.ablation(run))
-    _save(run.folder, tables_only, {})
+    _save(run.folder, tables_only, [])
     return run, sig, table, written
 
 
@@ -112,34 +183,18 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
     if manifest is not None:
         run = load_run(folder)
         sig, table, per = _stored_tables(folder)
-        figures = {k: folder / name for k, name in manifest["figures"].items()}
+        figures = [DrawnFigure(**{**d, "path": folder / d["path"] if d["path"] else None}) for d in manifest["figures"]]
         written = [folder / name for name in manifest["files"]]
         atomic_write(folder / "report.html", render(run, figures, sig, per, table))
         return [*written, folder / "report.html"]
 
     run, sig, table, written = build_tables(folder)
-    out = run.folder / "figures"
-    out.mkdir(exist_ok=True)
-    figures: dict[str, Path] = {}
-
-    def keep(key: str, path: Path | None) -> None:
-        if path is not None:
-            figures[key] = path
-            written.append(path)
-
-    keep("transfer", fig.transfer_heatmap(run, out))
-    keep("deltas", fig.transfer_forest(table, run, out))
-    for test in run.test_domains():
-        keep(f"scatter:{test}", fig.scatter_grid(run, test, out))
-    layers = _strata.read_strata(run.folder)
-    for test in run.test_domains():
-        keep(f"strata:{test}", fig.strata_plot(layers, test, out))
     per = fig.per_distortion(run)
     if len(per):
         atomic_write(run.folder / "per_distortion.csv", frame_csv(per))
         written.append(run.folder / "per_distortion.csv")
-        for test in run.test_domains():
-            keep(f"distortion:{test}", fig.per_distortion_heatmap(per, test, out))
+    figures = draw_figures(run)
+    written += [f.path for f in figures if f.path is not None]
     _save(run.folder, cache, figures)
     atomic_write(run.folder / "report.html", render(run, figures, sig, per, table))
     written.append(run.folder / "report.html")

@@ -13,8 +13,10 @@ value_a, value_b and delta all describe the same seeds.
   independent content-group bootstraps of the two runs.
 The logistic mapping behind PLCC and RMSE is fitted once per run and seed on all its images, as
 in :func:`diqa_bench.stats.evaluate`. Warnings say when the runs are not like for like.
-Quality gate (:data:`GATE_COMPARED`): when both runs stored acceptability statistics for an entry,
-AUC, ACC and RETAKE get the same treatment, from the same group draws as the correlations. Each
+Statistics: every registered statistic (the built-in ones, and a plugin's while its plugin is
+loaded) that both runs stored and that is not marked ``compare=False``, in registration order.
+Quality gate: when both runs stored acceptability statistics for an entry, AUC, ACC and RETAKE
+get the same treatment, from the same group draws as the correlations. Each
 side is judged at the cut its own run chose on its train split for that seed (stored THRESHOLD,
 held fixed in every replicate), so two models' gates are compared each at its own operating point;
 the unacceptable images are each run's own (its threshold on the MOS; a different one is warned).
@@ -41,8 +43,6 @@ LITTLE_DATA = "⚠"
 
 COLUMNS = ["method", "train", "test", "statistic", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_value", "significant", "mode", "n",
            "groups", "seeds", "p_adjusted", "adjust", "family_size", "warning"]
-COMPARED = ("SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE")
-GATE_COMPARED = ("AUC", "ACC", "RETAKE")  # only where both runs stored acceptability statistics
 TRANSFER_COLUMNS = ["method", "test", "train", "reference_train", "statistic", "value_a", "value_b", "verdict_a", "verdict_b", "changed"]
 
 
@@ -61,6 +61,22 @@ def _independent(cells_a: list[tuple[str, Cell]], cells_b: list[tuple[str, Cell]
     return means[1] - means[0]
 
 
+def _compared(run_a: StoredRun, run_b: StoredRun, warnings: list[str]) -> tuple[list[str], list[str]]:
+    """(statistics, acceptability statistics) to compare: registered, ``compare`` set, and stored by
+    both runs; a statistic both stored whose plugin is not loaded here is named in a warning."""
+    table = stats.statistics_table()
+    stored = set(run_a.metrics["statistic"]) & set(run_b.metrics["statistic"]) if len(run_a.metrics) and len(run_b.metrics) else set()
+    from diqa_bench.leaderboard import statistic_facts
+
+    facts = {**statistic_facts(run_b.run_info), **statistic_facts(run_a.run_info)}
+    missing = sorted(n for n in stored if n in facts and n not in table)
+    if missing:
+        named = ", ".join(f"{n} (plugin {facts[n].get('plugin')!r})" for n in missing)
+        warnings.append(f"not compared: {named}: registered by a plugin that is not loaded here")
+    names = [n for n, spec in table.items() if spec.compare and n in stored]
+    return [n for n in names if not table[n].needs_acceptability], [n for n in names if table[n].needs_acceptability]
+
+
 def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confidence: float | None = None, adjust: str | None = None):
     """(DataFrame with COLUMNS, warnings) comparing run B against run A (delta = B - A),
     significance adjusted for multiplicity (see the module docstring)."""
@@ -72,6 +88,7 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
     adjust = run_a.adjustment(adjust)
     cells_a, cells_b = run_a.cells(), run_b.cells()
     seeded_a, seeded_b = _per_seed(run_a), _per_seed(run_b)
+    compared, gate_compared = _compared(run_a, run_b, warnings)
     small: dict[str, str] = {}  # test domain -> the too-little-data warning of either run
 
     entries_a = {k[:3] for k in cells_a}
@@ -92,9 +109,9 @@ def compare_runs(dir_a: Path, dir_b: Path, bootstrap: int | None = None, confide
         seeds_only_b.update(s for s in seeds_b if s not in shared)
         pairs = {s: p for s in shared if (p := paired_samples(cells_a[(method, train, test, s)], cells_b[(method, train, test, s)])) is not None}
         used_a, used_b = (shared, shared) if shared else (seeds_a, seeds_b)
-        gated = [stat for stat in GATE_COMPARED if _gated(run_a, cells_a, (method, train, test), used_a, stat, seeded_a)
+        gated = [stat for stat in gate_compared if _gated(run_a, cells_a, (method, train, test), used_a, stat, seeded_a)
                  and _gated(run_b, cells_b, (method, train, test), used_b, stat, seeded_b)]
-        for stat in COMPARED + tuple(gated):
+        for stat in compared + gated:
             va = _mean([seeded_a.get((method, train, test, s, stat)) for s in used_a])
             vb = _mean([seeded_b.get((method, train, test, s, stat)) for s in used_b])
             if pairs:
@@ -254,14 +271,19 @@ def _adjust_note(df) -> str:
             "significant needs the interval to exclude 0 and the adjusted p below 1 - confidence.")
 
 
-def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("SROCC", "PLCC", "KRCC", "RMSE"), transfer=None) -> str:
-    """Markdown: the warnings, then one table of B - A per entry and statistic ("*" = significant),
+def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] | None = None, transfer=None) -> str:
+    """Markdown: the warnings, then one table of B - A per entry and statistic ("*" = significant;
+    ``statistics``: default, those with a leaderboard column, in its order),
     then, when both runs stored acceptability statistics, the quality-gate changes (with each
     statistic's better direction), then (``transfer``, from :func:`compare_transfer`) the transfer
     verdicts of both runs."""
     from tabulate import tabulate
 
     lines = ["# Run comparison (B - A)", ""]
+    table = stats.statistics_table()
+    if statistics is None:
+        shown = [s for s in table.values() if s.column is not None and not s.needs_acceptability]
+        statistics = tuple(s.name for s in sorted(shown, key=lambda s: s.column))
     if warnings:
         lines += ["**Warnings: the runs are not like for like.**", ""] + [f"- {w}" for w in warnings] + [""]
     sub = df[df["statistic"].isin(statistics)] if len(df) else df
@@ -282,12 +304,12 @@ def format_comparison(df, warnings: list[str], statistics: tuple[str, ...] = ("S
         if any(_small(r) for r in sub.itertuples(index=False)):
             lines += ["", f"{LITTLE_DATA} a test domain with too little data in A or B (fewer than {stats.MIN_GROUPS} content groups or "
                       f"{stats.MIN_IMAGES} images in a split seed): its intervals and significance are unreliable."]
-    gate = df[df["statistic"].isin(GATE_COMPARED)] if len(df) else df
+    gate = df[df["statistic"].isin([n for n, s in table.items() if s.needs_acceptability])] if len(df) else df
     if len(gate):
         lines += ["", "## Quality gate (B - A)", ""]
         rows = []
         for r in gate.itertuples(index=False):
-            higher = stats.HIGHER_IS_BETTER[r.statistic]
+            higher = stats.higher_is_better(r.statistic)
             rows.append([f"{r.method} @ {r.train}", r.test + _small(r), r.statistic, "higher" if higher else "lower", f"{r.value_a:.3f}", f"{r.value_b:.3f}",
                          _delta(r.delta, r.ci_low, r.ci_high), _p(r.p_value), _p(getattr(r, "p_adjusted", None)),
                          _gate_verdict(r.ci_low, r.ci_high, higher, bool(r.significant)), r.mode, r.seeds])

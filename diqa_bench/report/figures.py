@@ -24,6 +24,40 @@ DPI = 120
 CELL_W, CELL_H = 1.25, 0.62  # inches per heatmap cell: room for "0.912" and "[0.851, 0.950]"
 
 
+# The built-in figures as the core plugin registers them (diqa_bench.core_plugin): each takes the
+# stored run and draws into its figures/ folder, returning the file (or one per test domain).
+
+def figure_transfer(run: StoredRun) -> Path | None:
+    return transfer_heatmap(run, run.folder / "figures")
+
+
+def figure_deltas(run: StoredRun) -> Path | None:
+    from diqa_bench.report.transfer import read_transfer
+
+    return transfer_forest(read_transfer(run.folder), run, run.folder / "figures")
+
+
+def figure_scatter(run: StoredRun) -> dict[str, Path | None]:
+    return {test: scatter_grid(run, test, run.folder / "figures") for test in run.test_domains()}
+
+
+def figure_strata(run: StoredRun) -> dict[str, Path | None]:
+    from diqa_bench.report.strata import read_strata
+
+    layers = read_strata(run.folder)
+    return {test: strata_plot(layers, test, run.folder / "figures") for test in run.test_domains()}
+
+
+def figure_per_distortion(run: StoredRun) -> dict[str, Path | None]:
+    path = run.folder / "per_distortion.csv"  # written by build_report just before the figures
+    if not path.is_file():
+        return {}
+    from diqa_bench.files import read_csv
+
+    per = read_csv(path, dtype={"method": str, "train": str, "test": str})
+    return {test: per_distortion_heatmap(per, test, run.folder / "figures") for test in run.test_domains()}
+
+
 def _pyplot():
     import matplotlib
 

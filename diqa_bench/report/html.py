@@ -102,9 +102,17 @@ def _ablation_section(run: StoredRun) -> list[str]:
     return parts
 
 
-def render(run: StoredRun, figures: dict[str, Path], significance, per_distortion, transfer=None) -> str:
-    """The report page. ``figures``: "transfer", "deltas", "scatter:<test>", "distortion:<test>"
-    -> PNG path; ``transfer``: the transfer table (see :mod:`diqa_bench.report.transfer`)."""
+# the sections of the page a registered figure can name (Figure.section); any other: "Figures"
+SECTIONS = ("transfer", "strata", "cross-domain", "predictions", "per-distortion")
+
+
+def _figures_in(figures, section: str, key: str | None = None) -> list[str]:
+    return [_figure(f.path, f.caption) for f in figures if f.section == section and f.path is not None and (key is None or f.key == key)]
+
+
+def render(run: StoredRun, figures: list, significance, per_distortion, transfer=None) -> str:
+    """The report page. ``figures``: the drawn figures (:class:`diqa_bench.report.DrawnFigure`),
+    each shown in its ``section``; ``transfer``: the transfer table (see :mod:`diqa_bench.report.transfer`)."""
     info = run.run_info
     env = info.get("environment", {})
     name = info.get("name", "benchmark")
@@ -154,8 +162,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                      "mean over seeds, with a paired content-group bootstrap interval. Better / worse: the interval excludes 0 and the adjusted p "
                      f"is below 1 - confidence ({_e(adjust_phrase(info, 'the verdicts of one test domain and statistic'))}). Mixed vs "
                      "single: several domains against one; transfer loss: another domain against the in-domain one.</p>")
-        if "deltas" in figures:
-            parts.append(_figure(figures["deltas"], "Paired differences with their intervals per method, train set and test domain; colour = verdict"))
+        parts.extend(_figures_in(figures, "transfer"))
         for test in run.test_domains():
             header, rows = transfer_rows(transfer, test)
             if rows:
@@ -169,8 +176,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                      f"{LITTLE_DATA}: a stratum with too little data. Worst stratum and the gap between the best and the worst, with its "
                      "interval from the same group draws. All values, PLCC too: strata.csv.</p>")
         for test in run.test_domains():
-            if f"strata:{test}" in figures:
-                parts.append(_figure(figures[f"strata:{test}"], f"SROCC within each stratum on test domain {test}, with intervals"))
+            parts.extend(_figures_in(figures, "strata", test))
             for column in dict.fromkeys(layers[layers["test"] == test]["column"]):
                 header, rows = strata_rows(layers, test, column)
                 if rows:
@@ -179,9 +185,10 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
     parts.extend(_agreement_section(run))
     parts.extend(_ablation_section(run))
 
-    if "transfer" in figures:
+    cross = _figures_in(figures, "cross-domain")
+    if cross:
         parts.append("<h2>Cross-domain transfer</h2>")
-        parts.append(_figure(figures["transfer"], "SROCC by train set (rows) and test domain (columns), mean over split seeds with bootstrap CI"))
+        parts.extend(cross)
 
     if significance is not None and len(significance):
         parts.append("<h2>Significance against the best entry</h2>")
@@ -193,20 +200,22 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
                             rows, "significance"))
 
     for test in run.test_domains():
-        key = f"scatter:{test}"
-        if key in figures:
+        shown = _figures_in(figures, "predictions", test)
+        if shown:
             parts.append(f"<h2>Predictions vs MOS: {_e(test)}</h2>")
-            parts.append(_figure(figures[key], f"Score vs {run.mos_label(test)} on test domain {test}, with the fitted VQEG logistic"))
+            parts.extend(shown)
 
     if per_distortion is not None and len(per_distortion):
         parts.append("<h2>Per-distortion breakdown</h2>")
         for test in run.test_domains():
-            key = f"distortion:{test}"
-            if key in figures:
-                parts.append(_figure(figures[key], f"SROCC within each distortion type and level, test domain {test}"))
+            parts.extend(_figures_in(figures, "per-distortion", test))
         rows = [[r.test, f"{r.method} @ {r.train}", r.by, r.group, _num(r.SROCC), _num(r.std), r.n, r.seeds] for r in per_distortion.itertuples(index=False)]
         parts.append(_table(["Test domain", "Method @ train set", "By", "Group", "SROCC", "std over seeds", "n per seed", "seeds"], rows, "per-distortion"))
 
+    others = [f for f in figures if f.section not in SECTIONS]
+    if others:  # the plugins' figures, in registration order; one that failed says why
+        parts.append("<h2>Figures</h2>")
+        parts.extend(_figure(f.path, f.caption) if f.path is not None else f'<p class="warning">{_e(f.error)}</p>' for f in others)
     parts.append("<h2>Protocol</h2><ul>" + "".join(f"<li>{_e(line[2:] if line.startswith('- ') else line)}</li>" for line in protocol_lines(info)) + "</ul>")
     parts.extend(_data_section(info))
     body = "\n".join(parts)

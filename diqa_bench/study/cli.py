@@ -12,15 +12,8 @@ from diqa_bench.errors import UserError
 LINKS_FILE = "links.txt"
 
 
-HELP = "run a human rating study of your photos in a browser (create, add-rater, serve, status, export)"
-
-
-def add_parser(sub) -> None:
-    add_arguments(sub.add_parser("study", help=HELP))
-
-
 def add_arguments(st) -> None:
-    """The ``study`` command's steps (registered as a command by :mod:`diqa_bench.builtins`)."""
+    """The ``study`` command's steps (registered as a command by :mod:`diqa_bench.core_plugin`)."""
     ss = st.add_subparsers(dest="study_command", metavar="STEP", required=True)
 
     c = ss.add_parser("create", help="build a study folder: stimuli from your photos and the distortion generator, protocol, rater plans")
