@@ -1,9 +1,6 @@
 """The example third-party plugin: its own distribution, its entry point, and a benchmark of it
 through the pytest fixtures diqa-bench gives plugin authors (what the README walks through)."""
 
-import os
-import subprocess
-import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -12,12 +9,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "plugins" / "example-plugin"
-
-
-def readme_plugin_test() -> str:
-    """The code of the README's "Testing a plugin" section, as a plugin author copies it."""
-    section = (REPO / "README.md").read_text().split("### Testing a plugin", 1)[1].split("\n## ", 1)[0]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture
@@ -91,22 +82,6 @@ def test_grayscale_option_changes_the_scores_and_the_cache_key(diqa_example):
     assert c[1] < c[0] and not torch.allclose(g, c)
 
 
-def test_the_readme_plugin_test_passes_verbatim_for_an_installed_plugin(tmp_path):
-    """The README's snippet, copied into an author's test file and run by pytest with the
-    fixtures the ``pytest11`` entry point provides: no conftest, entry points as installed (the
-    example plugin is installed in the project's environment by `make install`)."""
-    test_file = tmp_path / "test_from_readme.py"
-    test_file.write_text(readme_plugin_test())
-    env = {k: v for k, v in os.environ.items() if k not in ("DIQA_BENCH_PLUGINS", "DIQA_BENCH_STRICT_PLUGINS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGIN_DIR), env.get("PYTHONPATH", "")])
-    env["DIQA_BENCH_CACHE"] = str(tmp_path / "cache")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "1 passed" in proc.stdout
-    assert "test_my_method_ranks_blur" in test_file.read_text()  # the snippet is the README's test, not an empty block
-
-
 def test_exit_code_agrees_with_the_cli(diqa_run_benchmark):
     """A method that cannot run here is "not run", which the CLI does not count as a failure;
     a method that crashes is."""
@@ -149,3 +124,60 @@ def test_training_data_from_samples_feeds_fit_outside_a_run(tmp_path):
     assert method.coef is not None and method.coef[0] < 0  # more noise energy, lower MOS
     preds = np.concatenate([np.atleast_1d(method.score_batch(b)) for b in data.batches(indices=[0, 11], batch_size=1)])
     assert preds.shape == (2,)
+
+
+def test_the_example_statistic_and_figure_reach_every_table(no_entry_point_plugins, diqa_example, tmp_path, monkeypatch, capsys):
+    """WORST_RECALL (a statistic) and worst-recall (a figure) come from the plugin alone: metrics.csv
+    and .json hold the statistic with its content-group interval, LEADERBOARD.md has its column,
+    `compare` tests its change, report.html shows the figure."""
+    import json
+
+    from diqa_bench import cli
+    from diqa_bench.files import read_csv
+    from diqa_bench.testing import isolated_registry, run_tiny_benchmark
+
+    def config(grayscale):
+        return {"domains": {"boards": [{"dataset": "example-blur", "options": {"patterns": 12}}]},
+                "methods": [{"name": "laplacian-variance", "options": {"grayscale": grayscale}}], "test_domains": ["boards"],
+                "splits": {"test_ratio": 0.5, "seeds": [0, 1]}, "statistics": {"bootstrap": 200, "extra": ["WORST_RECALL"]}}
+
+    plugins = [("example", diqa_example)]
+    a = run_tiny_benchmark(tmp_path / "a", config(True), plugins=plugins, reports=True)
+    b = run_tiny_benchmark(tmp_path / "b", config(False), plugins=plugins)
+    stored = read_csv(a.out / "metrics.csv", dtype={"seed": str})
+    row = stored[(stored.statistic == "WORST_RECALL") & (stored.seed == "all")].iloc[0]
+    assert row.ci_low < row.ci_high and row.ci_low <= row.value <= row.ci_high  # an interval from the group draws
+    assert list(dict.fromkeys(stored.statistic)) == ["SROCC", "KRCC", "PLCC", "PLCC_raw", "RMSE", "WORST_RECALL"]  # built-ins first, as before
+    assert any(r["statistic"] == "WORST_RECALL" for r in json.loads((a.out / "metrics.json").read_text()))
+    header = next(line for line in a.leaderboard.splitlines() if line.startswith("| Method"))
+    assert [c.strip() for c in header.strip("|").split("|")][1:6] == ["SROCC ↑", "PLCC ↑", "KRCC ↑", "RMSE ↓", "WORST_RECALL ↑"]
+    assert f"{row.value:.3f}" in a.leaderboard and f"[{row.ci_low:.3f}, {row.ci_high:.3f}]" in a.leaderboard
+    (fact,) = [f for f in a.run["statistics"] if f["name"] == "WORST_RECALL"]
+    assert fact["plugin"] == "example" and fact["higher_is_better"] is True
+    assert (a.out / "figures" / "worst-recall.png").is_file()
+    assert "WORST_RECALL of each method @ train set on each test domain" in (a.out / "report.html").read_text()
+    assert "figures/worst-recall.png" in a.leaderboard
+
+    monkeypatch.setattr(cli, "_registry", lambda args: isolated_registry(plugins))
+    assert cli.main(["compare", str(a.out), str(b.out)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "| WORST_RECALL" in x]
+    assert "laplacian-variance @ -" in line and "paired" in line
+    monkeypatch.setattr(cli, "_registry", lambda args: isolated_registry())  # the plugin not loaded: said, not guessed
+    assert cli.main(["compare", str(a.out), str(b.out)]) == 0
+    out = capsys.readouterr().out
+    assert "| WORST_RECALL" not in out and "not compared: WORST_RECALL (plugin 'example')" in out
+
+
+def test_stub_blur_is_the_stub_a_sharpness_method_passes(no_entry_point_plugins, diqa_example, diqa_run_benchmark):
+    """What the README's table of stub datasets says: the noise-labelled stub ranks a sharpness
+    measure backwards (noise adds edges), the blur-labelled one ranks it right; the noise measure
+    is the other way round."""
+    result = diqa_run_benchmark(
+        config={"domains": {"blur": [{"dataset": "stub-blur"}], "noise": [{"dataset": "stub-dataset"}]},
+                "methods": [{"name": "laplacian-variance"}, {"name": "stub-noise"}], "test_domains": ["blur", "noise"],
+                "splits": {"test_ratio": 0.5, "seeds": [0]}, "statistics": {"bootstrap": 0}},
+        plugins=[("example", diqa_example)],
+    )
+    assert result.value("laplacian-variance", "-", "blur") > 0.8
+    assert result.value("laplacian-variance", "-", "noise") < -0.8
+    assert result.value("stub-noise", "-", "noise") > 0.8 and result.value("stub-noise", "-", "blur") < -0.8
