@@ -38,9 +38,10 @@ the noise they share cancels out. The mapping behind PLCC/RMSE is fitted once pe
 refitted per replicate.
 
 Acceptability (quality gate), when a cell carries which test images are unacceptable (the
-statistics registered with ``needs_acceptability``): AUC, ACC, RETAKE, ACC_ACCEPT_ALL and ACC_GAIN (= ACC - ACC_ACCEPT_ALL,
-per image "rejected and unacceptable" minus "rejected and acceptable") have frequency-weighted
-forms too, and get their intervals from the same group draws as the correlations of the cell. The
+statistics registered with ``needs_acceptability``): AUC, ACC, RETAKE, ACC_ACCEPT_ALL and ACC_GAIN
+(= ACC - ACC_ACCEPT_ALL, per image "rejected and unacceptable" minus "rejected and acceptable")
+have frequency-weighted forms too, and get their intervals from the same group draws as the
+correlations of the cell. The
 score cut behind ACC, RETAKE and ACC_GAIN was chosen on the train split, so it is held fixed in
 every replicate: the interval covers which test content was drawn, not how the cut would move
 with another train split. ACC_GAIN is paired by construction (gate and "accept all" judged on the
@@ -300,8 +301,8 @@ def _wauc(score: np.ndarray, bad: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def gate_statistic(name: str, score: np.ndarray, bad: np.ndarray, cut: float, w: np.ndarray) -> np.ndarray:
-    """One of the gate's statistics (AUC, ACC, RETAKE, ACC_ACCEPT_ALL, ACC_GAIN) per row of weights [B, n]: ``score`` direction-aligned
-    (higher = better), ``bad`` which images are unacceptable, ``cut`` the aligned score threshold
+    """One of the gate's statistics (AUC, ACC, RETAKE, ACC_ACCEPT_ALL, ACC_GAIN) per row of weights
+    [B, n]: ``score`` direction-aligned (higher = better), ``bad`` which images are unacceptable, ``cut`` the aligned score threshold
     (reject when score < cut; NaN: no cut, so only AUC and ACC_ACCEPT_ALL are defined)."""
     bad = np.asarray(bad, bool)
     if name == "AUC":
