@@ -279,3 +279,22 @@ def test_statistics_extra_names_a_registered_statistic(tmp_path, stub_cli_regist
 def stub_cli_registry(monkeypatch, stub_registry):
     monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
     return stub_registry
+
+
+def test_help_loads_every_hook_and_imports_nothing_heavy():
+    """`--help` builds the parser from every installed plugin's commands, so every plugin's hooks
+    run (the core plugin's statistics, figures, executors and commands, the example plugin's
+    statistic and figure): none of them may import pandas, scipy, matplotlib, torch or pyiqa."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom diqa_bench.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps([m for m in ('pandas', 'scipy', 'matplotlib', 'torch', 'pyiqa') if m in sys.modules]), file=sys.stderr)")
+    env = {k: v for k, v in os.environ.items() if k not in ("DIQA_BENCH_PLUGINS", "DIQA_BENCH_STRICT_PLUGINS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "DIQA_BENCH_STRICT_PLUGINS": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "study" in proc.stdout
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
