@@ -35,8 +35,10 @@ if TYPE_CHECKING:  # torch is imported only where a method actually runs
 class Batch:
     """Images handed to :meth:`Method.score_batch`.
 
-    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device.
-    All images of a batch have the same size: the runner groups images by size (or resizes them to
+    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device;
+    for a method whose :meth:`Method.numpy_pixels` is True, on the CPU path, a numpy array
+    [B, H, W, 3] as decoded (uint8; float32 in [0, 1] for 16-bit files), so that scoring needs no
+    torch. All images of a batch have the same size: the runner groups images by size (or resizes them to
     ``Method.input_size`` when the method declares one), so no metric sees padding.
     """
 
@@ -187,6 +189,12 @@ class Method:
     def score_batch(self, batch: Batch) -> "torch.Tensor | Sequence[float]":
         """Return one score per image of ``batch`` (a tensor or a sequence of floats)."""
         raise NotImplementedError
+
+    def numpy_pixels(self) -> bool:
+        """True when this method, as set up, scores batches of numpy pixels (see :class:`Batch`):
+        then the runner decodes images of native size in this process without importing torch
+        (start-up seconds, and a float32 copy of each image, saved). Default: False (tensors)."""
+        return False
 
     def score_from_cache(self, keys: list[str]) -> dict[str, float]:
         """Scores for those of ``keys`` (image content hashes) this method can give without the

@@ -1,4 +1,4 @@
-"""One torch thread for code made of many small operations."""
+"""One thread (torch's, and numpy's BLAS) for code made of many small operations."""
 
 from __future__ import annotations
 
@@ -8,16 +8,22 @@ import sys
 
 @contextlib.contextmanager
 def single_thread(cuda: bool = False):
-    """Many small tensor operations (tiles, tiny matrix products): on the CPU one thread is faster
-    than several (no synchronisation per operation), and far faster when other processes share the
-    cores. Nothing to do on a GPU, nor in a process that never imported torch (numpy code)."""
-    torch = sys.modules.get("torch")
-    if cuda or torch is None:
+    """Many small operations (tiles, tiny matrix products): on the CPU one thread is faster than
+    several (no synchronisation per operation), and far faster when other processes share the
+    cores. Torch's threads (when this process imported torch) and numpy's BLAS threads (OpenBLAS
+    threads a 4 x 4 by 4 x 60000 product, and spins waiting for busy cores). Nothing on a GPU."""
+    if cuda:
         yield
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1, user_api="blas"):
+            yield
     finally:
-        torch.set_num_threads(previous)
+        if torch is not None:
+            torch.set_num_threads(previous)

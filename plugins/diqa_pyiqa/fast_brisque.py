@@ -291,12 +291,12 @@ def nss_features(plane) -> np.ndarray | None:
     sigma_sq = float(np.einsum("ij,ij->", x, x)) / n
     if math.isclose(math.sqrt(sigma_sq), 0.0, rel_tol=0, abs_tol=1e-8):  # pyiqa's torch.isclose(sigma, 0)
         return None
-    mean_abs = float(np.abs(x).sum()) / n
-    alpha = gamma[np.abs(sigma_sq / mean_abs**2 - ggd).argmin()]
-    features = [alpha, sigma_sq]
     height, width = x.shape
     rows = max(1, _STRIP_ELEMENTS // width)
     prod_buf, neg_buf = np.empty((rows, width)), np.empty((rows, width))
+    mean_abs = sum(float(np.abs(x[r0 : r0 + rows], out=prod_buf[: min(rows, height - r0)]).sum()) for r0 in range(0, height, rows)) / n
+    alpha = gamma[np.abs(sigma_sq / mean_abs**2 - ggd).argmin()]
+    features = [alpha, sigma_sq]
     for dy, dx in SHIFTS:
         # sums over the products with the rolled image: left (negative) and right (positive) parts
         count_l = count_r = 0
