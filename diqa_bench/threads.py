@@ -27,3 +27,21 @@ def single_thread(cuda: bool = False):
     finally:
         if torch is not None:
             torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def small_pages():
+    """numpy without transparent huge pages for its large arrays (its default on Linux). A
+    12-megapixel float64 plane then costs its page faults (tens of milliseconds of system time)
+    instead of a kernel compaction of memory for each huge page, which on a busy machine took up
+    to ten times that (benchmarks/PERF.md, run 13). numpy's switch is private: without it, nothing
+    changes."""
+    switch = getattr(getattr(getattr(sys.modules.get("numpy"), "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if switch is None:
+        yield
+        return
+    previous = switch(False)
+    try:
+        yield
+    finally:
+        switch(previous)

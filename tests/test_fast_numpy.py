@@ -188,3 +188,21 @@ def test_score_imports_no_torch_pyiqa_scipy_or_pandas_for_the_three(tmp_path):
         lines = out.stdout.splitlines()
         assert lines[-1] == "imported:", f"{name}: {lines[-1]}"
         assert float(lines[1].split(",")[1]) == pytest.approx(float(want[0]), rel=1e-5)  # the CSV rounds to 6 digits
+
+
+def test_nearest_grid_entry_is_argmins():
+    """NIQE's lookup of the AGGD shape by binary search picks the entry pyiqa's argmin picks: on
+    the grid's own values, midpoints (ties: the first), beyond both ends, NaN and infinities."""
+    from diqa_pyiqa.fast_brisque import _shape_grid
+    from diqa_pyiqa.fast_niqe import nearest
+
+    table = _shape_grid()[2]
+    mids = (table[:-1] + table[1:]) / 2
+    rng = np.random.default_rng(0)
+    values = np.concatenate([table, mids, np.nextafter(mids, 0), np.nextafter(mids, 1), rng.uniform(-1, 2, 5000),
+                             [np.nan, np.inf, -np.inf, 0.0, 1e300]])
+    with np.errstate(invalid="ignore"):
+        expected = np.abs(table[None, :] - values[:, None]).argmin(axis=1)
+    np.testing.assert_array_equal(nearest(table, values), expected)
+    bumpy = np.array([0.0, 2.0, 1.0, 3.0])  # not increasing: argmin itself
+    np.testing.assert_array_equal(nearest(bumpy, np.array([1.1, 2.9])), [2, 3])

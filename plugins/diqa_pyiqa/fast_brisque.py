@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-from diqa_bench.threads import single_thread
+from diqa_bench.threads import single_thread, small_pages
 
 from .fast_gauss import arange_float32, gauss_quarter, lgamma
 
@@ -115,7 +115,7 @@ def brisque_scores(img, sv_coef, sv):
     vectors = np.asarray(sv, dtype=np.float64)
     scores = []
     for image in images_of(img):
-        with single_thread():
+        with single_thread(), small_pages():
             score = brisque_score(image, coef, vectors)
         if score is None:
             return None  # pyiqa's own function, and its error, for such an image

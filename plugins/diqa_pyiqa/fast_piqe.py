@@ -123,6 +123,13 @@ def piqe_scores(img, float32_pixels: bool = False):
 
 def piqe_blocks(img, float32_pixels: bool = False) -> PiqeBlocks | None:
     """:func:`piqe_scores` with the block masks."""
+    from diqa_bench.threads import single_thread, small_pages
+
+    with single_thread(), small_pages():
+        return _piqe_blocks(img, float32_pixels)
+
+
+def _piqe_blocks(img, float32_pixels: bool) -> PiqeBlocks | None:
     if not supported(img) or gauss_quarter() is None:
         return None
     tensors = _is_tensor(img)
