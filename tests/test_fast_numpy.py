@@ -206,3 +206,24 @@ def test_nearest_grid_entry_is_argmins():
     np.testing.assert_array_equal(nearest(table, values), expected)
     bumpy = np.array([0.0, 2.0, 1.0, 3.0])  # not increasing: argmin itself
     np.testing.assert_array_equal(nearest(bumpy, np.array([1.1, 2.9])), [2, 3])
+
+
+@needs_files
+def test_the_process_pool_scores_numpy_pixels_too(tmp_path):
+    """``score --processes 2``: the pool's workers decode numpy pixels for these methods too (no
+    torch there); the scores are the in-process ones."""
+    from PIL import Image
+
+    paths = []
+    for i, kind in enumerate(["edges", "noisy"]):
+        paths.append(tmp_path / f"{kind}.png")
+        Image.fromarray(as_uint8(synthetic(kind, 120, 150, seed=i))[0]).save(paths[-1])
+    env = dict(os.environ, DIQA_BENCH_WEIGHTS=str(BRISQUE_FILE.parent))
+    rows = {}
+    for processes in ("1", "2"):
+        out = subprocess.run([sys.executable, "-m", "diqa_bench.cli", "score", "-m", "niqe", "--device", "cpu", "--processes", processes,
+                              "--cache-dir", str(tmp_path / processes), "--no-progress", *map(str, paths)],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        rows[processes] = out.stdout.splitlines()[1:]
+    assert rows["1"] == rows["2"] and len(rows["1"]) == 2
