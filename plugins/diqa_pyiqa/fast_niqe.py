@@ -64,12 +64,14 @@ def niqe_block_features(image) -> np.ndarray:
     """The 36 features of every block, [blocks, 36], row of blocks by row of blocks (pyiqa's
     blockproc orders them column first: only the rounding of their mean and covariance differs).
     ``image``: [H, W, C] array or [C, H, W] tensor (see :func:`diqa_pyiqa.fast_brisque.luminance255`)."""
-    grey = (image.shape[0] if hasattr(image, "dim") else image.shape[2]) == 1
-    luma = np.asarray(luminance255(image))
-    if grey:
+    tensor = hasattr(image, "dim")
+    height, width = image.shape[-2:] if tensor else image.shape[:2]
+    rows, cols = height // BLOCK, width // BLOCK
+    # cropped to whole blocks first (pyiqa crops the luminance: the same pixels), no copy of the crop
+    crop = image[:, : rows * BLOCK, : cols * BLOCK] if tensor else image[: rows * BLOCK, : cols * BLOCK]
+    luma = np.asarray(luminance255(crop))
+    if (image.shape[0] if tensor else image.shape[2]) == 1:
         np.round(luma, out=luma)  # pyiqa rounds after scaling (diff_round), grey images too
-    rows, cols = luma.shape[0] // BLOCK, luma.shape[1] // BLOCK
-    luma = np.ascontiguousarray(luma[: rows * BLOCK, : cols * BLOCK])
     first = _scale_features(luma, BLOCK)
     luma /= 255.0
     half = imresize_half(luma)
