@@ -56,7 +56,7 @@ _RANGES = [
 ]
 _YIQ_Y = np.array([0.299, 0.587, 0.114], dtype=np.float32).astype(np.float64)  # pyiqa's float32 constants, widened
 _PIXEL_TYPES = (np.uint8, np.float32, np.float64)
-_grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+_grid: tuple | None = None
 
 
 def is_tensor(x) -> bool:
@@ -279,8 +279,15 @@ def _shape_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lg1, lg2, lg3 = lgamma(1.0 / gamma), lgamma(2.0 / gamma), lgamma(3.0 / gamma)
         ggd = np.exp(lg1 + lg3 - 2 * lg2)
         aggd = np.exp(2 * lg2 - (lg1 + lg3))
-        _grid = gamma, ggd, aggd
-    return _grid
+        _grid = gamma, ggd, aggd, (lg1, lg2, lg3)
+    return _grid[:3]
+
+
+def grid_lgamma() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``lgamma(k / gamma)`` for k = 1, 2, 3 over the grid of :func:`_shape_grid`: a fitted shape is
+    a grid entry, so these are its values, looked up."""
+    _shape_grid()
+    return _grid[3]
 
 
 def nss_features(plane) -> np.ndarray | None:
