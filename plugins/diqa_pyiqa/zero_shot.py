@@ -165,6 +165,15 @@ def _cpu(images):
     return images if type(images).__module__ == "numpy" else images.to("cpu")
 
 
+def _as_runner_scores(scores):
+    """Scores of numpy pixels rounded as the runner rounds a tensor of scores (float32:
+    :func:`diqa_bench.batch_loop.to_floats`), so that a file, bytes or a PIL image of the same
+    pixels get the same number, the one these methods always gave."""
+    if type(scores).__module__ == "numpy":
+        return scores.astype("float32")
+    return scores
+
+
 def _as_tensors(batch: Batch) -> Batch:
     """A batch of numpy pixels (:meth:`Method.numpy_pixels`) as the runner's tensors would hold
     it (float32 [B, 3, H, W] in [0, 1]: uint8 / 255 in float32), for pyiqa's own function."""
@@ -243,7 +252,7 @@ class Brisque(PyiqaMetric):
             # pixels go in as they are (uint8, float32): widened a strip of one channel at a time
             scores = brisque_scores(_cpu(batch.images), *self._svr)
             if scores is not None:
-                return scores
+                return _as_runner_scores(scores)
             if self.model is None:  # pyiqa's own function for what the fast path declines
                 super().setup(self._ctx)
         return super().score_batch(_as_tensors(batch))
@@ -313,7 +322,7 @@ class Niqe(PyiqaMetric):
 
             scores = niqe_scores(_cpu(batch.images), *self._pristine)
             if scores is not None:
-                return scores
+                return _as_runner_scores(scores)
             if self.model is None:  # pyiqa's own function for what the fast path declines
                 super().setup(self._ctx)
         return super().score_batch(_as_tensors(batch))
@@ -356,7 +365,7 @@ class Piqe(PyiqaMetric):
 
             scores = piqe_scores(batch.images)
             if scores is not None:
-                return scores
+                return _as_runner_scores(scores)
             batch = _as_tensors(batch)  # pyiqa's own function for what the fast path declines
         if getattr(self, "_ctx", None) is not None and self._fast_path:
             import torch
