@@ -8,7 +8,7 @@ fitted models and GPUs keep the in-process path.
 
 Worker processes are started with ``spawn`` (forking a process that already runs torch's thread
 pools can deadlock), kept for the whole run, and rebuild each method from its registry name and
-options once per process.
+options once per process (:func:`worker_method`, through a scoring session).
 """
 
 from __future__ import annotations
@@ -102,14 +102,18 @@ def exit_with_parent(parent: int, use_pdeathsig: bool = True, interval_s: float 
     threading.Thread(target=watch, name="diqa-parent-watchdog", daemon=True).start()
 
 
-def _method_for(recipe: MethodRecipe):
+def worker_method(recipe: MethodRecipe):
+    """``(method, context)`` of ``recipe`` in this worker: built and set up through a
+    :class:`~diqa_bench.session.ScoringSession` of the recipe's context (one thread, no decoding
+    workers, PIL decoding) on the first call, then reused."""
     key = json.dumps(asdict(recipe), sort_keys=True, default=str)
     if key not in _METHODS:
-        from diqa_bench.methods import MethodContext
+        from diqa_bench.session import ScoringSession
 
-        method = recipe.plugins.load().method(recipe.name)(**recipe.options)
-        ctx = MethodContext(device="cpu", batch_size=recipe.batch_size, workers=0, seed=recipe.seed,
-                            weights_dir=Path(recipe.weights_dir) if recipe.weights_dir else None)
+        session = ScoringSession(recipe.plugins.load(), device="cpu", batch_size=recipe.batch_size, workers=0,
+                                 weights_dir=Path(recipe.weights_dir) if recipe.weights_dir else None)
+        method = session.method(recipe.name, recipe.options)
+        ctx = session.context(recipe.seed)
         method.setup(ctx)
         _METHODS.clear()  # one method at a time per worker: free the previous model
         _METHODS[key] = (method, ctx)
@@ -123,7 +127,7 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
     from diqa_bench.batch_loop import score_batches
     from diqa_bench.images import iter_batches
 
-    method, ctx = _method_for(recipe)
+    method, ctx = worker_method(recipe)
     errors: dict[int, str] = {}
     scores: dict[str, float] = {}
     batches = iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
@@ -136,7 +140,7 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
 def _build_and_wait(recipe: MethodRecipe, sample: str | None) -> int:
     import time
 
-    _method_for(recipe)
+    worker_method(recipe)
     if sample is not None:  # the first call of a metric costs far more than later ones
         _score_chunk(recipe, [sample], ["warm-up"])
     time.sleep(0.3)  # hold this worker, so the other warm-up tasks land on the other workers

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from diqa_bench.batch_loop import ImageSkip, failure_reason, once, score_batches, without_path
 from diqa_bench.errors import DataError, MethodUnavailable, UserError, WeightsRefused
 from diqa_bench.methods import Method, MethodContext, TrainingData
+from diqa_bench.session import ScoringSession, compute_scores  # noqa: F401 - compute_scores: the name scripts import from here
 
 if TYPE_CHECKING:
     from diqa_bench.datasets import Skip
@@ -100,62 +101,21 @@ def _may_have_accelerator() -> bool:
     return any(glob.glob(pattern) for pattern in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg"))
 
 
-def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], keys: Sequence[str], *, registry: Registry, processes: int,
-                   on_error: Callable[[int, str], None], commit: Callable[[dict[str, float]], None], ensure_setup: Callable[[], None],
-                   skip_failing: bool = False, costs: Sequence[float] | None = None, pool_from: int = 1, commit_every: int = 256) -> None:
-    """Score images that no cache holds; ``commit`` receives the scores as they come (a killed run
-    keeps them). A zero-shot method on the CPU scores in the process pool, one single-threaded
-    process per core (when ``processes > 1``, more than ``pool_from`` images, and its plugin is
-    importable there; the parent then never builds the method); anything else in this process
-    through the one batch loop, after ``ensure_setup()``. ``on_error(position, reason)`` receives
-    the images that cannot be decoded, and with ``skip_failing`` those the method fails on."""
-    from diqa_bench.parallel import recipe_for, score_in_processes
-
-    recipe = None
-    if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(keys) > pool_from:
-        recipe = recipe_for(method, registry, ctx)
-    if recipe is not None:
-        for done in score_in_processes(recipe, list(paths), list(keys), min(processes, len(keys)), on_error, skip_failing=skip_failing, costs=costs):
-            commit(done)
-        return
-    from diqa_bench.images import iter_batches
-
-    ensure_setup()
-    batches = iter_batches(paths, keys, range(len(keys)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
-                           size=method.input_size, on_error=on_error, decoder=ctx.decoder)
-    pending: dict[str, float] = {}
-    for batch, values in score_batches(method, batches, on_error, skip_failing=skip_failing):
-        pending.update(zip(batch.keys, values))
-        if len(pending) >= commit_every:
-            commit(pending)
-            pending = {}
-    commit(pending)
-
-
 class Scorer:
     """Runs units of a plan. One per process: the driver's for the local executor, one per Ray
     worker process, each with its own score-cache connection over the shared cache folder."""
 
-    def __init__(self, plan: Plan, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None) -> None:
-        from diqa_bench.cache import ScoreCache
-        from diqa_bench.images import resolve_decoder, set_image_limits
-
+    def __init__(self, plan: Plan, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None,
+                 session: ScoringSession | None = None) -> None:
         self.plan = plan
         self.config = plan.config
         self.registry = registry
         self.opts = options
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.device = resolve_device(options.device)
-        self.decoder = resolve_decoder(options.decode, self.device)
-        if "max_image_pixels" in self.config.run_options:  # in the environment: decoding workers inherit it
-            set_image_limits(self.config.run_options["max_image_pixels"])
-        # a GPU eats decoded images faster than a CPU method does: more decode workers by default there
-        self.workers = options.workers if options.workers is not None else min(8 if self.device.startswith("cuda") else 4, os.cpu_count() or 1)
-        self.processes = max(1, int(options.processes or 1))
-        self.cache_dir = Path(options.cache_dir)
-        self.scores = ScoreCache(self.cache_dir)
-        weights = options.weights_dir or self.config.weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
-        self.weights_dir = Path(weights).expanduser() if weights else None
+        # the method context, the methods and the score cache: the runner opens the session before
+        # it builds the plan (device and cache are checked before any work)
+        self.session = session or ScoringSession.for_run(registry, options, self.config)
+        self.scores = self.session.scores
         self.skips: list[Skip] = []  # images found undecodable while scoring or training
         self.decode_skips: dict[str, str] = {}  # image key -> reason
         # (score token, image key) -> why that method has no score for it (too small, NaN): the
@@ -163,6 +123,14 @@ class Scorer:
         self.method_skips: dict[tuple[str, str], str] = {}
         self._copies: tuple[int, dict[str, list[tuple[str, str, str]]]] | None = None  # (id of the plan, key -> its images)
         self._pixels_checked: dict[tuple[str, int], str | None] = {}  # (image key, limit) -> why it is over the limit
+
+    # the session's context, as run.json and the executors read it
+    device = property(lambda self: self.session.device)
+    decoder = property(lambda self: self.session.decoder)
+    workers = property(lambda self: self.session.workers)
+    processes = property(lambda self: self.session.processes)
+    cache_dir = property(lambda self: self.session.cache_dir)
+    weights_dir = property(lambda self: self.session.weights_dir)
 
     # -- images ----------------------------------------------------------------------------------
     def domain_images(self, domain: str, seed: int, side: str, phase: str = "test") -> tuple[list[ImageRef], str | None]:
@@ -224,63 +192,40 @@ class Scorer:
 
     # -- methods ---------------------------------------------------------------------------------
     def method_context(self, seed: int) -> MethodContext:
-        return MethodContext(device=self.device, batch_size=self.opts.batch_size, workers=self.workers, seed=seed, cache_dir=self.cache_dir,
-                             weights_dir=self.weights_dir, progress=self.progress_enabled(), decoder=self.decoder)
+        return self.session.context(seed)
 
     def zero_shot_token(self, method: Method) -> str:
-        """The score-cache token of a zero-shot method in this run: its configuration and the
-        content of its weight files. Scores from nvJPEG-decoded pixels differ slightly from PIL's,
-        so they never share cache entries."""
-        from diqa_bench.cache import weights_token
-
-        token = weights_token(method, self.method_context(0))
-        return token if self.decoder == "pil" else f"{token}|{self.decoder}"
+        """The score-cache token of a zero-shot method in this run (:meth:`ScoringSession.token`)."""
+        return self.session.token(method)
 
     def new_method(self, unit: Unit) -> Method:
-        return self.registry.method(unit.method.name)(**unit.method.options)
+        return self.session.method(unit.method.name, unit.method.options)
 
     def score_images(self, method: Method, token: str, images: list[ImageRef], ctx: MethodContext, ensure_setup: Callable[[], None]) -> list[float]:
-        """Scores for ``images`` from the per-image cache; what is missing is computed (after
-        ``ensure_setup()``, so a fully cached cell never loads the model). Undecodable images get
-        NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
+        """Scores for ``images`` through the session (score cache, the method's own caches, then
+        computed and saved as they come; ``ensure_setup()`` only when the method is needed).
+        Undecodable images get NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
         over = self._over_pixel_limit(list({r.key: r for r in images}.values()))
-        unique = [k for k in dict.fromkeys(r.key for r in images) if k not in over]
-        # a NaN an older version cached is scored again: it is a skip now, and never cached
-        have = {k: v for k, v in self.scores.get_many(token, unique).items() if math.isfinite(v)}
-        todo = [k for k in unique if k not in have]
-        if todo:
-            ensure_setup()
-            wanted = set(todo)
-            early = {k: float(v) for k, v in method.score_from_cache(todo).items() if k in wanted}
-            if early:  # scored from the method's own caches (e.g. features): no decoding
-                self.scores.put_many(token, early)
-                have.update(early)
-                todo = [k for k in todo if k not in early]
-        if todo:
-            ref_of = {r.key: r for r in images}
+        ref_of = {r.key: r for r in images if r.key not in over}
 
-            def on_error(pos: int, msg: str) -> None:
-                r = ref_of[todo[pos]]
-                if self.config.bad_input == "error":
-                    raise DataError(f"{method.name}: {r.path}: {without_path(msg, r.path)}" if isinstance(msg, ImageSkip) else msg)
-                if isinstance(msg, ImageSkip):  # this method cannot score this image; the others still see it
-                    if (token, r.key) not in self.method_skips:
-                        from diqa_bench.datasets import Skip
+        def on_error(key: str, msg: str) -> None:
+            r = ref_of[key]
+            if self.config.bad_input == "error":
+                raise DataError(f"{method.name}: {r.path}: {without_path(msg, r.path)}" if isinstance(msg, ImageSkip) else msg)
+            if isinstance(msg, ImageSkip):  # this method cannot score this image; the others still see it
+                if (token, r.key) not in self.method_skips:
+                    from diqa_bench.datasets import Skip
 
-                        self.method_skips[(token, r.key)] = str(msg)
-                        self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
-                    return
-                self._skip(r.key, r.dataset, r.id, msg, r.path)
+                    self.method_skips[(token, r.key)] = str(msg)
+                    self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
+                return
+            self._skip(r.key, r.dataset, r.id, msg, r.path)
 
-            def commit(found: dict[str, float]) -> None:
-                self.scores.put_many(token, found)
-                have.update(found)
+        # more images than one pool task holds: below that, starting the pool costs more than it saves
+        from diqa_bench.parallel import CHUNK
 
-            # more images than one pool task holds: below that, starting the pool costs more than it saves
-            from diqa_bench.parallel import CHUNK
-
-            compute_scores(method, ctx, [ref_of[k].path for k in todo], todo, registry=self.registry, processes=self.processes,
-                           on_error=on_error, commit=commit, ensure_setup=ensure_setup, pool_from=CHUNK)
+        have = self.session.score(method, token, list(ref_of), [r.path for r in ref_of.values()], ensure_setup=ensure_setup, on_error=on_error,
+                                  ctx=ctx, pool_from=CHUNK)
         return [have.get(r.key, float("nan")) for r in images]
 
     # -- units -----------------------------------------------------------------------------------
@@ -431,7 +376,7 @@ class Scorer:
         self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg, sample.path)
 
     def progress_enabled(self) -> bool:
-        return sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
+        return self.session.progress
 
 
 def _fail_all(outcomes: dict[str, CellOutcome], reason: str, status: str) -> list[CellOutcome]:

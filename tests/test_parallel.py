@@ -87,7 +87,7 @@ def test_building_a_method_in_a_worker_leaves_the_plugin_selection_as_it_was(mon
         monkeypatch.setenv("DIQA_BENCH_PLUGINS", before)
     monkeypatch.setattr(parallel, "_METHODS", {})
     recipe = MethodRecipe("stub-noise", {}, PluginSources((), (("stub", "diqa_bench.testing"),)), None, 4, 0)
-    method, _ = parallel._method_for(recipe)
+    method, _ = parallel.worker_method(recipe)
     assert method.name == "stub-noise"
     assert os.environ.get("DIQA_BENCH_PLUGINS") == before
 
