@@ -121,7 +121,7 @@ def build_method(name: str, device: str, weights_dir: Path | None, float64: bool
         method.build(device, None)  # random weights: speed only
     elif name == "cross-domain":
         method.setup(ctx)
-        method.head = method._new_head().eval()  # untrained head: speed only (backbone + head forward)
+        method.head = method.new_head().eval()  # untrained head: speed only (backbone + head forward)
     else:
         method.setup(ctx)
     return method, reg, ctx

@@ -199,7 +199,7 @@ def shared_cache(tmp_path_factory):
 
 def _data(samples, cache_dir):
     ctx = MethodContext(device="cpu", batch_size=8, cache_dir=cache_dir)
-    return TrainingData(samples=samples, _loader=training_loader(ctx)), ctx
+    return TrainingData(samples=samples, loader=training_loader(ctx)), ctx
 
 
 def _scores(method, data):
