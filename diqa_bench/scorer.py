@@ -1,11 +1,11 @@
 """The scorer: turns a :class:`~diqa_bench.plan.Plan`'s units into cells of scores.
 
-It owns everything that happens to a method: creating it, fitting it (or loading its cached fit),
-scoring images through the score cache, the one batch loop (:mod:`diqa_bench.batch_loop`) and the
-CPU process pool (:mod:`diqa_bench.parallel`). A failing method fails its cells with the reason
-while the rest of the grid goes on. Every executor runs units through a scorer: the local one in
-this process, Ray's in each worker, built from the plan the driver ships. ``diqa-bench score``
-scores through :func:`compute_scores`, the same path without a plan.
+It owns what happens to a method in a cell: creating it and fitting it (or loading its cached fit),
+and the images it skips. Images get their scores through the run's
+:class:`~diqa_bench.session.ScoringSession` (score cache, the one batch loop, the CPU process pool),
+the same path ``diqa-bench score`` takes without a plan. A failing method fails its cells with the
+reason while the rest of the grid goes on. Every executor runs units through a scorer: the local
+one in this process, Ray's in each worker, built from the plan the driver ships.
 
 It never decides what a number means (that is :mod:`diqa_bench.stats`) nor how it is shown
 (:mod:`diqa_bench.results`).
