@@ -150,3 +150,20 @@ def test_the_weights_folder_is_resolved_in_one_place(monkeypatch, tmp_path):
     assert resolve_weights_dir(str(tmp_path / "cli"), str(tmp_path / "config")) == tmp_path / "cli"
     monkeypatch.delenv("DIQA_BENCH_WEIGHTS")
     assert resolve_weights_dir(None, "") is None
+
+
+@pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
+def test_a_run_interrupted_while_its_datasets_load_still_writes_its_empty_results(tmp_path, monkeypatch):
+    import json
+
+    from diqa_bench import runner
+    from diqa_bench.testing import InterruptOnCall, run_tiny_benchmark
+
+    # the plan is built before the scorer now: an interruption before it exists must still write run.json
+    monkeypatch.setattr(runner.Plan, "build", InterruptOnCall(runner.Plan.build, 1))
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny_benchmark(tmp_path)
+    written = [p for p in tmp_path.iterdir() if p.name.startswith("results")]
+    assert len(written) == 1
+    info = json.loads((written[0] / "run.json").read_text())
+    assert info["interrupted"] is True and info["cells"] == []
