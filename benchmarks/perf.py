@@ -141,7 +141,8 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
     keys = [file_hash(p) for p in paths]
     strs = [str(p) for p in paths]
     if processes > 1 and device == "cpu" and name not in ("cross-domain",) and not name.startswith("musiq"):
-        from diqa_bench.parallel import recipe_for, score_in_processes, warm_up
+        from diqa_bench.parallel import score_in_processes, warm_up
+        from diqa_bench.session import recipe_for
 
         recipe = recipe_for(method, reg, ctx)
         if float64 is not None:

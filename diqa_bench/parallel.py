@@ -18,45 +18,13 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from diqa_bench.plugins import PluginSources
 
 CHUNK = 16  # at most this many images per task (fewer when there are few images)
 CPU_BATCH = 4  # images per batch inside a worker
-
-
-@dataclass(frozen=True)
-class MethodRecipe:
-    """How a worker rebuilds a zero-shot method: registry name, options, plugins, context."""
-
-    name: str
-    options: dict[str, Any]
-    plugins: PluginSources  # only the plugin that registered the method
-    weights_dir: str | None
-    batch_size: int
-    seed: int
-
-
-def recipe_for(method, registry, ctx) -> MethodRecipe | None:
-    """A recipe for ``method``, or None when a worker could not rebuild it (a plugin that is not an
-    importable module)."""
-    from diqa_bench.errors import UserError
-
-    entry = registry.methods.get(method.name)
-    if entry is None or entry.plugin not in registry.plugins:
-        return None
-    try:
-        plugins = PluginSources.of(registry, [entry.plugin])
-    except UserError:
-        return None
-    # Small batches: on one core a large batch of photos runs slower per image than a small one, its
-    # working set no longer fits the caches (benchmarks/PERF.md has the measurement).
-    return MethodRecipe(method.name, dict(method.options), plugins, str(ctx.weights_dir) if ctx.weights_dir else None,
-                        min(ctx.batch_size, CPU_BATCH), ctx.seed)
 
 
 _METHODS: dict[str, tuple[Any, Any]] = {}  # in a worker: recipe key -> (method, context), built once
@@ -102,25 +70,19 @@ def exit_with_parent(parent: int, use_pdeathsig: bool = True, interval_s: float 
     threading.Thread(target=watch, name="diqa-parent-watchdog", daemon=True).start()
 
 
-def worker_method(recipe: MethodRecipe):
-    """``(method, context)`` of ``recipe`` in this worker: built and set up through a
-    :class:`~diqa_bench.session.ScoringSession` of the recipe's context (one thread, no decoding
-    workers, PIL decoding) on the first call, then reused."""
+def worker_method(recipe):
+    """``(method, context)`` of ``recipe`` (a :class:`diqa_bench.session.MethodRecipe`) in this
+    worker: built through the recipe's scoring session and set up on the first call, then reused."""
     key = json.dumps(asdict(recipe), sort_keys=True, default=str)
     if key not in _METHODS:
-        from diqa_bench.session import ScoringSession
-
-        session = ScoringSession(recipe.plugins.load(), device="cpu", batch_size=recipe.batch_size, workers=0,
-                                 weights_dir=Path(recipe.weights_dir) if recipe.weights_dir else None)
-        method = session.method(recipe.name, recipe.options)
-        ctx = session.context(recipe.seed)
+        method, ctx = recipe.build()
         method.setup(ctx)
         _METHODS.clear()  # one method at a time per worker: free the previous model
         _METHODS[key] = (method, ctx)
     return _METHODS[key]
 
 
-def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_failing: bool = False) -> tuple[dict[str, float], dict[int, str]]:
+def _score_chunk(recipe, paths: list[str], keys: list[str], skip_failing: bool = False) -> tuple[dict[str, float], dict[int, str]]:
     """Scores of one chunk (by key) and the positions it could not score, with the reason: images
     that fail to decode, and with ``skip_failing`` images the method fails on (see
     :func:`diqa_bench.batch_loop.score_batches`)."""
@@ -137,7 +99,7 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
     return scores, errors
 
 
-def _build_and_wait(recipe: MethodRecipe, sample: str | None) -> int:
+def _build_and_wait(recipe, sample: str | None) -> int:
     import time
 
     worker_method(recipe)
@@ -147,7 +109,7 @@ def _build_and_wait(recipe: MethodRecipe, sample: str | None) -> int:
     return os.getpid()
 
 
-def warm_up(recipe: MethodRecipe, processes: int, sample: str | None = None) -> int:
+def warm_up(recipe, processes: int, sample: str | None = None) -> int:
     """Start the pool and build the method in every worker, scoring ``sample`` once there when
     given (for timings that leave start-up out, as pyiqa's loop is timed after one warm-up call;
     measured: PIQE's first pass over 128 images ran at 50 img/s on 2 processes, later ones at 71).
@@ -208,7 +170,7 @@ def plan_chunks(n: int, processes: int, costs: Sequence[float] | None = None) ->
     return chunks
 
 
-def score_in_processes(recipe: MethodRecipe, paths: list[str], keys: list[str], processes: int,
+def score_in_processes(recipe, paths: list[str], keys: list[str], processes: int,
                        on_error: Callable[[int, str], None], skip_failing: bool = False,
                        costs: Sequence[float] | None = None) -> Iterator[dict[str, float]]:
     """Yield dicts of key -> score as chunks finish (the caller commits them to the cache as they

@@ -22,12 +22,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
-from diqa_bench.batch_loop import ImageSkip, failure_reason, once, score_batches, without_path
-from diqa_bench.errors import DataError, MethodUnavailable, UserError, WeightsRefused
+from diqa_bench.batch_loop import ImageSkip, failure_reason, once, without_path
+from diqa_bench.errors import DataError, MethodUnavailable, WeightsRefused
 from diqa_bench.methods import Method, MethodContext, TrainingData
-from diqa_bench.session import ScoringSession, compute_scores  # noqa: F401 - compute_scores: the name scripts import from here
+from diqa_bench.session import (  # noqa: F401 - resolve_device, compute_scores, write_checksums: the names scripts import from here
+    CHECKSUMS_FILE, ScoringSession, compute_scores, model_damage, resolve_device, write_checksums)
 
 if TYPE_CHECKING:
     from diqa_bench.datasets import Skip
@@ -69,36 +70,6 @@ class CellOutcome:
     train_bad: list[bool] = field(default_factory=list)  # which of those images are unacceptable
     pairs: list | None = None  # paired-preference test domain: its (dataset, Pair) list (diqa_bench.pairs)
     phase: str = "test"  # "validation": fitted without the validation groups, scored on them (diqa_bench.grid)
-
-
-def resolve_device(requested: str | None) -> str:
-    """'auto' (or None): cuda, then mps, then cpu. Anything else is passed to torch as given.
-    Torch is imported only when the answer needs it: the CPU process pool's parent never runs a
-    tensor operation, and importing torch costs it seconds."""
-    if requested == "cpu" or (requested in (None, "auto") and not _may_have_accelerator()):
-        return "cpu"
-    import torch
-
-    if requested and requested != "auto":
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"--device {requested}: torch sees no CUDA device here (torch {torch.__version__})")
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _may_have_accelerator() -> bool:
-    """False when torch could not find a GPU here: Linux without NVIDIA, ROCm or WSL GPU device
-    nodes. Elsewhere (macOS's MPS, Windows) only torch can tell."""
-    import glob
-
-    if not sys.platform.startswith("linux"):
-        return True
-    return any(glob.glob(pattern) for pattern in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg"))
 
 
 class Scorer:
@@ -391,48 +362,6 @@ def _debug(exc: BaseException) -> None:
 
 
 DESCRIPTION_FILE = "description.json"  # Method.describe() of a fitted model, saved with it
-CHECKSUMS_FILE = "checksums.json"  # sha256 of every file of a fitted model, saved with it
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_checksums(folder: Path) -> None:
-    """Record the sha256 of every file of a saved model (but DONE), so that a file damaged later
-    is found before the model is loaded or exported."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in ("DONE", CHECKSUMS_FILE))
-    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
-    (Path(folder) / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
-
-
-def model_damage(folder: Path) -> str | None:
-    """Why a saved model's files differ from those it was saved with (one line), or None. A model
-    saved without checksums (by an older version) has nothing to be checked against: None."""
-    folder = Path(folder)
-    try:
-        sums = json.loads((folder / CHECKSUMS_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return f"{CHECKSUMS_FILE} unreadable ({type(exc).__name__})"
-    if not isinstance(sums, dict):
-        return f"{CHECKSUMS_FILE} is not a table of checksums"
-    for name, digest in sorted(sums.items()):
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if _sha256(path) != digest:
-            return f"{name} changed since it was saved ({path.stat().st_size} bytes now)"
-    return None
-
-
 def export_model(method: Method, model_dir: Path, note: str) -> None:
     """Save a fitted model into the cache atomically: into a temp folder beside ``model_dir``, which
     is renamed into place with its DONE marker only once everything is written. A full disk or a

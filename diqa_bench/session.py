@@ -13,7 +13,11 @@ It owns
   and the decoder;
 - the scoring itself (:meth:`~ScoringSession.score`): look the images up in the score cache, ask the
   method's own caches, compute the rest (the one batch loop, or the process pool) and save the
-  scores as they come, so a killed run keeps them.
+  scores as they come, so a killed run keeps them;
+- the recipe a pool worker rebuilds a method from (:class:`MethodRecipe`: its ``build`` goes
+  through a session, so :mod:`diqa_bench.parallel` needs no import of this module);
+- where a device name is resolved (:func:`resolve_device`) and how a saved fit is checked before it
+  is loaded (:func:`model_damage`).
 
 What a score means and which images a cell holds are the callers' business (the scorer's plan,
 ``score``'s file list).
@@ -21,17 +25,129 @@ What a score means and which images a cell holds are the callers' business (the 
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from diqa_bench.errors import UserError
 from diqa_bench.methods import Method, MethodContext
+from diqa_bench.plugins import PluginSources
 
 if TYPE_CHECKING:
     from diqa_bench.plugins import Registry
+
+
+def resolve_device(requested: str | None) -> str:
+    """'auto' (or None): cuda, then mps, then cpu. Anything else is passed to torch as given.
+    Torch is imported only when the answer needs it: the CPU process pool's parent never runs a
+    tensor operation, and importing torch costs it seconds."""
+    if requested == "cpu" or (requested in (None, "auto") and not _may_have_accelerator()):
+        return "cpu"
+    import torch
+
+    if requested and requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {requested}: torch sees no CUDA device here (torch {torch.__version__})")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _may_have_accelerator() -> bool:
+    """False when torch could not find a GPU here: Linux without NVIDIA, ROCm or WSL GPU device
+    nodes. Elsewhere (macOS's MPS, Windows) only torch can tell."""
+    import glob
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(glob.glob(pattern) for pattern in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg"))
+
+
+CHECKSUMS_FILE = "checksums.json"  # sha256 of every file of a fitted model, saved with it
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """Record the sha256 of every file of a saved model (but DONE), so that a file damaged later
+    is found before the model is loaded or exported."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in ("DONE", CHECKSUMS_FILE))
+    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+    (Path(folder) / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
+
+
+def model_damage(folder: Path) -> str | None:
+    """Why a saved model's files differ from those it was saved with (one line), or None. A model
+    saved without checksums (by an older version) has nothing to be checked against: None."""
+    folder = Path(folder)
+    try:
+        sums = json.loads((folder / CHECKSUMS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"{CHECKSUMS_FILE} unreadable ({type(exc).__name__})"
+    if not isinstance(sums, dict):
+        return f"{CHECKSUMS_FILE} is not a table of checksums"
+    for name, digest in sorted(sums.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} changed since it was saved ({path.stat().st_size} bytes now)"
+    return None
+
+
+@dataclass(frozen=True)
+class MethodRecipe:
+    """How a worker rebuilds a zero-shot method: registry name, options, plugins, context."""
+
+    name: str
+    options: dict[str, Any]
+    plugins: PluginSources  # only the plugin that registered the method
+    weights_dir: str | None
+    batch_size: int
+    seed: int
+
+    def build(self):
+        """``(method, context)`` in this process: through a :class:`ScoringSession` of the recipe's
+        context (the CPU, one thread, no decoding workers, PIL decoding), not set up yet."""
+        session = ScoringSession(self.plugins.load(), device="cpu", batch_size=self.batch_size, workers=0,
+                                 weights_dir=Path(self.weights_dir) if self.weights_dir else None)
+        return session.method(self.name, self.options), session.context(self.seed)
+
+
+def recipe_for(method, registry, ctx) -> MethodRecipe | None:
+    """A recipe for ``method``, or None when a worker could not rebuild it (a plugin that is not an
+    importable module)."""
+    from diqa_bench.parallel import CPU_BATCH
+
+    entry = registry.methods.get(method.name)
+    if entry is None or entry.plugin not in registry.plugins:
+        return None
+    try:
+        plugins = PluginSources.of(registry, [entry.plugin])
+    except UserError:
+        return None
+    # Small batches: on one core a large batch of photos runs slower per image than a small one, its
+    # working set no longer fits the caches (benchmarks/PERF.md has the measurement).
+    return MethodRecipe(method.name, dict(method.options), plugins, str(ctx.weights_dir) if ctx.weights_dir else None,
+                        min(ctx.batch_size, CPU_BATCH), ctx.seed)
 
 
 def resolve_weights_dir(*candidates: str | Path | None) -> Path | None:
@@ -94,8 +210,6 @@ class ScoringSession:
         """A session with its device, decoder, workers (None: a default for the device) and weights
         folder (:func:`resolve_weights_dir`) resolved; usage errors raise UserError."""
         from diqa_bench.images import resolve_decoder
-        from diqa_bench.scorer import resolve_device
-
         dev = resolve_device(device)
         return cls(registry, dev, resolve_decoder(decode, dev), batch_size, default_workers(dev) if workers is None else workers,
                    Path(cache_dir) if cache_dir is not None else None, resolve_weights_dir(weights_dir), progress, max(1, int(processes or 1)))
@@ -175,8 +289,6 @@ class ScoringSession:
         def setup() -> None:  # only on the in-process path: pool workers build their own method
             method.setup(ctx)
             if method.trainable:
-                from diqa_bench.scorer import model_damage
-
                 damage = model_damage(Path(weights)) if Path(weights).is_dir() else None
                 if damage is not None:  # a model folder a run exported, changed since
                     raise UserError(f"--weights {weights}: damaged model ({damage})")
@@ -242,7 +354,7 @@ def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], key
     through the one batch loop, after ``ensure_setup()``. ``on_error(position, reason)`` receives
     the images that cannot be decoded, and with ``skip_failing`` those the method fails on."""
     from diqa_bench.batch_loop import score_batches
-    from diqa_bench.parallel import recipe_for, score_in_processes
+    from diqa_bench.parallel import score_in_processes
 
     recipe = None
     if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(keys) > pool_from:
