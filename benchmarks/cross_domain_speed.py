@@ -55,7 +55,7 @@ def sync(device: str) -> None:
 def timed_fit(samples, ctx, **options) -> tuple[CrossDomain, float]:
     method = CrossDomain(**options)
     method.setup(ctx)
-    data = TrainingData(samples=samples, _loader=training_loader(ctx))
+    data = TrainingData(samples=samples, loader=training_loader(ctx))
     start = time.perf_counter()
     method.fit(data, ctx)
     sync(ctx.device)

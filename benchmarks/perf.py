@@ -121,7 +121,7 @@ def build_method(name: str, device: str, weights_dir: Path | None, float64: bool
         method.build(device, None)  # random weights: speed only
     elif name == "cross-domain":
         method.setup(ctx)
-        method.head = method._new_head().eval()  # untrained head: speed only (backbone + head forward)
+        method.head = method.new_head().eval()  # untrained head: speed only (backbone + head forward)
     else:
         method.setup(ctx)
     return method, reg, ctx
@@ -141,7 +141,8 @@ def runner_path(name: str, paths: list[Path], device: str, weights_dir: Path | N
     keys = [file_hash(p) for p in paths]
     strs = [str(p) for p in paths]
     if processes > 1 and device == "cpu" and name not in ("cross-domain",) and not name.startswith("musiq"):
-        from diqa_bench.parallel import recipe_for, score_in_processes, warm_up
+        from diqa_bench.parallel import score_in_processes, warm_up
+        from diqa_bench.session import recipe_for
 
         recipe = recipe_for(method, reg, ctx)
         if float64 is not None:

@@ -159,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
+# The plugin registry every command uses instead of the installed plugins, when set: what tests
+# and scripts embedding the CLI set (e.g. to a registry of stub plugins). None: load the plugins.
+REGISTRY = None
+
+
 def _registry(args):
     if getattr(args, "registry", None) is not None:  # loaded once by main()
         return args.registry
+    if REGISTRY is not None:
+        return REGISTRY
     from diqa_bench.plugins import load_plugins
 
     return load_plugins(strict=True if args.strict_plugins else None)

@@ -85,9 +85,10 @@ class TrainingData:
 
     samples: list[TrainSample]
     domains: list[str] = field(default_factory=list)
-    # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed, loader) -> Iterator[Batch].
-    # Built by from_samples() (the scorer passes on_error: it records undecodable images as skips).
-    _loader: Any = None
+    # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed, loader) -> Iterator[Batch],
+    # e.g. diqa_bench.images.training_loader(ctx). Built by from_samples() (the scorer passes on_error: it records
+    # undecodable images as skips); a test or benchmark may pass its own.
+    loader: Any = None
 
     @classmethod
     def from_samples(cls, samples: Sequence[TrainSample], ctx: MethodContext | None = None, domains: Sequence[str] | None = None,
@@ -100,7 +101,7 @@ class TrainingData:
 
         samples = list(samples)
         doms = list(domains) if domains is not None else list(dict.fromkeys(s.domain for s in samples))
-        return cls(samples=samples, domains=doms, _loader=training_loader(ctx or MethodContext(), on_error))
+        return cls(samples=samples, domains=doms, loader=training_loader(ctx or MethodContext(), on_error))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -118,10 +119,10 @@ class TrainingData:
         ``Batch.indices`` point into ``self.samples``. ``size`` resizes to (H, W). ``loader``:
         "threads" for many short calls (one per training step: a thread pool that outlives the
         call instead of decoding processes started for each), else "auto"."""
-        if self._loader is None:
+        if self.loader is None:
             raise RuntimeError("TrainingData has no image loader: build it with TrainingData.from_samples(samples, ctx)")
         idx = list(range(len(self.samples))) if indices is None else list(indices)
-        return self._loader(self.samples, idx, batch_size, size, shuffle, seed, loader)
+        return self.loader(self.samples, idx, batch_size, size, shuffle, seed, loader)
 
 
 class Method:

@@ -8,7 +8,7 @@ fitted models and GPUs keep the in-process path.
 
 Worker processes are started with ``spawn`` (forking a process that already runs torch's thread
 pools can deadlock), kept for the whole run, and rebuild each method from its registry name and
-options once per process.
+options once per process (:func:`worker_method`, through a scoring session).
 """
 
 from __future__ import annotations
@@ -19,45 +19,13 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from diqa_bench.plugins import PluginSources
 
 CHUNK = 16  # at most this many images per task (fewer when there are few images)
 CPU_BATCH = 4  # images per batch inside a worker
-
-
-@dataclass(frozen=True)
-class MethodRecipe:
-    """How a worker rebuilds a zero-shot method: registry name, options, plugins, context."""
-
-    name: str
-    options: dict[str, Any]
-    plugins: PluginSources  # only the plugin that registered the method
-    weights_dir: str | None
-    batch_size: int
-    seed: int
-
-
-def recipe_for(method, registry, ctx) -> MethodRecipe | None:
-    """A recipe for ``method``, or None when a worker could not rebuild it (a plugin that is not an
-    importable module)."""
-    from diqa_bench.errors import UserError
-
-    entry = registry.methods.get(method.name)
-    if entry is None or entry.plugin not in registry.plugins:
-        return None
-    try:
-        plugins = PluginSources.of(registry, [entry.plugin])
-    except UserError:
-        return None
-    # Small batches: on one core a large batch of photos runs slower per image than a small one, its
-    # working set no longer fits the caches (benchmarks/PERF.md has the measurement).
-    return MethodRecipe(method.name, dict(method.options), plugins, str(ctx.weights_dir) if ctx.weights_dir else None,
-                        min(ctx.batch_size, CPU_BATCH), ctx.seed)
 
 
 _METHODS: dict[str, tuple[Any, Any]] = {}  # in a worker: recipe key -> (method, context), built once
@@ -108,21 +76,19 @@ def exit_with_parent(parent: int, use_pdeathsig: bool = True, interval_s: float 
     threading.Thread(target=watch, name="diqa-parent-watchdog", daemon=True).start()
 
 
-def _method_for(recipe: MethodRecipe):
+def worker_method(recipe):
+    """``(method, context)`` of ``recipe`` (a :class:`diqa_bench.session.MethodRecipe`) in this
+    worker: built through the recipe's scoring session and set up on the first call, then reused."""
     key = json.dumps(asdict(recipe), sort_keys=True, default=str)
     if key not in _METHODS:
-        from diqa_bench.methods import MethodContext
-
-        method = recipe.plugins.load().method(recipe.name)(**recipe.options)
-        ctx = MethodContext(device="cpu", batch_size=recipe.batch_size, workers=0, seed=recipe.seed,
-                            weights_dir=Path(recipe.weights_dir) if recipe.weights_dir else None)
+        method, ctx = recipe.build()
         method.setup(ctx)
         _METHODS.clear()  # one method at a time per worker: free the previous model
         _METHODS[key] = (method, ctx)
     return _METHODS[key]
 
 
-def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_failing: bool = False) -> tuple[dict[str, float], dict[int, str]]:
+def _score_chunk(recipe, paths: list[str], keys: list[str], skip_failing: bool = False) -> tuple[dict[str, float], dict[int, str]]:
     """Scores of one chunk (by key) and the positions it could not score, with the reason: images
     that fail to decode, and with ``skip_failing`` images the method fails on (see
     :func:`diqa_bench.batch_loop.score_batches`)."""
@@ -131,7 +97,7 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
 
     if "torch" in sys.modules:
         _one_torch_thread()
-    method, ctx = _method_for(recipe)
+    method, ctx = worker_method(recipe)
     errors: dict[int, str] = {}
     scores: dict[str, float] = {}
     if method.numpy_pixels() and method.input_size is None:
@@ -145,17 +111,17 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
     return scores, errors
 
 
-def _build_and_wait(recipe: MethodRecipe, sample: str | None) -> int:
+def _build_and_wait(recipe, sample: str | None) -> int:
     import time
 
-    _method_for(recipe)
+    worker_method(recipe)
     if sample is not None:  # the first call of a metric costs far more than later ones
         _score_chunk(recipe, [sample], ["warm-up"])
     time.sleep(0.3)  # hold this worker, so the other warm-up tasks land on the other workers
     return os.getpid()
 
 
-def warm_up(recipe: MethodRecipe, processes: int, sample: str | None = None) -> int:
+def warm_up(recipe, processes: int, sample: str | None = None) -> int:
     """Start the pool and build the method in every worker, scoring ``sample`` once there when
     given (for timings that leave start-up out, as pyiqa's loop is timed after one warm-up call;
     measured: PIQE's first pass over 128 images ran at 50 img/s on 2 processes, later ones at 71).
@@ -216,7 +182,7 @@ def plan_chunks(n: int, processes: int, costs: Sequence[float] | None = None) ->
     return chunks
 
 
-def score_in_processes(recipe: MethodRecipe, paths: list[str], keys: list[str], processes: int,
+def score_in_processes(recipe, paths: list[str], keys: list[str], processes: int,
                        on_error: Callable[[int, str], None], skip_failing: bool = False,
                        costs: Sequence[float] | None = None) -> Iterator[dict[str, float]]:
     """Yield dicts of key -> score as chunks finish (the caller commits them to the cache as they

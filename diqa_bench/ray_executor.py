@@ -335,7 +335,7 @@ def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
     scorer = worker_scorer(spec)
     ctx = scorer.method_context(seed)
     try:
-        method = scorer.registry.method(method_spec.name)(**method_spec.options)
+        method = scorer.session.method(method_spec.name, method_spec.options)
     except Exception:
         return
     from diqa_bench.batch_loop import once

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import sys
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from diqa_bench.report.agreement import write_ratings
 from diqa_bench.results import write_all
 from diqa_bench.run_facts import RunFacts, methods_weights, run_info
 from diqa_bench.scorer import CellOutcome, RunOptions, Scorer, export_model, resolve_device  # noqa: F401
+from diqa_bench.session import ScoringSession
 from diqa_bench.store import RESULT_FILES, check_results_folder, holds_finished_results, publish_results, results_lock, scored_cells, staging_folder
 
 
@@ -55,9 +57,8 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
     try:
         stage = staging_folder(final_out)
         options = dataclasses.replace(options, out=stage)
-        # Checks the device and the cache before any work. The plan stays empty until the datasets
-        # are loaded below, so a run interrupted while loading still writes its (empty) results.
-        scorer = Scorer(Plan(config, [], {}), registry, options, log)
+        # The device and the cache are checked before any work: the session is opened first.
+        session = ScoringSession.for_run(registry, options, config)
     except BaseException:
         if "stage" in locals():
             shutil.rmtree(stage, ignore_errors=True)
@@ -67,19 +68,24 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
 
     interrupted = False
     aborted: RunAborted | None = None
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    scorer: Scorer | None = None
     try:
         try:
-            scorer.plan = Plan.build(config, registry, scorer.cache_dir, options.only, scorer.progress_enabled(), scorer.log)
-            executor = executor or LocalExecutor(progress=scorer.progress_enabled(), log=scorer.log)
+            plan = Plan.build(config, registry, session.cache_dir, options.only, session.progress, say)
+            scorer = Scorer(plan, registry, options, say, session=session)
+            executor = executor or LocalExecutor(progress=session.progress, log=say)
             executor.run(scorer, scorer.plan.units, on_unit=lambda unit, result: outcomes.extend(result))
         except KeyboardInterrupt:
             interrupted = True
-            scorer.log("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
+            say("interrupted: writing the cells finished so far (a re-run resumes from the cache)")
         except RunAborted as exc:
             interrupted = aborted = exc
         except WeightsRefused as exc:  # stops the run like an abort, keeping the cells finished before it
             interrupted = aborted = RunAborted(str(exc))
             aborted.refused = True
+        if scorer is None:  # interrupted while the datasets were loading: its (empty) results are still written
+            scorer = Scorer(Plan(config, [], {}), registry, options, say, session=session)
         if not interrupted:
             _keep_finished_results_from_a_failed_run(outcomes, final_out)
         pairs.attach(scorer.plan, outcomes)
@@ -106,9 +112,9 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         then = ("replace or remove the file, then run again" if getattr(aborted, "refused", False) else "run the same command again to resume")
         raise RunAborted(f"{aborted}; {done} finished cells are written to {where}; {then} (finished work is cached)")
     if where != final_out and interrupted:
-        scorer.log(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
+        say(f"the finished results in {final_out} are kept; this interrupted run's partial results are in {where}")
     elif where != final_out:
-        scorer.log(f"{final_out} was no results folder when the run finished (made while it ran?) and is kept; the results are in {where}")
+        say(f"{final_out} was no results folder when the run finished (made while it ran?) and is kept; the results are in {where}")
     paths = {k: where / p.name for k, p in RESULT_FILES.items()}
     if interrupted:
         raise KeyboardInterrupt

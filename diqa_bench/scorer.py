@@ -1,11 +1,11 @@
 """The scorer: turns a :class:`~diqa_bench.plan.Plan`'s units into cells of scores.
 
-It owns everything that happens to a method: creating it, fitting it (or loading its cached fit),
-scoring images through the score cache, the one batch loop (:mod:`diqa_bench.batch_loop`) and the
-CPU process pool (:mod:`diqa_bench.parallel`). A failing method fails its cells with the reason
-while the rest of the grid goes on. Every executor runs units through a scorer: the local one in
-this process, Ray's in each worker, built from the plan the driver ships. ``diqa-bench score``
-scores through :func:`compute_scores`, the same path without a plan.
+It owns what happens to a method in a cell: creating it and fitting it (or loading its cached fit),
+and the images it skips. Images get their scores through the run's
+:class:`~diqa_bench.session.ScoringSession` (score cache, the one batch loop, the CPU process pool),
+the same path ``diqa-bench score`` takes without a plan. A failing method fails its cells with the
+reason while the rest of the grid goes on. Every executor runs units through a scorer: the local
+one in this process, Ray's in each worker, built from the plan the driver ships.
 
 It never decides what a number means (that is :mod:`diqa_bench.stats`) nor how it is shown
 (:mod:`diqa_bench.results`).
@@ -22,11 +22,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
-from diqa_bench.batch_loop import ImageSkip, failure_reason, once, score_batches, without_path
-from diqa_bench.errors import DataError, MethodUnavailable, UserError, WeightsRefused
+from diqa_bench.batch_loop import ImageSkip, failure_reason, once, without_path
+from diqa_bench.errors import DataError, MethodUnavailable, WeightsRefused
 from diqa_bench.methods import Method, MethodContext, TrainingData
+from diqa_bench.session import (  # noqa: F401 - resolve_device, compute_scores, write_checksums: the names scripts import from here
+    CHECKSUMS_FILE, ScoringSession, compute_scores, model_damage, resolve_device, write_checksums)
 
 if TYPE_CHECKING:
     from diqa_bench.datasets import Skip
@@ -70,95 +72,21 @@ class CellOutcome:
     phase: str = "test"  # "validation": fitted without the validation groups, scored on them (diqa_bench.grid)
 
 
-def resolve_device(requested: str | None) -> str:
-    """'auto' (or None): cuda, then mps, then cpu. Anything else is passed to torch as given.
-    Torch is imported only when the answer needs it: the CPU process pool's parent never runs a
-    tensor operation, and importing torch costs it seconds."""
-    if requested == "cpu" or (requested in (None, "auto") and not _may_have_accelerator()):
-        return "cpu"
-    import torch
-
-    if requested and requested != "auto":
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"--device {requested}: torch sees no CUDA device here (torch {torch.__version__})")
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _may_have_accelerator() -> bool:
-    """False when torch could not find a GPU here: Linux without NVIDIA, ROCm or WSL GPU device
-    nodes. Elsewhere (macOS's MPS, Windows) only torch can tell."""
-    import glob
-
-    if not sys.platform.startswith("linux"):
-        return True
-    return any(glob.glob(pattern) for pattern in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg"))
-
-
-def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], keys: Sequence[str], *, registry: Registry, processes: int,
-                   on_error: Callable[[int, str], None], commit: Callable[[dict[str, float]], None], ensure_setup: Callable[[], None],
-                   skip_failing: bool = False, costs: Sequence[float] | None = None, pool_from: int = 1, commit_every: int = 256) -> None:
-    """Score images that no cache holds; ``commit`` receives the scores as they come (a killed run
-    keeps them). A zero-shot method on the CPU scores in the process pool, one single-threaded
-    process per core (when ``processes > 1``, more than ``pool_from`` images, and its plugin is
-    importable there; the parent then never builds the method); anything else in this process
-    through the one batch loop, after ``ensure_setup()``. ``on_error(position, reason)`` receives
-    the images that cannot be decoded, and with ``skip_failing`` those the method fails on."""
-    from diqa_bench.parallel import recipe_for, score_in_processes
-
-    recipe = None
-    if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(keys) > pool_from:
-        recipe = recipe_for(method, registry, ctx)
-    if recipe is not None:
-        for done in score_in_processes(recipe, list(paths), list(keys), min(processes, len(keys)), on_error, skip_failing=skip_failing, costs=costs):
-            commit(done)
-        return
-    from diqa_bench.images import iter_batches, iter_numpy_batches
-
-    ensure_setup()
-    if method.numpy_pixels() and method.input_size is None and str(ctx.device) == "cpu":
-        batches = iter_numpy_batches(paths, keys, range(len(keys)), on_error=on_error)  # no torch in this process
-    else:
-        batches = iter_batches(paths, keys, range(len(keys)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
-                               size=method.input_size, on_error=on_error, decoder=ctx.decoder)
-    pending: dict[str, float] = {}
-    for batch, values in score_batches(method, batches, on_error, skip_failing=skip_failing):
-        pending.update(zip(batch.keys, values))
-        if len(pending) >= commit_every:
-            commit(pending)
-            pending = {}
-    commit(pending)
-
-
 class Scorer:
     """Runs units of a plan. One per process: the driver's for the local executor, one per Ray
     worker process, each with its own score-cache connection over the shared cache folder."""
 
-    def __init__(self, plan: Plan, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None) -> None:
-        from diqa_bench.cache import ScoreCache
-        from diqa_bench.images import resolve_decoder, set_image_limits
-
+    def __init__(self, plan: Plan, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None,
+                 session: ScoringSession | None = None) -> None:
         self.plan = plan
         self.config = plan.config
         self.registry = registry
         self.opts = options
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.device = resolve_device(options.device)
-        self.decoder = resolve_decoder(options.decode, self.device)
-        if "max_image_pixels" in self.config.run_options:  # in the environment: decoding workers inherit it
-            set_image_limits(self.config.run_options["max_image_pixels"])
-        # a GPU eats decoded images faster than a CPU method does: more decode workers by default there
-        self.workers = options.workers if options.workers is not None else min(8 if self.device.startswith("cuda") else 4, os.cpu_count() or 1)
-        self.processes = max(1, int(options.processes or 1))
-        self.cache_dir = Path(options.cache_dir)
-        self.scores = ScoreCache(self.cache_dir)
-        weights = options.weights_dir or self.config.weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
-        self.weights_dir = Path(weights).expanduser() if weights else None
+        # the method context, the methods and the score cache: the runner opens the session before
+        # it builds the plan (device and cache are checked before any work)
+        self.session = session or ScoringSession.for_run(registry, options, self.config)
+        self.scores = self.session.scores
         self.skips: list[Skip] = []  # images found undecodable while scoring or training
         self.decode_skips: dict[str, str] = {}  # image key -> reason
         # (score token, image key) -> why that method has no score for it (too small, NaN): the
@@ -166,6 +94,14 @@ class Scorer:
         self.method_skips: dict[tuple[str, str], str] = {}
         self._copies: tuple[int, dict[str, list[tuple[str, str, str]]]] | None = None  # (id of the plan, key -> its images)
         self._pixels_checked: dict[tuple[str, int], str | None] = {}  # (image key, limit) -> why it is over the limit
+
+    # the session's context, as run.json and the executors read it
+    device = property(lambda self: self.session.device)
+    decoder = property(lambda self: self.session.decoder)
+    workers = property(lambda self: self.session.workers)
+    processes = property(lambda self: self.session.processes)
+    cache_dir = property(lambda self: self.session.cache_dir)
+    weights_dir = property(lambda self: self.session.weights_dir)
 
     # -- images ----------------------------------------------------------------------------------
     def domain_images(self, domain: str, seed: int, side: str, phase: str = "test") -> tuple[list[ImageRef], str | None]:
@@ -227,63 +163,40 @@ class Scorer:
 
     # -- methods ---------------------------------------------------------------------------------
     def method_context(self, seed: int) -> MethodContext:
-        return MethodContext(device=self.device, batch_size=self.opts.batch_size, workers=self.workers, seed=seed, cache_dir=self.cache_dir,
-                             weights_dir=self.weights_dir, progress=self.progress_enabled(), decoder=self.decoder)
+        return self.session.context(seed)
 
     def zero_shot_token(self, method: Method) -> str:
-        """The score-cache token of a zero-shot method in this run: its configuration and the
-        content of its weight files. Scores from nvJPEG-decoded pixels differ slightly from PIL's,
-        so they never share cache entries."""
-        from diqa_bench.cache import weights_token
-
-        token = weights_token(method, self.method_context(0))
-        return token if self.decoder == "pil" else f"{token}|{self.decoder}"
+        """The score-cache token of a zero-shot method in this run (:meth:`ScoringSession.token`)."""
+        return self.session.token(method)
 
     def new_method(self, unit: Unit) -> Method:
-        return self.registry.method(unit.method.name)(**unit.method.options)
+        return self.session.method(unit.method.name, unit.method.options)
 
     def score_images(self, method: Method, token: str, images: list[ImageRef], ctx: MethodContext, ensure_setup: Callable[[], None]) -> list[float]:
-        """Scores for ``images`` from the per-image cache; what is missing is computed (after
-        ``ensure_setup()``, so a fully cached cell never loads the model). Undecodable images get
-        NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
+        """Scores for ``images`` through the session (score cache, the method's own caches, then
+        computed and saved as they come; ``ensure_setup()`` only when the method is needed).
+        Undecodable images get NaN and are recorded as skipped (or raise, with ``bad_input: error``)."""
         over = self._over_pixel_limit(list({r.key: r for r in images}.values()))
-        unique = [k for k in dict.fromkeys(r.key for r in images) if k not in over]
-        # a NaN an older version cached is scored again: it is a skip now, and never cached
-        have = {k: v for k, v in self.scores.get_many(token, unique).items() if math.isfinite(v)}
-        todo = [k for k in unique if k not in have]
-        if todo:
-            ensure_setup()
-            wanted = set(todo)
-            early = {k: float(v) for k, v in method.score_from_cache(todo).items() if k in wanted}
-            if early:  # scored from the method's own caches (e.g. features): no decoding
-                self.scores.put_many(token, early)
-                have.update(early)
-                todo = [k for k in todo if k not in early]
-        if todo:
-            ref_of = {r.key: r for r in images}
+        ref_of = {r.key: r for r in images if r.key not in over}
 
-            def on_error(pos: int, msg: str) -> None:
-                r = ref_of[todo[pos]]
-                if self.config.bad_input == "error":
-                    raise DataError(f"{method.name}: {r.path}: {without_path(msg, r.path)}" if isinstance(msg, ImageSkip) else msg)
-                if isinstance(msg, ImageSkip):  # this method cannot score this image; the others still see it
-                    if (token, r.key) not in self.method_skips:
-                        from diqa_bench.datasets import Skip
+        def on_error(key: str, msg: str) -> None:
+            r = ref_of[key]
+            if self.config.bad_input == "error":
+                raise DataError(f"{method.name}: {r.path}: {without_path(msg, r.path)}" if isinstance(msg, ImageSkip) else msg)
+            if isinstance(msg, ImageSkip):  # this method cannot score this image; the others still see it
+                if (token, r.key) not in self.method_skips:
+                    from diqa_bench.datasets import Skip
 
-                        self.method_skips[(token, r.key)] = str(msg)
-                        self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
-                    return
-                self._skip(r.key, r.dataset, r.id, msg, r.path)
+                    self.method_skips[(token, r.key)] = str(msg)
+                    self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
+                return
+            self._skip(r.key, r.dataset, r.id, msg, r.path)
 
-            def commit(found: dict[str, float]) -> None:
-                self.scores.put_many(token, found)
-                have.update(found)
+        # more images than one pool task holds: below that, starting the pool costs more than it saves
+        from diqa_bench.parallel import CHUNK
 
-            # more images than one pool task holds: below that, starting the pool costs more than it saves
-            from diqa_bench.parallel import CHUNK
-
-            compute_scores(method, ctx, [ref_of[k].path for k in todo], todo, registry=self.registry, processes=self.processes,
-                           on_error=on_error, commit=commit, ensure_setup=ensure_setup, pool_from=CHUNK)
+        have = self.session.score(method, token, list(ref_of), [r.path for r in ref_of.values()], ensure_setup=ensure_setup, on_error=on_error,
+                                  ctx=ctx, pool_from=CHUNK)
         return [have.get(r.key, float("nan")) for r in images]
 
     # -- units -----------------------------------------------------------------------------------
@@ -434,7 +347,7 @@ class Scorer:
         self._skip(sample.key, sample.dataset, sample.id or Path(sample.path).name, msg, sample.path)
 
     def progress_enabled(self) -> bool:
-        return sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
+        return self.session.progress
 
 
 def _fail_all(outcomes: dict[str, CellOutcome], reason: str, status: str) -> list[CellOutcome]:
@@ -449,48 +362,6 @@ def _debug(exc: BaseException) -> None:
 
 
 DESCRIPTION_FILE = "description.json"  # Method.describe() of a fitted model, saved with it
-CHECKSUMS_FILE = "checksums.json"  # sha256 of every file of a fitted model, saved with it
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_checksums(folder: Path) -> None:
-    """Record the sha256 of every file of a saved model (but DONE), so that a file damaged later
-    is found before the model is loaded or exported."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in ("DONE", CHECKSUMS_FILE))
-    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
-    (Path(folder) / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1, sort_keys=True) + "\n")
-
-
-def model_damage(folder: Path) -> str | None:
-    """Why a saved model's files differ from those it was saved with (one line), or None. A model
-    saved without checksums (by an older version) has nothing to be checked against: None."""
-    folder = Path(folder)
-    try:
-        sums = json.loads((folder / CHECKSUMS_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return f"{CHECKSUMS_FILE} unreadable ({type(exc).__name__})"
-    if not isinstance(sums, dict):
-        return f"{CHECKSUMS_FILE} is not a table of checksums"
-    for name, digest in sorted(sums.items()):
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if _sha256(path) != digest:
-            return f"{name} changed since it was saved ({path.stat().st_size} bytes now)"
-    return None
-
-
 def export_model(method: Method, model_dir: Path, note: str) -> None:
     """Save a fitted model into the cache atomically: into a temp folder beside ``model_dir``, which
     is renamed into place with its DONE marker only once everything is written. A full disk or a

@@ -10,7 +10,7 @@ Exit codes: 0 every image scored; 1 some images skipped (the CSV is still writte
 in it and on stderr); 2 usage error, or a method that cannot run here or returns the wrong number
 of scores (one line on stderr, no CSV).
 
-Speed: images go through the scorer's path, as in ``run`` (:func:`diqa_bench.scorer.compute_scores`:
+Speed: images go through the scoring session, as in ``run`` (:class:`diqa_bench.session.ScoringSession`:
 the one batch loop, or on the CPU one single-threaded process per core for zero-shot methods, and
 only those processes build the method, so the parent never imports the method's library).
 Scores are cached by method configuration and image content (``--cache-dir``, as ``run``): a
@@ -26,7 +26,6 @@ import math
 import os
 import sys
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import yaml
@@ -34,6 +33,7 @@ import yaml
 from diqa_bench.config import safe_yaml
 from diqa_bench.batch_loop import ScoreCountError, without_path
 from diqa_bench.errors import MethodUnavailable, UserError
+from diqa_bench.session import Prepared, ScoringSession  # noqa: F401 - Prepared: the name the gate and scripts import from here
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -50,20 +50,6 @@ def _parse_options(pairs: list[str]) -> dict:
     return out
 
 
-def score_token(method, weights: str | None, decoder: str, ctx=None) -> str:
-    """The score-cache token: the method's configuration and the content of its weight files
-    (with ``ctx``), plus the content of a loaded fit (a trainable method's scores depend on its
-    saved files), plus a non-PIL decoder (its pixels differ slightly, as in ``run``)."""
-    from diqa_bench.cache import file_hash, stable_hash, weights_token
-
-    token = weights_token(method, ctx) if ctx is not None else method.cache_token()
-    if method.trainable and weights:
-        root = Path(weights)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        token = "fit-file:" + stable_hash([token, [(str(p.relative_to(root)) if root.is_dir() else p.name, file_hash(p)) for p in files]])
-    return token if decoder == "pil" else f"{token}|{decoder}"
-
-
 def _progress(enabled: bool, total: int, initial: int, name: str):
     if not enabled:
         return None
@@ -72,72 +58,20 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, unit="img", desc=f"score ({name})", file=sys.stderr, dynamic_ncols=True)
 
 
-@dataclass
-class Prepared:
-    """A method built, validated and ready to score, shared by ``diqa-bench score`` and the gate
-    (:mod:`diqa_bench.gate`): ``ready()`` sets it up (and loads a trainable method's fit) at most
-    once, only when an image needs it."""
-
-    cls: type
-    method: Any
-    ctx: Any
-    weights: str | None
-    token: str
-    ready: Callable[[], None]
-
-    @property
-    def lower_better(self) -> bool:
-        return bool(self.method.lower_better)  # may be known only after setup
-
-    @property
-    def better(self) -> str:
-        return "lower" if self.lower_better else "higher"
-
-
 def prepare(registry, name: str, options: dict | None = None, weights: str | None = None, *, device: str | None = "auto",
             batch_size: int = 16, workers: int = 0, cache_dir: Path | None = None, weights_dir: str | None = None,
-            decode: str | None = "auto") -> Prepared:
+            decode: str | None = "auto", processes: int = 1) -> Prepared:
     """Build method ``name`` with ``options`` (and ``weights``: a zero-shot method's weights file
-    or a trainable method's saved fit) as ``score`` does; usage errors raise UserError."""
-    from diqa_bench.batch_loop import once
-    from diqa_bench.config import validate_options
-    from diqa_bench.images import resolve_decoder
-    from diqa_bench.methods import MethodContext
-    from diqa_bench.scorer import resolve_device
-
-    cls = registry.method(name)
-    options = dict(options or {})
-    if weights and not cls.trainable:
-        if "weights" not in cls.options_schema:
-            raise UserError(f"method {cls.name!r} takes no weights file")
-        options["weights"] = weights
-    validate_options(options, cls.options_schema, cls.required_options, f"method {cls.name} options", "score")
-    if cls.trainable and not weights:
-        raise UserError(f"method {cls.name!r} is trainable: pass --weights with a saved fit (a run saves them under <results>/models/)")
-    if cls.trainable and not Path(weights).exists():
-        raise UserError(f"--weights {weights}: no such file or folder")
-    weights_dir = weights_dir or os.environ.get("DIQA_BENCH_WEIGHTS")
-    device = resolve_device(device)
-    ctx = MethodContext(device=device, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
-                        weights_dir=Path(weights_dir) if weights_dir else None, decoder=resolve_decoder(decode, device))
-    method = cls(**options)
-
-    def setup() -> None:  # only on the in-process path: pool workers build their own method
-        method.setup(ctx)
-        if method.trainable:
-            from diqa_bench.scorer import model_damage
-
-            damage = model_damage(Path(weights)) if Path(weights).is_dir() else None
-            if damage is not None:  # a model folder a run exported, changed since
-                raise UserError(f"--weights {weights}: damaged model ({damage})")
-            method.load(Path(weights))
-
-    return Prepared(cls, method, ctx, weights, score_token(method, weights, ctx.decoder, ctx), once(setup))
+    or a trainable method's saved fit) as ``score`` does, in a :class:`ScoringSession` of these
+    settings; usage errors raise UserError."""
+    session = ScoringSession.open(registry, device=device, decode=decode, batch_size=batch_size, workers=workers, cache_dir=cache_dir,
+                                  weights_dir=weights_dir, processes=processes)
+    return session.prepare(name, options, weights)
 
 
 def score_files(p: Prepared, registry, paths: Sequence[str | Path], *, cache=None, processes: int = 1, progress: bool = False) -> list[tuple[float | None, str]]:
     """``(score, "")`` or ``(None, why it has no score)`` for each of ``paths``: decoded, limited,
-    scored (through :func:`diqa_bench.scorer.compute_scores`) and cached (``cache``: a ScoreCache,
+    scored and cached through :meth:`ScoringSession.score` (``cache`` (``cache``: a ScoreCache,
     or None) as ``score`` does. Identical files are scored once. A method that cannot run here or
     returns the wrong number of scores raises UserError: no score can be trusted."""
     from diqa_bench.cache import file_hash
@@ -169,12 +103,19 @@ def score_files(p: Prepared, registry, paths: Sequence[str | Path], *, cache=Non
         except DataError as exc:
             errors[k] = str(exc)
     usable = [k for k in path_of if k not in errors]
-    scores: dict[str, float] = cache.get_many(p.token, usable) if cache is not None else {}
-    todo = [k for k in usable if k not in scores]
-    bar = _progress(progress, len(path_of), len(path_of) - len(todo), p.cls.name)
+    bar = _progress(progress, len(path_of), 0, p.cls.name)
+
+    def on_error(key: str, msg: str) -> None:
+        errors[key] = msg
+        if bar is not None:
+            bar.update(1)
+
+    session = p.session or ScoringSession(registry, str(p.ctx.device), p.ctx.decoder, p.ctx.batch_size, p.ctx.workers, p.ctx.cache_dir,
+                                          p.ctx.weights_dir)
     try:
-        if todo:
-            _score(p, registry, todo, path_of, scores, errors, cache, bar, processes)
+        scores = session.score(p.method, p.token, usable, [path_of[k] for k in usable], ensure_setup=p.ready, on_error=on_error, cache=cache,
+                               ctx=p.ctx, processes=processes, skip_failing=True, costs=_pixels if processes > 1 else None, commit_every=64,
+                               on_scores=(lambda found: bar.update(len(found))) if bar is not None else None)
     except MethodUnavailable as exc:
         raise UserError(f"{p.cls.name}: {exc}") from None
     except ScoreCountError as exc:  # the method's bug, not the images': no score can be trusted
@@ -312,29 +253,6 @@ def _pixels(paths: list[str]) -> list[float]:
             w = h = 1  # the worker reports why it cannot decode it
         out.append(float(w * h))
     return out
-
-
-def _score(p: Prepared, registry, todo: list[str], path_of: dict[str, str], scores: dict[str, float], errors: dict[str, str],
-           cache, bar, processes: int) -> None:
-    """Score the images ``todo`` (content keys) into ``scores``; those that cannot be scored go to
-    ``errors`` with the reason. Committed to the cache (when there is one) as they come."""
-    from diqa_bench.scorer import compute_scores
-
-    def on_error(pos: int, msg: str) -> None:
-        errors[todo[pos]] = msg
-        if bar is not None:
-            bar.update(1)
-
-    def commit(found: dict[str, float]) -> None:
-        if cache is not None:
-            cache.put_many(p.token, found)
-        scores.update(found)
-        if bar is not None:
-            bar.update(len(found))
-
-    paths = [path_of[k] for k in todo]
-    compute_scores(p.method, p.ctx, paths, todo, registry=registry, processes=processes, on_error=on_error, commit=commit, ensure_setup=p.ready,
-                   skip_failing=True, costs=_pixels(paths) if processes > 1 else None, commit_every=64)
 
 
 def resolve_threshold(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> float | None:

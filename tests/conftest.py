@@ -15,6 +15,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DIQA_BENCH_CACHE", str(tmp_path_factory.mktemp("diqa-cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # The image limits live in the environment (workers inherit them) and the gate and `score` set
+    # them for the whole process: a test that sets one must not leak it into the tests after it.
+    for name in ("DIQA_BENCH_MAX_PIXELS", "DIQA_BENCH_BATCH_PIXELS"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

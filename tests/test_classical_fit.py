@@ -71,7 +71,7 @@ def counted_extraction(monkeypatch):
 
 
 def data_of(samples, ctx):
-    return TrainingData(samples=list(samples), _loader=training_loader(ctx))
+    return TrainingData(samples=list(samples), loader=training_loader(ctx))
 
 
 def test_brisque_fit_ranks_held_out_images_by_mos(small_set, tmp_path):

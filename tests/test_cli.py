@@ -33,7 +33,7 @@ import json, sys
 import diqa_bench.cli as cli
 import diqa_bench.testing as stubs
 from diqa_bench.plugins import load_plugins
-cli._registry = lambda args: load_plugins(extra=[("stub", stubs)])
+cli.REGISTRY = load_plugins(extra=[("stub", stubs)])
 try:
     code = cli.main({argv!r})
 except SystemExit as exc:
@@ -93,7 +93,7 @@ def test_list_methods_with_each_installed_plugin_imports_no_torch(plugin):
 
 @pytest.fixture
 def stub_cli(monkeypatch, stub_registry):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     return stub_registry
 
 
@@ -340,7 +340,7 @@ def test_plugins_lists_a_broken_plugin_with_its_error(monkeypatch, capsys, no_en
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         registry = load_plugins(extra=[("stub", stubs), ("broken", types.SimpleNamespace(register_methods=register_methods))])
-    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    monkeypatch.setattr(cli, "REGISTRY", registry)
     assert cli.main(["plugins"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("stub ") and "methods: stub-noise, stub-linear" in line for line in lines)

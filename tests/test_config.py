@@ -173,7 +173,7 @@ def test_duplicate_labels_and_instances_are_errors(tmp_path):
 
 @pytest.fixture
 def stub_cli(monkeypatch, stub_registry):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
 
 
 def test_validate_command_accepts_a_good_config(tmp_path, stub_cli, capsys):
@@ -233,7 +233,7 @@ def test_validate_command_reports_unavailable_data_with_exit_2(tmp_path, monkeyp
         register(Missing)
 
     registry = load_plugins(extra=[("stub", stubs), ("missing", types.SimpleNamespace(register_datasets=register_datasets))])
-    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    monkeypatch.setattr(cli, "REGISTRY", registry)
     data = stub_config()
     data["domains"]["b"] = [{"dataset": "missing-data"}]
     path = _write(tmp_path, data)

@@ -199,7 +199,7 @@ def shared_cache(tmp_path_factory):
 
 def _data(samples, cache_dir):
     ctx = MethodContext(device="cpu", batch_size=8, cache_dir=cache_dir)
-    return TrainingData(samples=samples, _loader=training_loader(ctx)), ctx
+    return TrainingData(samples=samples, loader=training_loader(ctx)), ctx
 
 
 def _scores(method, data):
@@ -295,15 +295,15 @@ def test_ggd_fit_recovers_the_shape_of_gaussian_and_laplacian_samples():
     gen = torch.Generator().manual_seed(0)
     gauss = torch.randn(1, 200_000, generator=gen)
     laplace = torch.distributions.Laplace(0.0, 1.0).sample((1, 200_000))
-    shape_g, var_g = handcrafted._ggd(gauss)[0].tolist()
-    shape_l = handcrafted._ggd(laplace)[0, 0].item()
+    shape_g, var_g = handcrafted.ggd_fit(gauss)[0].tolist()
+    shape_l = handcrafted.ggd_fit(laplace)[0, 0].item()
     assert abs(shape_g - 2.0) < 0.05 and abs(var_g - 1.0) < 0.02
     assert abs(shape_l - 1.0) < 0.05
     # An asymmetric Gaussian (AGGD of shape 2, left scale 0.5, right scale 2: each side is drawn with
     # probability proportional to its scale) is recovered: shape, scales and a positive mean.
     right = gauss[:, :160_000].abs() * 2.0
     left = -gauss[:, 160_000:].abs() * 0.5
-    alpha, mean, left_var, right_var = handcrafted._aggd(torch.cat([right, left], 1))[0].tolist()
+    alpha, mean, left_var, right_var = handcrafted.aggd_fit(torch.cat([right, left], 1))[0].tolist()
     assert abs(alpha - 2.0) < 0.1 and abs(left_var - 0.25) < 0.01 and abs(right_var - 4.0) < 0.1 and mean > 0
 
 

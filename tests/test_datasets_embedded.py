@@ -61,8 +61,8 @@ def test_process_pool_generates_the_same_bytes_as_one_process(tmp_path, monkeypa
     recs_serial = serial.load(DatasetContext(tmp_path / "serial"))
     monkeypatch.setattr(embedded, "PARALLEL_MIN_IMAGES", 0)
     calls = []
-    original = SkinPhotosDataset._generate_in_pool
-    monkeypatch.setattr(SkinPhotosDataset, "_generate_in_pool", lambda self, *a: calls.append(a[2]) or original(self, *a))
+    original = SkinPhotosDataset.generate_in_pool
+    monkeypatch.setattr(SkinPhotosDataset, "generate_in_pool", lambda self, *a: calls.append(a[2]) or original(self, *a))
     pooled = SkinPhotosDataset(**opts)
     assert pooled.load(DatasetContext(tmp_path / "pooled")) == recs_serial
     assert calls and calls[0] >= 1

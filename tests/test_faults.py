@@ -56,7 +56,7 @@ def test_a_crashed_rerun_leaves_the_previous_results(tmp_path, monkeypatch):
 def test_a_second_run_on_the_same_output_is_refused_with_one_line(tmp_path, stub_registry, monkeypatch, capsys):
     from diqa_bench.store import results_lock
 
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     cfg = tmp_path / "bench.yaml"
     cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"])))
     out = tmp_path / "out"
@@ -140,7 +140,7 @@ def test_damaged_cache_database_is_set_aside_and_rebuilt(tmp_path):
 @pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 @pytest.mark.parametrize("where", ["out", "cache"])
 def test_unwritable_out_or_cache_is_one_line_before_any_work(tmp_path, stub_registry, monkeypatch, capsys, where):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     ran = []
     monkeypatch.setattr(Plan, "build", classmethod(lambda cls, *a, **k: ran.append(1)))
     cfg = tmp_path / "bench.yaml"
@@ -156,7 +156,7 @@ def test_unwritable_out_or_cache_is_one_line_before_any_work(tmp_path, stub_regi
 
 
 def test_out_that_holds_other_files_is_never_replaced(tmp_path, stub_registry, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
     cfg = tmp_path / "bench.yaml"
     cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"])))
@@ -224,7 +224,7 @@ def test_a_closed_pipe_is_not_a_traceback(stub_registry, monkeypatch, capsys):
         def fileno(self):
             raise OSError("no file descriptor")
 
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert cli.main(["plugins", "--json"]) == 141
 
@@ -427,7 +427,7 @@ def test_damaged_cached_model_is_set_aside_and_fitted_again(tmp_path):
 
 
 def _cli_run(tmp_path, out, registry, monkeypatch, **config):
-    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    monkeypatch.setattr(cli, "REGISTRY", registry)
     cfg = tmp_path / "bench.yaml"
     cfg.write_text(yaml.safe_dump(small(methods=[{"name": "stub-noise"}], train_sets=[], test_domains=["a"], **config)))
     return cli.main(["run", str(cfg), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--workers", "0",
@@ -592,7 +592,7 @@ def test_score_on_a_damaged_cache_sets_it_aside_and_scores(tmp_path, stub_regist
     import numpy as np
     from PIL import Image
 
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -813,7 +813,7 @@ def test_every_copy_of_a_broken_image_is_listed_as_skipped(tmp_path):
 @pytest.mark.usefixtures("no_entry_point_plugins")
 def test_score_follows_a_symlinked_folder_without_looping(tmp_path, stub_registry, monkeypatch, capsys):
     """Item 7b: images in a symlinked sub-folder are scored; a link back up is not followed twice."""
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     photos = _photos(tmp_path / "photos", n=2)
     elsewhere = _photos(tmp_path / "elsewhere", n=3)
     (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
@@ -836,7 +836,7 @@ def test_a_lowered_pixel_limit_applies_to_cached_images(tmp_path, stub_registry,
     from diqa_bench.images import MAX_PIXELS_ENV
 
     monkeypatch.setenv(MAX_PIXELS_ENV, "40000000")  # restored after the test (score and run set it)
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     photos = _photos(tmp_path / "photos", n=8)  # 96x72 = 6912 pixels each
     Image.new("RGB", (200, 100), "grey").save(photos / "wide.png")  # 20000 pixels
     command = ["score", "-m", "stub-noise", "--device", "cpu", "--no-progress", "--cache-dir", str(tmp_path / "cache"), str(photos)]

@@ -96,7 +96,7 @@ def test_gate_from_a_tiny_runs_model_folder_matches_score_with_auto_threshold(tm
     images = sorted((tmp_path / "cache").rglob("img*.png"))[:40]
     assert len(images) >= 20
     registry = isolated_registry(None)
-    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    monkeypatch.setattr(cli, "REGISTRY", registry)
     rows = _score_cli(capsys, ["-m", "stub-linear", "--weights", str(model), "--threshold", "auto:b", *map(str, images)])
     gate = load_gate(model, threshold="auto:b", registry=registry)
     assert gate.method == "stub-linear" and gate.threshold is not None

@@ -130,7 +130,7 @@ def test_cross_domain_fits_and_scores_on_cuda(tmp_path, mode):
     ctx = MethodContext(device="cuda", batch_size=8, cache_dir=tmp_path / "cache", decoder="nvjpeg")
     method = CrossDomain(mode=mode, epochs=2, val_ratio=0)
     method.setup(ctx)
-    method.fit(TrainingData(samples=samples, _loader=training_loader(ctx)), ctx)
+    method.fit(TrainingData(samples=samples, loader=training_loader(ctx)), ctx)
     paths = [s.path for s in samples[:8]]
     batch = next(iter(iter_batches(paths, [s.key for s in samples[:8]], range(8), batch_size=8, device="cuda", decoder="nvjpeg")))
     scores = method.score_batch(batch)

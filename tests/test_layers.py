@@ -56,7 +56,7 @@ FLOORS = {
     "diqa_bench.study.export": "render", "diqa_bench.study.server": "render",
     # run
     "diqa_bench.plan": "run", "diqa_bench.batch_loop": "run", "diqa_bench.scorer": "run", "diqa_bench.parallel": "run",
-    "diqa_bench.ray_executor": "run", "diqa_bench.scoring": "run", "diqa_bench.results": "run", "diqa_bench.runner": "run",
+    "diqa_bench.ray_executor": "run", "diqa_bench.scoring": "run", "diqa_bench.session": "run", "diqa_bench.results": "run", "diqa_bench.runner": "run",
     "diqa_bench.gate": "run", "diqa_bench.cli": "run", "diqa_bench.study.cli": "run", "diqa_bench.testing": "run",
     "diqa_bench.pytest_plugin": "run", "diqa_bench": "run",
 }

@@ -64,7 +64,7 @@ def test_a_method_returning_the_wrong_number_of_scores_fails_its_cells(tmp_path,
 
 def test_recipe_refuses_plugins_a_worker_cannot_import(stub_registry):
     from diqa_bench.methods import MethodContext
-    from diqa_bench.parallel import recipe_for
+    from diqa_bench.session import recipe_for
     from diqa_bench.testing import StubNoise
 
     ok = recipe_for(StubNoise(), stub_registry, MethodContext(batch_size=16))
@@ -78,7 +78,7 @@ def test_building_a_method_in_a_worker_leaves_the_plugin_selection_as_it_was(mon
     import os
 
     from diqa_bench import parallel
-    from diqa_bench.parallel import MethodRecipe
+    from diqa_bench.session import MethodRecipe
     from diqa_bench.plugins import PluginSources
 
     if before is None:
@@ -87,7 +87,7 @@ def test_building_a_method_in_a_worker_leaves_the_plugin_selection_as_it_was(mon
         monkeypatch.setenv("DIQA_BENCH_PLUGINS", before)
     monkeypatch.setattr(parallel, "_METHODS", {})
     recipe = MethodRecipe("stub-noise", {}, PluginSources((), (("stub", "diqa_bench.testing"),)), None, 4, 0)
-    method, _ = parallel._method_for(recipe)
+    method, _ = parallel.worker_method(recipe)
     assert method.name == "stub-noise"
     assert os.environ.get("DIQA_BENCH_PLUGINS") == before
 

@@ -379,7 +379,7 @@ def test_zero_shot_score_token_depends_on_the_decoder(tmp_path, stub_registry):
     scorer = Scorer(Plan.build(cfg, stub_registry, tmp_path / "cache"), stub_registry, RunOptions(out=tmp_path / "out", cache_dir=tmp_path / "cache", device="cpu"))
     method = StubNoise()
     assert scorer.zero_shot_token(method) == method.cache_token()
-    scorer.decoder = "nvjpeg"  # what --decode gpu resolves to on a CUDA machine
+    scorer.session.decoder = "nvjpeg"  # what --decode gpu resolves to on a CUDA machine
     assert scorer.zero_shot_token(method) == method.cache_token() + "|nvjpeg"
 
 

@@ -209,7 +209,7 @@ def test_score_skips_bombs_and_writes_the_good_images(tmp_path, stub_registry, m
     import csv
     import io
 
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     folder = _images(tmp_path / "imgs", n=3)
     png_claiming(folder / "bomb.png", 12000, 12000)
     jpeg_claiming(folder / "bomb2.jpg", 65000, 65000)
@@ -262,7 +262,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path, stub_registry, monkeypatch, cap
         text = f"domains:\n  a:\n    - dataset: stub-dataset\nmethods:\n  - name: stub-noise\n    options:\n      metric_options:\n{bomb_lines}\ntest_domains: [a]\n"
     path = tmp_path / "bomb.yaml"
     path.write_text(text)
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     for command in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")]):
         assert cli.main(command) == 2
         err = capsys.readouterr().err
@@ -486,7 +486,7 @@ def test_an_entry_point_named_like_a_builtin_cannot_replace_it(tmp_path, monkeyp
 
 
 def _stub_cli(monkeypatch, stub_registry):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
 
 
 def _stub_config_file(tmp_path: Path, text: str = "") -> Path:
@@ -705,7 +705,7 @@ def test_a_refused_weights_file_stops_a_run_with_exit_2(tmp_path, monkeypatch, c
     monkeypatch.setattr(download_util, "DEFAULT_CACHE_DIR", str(tmp_path / "pyiqa-cache"))
     monkeypatch.setenv("DIQA_BENCH_PLUGINS", "pyiqa")
     reg = load_plugins(extra=[("stub", stubs)])
-    monkeypatch.setattr(cli, "_registry", lambda args: reg)
+    monkeypatch.setattr(cli, "REGISTRY", reg)
     weights = tmp_path / "weights"
     _bad_weights(weights, kind).rename(weights / "brisque_svm_weights.pth")
     cfg = _stub_config_file(tmp_path)
@@ -731,11 +731,11 @@ def _tiny_run(tmp_path: Path, name: str = "res"):
 @pytest.mark.parametrize("where", ["folder", "inside-a-file"])
 @pytest.mark.usefixtures("no_entry_point_plugins")
 def test_score_output_is_checked_before_any_image_is_scored(tmp_path, stub_registry, monkeypatch, capsys, where):
-    from diqa_bench import scorer
+    from diqa_bench import session
 
     _stub_cli(monkeypatch, stub_registry)
     scored = []
-    monkeypatch.setattr(scorer, "compute_scores", lambda *a, **k: scored.append(1))
+    monkeypatch.setattr(session, "compute_scores", lambda *a, **k: scored.append(1))
     (tmp_path / "a-file").write_text("x")
     target = tmp_path / "out-folder" if where == "folder" else tmp_path / "a-file" / "scores.csv"
     (tmp_path / "out-folder").mkdir()
@@ -869,7 +869,7 @@ import diqa_bench.testing as stubs
 from diqa_bench.plugins import load_plugins
 from diqa_bench.scorer import Scorer
 registry = load_plugins(extra=[("stub", stubs)])
-cli._registry = lambda args: registry
+cli.REGISTRY = registry
 calls, run_unit = [], Scorer.run_unit
 def terminated_on_the_second_unit(self, unit):
     calls.append(unit)
@@ -930,7 +930,7 @@ def test_validate_reports_paths_that_escape_the_dataset_root(tmp_path, monkeypat
 
     monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
     reg = load_plugins(extra=[("datasets", diqa_datasets)] + [("stub", __import__("diqa_bench.testing", fromlist=["x"]))])
-    monkeypatch.setattr(cli, "_registry", lambda args: reg)
+    monkeypatch.setattr(cli, "REGISTRY", reg)
     root = _images(tmp_path / "root", n=3)
     _images(tmp_path / "outside", n=1)
     (tmp_path / "labels.csv").write_text("image,mos\nim0.png,1\nim1.png,3\nim2.png,5\n../outside/im0.png,2\n")

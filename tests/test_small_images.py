@@ -21,7 +21,7 @@ from test_classical_fit import synthetic_blur_set  # noqa: E402
 from diqa_bench.cache import file_hash  # noqa: E402
 from diqa_bench.images import training_loader  # noqa: E402
 from diqa_bench.methods import MethodContext, TrainingData  # noqa: E402
-from diqa_bench.scorer import compute_scores  # noqa: E402
+from diqa_bench.session import compute_scores  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
 SIZES = [(1, 1), (1, 7), (7, 1), (3, 3), (7, 8), (8, 7), (12, 12), (23, 24), (24, 23), (32, 32), (33, 31), (40, 40), (64, 64), (17, 64), (64, 17)]
@@ -84,7 +84,7 @@ def _ready(name: str, cache_dir: Path, tmp: Path):
     if method.trainable:
         height, width = (192, 384) if name == "niqe-fit" else (64, 72)
         samples = synthetic_blur_set(tmp / "train", groups=4, height=height, width=width)
-        method.fit(TrainingData(samples=samples, _loader=training_loader(ctx)), ctx)
+        method.fit(TrainingData(samples=samples, loader=training_loader(ctx)), ctx)
     return method, ctx
 
 
@@ -136,7 +136,7 @@ def test_cross_domain_score_of_a_192_px_image_is_unchanged_bit_for_bit(tmp_path)
     ctx = MethodContext(device="cpu", batch_size=4, cache_dir=tmp_path / "cache-a", seed=0)
     method = CrossDomain(mode="head", epochs=2, val_ratio=0)
     method.setup(ctx)
-    method.fit(TrainingData(samples=samples, _loader=training_loader(ctx)), ctx)
+    method.fit(TrainingData(samples=samples, loader=training_loader(ctx)), ctx)
     image = torch.rand(1, 3, 192, 192, generator=torch.Generator().manual_seed(1))
     batch = Batch(images=image, keys=["k192"], paths=["x.png"], indices=[0])
     with_rule = torch.as_tensor(method.score_batch(batch)).clone()

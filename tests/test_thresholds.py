@@ -139,7 +139,7 @@ def _decisions(text):
 
 
 def test_score_threshold_auto_uses_the_exported_cut(gated_run, tmp_path, monkeypatch, capsys, stub_registry):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     images = sorted(str(p) for p in (Path(gated_run.run["cache_dir"]) / "datasets" / "stub").rglob("*.png"))[:12]
     model = gated_run.out / "models" / "stub-linear@a" / "seed0"
     cut = json.loads((model / "threshold.json").read_text())["thresholds"]["a"]
@@ -218,7 +218,7 @@ def test_a_zero_shot_methods_cut_is_usable_from_the_run_folder(zero_shot_run, tm
     per_seed = m[(m.method == "stub-noise") & (m.test == "b") & (m.seed != "all") & (m.statistic == "THRESHOLD")].value
     assert len(per_seed) == 2
     registry = isolated_registry([("constant", _constant_plugin())])
-    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    monkeypatch.setattr(cli, "REGISTRY", registry)
     images = sorted(Path(run.out.parent / "cache").rglob("img*.png"))[:30]
     assert cli.main(["score", "--no-progress", "--processes", "1", "-m", "stub-noise", "--threshold", "auto:b", "--run", str(run.out), *map(str, images)]) == 0
     auto = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -245,7 +245,7 @@ def test_a_cut_that_accepts_its_whole_train_split_is_flagged_where_shown_and_use
     gate = load_gate("constant", threshold="auto:a", run=run.out, registry=registry)
     assert "accepts every image of its train split on a" in gate.threshold_note
     assert capsys.readouterr().err.count("accepts every image") == 1
-    monkeypatch.setattr(cli, "_registry", lambda args: registry)
+    monkeypatch.setattr(cli, "REGISTRY", registry)
     image = next(Path(run.out.parent / "cache").rglob("img*.png"))
     assert cli.main(["score", "--no-progress", "-m", "constant", "--threshold", "auto:a", "--run", str(run.out), str(image)]) == 0
     assert "warning: the threshold 1 accepts every image of its train split on a" in capsys.readouterr().err

@@ -109,14 +109,14 @@ def _shape_from_ratio(ratio: torch.Tensor) -> torch.Tensor:
     return _ALPHA_GRID.to(ratio.device)[idx]
 
 
-def _ggd(x: torch.Tensor) -> torch.Tensor:
+def ggd_fit(x: torch.Tensor) -> torch.Tensor:
     """[B, N] -> [B, 2]: shape and variance of a zero-mean generalised Gaussian."""
     var = (x * x).sum(1, dtype=torch.float64) / x.shape[1]
     ratio = (x.abs().sum(1, dtype=torch.float64) / x.shape[1]) ** 2 / var.clamp_min(1e-20)
     return torch.stack([_shape_from_ratio(ratio), var], 1)
 
 
-def _aggd(x: torch.Tensor) -> torch.Tensor:
+def aggd_fit(x: torch.Tensor) -> torch.Tensor:
     """[B, N] -> [B, 4]: shape, mean, left variance and right variance of an asymmetric GGD."""
     sq = x * x
     neg = x < 0
@@ -140,13 +140,13 @@ def _aggd(x: torch.Tensor) -> torch.Tensor:
 def _brisque_scale(gray: torch.Tensor) -> torch.Tensor:
     m = mscn(gray)[:, 0]
     b = m.shape[0]
-    feats = [_ggd(m.reshape(b, -1))]
+    feats = [ggd_fit(m.reshape(b, -1))]
     shifts = ((0, 1), (1, 0), (1, 1), (1, -1))  # horizontal, vertical, two diagonals
     h, w = m.shape[1:]
     for dy, dx in shifts:
         a = m[:, : h - dy, max(0, -dx) : w - max(0, dx)]  # pixel (y, x)
         c = m[:, dy:, max(0, dx) : w - max(0, -dx)]  # its neighbour (y + dy, x + dx)
-        feats.append(_aggd((a * c).reshape(b, -1)))
+        feats.append(aggd_fit((a * c).reshape(b, -1)))
     return torch.cat(feats, 1)
 
 

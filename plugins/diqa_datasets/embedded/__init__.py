@@ -172,7 +172,7 @@ class EmbeddedDataset(Dataset):
         try:
             by_ref: list[list[dict[str, Any]] | None] = [None] * len(refs)
             if processes > 1:
-                self._generate_in_pool(refs, tmp, processes, by_ref, lambda: bar.update(per_ref))
+                self.generate_in_pool(refs, tmp, processes, by_ref, lambda: bar.update(per_ref))
             for i, ref in enumerate(refs):  # everything, or what a failed pool left undone
                 if by_ref[i] is None:
                     shutil.rmtree(tmp / ref.group, ignore_errors=True)
@@ -197,7 +197,7 @@ class EmbeddedDataset(Dataset):
         finally:
             bar.close()
 
-    def _generate_in_pool(self, refs: list[Reference], tmp: Path, processes: int, by_ref: list, done) -> None:
+    def generate_in_pool(self, refs: list[Reference], tmp: Path, processes: int, by_ref: list, done) -> None:
         """Fill ``by_ref`` from a process pool. A pool that cannot start or breaks (a script
         without a ``__main__`` guard, a killed worker) leaves the rest to the serial loop."""
         from concurrent.futures import ProcessPoolExecutor, as_completed
