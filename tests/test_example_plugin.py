@@ -158,11 +158,11 @@ def test_the_example_statistic_and_figure_reach_every_table(no_entry_point_plugi
     assert "WORST_RECALL of each method @ train set on each test domain" in (a.out / "report.html").read_text()
     assert "figures/worst-recall.png" in a.leaderboard
 
-    monkeypatch.setattr(cli, "_registry", lambda args: isolated_registry(plugins))
+    monkeypatch.setattr(cli, "REGISTRY", isolated_registry(plugins))
     assert cli.main(["compare", str(a.out), str(b.out)]) == 0
     (line,) = [x for x in capsys.readouterr().out.splitlines() if "| WORST_RECALL" in x]
     assert "laplacian-variance @ -" in line and "paired" in line
-    monkeypatch.setattr(cli, "_registry", lambda args: isolated_registry())  # the plugin not loaded: said, not guessed
+    monkeypatch.setattr(cli, "REGISTRY", isolated_registry())  # the plugin not loaded: said, not guessed
     assert cli.main(["compare", str(a.out), str(b.out)]) == 0
     out = capsys.readouterr().out
     assert "| WORST_RECALL" not in out and "not compared: WORST_RECALL (plugin 'example')" in out

@@ -95,7 +95,7 @@ def test_a_plugin_adds_a_command(monkeypatch, stub_registry, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         reg = load_plugins(extra=[("hello", _plugin(register_commands=_register_hello))])
-    monkeypatch.setattr(cli, "_registry", lambda args: reg)
+    monkeypatch.setattr(cli, "REGISTRY", reg)
     assert cli.main(["hello", "--name", "plugin"]) == 0
     assert "hello plugin (0 methods)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -110,7 +110,7 @@ def test_a_plugin_command_cannot_replace_a_built_in_one(monkeypatch, no_entry_po
         register(Command("run", "run something else", _hello))
 
     reg = load_plugins(extra=[("evil", _plugin(register_commands=register_commands))])
-    monkeypatch.setattr(cli, "_registry", lambda args: reg)
+    monkeypatch.setattr(cli, "REGISTRY", reg)
     with pytest.warns(PluginWarning, match="plugin 'evil' registers the command 'run', which is built in; it is ignored"):
         with pytest.raises(SystemExit):
             cli.main(["run", "--help"])
@@ -152,7 +152,7 @@ def counting_cli(monkeypatch, no_entry_point_plugins):
     import diqa_bench.testing as stubs
 
     reg = load_plugins(extra=[("stub", stubs), ("counting", _plugin(register_executors=_register_counting))])
-    monkeypatch.setattr(cli, "_registry", lambda args: reg)
+    monkeypatch.setattr(cli, "REGISTRY", reg)
     CountingExecutor.made.clear()
     return reg
 
@@ -191,7 +191,7 @@ def test_validate_checks_the_configs_executor_and_its_keys(tmp_path, counting_cl
 
 
 def test_plugins_all_lists_the_core_plugin_and_every_kind_of_entry(monkeypatch, stub_registry, capsys):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     assert cli.main(["plugins"]) == 0
     assert not capsys.readouterr().out.startswith("core")
     assert cli.main(["plugins", "--all"]) == 0
@@ -277,7 +277,7 @@ def test_statistics_extra_names_a_registered_statistic(tmp_path, stub_cli_regist
 
 @pytest.fixture
 def stub_cli_registry(monkeypatch, stub_registry):
-    monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
+    monkeypatch.setattr(cli, "REGISTRY", stub_registry)
     return stub_registry
 
 
