@@ -382,8 +382,9 @@ def _executor(reg, cfg, args):
     name = args.executor or options.pop("type", None) or "local"
     options.pop("type", None)
     spec = reg.executor(name)  # unknown: one line listing the registered ones
-    where = "--ray-address / executor" if args.ray_address else "executor"
-    validate_options(options, spec.options_schema, [], where, str(cfg.path))
+    if args.ray_address and "address" not in spec.options_schema:
+        raise UserError(f"--ray-address: the {name!r} executor takes no address; add --executor ray (or set executor.type in the config)")
+    validate_options(options, spec.options_schema, [], "executor", str(cfg.path))
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731  (as the runner logs)
     return resolve(spec.factory)(progress=not args.no_progress and sys.stderr.isatty(), log=log, **options)
 

@@ -298,3 +298,10 @@ def test_help_loads_every_hook_and_imports_nothing_heavy():
     assert proc.returncode == 0, proc.stderr
     assert "study" in proc.stdout
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_ray_address_without_an_executor_that_takes_one_is_one_line(tmp_path, counting_cli, capsys):
+    cfg = stub_config(methods=[{"name": "stub-noise"}], train_sets=[], seeds=[0])
+    assert cli.main(_run_args(tmp_path, cfg, "--ray-address", "10.0.0.1:6379")) == 2
+    assert capsys.readouterr().err.strip() == ("diqa-bench: error: --ray-address: the 'local' executor takes no address; "
+                                               "add --executor ray (or set executor.type in the config)")
