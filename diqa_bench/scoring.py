@@ -392,7 +392,7 @@ def resolve_cut(value: str | float | None, weights: str | None, run: str | None 
 
 
 def _run_cut(run: Path, method: str, domain: str | None) -> tuple[float, str]:
-    from diqa_bench.results import RUN_THRESHOLDS
+    from diqa_bench.thresholds import RUN_THRESHOLDS
 
     path = run / RUN_THRESHOLDS
     if not path.is_file():
