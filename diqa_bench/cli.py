@@ -396,11 +396,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from diqa_bench.scoring import resolve_cut, score_paths
+    from diqa_bench.scoring import score_paths
+    from diqa_bench.thresholds import prefer_deploy, read_cut
 
-    args.threshold, note = resolve_cut(args.threshold, args.weights, args.run, args.method)
-    if note:
-        print(f"diqa-bench: warning: {note}", file=sys.stderr)
+    args.weights = prefer_deploy(args.weights)  # models/<method>@<train>: its deploy/ model when there is one
+    cut = read_cut(args.threshold, args.weights, args.run, args.method)
+    args.threshold, args.cut = cut.value, cut
+    if cut.note:
+        print(f"diqa-bench: warning: {cut.note}", file=sys.stderr)
     return score_paths(args, _registry(args))
 
 
