@@ -232,7 +232,8 @@ def cmd_validate(args) -> int:
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
           f"run as {len(units)} units (method x train set x seed, each scoring every test domain)"
           + (f"; a validation phase on {cfg.validation:g} of the train groups runs each unit again" if cfg.validation > 0 else "")
-          + (f", each once per cross-validation fold (folds: {cfg.folds})" if cfg.folds is not None else ""))
+          + (f", each once per cross-validation fold (folds: {cfg.folds})" if cfg.folds is not None else "")
+          + (f"; deploy: {cfg.deploy_folds} folds + 1 fit on all train content per trainable method and train set" if cfg.deploy_folds else ""))
     return EXIT_OK
 
 
