@@ -104,7 +104,12 @@ class Plan:
             plan.units += validation_units(plan.units, tests)
         if config.deploy_folds:  # after the per-seed cells
             plan.deploy_folds = config.deploy_folds
-            plan.units += deploy_units(config, trainable, only, config.deploy_folds)
+            for u in deploy_units(config, trainable, only, config.deploy_folds):
+                # a domain with fewer content groups than folds leaves some folds without any of it
+                tests = tuple(t for t in u.tests if u.seed == DEPLOY_ALL or any(
+                    plan.positions(ds, u.seed, "test", DEPLOY) for ds in plan.domain_sets(t) if not ds.error))
+                if tests or u.seed == DEPLOY_ALL:
+                    plan.units.append(dataclasses.replace(u, tests=tests))
         return plan
 
     def _fold_splits(self) -> list[int]:

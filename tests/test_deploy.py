@@ -202,3 +202,16 @@ def test_deploy_is_validated_by_the_config_schema(tmp_path):
     assert cfgmod.parse(path, registry).deploy_folds == 5
     path.write_text(yaml.safe_dump(stub_config(acceptability={"threshold": 3.0})))
     assert cfgmod.parse(path, registry).deploy_folds == 0
+
+
+def test_more_folds_than_content_groups_leave_empty_folds_out_without_failing_the_run(tmp_path, monkeypatch):
+    from diqa_bench.testing import run_tiny_benchmark, stub_config
+
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
+    cfg = stub_config(methods=[{"name": "stub-linear"}], seeds=[0], train_sets=[["a"]], test_domains=["a"], acceptability={"threshold": 3.0},
+                      deploy={"folds": 5}, splits={"test_ratio": 0.34, "seeds": [0]})
+    cfg["domains"] = {"a": [{"dataset": "stub-dataset", "name": "stub-a", "options": {"count": 24, "groups": 4, "seed": 1, "tag": "a"}}]}
+    run = run_tiny_benchmark(tmp_path, cfg)
+    assert run.exit_code == 0
+    doc = _doc(run, "stub-linear@a")
+    assert doc["images"] == {"a": 24} and doc["groups"] == {"a": 4} and np.isfinite(doc["thresholds"]["a"])
