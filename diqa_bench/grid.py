@@ -17,8 +17,9 @@ from diqa_bench.config import Config, MethodSpec
 
 ZERO_SHOT_TRAIN = "-"
 TEST, VALIDATION, DEPLOY = "test", "validation", "deploy"  # phases
-# deploy phase: the unit key of the model fitted on all train content (0..K-1 are the cross-validation folds)
-DEPLOY_ALL = -1
+# deploy phase: the unit key of the model fitted on all train content (0..K-1 are the cross-validation
+# folds); non-negative, as it is the fit's random seed too (ctx.seed)
+DEPLOY_ALL = 999
 
 
 def train_label(domains: tuple[str, ...] | None) -> str:

@@ -320,6 +320,8 @@ class Scorer:
             return _fail_all(outcomes, str(exc), "not run")
         except Exception as exc:
             _debug(exc)
+            if not outcomes:  # a unit without cells (a deploy fit on all train content): the reason would be lost
+                self.log(f"  {unit.describe()}: failed: {failure_reason(exc)}")
             return _fail_all(outcomes, failure_reason(exc), "failed")
         finally:
             try:

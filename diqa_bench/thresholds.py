@@ -210,6 +210,7 @@ def _deploy_entry(label: str, train: str, outcomes, config, plan, log) -> dict[s
     """The deployable cut, scale and sizes of one method and train set (or a zero-shot method,
     ``train`` "-") per train domain, from the deploy phase's ``outcomes`` (the folds' out-of-fold
     scores; a zero-shot method's scores of all content). None, with a log line, when a fold failed."""
+    from diqa_bench.grid import DEPLOY_ALL
     from diqa_bench.stats import gate_threshold, unacceptable
 
     by_domain: dict[str, list] = {}
@@ -217,7 +218,7 @@ def _deploy_entry(label: str, train: str, outcomes, config, plan, log) -> dict[s
         if o.status != "ok":
             if not o.images and "has no test images" in o.reason:
                 continue  # a domain with fewer content groups than folds: that fold holds none of it
-            log(f"deploy: {label} @ {train}: no deployable cut ({o.test}, {'all content' if o.seed < 0 else f'fold {o.seed}'}: {o.status}: {o.reason})")
+            log(f"deploy: {label} @ {train}: no deployable cut ({o.test}, {'all content' if o.seed == DEPLOY_ALL else f'fold {o.seed}'}: {o.status}: {o.reason})")
             return None
         by_domain.setdefault(o.test, []).append(o)
     doc: dict[str, Any] = {"thresholds": {}, "train_accept": {}, "images": {}, "groups": {}, "sizes": {}, "scale": {}}
@@ -266,7 +267,7 @@ def write_deploy(out: Path, plan, outcomes, config, log=print) -> list[dict[str,
             continue
         folder = out / "models" / model_folder(label, train) / DEPLOY
         if not (folder / "DONE").is_file():
-            log(f"deploy: {label} @ {train}: the fit on all train content failed; no deployable model")
+            log(f"deploy: {label} @ {train}: the fit on all train content failed (its reason is in the log above); no deployable model")
             continue
         doc = {**base, "folds": folds, "chosen_on": f"{DEPLOY_CHOSEN_ON}: {folds} folds; the model in this folder is fitted on all of it, the cut "
                                     "(per train domain) is the best-accuracy cut on the pooled out-of-fold scores", **entry}

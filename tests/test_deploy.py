@@ -215,3 +215,24 @@ def test_more_folds_than_content_groups_leave_empty_folds_out_without_failing_th
     assert run.exit_code == 0
     doc = _doc(run, "stub-linear@a")
     assert doc["images"] == {"a": 24} and doc["groups"] == {"a": 4} and np.isfinite(doc["thresholds"]["a"])
+
+
+def test_every_deploy_fit_gets_a_seed_a_random_generator_accepts(tmp_path, monkeypatch):
+    """The cross-domain model seeds numpy's generator with ctx.seed: a negative unit key failed the
+    fit on all train content (and only that one)."""
+    from diqa_bench.testing import StubLinear, run_tiny_benchmark, stub_config
+
+    seen = []
+    fit = StubLinear.fit
+
+    def seeded_fit(self, data, ctx):
+        seen.append(ctx.seed)
+        np.random.default_rng(ctx.seed)
+        return fit(self, data, ctx)
+
+    monkeypatch.setattr(StubLinear, "fit", seeded_fit)
+    monkeypatch.setenv("DIQA_BENCH_PLUGINS", "")
+    cfg = stub_config(methods=[{"name": "stub-linear"}], seeds=[0], train_sets=[["a"]], test_domains=["a"], acceptability={"threshold": 3.0},
+                      deploy={"folds": 2})
+    run = run_tiny_benchmark(tmp_path, cfg)
+    assert run.exit_code == 0 and len(seen) == 4 and (run.out / "models" / "stub-linear@a" / "deploy" / "threshold.json").is_file()
