@@ -11,15 +11,14 @@ A service puts a method in front of its upload form with :func:`load_gate` (:mod
 Nothing here imports torch: ``diqa-bench --help``, ``list`` and ``validate`` stay fast.
 """
 
-__version__ = "0.1.0"
-
-from diqa_bench.hookspecs import hookimpl  # noqa: E402  (re-exported for plugin authors)
+from diqa_bench.hookspecs import hookimpl  # re-exported for plugin authors
+from diqa_bench.version import __version__
 
 __all__ = ["__version__", "hookimpl", "load_gate"]
 
 
 def load_gate(*args, **kwargs):
     """Load a quality gate once, then score uploads with it: see :func:`diqa_bench.gate.load_gate`."""
-    from diqa_bench.gate import load_gate as load
+    from diqa_bench.gate import load_gate as load  # on call: `import diqa_bench` must not load the scoring machinery
 
     return load(*args, **kwargs)

@@ -24,7 +24,7 @@ class ImageSkip(str):
     """The reason one image got no score from one method (the image is fine for other methods):
     a non-finite score, or a :class:`DataError` the method raised for that image (e.g. smaller
     than its minimum). A ``str``, so it travels wherever a decode error's message does (the
-    process pool pickles it with its class); the runner records it per method, never as a bad
+    process pool pickles it with its class); the scorer records it per method, never as a bad
     file."""
 
 

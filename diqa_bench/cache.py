@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from diqa_bench.methods import FeatureCache
+from diqa_bench.batch import FeatureCache
+from diqa_bench.errors import UserError
 
 
 def default_cache_dir() -> Path:
@@ -97,8 +98,6 @@ def _connect(path: Path, schema: str) -> sqlite3.Connection:
     """Open (creating if needed) one cache database with its table. A cache is disposable: a file
     that is not a database any more (a crash of the disk, a stray write) is renamed aside with a
     one-line warning and started afresh; a folder that cannot be written is a one-line UserError."""
-    from diqa_bench.errors import UserError
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from diqa_bench import __version__
+from diqa_bench.version import __version__
 from diqa_bench.errors import DataError, UserError
 
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
@@ -284,7 +284,7 @@ def cmd_run(args) -> int:
     cfg = cfgmod.parse(args.config, reg)
     from diqa_bench.cache import default_cache_dir
     from diqa_bench.leaderboard import render_terminal
-    from diqa_bench.results import load_results
+    from diqa_bench.store import load_results
     from diqa_bench.runner import RunOptions, run_benchmark
 
     out = Path(args.out or cfg.output or Path("results") / cfg.name).expanduser()  # a quoted '~' is the home folder, not ./~
@@ -363,7 +363,8 @@ def _sigterm_as_interrupt():
 
 def cmd_report(args) -> int:
     from diqa_bench.leaderboard import render_terminal
-    from diqa_bench.results import load_results, render_leaderboard
+    from diqa_bench.results import render_leaderboard
+    from diqa_bench.store import load_results
 
     folder = Path(args.dir)
     metrics, info = load_results(folder)

@@ -16,6 +16,10 @@ from typing import Any
 import yaml
 
 from diqa_bench.errors import ConfigError
+from diqa_bench.pairs import check_config
+from diqa_bench.plugins import unknown_name_message
+from diqa_bench.splits import FOLD_KEY_BASE, LEAVE_ONE_GROUP_OUT
+from diqa_bench.tables import SCORE_COLUMNS
 
 # \Z, not $: Python's $ also matches before a final newline, so "piqe\n" would pass as a name.
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\Z"}
@@ -450,8 +454,6 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
             methods.append(row)
 
     if registry is not None:
-        from diqa_bench.plugins import unknown_name_message
-
         for i, m in enumerate([spec for spec in methods if not spec.base]):  # the config's entries; variant rows below
             if m.name not in registry.methods:
                 raise ConfigError(f"{file}: methods[{i}].name: " + unknown_name_message("method", m.name, registry.methods))
@@ -469,8 +471,6 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
                     raise ConfigError(f"{file}: domains.{dom}[{j}].dataset: " + unknown_name_message("dataset", s.type, registry.datasets))
                 cls = registry.datasets[s.type].cls
                 validate_options(s.options, cls.options_schema, cls.required_options, f"domains.{dom}[{j}].options", file)
-        from diqa_bench.pairs import check_config
-
         check_config(domains, train_sets, registry, file)  # paired-preference domains are evaluation-only
 
     splits = {**DEFAULTS["splits"], **data.get("splits", {})}
@@ -485,9 +485,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
     declared = ["distortion", "level", "reference_kind", "dataset"] + sorted({c for specs in domains.values() for s in specs
                                                                            for c in s.options.get("metadata_columns") or []})
     clash = []
-    if declared[4:]:  # imported only then: validate stays free of pandas for configs without metadata
-        from diqa_bench.results import SCORE_COLUMNS
-
+    if declared[4:]:  # metadata columns declared: none may be named like a built-in one
         clash = sorted(set(declared[4:]) & set(SCORE_COLUMNS + declared[:4]))
     if clash:  # scores.csv already has that column: the attribute would be lost
         raise ConfigError(f"{file}: metadata_columns: {', '.join(map(repr, clash))} is a built-in column of scores.csv or strata; "
@@ -570,8 +568,6 @@ def _deploy_folds(data: dict[str, Any], train_sets, file) -> int:
 
 def _folds(folds, protocol: str, data: dict[str, Any], file) -> int | str | None:
     """splits.folds checked: an integer K >= 2 or leave-one-group-out, and only where it applies."""
-    from diqa_bench.splits import FOLD_KEY_BASE, LEAVE_ONE_GROUP_OUT
-
     if folds is None:
         return None
     if folds != LEAVE_ONE_GROUP_OUT and not (isinstance(folds, int) and not isinstance(folds, bool) and 2 <= folds < FOLD_KEY_BASE):

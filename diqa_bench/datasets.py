@@ -11,13 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from diqa_bench.errors import DataError
 from diqa_bench.files import image_file_problem
-
-if TYPE_CHECKING:
-    from diqa_bench.licences import Licence
+from diqa_bench.licences import Licence, find_notice, from_notice
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,6 @@ class Dataset:
         configuration's, e.g. its root folder), with the source: see :mod:`diqa_bench.licences`.
         Cheap, no loading. The default: the LICENSE or NOTICE file in the ``root`` option's folder
         (or up to three folders above it), else unknown."""
-        from diqa_bench.licences import Licence, find_notice, from_notice
-
         root = (options or {}).get("root")
         notice = find_notice(root) if isinstance(root, str) and root else None
         if notice is not None:

@@ -1,15 +1,18 @@
 """Writing files that others read: atomically, with the permissions a shared result needs.
 
-Kept apart from :mod:`diqa_bench.results` (which imports the statistics) so that light commands
-such as ``score -o`` write their output without importing scipy.
+At the bottom of the package (it imports none of it), so that light commands such as ``score -o``
+write their output without importing the statistics or scipy.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from diqa_bench.errors import UserError
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -72,8 +75,6 @@ def image_file_problem(path: str | Path) -> str | None:
 def check_output_file(path: str | Path, flag: str) -> Path:
     """The file an ``-o`` option names, checked before any work: not a folder, in a folder where a
     file can be created (tried, not guessed from permission bits). Raises a one-line UserError."""
-    from diqa_bench.errors import UserError
-
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name")
@@ -96,8 +97,6 @@ def check_output_file(path: str | Path, flag: str) -> Path:
 def write_output(path: Path, text: str, flag: str) -> None:
     """:func:`atomic_write` for a command's ``-o`` file: a failure (a full disk) is one line, and
     the previous file, if any, is left as it was."""
-    from diqa_bench.errors import UserError
-
     try:
         atomic_write(path, text)
     except OSError as exc:
@@ -133,6 +132,16 @@ def csv_original(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 2 and value.startswith("'") and value[1:].lstrip("'")[:1] in FORMULA_STARTS:
         return value[1:]
     return value
+
+
+def json_rows(df) -> list[dict[str, Any]]:
+    """The rows of a DataFrame as JSON objects, with NaN and infinities as null (metrics.json)."""
+    rows = df.to_dict(orient="records")
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                r[k] = None
+    return rows
 
 
 def frame_csv(df) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from diqa_bench.batch import Batch
 from diqa_bench.errors import DataError, UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -474,8 +475,6 @@ def iter_batches(
     import torch
     from torch.utils.data import DataLoader
 
-    from diqa_bench.methods import Batch
-
     positions = list(positions)
     if shuffle:
         random.Random(seed).shuffle(positions)
@@ -607,7 +606,7 @@ def _to_device(tensors: list, device: str):
 def training_loader(ctx, on_error=None):
     """The decoder of :class:`~diqa_bench.methods.TrainingData`: samples -> Batches on ctx.device.
     An undecodable training image raises DataError, or with ``on_error(sample, message)`` is
-    reported there and left out (the runner's skip policy)."""
+    reported there and left out (the scorer's skip policy)."""
 
     def load(samples, positions, batch_size, size, shuffle, seed, loader="auto"):
         report = None if on_error is None else (lambda pos, msg: on_error(samples[pos], msg))

@@ -15,7 +15,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from diqa_bench import pairs
+from diqa_bench import pair_tables, pairs
+from diqa_bench.licences import overall
+from diqa_bench.report.agreement import agreement_lines
+from diqa_bench.report.strata import strata_rows
 from diqa_bench.stats import ADJUSTMENT_NAMES, HIGHER_IS_BETTER, data_warning
 
 MAIN_COLUMNS = ["SROCC", "PLCC", "KRCC", "RMSE"]
@@ -302,6 +305,26 @@ def _warned(marks: dict | None, test: str, warning: str) -> dict | None:
     return {k: (f"{v} {LITTLE_DATA}" if v and k[2] == test else v) for k, v in marks.items()}
 
 
+def pair_section(metrics, run_info: dict[str, Any], test: str) -> list[str]:
+    """The LEADERBOARD.md lines of a pair test domain (heading to notes)."""
+    from tabulate import tabulate
+
+    info = run_info.get("domains", {}).get(test, {})
+    lines = [f"## Test domain: {test} (paired preference, evaluation only)", ""]
+    if info.get("datasets"):
+        lines += ["Datasets: " + ", ".join(f"{_md_text(d['name'])} ({_md_text(d['type'])}, {d['images']} images)" for d in info["datasets"]) + ".", ""]
+    lines += [_md_text(pair_tables.describe(run_info, test)), ""]
+    header, rows = pair_tables.table_rows(metrics, run_info, test)
+    lines += [tabulate([[_md_text(c) for c in row] for row in rows], headers=header, tablefmt="github", disable_numparse=True) if rows else "_No results for this domain._", ""]
+    notes = missing_notes(run_info, test)
+    if notes:
+        lines += ["Cells without results:", ""] + [f"- {_md_text(n)}" for n in notes] + [""]
+    if any(c.get("unscored") for c in run_info.get("pair_cells", []) if c["test"] == test):
+        lines += ["unscored: pairs with an image the method gave no score (too small for it, or NaN; reasons in run.json \"skipped\"), "
+                  "mean over seeds; each counts as a tie (half a pair).", ""]
+    return lines
+
+
 def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None, figures: list[str] | None = None, transfer=None,
                     ablation=None, strata=None, agreement=None) -> str:
     """The LEADERBOARD.md text. ``figures``: PNG paths relative to the results folder, linked
@@ -323,7 +346,7 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
     domains_info = run_info.get("domains", {})
     for test in test_domains(metrics, run_info):
         if pairs.is_pair_domain(run_info, test):  # paired preference: its own table (diqa_bench.pairs)
-            lines.extend(pairs.markdown_section(metrics, run_info, test))
+            lines.extend(pair_section(metrics, run_info, test))
             continue
         info = domains_info.get(test, {})
         tags = []
@@ -383,8 +406,6 @@ def render_markdown(metrics, run_info: dict[str, Any], marks: dict | None = None
             lines.append("")
         lines += strata_section(strata, run_info, test)
         if rows:
-            from diqa_bench.report.agreement import agreement_lines
-
             lines += agreement_lines(agreement, run_info, test)
     lines.extend(ablation_section(ablation, run_info))
     if figures:
@@ -407,8 +428,6 @@ def strata_section(table, run_info: dict[str, Any], test: str) -> list[str]:
     """Markdown of one test domain's strata tables (one per column), or none."""
     from tabulate import tabulate
 
-    from diqa_bench.report.strata import strata_rows
-
     if table is None or not len(table):
         return []
     out = []
@@ -430,8 +449,6 @@ def licence_section(run_info: dict[str, Any]) -> list[str]:
     """'## Licences': one row per method and dataset, what it declares of its code, weights and
     data licences, and whether commercial use is known to be allowed (sources in run.json)."""
     from tabulate import tabulate
-
-    from diqa_bench.licences import overall
 
     facts = run_info.get("licences") or {}
     rows = []
@@ -633,7 +650,7 @@ def protocol_lines(run_info: dict[str, Any], text=str) -> list[str]:
             f"gate's accuracy minus it on the same resampled images; {BELOW_ACCEPT_ALL} marks a gate significantly less accurate "
             "than accepting every photo (that interval below 0)."
         )
-    out.extend(pairs.protocol_lines(run_info))
+    out.extend(pair_tables.protocol_lines(run_info))
     out.extend(fitted_model_lines(run_info))
     # sorted: the scorer records skips in the order workers finish, and the table must not change with it
     skips = sorted(run_info.get("skipped", []), key=lambda s: (str(s.get("dataset")), str(s.get("image")), str(s.get("reason"))))
@@ -660,7 +677,7 @@ def render_terminal(metrics, run_info: dict[str, Any], transfer=None, ablation=N
     parts = []
     for test in test_domains(metrics, run_info):
         if pairs.is_pair_domain(run_info, test):
-            parts.append(pairs.terminal_section(metrics, run_info, test))
+            parts.append(pair_tables.terminal_section(metrics, run_info, test))
             continue
         header, rows = leaderboard_rows(metrics, run_info, test, markdown=False)
         info = run_info.get("domains", {}).get(test, {})

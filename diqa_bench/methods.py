@@ -2,7 +2,7 @@
 
 A method turns a batch of images into one quality score per image. Zero-shot methods (BRISQUE, NIQE,
 MUSIQ with its published weights) only score; trainable methods (``trainable = True``) are first
-fitted on a training set, then score. The runner owns decoding, batching, devices and caching; a
+fitted on a training set, then score. The harness (the scorer and :mod:`diqa_bench.images`) owns decoding, batching, devices and caching; a
 method only sees tensors.
 
 Minimal example::
@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
+from diqa_bench.batch import Batch, FeatureCache  # part of the method contract plugins import from here
+
 if TYPE_CHECKING:  # torch is imported only where a method actually runs
     import torch
 
@@ -32,33 +34,8 @@ if TYPE_CHECKING:  # torch is imported only where a method actually runs
 
 
 @dataclass
-class Batch:
-    """Images handed to :meth:`Method.score_batch`.
-
-    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device.
-    All images of a batch have the same size: the runner groups images by size (or resizes them to
-    ``Method.input_size`` when the method declares one), so no metric sees padding.
-    """
-
-    images: "torch.Tensor"
-    keys: list[str]  # content hash of each image file: a stable key for per-image caches
-    paths: list[str]
-    indices: list[int]  # positions in the sequence being scored
-
-
-class FeatureCache:
-    """Per-image feature vectors on disk, keyed by image content hash (see :mod:`diqa_bench.cache`)."""
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def put_many(self, items: dict[str, Any]) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-@dataclass
 class MethodContext:
-    """What the runner tells a method about where it runs."""
+    """What the scorer tells a method about where it runs."""
 
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", "mps"
     batch_size: int = 16
@@ -72,6 +49,7 @@ class MethodContext:
     def feature_cache(self, namespace: str) -> FeatureCache:
         """A disk cache of per-image feature arrays, shared by every cell of every run. Features of
         nvJPEG-decoded pixels are kept apart from PIL-decoded ones (the pixels differ slightly)."""
+        # cache and images import numpy and PIL: `diqa-bench list` imports this module and needs neither
         from diqa_bench.cache import SqliteFeatureCache
 
         if self.decoder != "pil":
@@ -108,17 +86,17 @@ class TrainingData:
     samples: list[TrainSample]
     domains: list[str] = field(default_factory=list)
     # How batches are decoded: callable(samples, positions, batch_size, size, shuffle, seed, loader) -> Iterator[Batch].
-    # Built by from_samples() (the runner passes on_error: it records undecodable images as skips).
+    # Built by from_samples() (the scorer passes on_error: it records undecodable images as skips).
     _loader: Any = None
 
     @classmethod
     def from_samples(cls, samples: Sequence[TrainSample], ctx: MethodContext | None = None, domains: Sequence[str] | None = None,
                      on_error: Callable[[TrainSample, str], None] | None = None) -> "TrainingData":
-        """A training set that decodes its images as the runner does, on ``ctx.device`` (default:
+        """A training set that decodes its images as scoring does, on ``ctx.device`` (default:
         the CPU): what a plugin's tests hand to ``fit``. An undecodable image raises DataError, or
         with ``on_error(sample, reason)`` is reported there and left out of its batch.
         ``domains`` defaults to the samples' domains, in order of appearance."""
-        from diqa_bench.images import training_loader
+        from diqa_bench.images import training_loader  # numpy and PIL, only once a training set is built
 
         samples = list(samples)
         doms = list(domains) if domains is not None else list(dict.fromkeys(s.domain for s in samples))
@@ -157,7 +135,7 @@ class Method:
     - ``lower_better``: True when a lower score means better quality (BRISQUE, NIQE). May be set per
       instance in ``__init__`` or ``setup`` (e.g. from a wrapped library's metadata);
     - ``trainable``: True for methods fitted on a train set (then implement fit/save/load);
-    - ``input_size``: (height, width) the runner resizes to, or None to score images at native size;
+    - ``input_size``: (height, width) the image loader resizes to, or None to score images at native size;
     - ``options_schema``: JSON-schema ``properties`` of the options the method accepts; any other
       option is a config error;
     - ``score_range``: (low, high) of the scores, when known (used for tolerances and reports).
@@ -190,7 +168,7 @@ class Method:
 
     def score_from_cache(self, keys: list[str]) -> dict[str, float]:
         """Scores for those of ``keys`` (image content hashes) this method can give without the
-        pixels, e.g. from per-image features it cached earlier; the runner decodes only the rest.
+        pixels, e.g. from per-image features it cached earlier; the scorer decodes only the rest.
         Must equal what :meth:`score_batch` would return. The default gives none."""
         return {}
 

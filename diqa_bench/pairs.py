@@ -4,7 +4,7 @@ better, and the pair-accuracy statistic.
 A pair dataset yields one :class:`~diqa_bench.datasets.Record` per distinct image (so each method
 scores each image once, through the normal scoring path and score cache) and keeps the pair list
 in ``dataset.pairs``. Such data carries no MOS: it is evaluation-only. The config refuses a pair
-domain in ``train_sets``; the runner puts every image of a pair dataset on the test side for every
+domain in ``train_sets``; the plan (:mod:`diqa_bench.plan`) puts every image of a pair dataset on the test side for every
 split seed, so no trainable method sees one for fitting or model selection.
 
 Statistic, per cell: ``PAIR_ACC``, the share of pairs whose direction-aligned scores prefer the
@@ -17,9 +17,10 @@ pairs (a pair without a group is its own group). Per-category values are ``PAIR_
 Chance is 0.5.
 
 Stored: metrics.csv / metrics.json rows (n = pairs), ``pairs.csv`` (every pair: dataset, better,
-worse, group, category) next to ``scores.csv`` (every image's score), and ``run.json`` (``domains``
-gets ``kind: pairs`` with pair, group and category counts; ``pair_cells`` the pairs and groups each
-cell used). The leaderboard shows a pair domain as its own table, rendered from these files.
+worse, group, category; :mod:`diqa_bench.pair_files`) next to ``scores.csv`` (every image's score),
+and ``run.json`` (``domains`` gets ``kind: pairs`` with pair, group and category counts;
+``pair_cells`` the pairs and groups each cell used). The leaderboard shows a pair domain as its own
+table, rendered from these files (:mod:`diqa_bench.pair_tables`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from diqa_bench.files import frame_csv, read_csv
 from diqa_bench.datasets import Dataset, Record
+from diqa_bench.errors import ConfigError
+from diqa_bench.tables import AGGREGATE_SEED, METRIC_COLUMNS
 
 STATISTIC = "PAIR_ACC"
 KIND = "pairs"
@@ -133,7 +135,7 @@ def pair_accuracy(better: np.ndarray, worse: np.ndarray, groups: list[str], *, l
     return PairResult(value, ci, boot, n, g)
 
 
-# -- runner side -------------------------------------------------------------------------------------
+# -- a run's pairs: the runner's hook and run.json ------------------------------------------------------
 
 def domain_pairs(datasets: list[Any]) -> list[tuple[str, Pair]]:
     """(dataset name, pair) of every pair of a domain's loaded datasets (plan.LoadedDataset)."""
@@ -171,7 +173,7 @@ def domain_info(datasets: list[Any]) -> dict[str, Any]:
     return {"kind": KIND, "pairs": len(pairs), "groups": len({(d, p.content_group) for d, p in pairs}), "categories": cats}
 
 
-# -- results side ------------------------------------------------------------------------------------
+# -- the statistic of a run's cells -------------------------------------------------------------------
 
 def partition(outcomes: list[Any]) -> tuple[list[Any], list[Any]]:
     """(regular outcomes, pair-domain outcomes)."""
@@ -198,9 +200,7 @@ def _cell_pairs(o) -> tuple[np.ndarray, np.ndarray, list[str], list[str], int]:
 def evaluate(paired: list[Any], config: Any) -> tuple[Any, list[dict[str, Any]]]:
     """metrics rows (per seed and seed "all": mean over seeds, bootstrap samples pooled) of the
     pair-domain cells, and the pairs / groups each cell used (for run.json)."""
-    import pandas as pd
-
-    from diqa_bench.results import AGGREGATE_SEED, METRIC_COLUMNS
+    import pandas as pd  # only once a run's tables are computed: `validate` imports this module
 
     rows, cells = [], []
     pooled: dict[tuple, list[np.ndarray]] = {}
@@ -235,7 +235,7 @@ def evaluate(paired: list[Any], config: Any) -> tuple[Any, list[dict[str, Any]]]
 
 def add_metrics(metrics, pair_metrics):
     """metrics.csv rows with the pair rows appended."""
-    import pandas as pd
+    import pandas as pd  # as in evaluate
 
     if not len(pair_metrics):
         return metrics
@@ -244,60 +244,7 @@ def add_metrics(metrics, pair_metrics):
     return pd.concat([metrics, pair_metrics], ignore_index=True)
 
 
-def pairs_frame(paired: list[Any]):
-    """pairs.csv: every pair of every pair test domain, once."""
-    import pandas as pd
-
-    rows, seen = [], set()
-    for o in paired:
-        if o.test in seen:
-            continue
-        seen.add(o.test)
-        rows.extend((o.test, name, p.better, p.worse, p.group, p.category) for name, p in o.pairs)
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
-
-
-def write_files(out, paired: list[Any]) -> dict[str, Any]:
-    from diqa_bench.results import atomic_write
-
-    if not paired:
-        return {}
-    path = out / "pairs.csv"
-    atomic_write(path, frame_csv(pairs_frame(paired)))
-    return {"pairs": path}
-
-
-def recompute(folder, bootstrap: int | None = None) -> Any:
-    """PAIR_ACC rows of a stored run recomputed from scores.csv, pairs.csv and run.json alone (no
-    method runs): what ``diqa-bench report`` would need if metrics.csv were lost."""
-    import types
-    from pathlib import Path
-
-
-    from diqa_bench.results import load_results
-
-    folder = Path(folder)
-    _, info = load_results(folder)
-    scores = read_csv(folder / "scores.csv", dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str, "seed": str},
-                         keep_default_na=False, na_values={"score": [""]})
-    table = read_csv(folder / "pairs.csv", dtype=str, keep_default_na=False)
-    p = info.get("protocol", {})
-    config = types.SimpleNamespace(bootstrap=p.get("bootstrap", 1000) if bootstrap is None else bootstrap, confidence=p.get("confidence", 0.95),
-                                   stats_seed=p.get("stats_seed", 0))
-    lower = {(c["method"], c["train"]): bool(c.get("lower_better")) for c in info.get("cells", [])}
-    outcomes = []
-    for (method, train, test, seed), rows in scores.groupby(["method", "train", "domain", "seed"], sort=False):
-        sub = table[table["domain"] == test]
-        if sub.empty:
-            continue
-        images = [types.SimpleNamespace(dataset=d, id=i) for d, i in zip(rows["dataset"], rows["image"])]
-        pairs = [(r.dataset, Pair(r.better, r.worse, r.group, r.category)) for r in sub.itertuples(index=False)]
-        outcomes.append(types.SimpleNamespace(method=method, train=train, test=test, seed=seed, status="ok", images=images,
-                                              scores=rows["score"].astype(float).tolist(), lower_better=lower.get((method, train), False), pairs=pairs))
-    return evaluate(outcomes, config)[0]
-
-
-# -- rendering ---------------------------------------------------------------------------------------
+# -- reading run.json ----------------------------------------------------------------------------------
 
 def is_pair_domain(run_info: dict[str, Any], test: str) -> bool:
     return run_info.get("domains", {}).get(test, {}).get("kind") == KIND
@@ -307,146 +254,10 @@ def pair_domains(run_info: dict[str, Any]) -> set[str]:
     return {d for d, info in run_info.get("domains", {}).items() if info.get("kind") == KIND}
 
 
-def _fmt(v, lo, hi) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if lo is None or hi is None or any(isinstance(x, float) and math.isnan(x) for x in (lo, hi)):
-        return f"{v:.3f}"
-    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def table_rows(metrics, run_info: dict[str, Any], test: str, markdown: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a pair domain's table: pair accuracy [CI], pairs, groups, and the
-    accuracy per category when the pairs carry categories; best first; cells without results
-    with their reason."""
-    agg = metrics[(metrics["test"] == test) & (metrics["seed"].astype(str) == "all")] if len(metrics) else metrics
-    info = run_info.get("domains", {}).get(test, {})
-    cats = sorted(info.get("categories") or {})
-    header = ["Method @ train set", "Pair accuracy ↑", "pairs", "unscored", "groups"] + [f"{c} ↑ (pairs)" for c in cats]
-    entries: dict[tuple[str, str], dict[str, tuple]] = {}
-    for r in agg.itertuples(index=False):
-        if r.statistic == STATISTIC or str(r.statistic).startswith(STATISTIC + "["):
-            entries.setdefault((r.method, r.train), {})[r.statistic] = (r.value, r.ci_low, r.ci_high, r.n)
-    groups: dict[tuple[str, str], list[int]] = {}
-    unscored: dict[tuple[str, str], list[int]] = {}
-    for c in run_info.get("pair_cells", []):
-        if c["test"] == test:
-            groups.setdefault((c["method"], c["train"]), []).append(int(c["groups"]))
-            unscored.setdefault((c["method"], c["train"]), []).append(int(c.get("unscored", 0)))
-    # a row with no pair scored in any seed is all ties by absence: no judgement, ranked last
-    unjudged = {k for k, e in entries.items() if STATISTIC in e and unscored.get(k) and min(unscored[k]) >= e[STATISTIC][3]}
-    best = max((e[STATISTIC][0] for k, e in entries.items() if STATISTIC in e and not _isnan(e[STATISTIC][0]) and k not in unjudged), default=None)
-
-    def sort_key(key):
-        v = float("nan") if key in unjudged else entries[key].get(STATISTIC, (float("nan"),))[0]
-        return (_isnan(v), -(0 if _isnan(v) else v), key)
-
-    rows = []
-    for key in sorted(entries, key=sort_key):
-        e = entries[key]
-        v, lo, hi, n = e.get(STATISTIC, (float("nan"),) * 4)
-        u = unscored.get(key)
-        text = _fmt(v, lo, hi)
-        if key in unjudged:
-            text = "n/a (no pair scored)"
-        elif markdown and best is not None and not _isnan(v) and abs(v - best) < 1e-12:
-            text = f"**{text}**"
-        g = groups.get(key)
-        row = [f"{key[0]} @ {key[1]}", text, "" if _isnan(n) else str(int(n)), f"{np.mean(u):.3g}" if u else "?",
-               str(int(round(np.mean(g)))) if g else "?"]
-        for c in cats:
-            cv = e.get(category_statistic(c))
-            row.append("n/a" if key in unjudged else f"{_fmt(*cv[:3])} ({int(cv[3])})" if cv else "n/a")
-        rows.append(row)
-    reasons: dict[tuple[str, str], str] = {}
-    for c in run_info.get("cells", []):
-        if c["test"] == test and c["status"] != "ok" and (c["method"], c["train"]) not in entries:
-            reasons.setdefault((c["method"], c["train"]), f"{c['status']}: {c['reason']}")
-    for (m, t), why in reasons.items():
-        rows.append([f"{m} @ {t}", why if len(why) <= 60 else why[:59].rstrip() + "…"] + [""] * (len(header) - 2))
-    return header, rows
-
-
-def _isnan(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def describe(run_info: dict[str, Any], test: str) -> str:
-    info = run_info.get("domains", {}).get(test, {})
-    cats = info.get("categories") or {}
-    if info.get("pairs"):
-        text = (f"Paired preference (2AFC), evaluation only: {info['pairs']} pairs in {info.get('groups', '?')} content groups"
-                + (" (" + ", ".join(f"{c}: {n}" for c, n in sorted(cats.items())) + ")" if cats else "") + ". ")
-    else:
-        text = "Paired preference (2AFC), evaluation only: no pairs loaded (reasons below). "
-    return text + (f"Pair accuracy: share of pairs where the method scores the better image higher (ties count half, and so does a pair "
-                   f"with an image the method could not score: column unscored, mean over seeds); chance = {CHANCE}. "
-                   "[brackets]: bootstrap interval resampling content groups with all their pairs, seeds pooled. "
-                   "No split: every pair is tested for every split seed; no method trained or selected on these images.")
-
-
-def markdown_section(metrics, run_info: dict[str, Any], test: str) -> list[str]:
-    """The LEADERBOARD.md lines of a pair test domain (heading to notes)."""
-    from tabulate import tabulate
-
-    from diqa_bench.leaderboard import _md_text, missing_notes
-
-    info = run_info.get("domains", {}).get(test, {})
-    lines = [f"## Test domain: {test} (paired preference, evaluation only)", ""]
-    if info.get("datasets"):
-        lines += ["Datasets: " + ", ".join(f"{_md_text(d['name'])} ({_md_text(d['type'])}, {d['images']} images)" for d in info["datasets"]) + ".", ""]
-    lines += [_md_text(describe(run_info, test)), ""]
-    header, rows = table_rows(metrics, run_info, test)
-    lines += [tabulate([[_md_text(c) for c in row] for row in rows], headers=header, tablefmt="github", disable_numparse=True) if rows else "_No results for this domain._", ""]
-    notes = missing_notes(run_info, test)
-    if notes:
-        lines += ["Cells without results:", ""] + [f"- {_md_text(n)}" for n in notes] + [""]
-    if any(c.get("unscored") for c in run_info.get("pair_cells", []) if c["test"] == test):
-        lines += ["unscored: pairs with an image the method gave no score (too small for it, or NaN; reasons in run.json \"skipped\"), "
-                  "mean over seeds; each counts as a tie (half a pair).", ""]
-    return lines
-
-
-def terminal_section(metrics, run_info: dict[str, Any], test: str) -> str:
-    from tabulate import tabulate
-
-    header, rows = table_rows(metrics, run_info, test, markdown=False)
-    return f"Test domain: {test} (paired preference; chance = {CHANCE})\n" + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True)
-
-
-def protocol_lines(run_info: dict[str, Any]) -> list[str]:
-    doms = sorted(pair_domains(run_info))
-    if not doms:
-        return []
-    line = (f"- Paired preference ({', '.join(doms)}): evaluation-only pairs (better, worse); every image is scored once per method and the "
-            "whole set is the test set of every split seed. PAIR_ACC = share of pairs where the direction-aligned score prefers the better "
-            f"image, ties and pairs with an unscored image count half (chance {CHANCE}); interval: percentile bootstrap over content groups, each drawn group with all its pairs.")
-    return [line]
-
-
-def html_sections(run) -> list[str]:
-    """HTML tables of the pair domains of a stored run (report.html)."""
-    import html as _html
-
-    parts = []
-    for test in run.run_info.get("config", {}).get("test_domains", []):
-        if not is_pair_domain(run.run_info, test):
-            continue
-        header, rows = table_rows(run.metrics, run.run_info, test, markdown=False)
-        head = "".join(f"<th>{_html.escape(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-        parts.append(f"<h3>Test domain: {_html.escape(test)} (paired preference, evaluation only)</h3>")
-        parts.append(f'<p class="note">{_html.escape(describe(run.run_info, test))}</p>')
-        parts.append(f'<table id="pairs-{_html.escape(test)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
-    return parts
-
-
-# -- config side ---------------------------------------------------------------------------------------
+# -- config check --------------------------------------------------------------------------------------
 
 def check_config(domains: dict[str, list[Any]], train_sets: list[list[str]], registry: Any, file: str) -> None:
     """Refuse a pair domain in train_sets, and a domain mixing pair and MOS datasets (one line)."""
-    from diqa_bench.errors import ConfigError
-
     kinds: dict[str, str] = {}
     for dom, specs in domains.items():
         flags = [bool(getattr(registry.datasets[s.type].cls, "evaluation_only", False)) for s in specs if s.type in registry.datasets]

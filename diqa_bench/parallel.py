@@ -3,7 +3,7 @@
 Classical metrics (BRISQUE, NIQE, PIQE) are many small tensor operations per image: torch's
 intra-op threads barely speed them up (measured here: PIQE 35 img/s on one thread, 39 on two),
 while one process per core, each with one thread, decoding and scoring its own images, scales
-with the cores. The runner uses this for zero-shot methods on the CPU when ``processes > 1``;
+with the cores. The scorer uses this for zero-shot methods on the CPU when ``processes > 1``;
 fitted models and GPUs keep the in-process path.
 
 Worker processes are started with ``spawn`` (forking a process that already runs torch's thread

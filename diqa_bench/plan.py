@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from diqa_bench import __version__
+from diqa_bench.version import __version__
 from diqa_bench.cache import file_hash, stable_hash
 from diqa_bench.config import Config
 from diqa_bench.datasets import Dataset, DatasetContext, Record, Skip, check_records, normalise_mos

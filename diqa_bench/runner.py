@@ -11,27 +11,29 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from diqa_bench import pairs
 from diqa_bench.config import Config
 from diqa_bench.errors import RunAborted, UserError, WeightsRefused
+from diqa_bench.executors import LocalExecutor
+from diqa_bench.metrics import pool_folds
 from diqa_bench.plan import ImageRef, LoadedDataset, Plan  # noqa: F401 - the names plugins and scripts import from here
 from diqa_bench.plugins import Registry
+from diqa_bench.report.agreement import write_ratings
+from diqa_bench.results import write_all
+from diqa_bench.run_facts import RunFacts, methods_weights, run_info
 from diqa_bench.scorer import CellOutcome, RunOptions, Scorer, export_model, resolve_device  # noqa: F401
+from diqa_bench.store import RESULT_FILES, check_results_folder, holds_finished_results, publish_results, results_lock, scored_cells, staging_folder
 
 
 def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: Callable[[str], None] | None = None, executor=None):
     """Run a whole benchmark and write its results. Returns (outcomes, paths of written files).
     Results are written even when the run is interrupted, with the cells done so far: into
     ``options.out`` when it holds no finished results, else beside it (``<out>.partial``)."""
-    from datetime import datetime, timezone
-
-    from diqa_bench import pairs
-    from diqa_bench.executors import LocalExecutor
-    from diqa_bench.report.agreement import write_ratings
-    from diqa_bench.results import check_results_folder, pool_folds, publish_results, results_lock, run_info, staging_folder, write_all
-
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Checked before any work: the results folder is writable and no other run writes to it.
     final_out = Path(os.path.abspath(Path(options.out).expanduser()))  # "." and ".." have no name to put a sibling beside
@@ -74,7 +76,11 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         deployed = [o for o in outcomes if o.phase == "deploy"]  # config deploy: they choose the deployable models' cuts
         try:
             write_ratings(stage, getattr(scorer, "plan", None))  # before the tables: the human-agreement table reads it
-            write_all(stage, {**run_info(config, registry, scorer, options, executor, started), "interrupted": bool(interrupted)}, tested, config,
+            facts = RunFacts(device=scorer.device, batch_size=options.batch_size, workers=scorer.workers, processes=scorer.processes,
+                             decoder=scorer.decoder, executor=type(executor).__name__ if executor is not None else "LocalExecutor",
+                             out=options.out, cache_dir=scorer.cache_dir, weights=methods_weights(config, registry, scorer.method_context(0)),
+                             skips=scorer.skips)
+            write_all(stage, {**run_info(config, registry, scorer.plan, facts, started), "interrupted": bool(interrupted)}, tested, config,
                       reports=options.reports, validation=validated)
             if config.deploy_folds and not interrupted:
                 from diqa_bench.thresholds import write_deploy
@@ -105,10 +111,6 @@ def _keep_finished_results_from_a_failed_run(outcomes: list[CellOutcome], out: P
     """A run in which no cell succeeded and some failed (a broken cache, a full disk, a method that
     crashes everywhere) has nothing to show: it never replaces finished results that have at least
     one scored cell. One line says why."""
-    from collections import Counter
-
-    from diqa_bench.results import holds_finished_results, scored_cells
-
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed or any(o.status == "ok" for o in outcomes) or not holds_finished_results(out) or not scored_cells(out):
         return
@@ -118,5 +120,3 @@ def _keep_finished_results_from_a_failed_run(outcomes: list[CellOutcome], out: P
     raise RunAborted(f"{why}; the finished results in {out} are kept as they were (fix the cause and run again)")
 
 
-RESULT_FILES = {name: Path(file) for name, file in (
-    ("scores", "scores.csv"), ("metrics", "metrics.csv"), ("metrics_json", "metrics.json"), ("run", "run.json"), ("leaderboard", "LEADERBOARD.md"))}

@@ -242,7 +242,7 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     import yaml
 
     from diqa_bench import config as cfgmod
-    from diqa_bench.results import load_results
+    from diqa_bench.store import RESULT_FILES, load_results
     from diqa_bench.runner import RunOptions, run_benchmark
 
     tmp_path = Path(tmp_path)
@@ -259,4 +259,4 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     exit_code = 1 if any(o.status == "failed" for o in outcomes) else 0
     from diqa_bench.files import read_csv
 
-    return BenchmarkResult(out, exit_code, metrics, read_csv(out / "scores.csv"), info, (out / "LEADERBOARD.md").read_text())
+    return BenchmarkResult(out, exit_code, metrics, read_csv(out / RESULT_FILES["scores"]), info, (out / RESULT_FILES["leaderboard"]).read_text())

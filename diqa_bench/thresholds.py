@@ -16,13 +16,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench.files import atomic_write
-
-
-def train_accept_rate(train_scores, cut: float, lower_better: bool) -> float:
-    """Share of the train split's images a cut accepts (by the gate's rule)."""
-    ts = np.asarray(train_scores, float)
-    ts = ts[np.isfinite(ts)]
-    return float(np.mean(ts <= cut if lower_better else ts >= cut)) if len(ts) else float("nan")
+from diqa_bench.metrics import train_accept_rate  # noqa: F401 - the metrics floor computes it; imported from here too
 
 
 RUN_THRESHOLDS = "thresholds.json"

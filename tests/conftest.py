@@ -53,3 +53,32 @@ def no_report_figures(monkeypatch):
 
     render = results.render_leaderboard
     monkeypatch.setattr(results, "render_leaderboard", lambda out, metrics=None, run_info=None, build_figures=True, cache=None: render(out, metrics, run_info, build_figures=False, cache=cache))
+
+
+def _rated_photos(folder, n_patients=12, per_patient=3, raters=5, seed=0, rating_sd=0.5):
+    """A derm-ratings set of n_patients x per_patient noisy grey images with raw 1-5 ratings (columns
+    image, observer, rating, patient in ratings.csv) that fall with the noise the stub methods
+    measure: each rater gives round(4.6 - 3.2 * noise + N(0, rating_sd)), clipped to 1-5."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    rows = []
+    for p in range(n_patients):
+        for k in range(per_patient):
+            name = f"p{p}_{k}.png"
+            noise = rng.uniform(0, 1)
+            base = np.full((24, 28, 3), 120.0) + rng.normal(0, 60 * noise, (24, 28, 3))
+            Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / name)
+            rows += [(name, f"r{o}", int(np.clip(round(4.6 - 3.2 * noise + rng.normal(0, rating_sd)), 1, 5)), f"p{p}") for o in range(raters)]
+    pd.DataFrame(rows, columns=["image", "observer", "rating", "patient"]).to_csv(folder / "ratings.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def rated_photos():
+    """Makes a rated-photo set in a folder: ``rated_photos(folder, n_patients=12, per_patient=3,
+    raters=5, seed=0, rating_sd=0.5)`` (see :func:`_rated_photos`); returns the folder."""
+    return _rated_photos

@@ -85,33 +85,14 @@ def test_false_ranking_shares_and_krasula_aucs_by_hand():
     assert rep["C0"][0] == pytest.approx(0.5) and rep["C0"][1] == pytest.approx(2 / 3) and rep["TIE"][1] == pytest.approx(1 / 3)
 
 
-def _rated_photos(folder, n_patients=12, per_patient=3, raters=5, seed=0):
-    """A derm-ratings set whose ratings fall with the noise the stub methods measure."""
-    import pandas as pd
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    rows = []
-    for p in range(n_patients):
-        for k in range(per_patient):
-            name = f"p{p}_{k}.png"
-            noise = rng.uniform(0, 1)
-            base = np.full((24, 28, 3), 120.0) + rng.normal(0, 60 * noise, (24, 28, 3))
-            Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / name)
-            rows += [(name, f"r{o}", int(np.clip(round(4.6 - 3.2 * noise + rng.normal(0, 0.5)), 1, 5)), f"p{p}") for o in range(raters)]
-    pd.DataFrame(rows, columns=["image", "observer", "rating", "patient"]).to_csv(folder / "ratings.csv", index=False)
-    return folder
-
-
-def test_a_rated_run_shows_the_ceiling_and_false_ranking_and_a_pseudo_mos_domain_says_so(tmp_path):
+def test_a_rated_run_shows_the_ceiling_and_false_ranking_and_a_pseudo_mos_domain_says_so(tmp_path, rated_photos):
     import pandas as pd
 
     import diqa_datasets
     from diqa_bench.report.agreement import NO_RATER_DATA, read_agreement
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
-    photos = _rated_photos(tmp_path / "photos")
+    photos = rated_photos(tmp_path / "photos")
     cfg = stub_config(methods=[{"name": "stub-noise"}], seeds=[0, 1], train_sets=[], test_domains=["a", "derm"])
     cfg["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "patient_column": "patient"}}]
     cfg["splits"] = {"test_ratio": 0.5, "seeds": [0, 1]}

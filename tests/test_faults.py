@@ -54,7 +54,7 @@ def test_a_crashed_rerun_leaves_the_previous_results(tmp_path, monkeypatch):
 
 @pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")
 def test_a_second_run_on_the_same_output_is_refused_with_one_line(tmp_path, stub_registry, monkeypatch, capsys):
-    from diqa_bench.results import results_lock
+    from diqa_bench.store import results_lock
 
     monkeypatch.setattr(cli, "_registry", lambda args: stub_registry)
     cfg = tmp_path / "bench.yaml"
@@ -183,7 +183,7 @@ def test_result_files_are_readable_by_others_respecting_umask(tmp_path):
 
 
 def test_git_info_does_not_write_to_the_checkout(tmp_path):
-    from diqa_bench.results import _git_info
+    from diqa_bench.run_facts import git_info
 
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
@@ -193,7 +193,7 @@ def test_git_info_does_not_write_to_the_checkout(tmp_path):
     os.utime(tmp_path / "f.txt", (1, 1))  # stale stat data: a plain `git status` rewrites the index
     index = tmp_path / ".git" / "index"
     before = (index.read_bytes(), index.stat().st_mtime_ns)
-    info = _git_info(tmp_path)
+    info = git_info(tmp_path)
     assert info["commit"] and info["dirty"] is False
     assert (index.read_bytes(), index.stat().st_mtime_ns) == before
 
@@ -443,7 +443,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 def test_a_folder_diqa_bench_did_not_mark_is_never_replaced(tmp_path, stub_registry, monkeypatch, capsys, kind):
     """Only a folder holding the marker a run writes may be replaced: a user's folder that merely
     looks like results (a run.json, models/ and figures/) is refused in one line, untouched."""
-    from diqa_bench.results import RESULTS_MARKER
+    from diqa_bench.store import RESULTS_MARKER
 
     out = tmp_path / "mine"
     if kind == "run-json-and-notes":
@@ -469,7 +469,7 @@ def test_a_folder_diqa_bench_did_not_mark_is_never_replaced(tmp_path, stub_regis
 
 @pytest.mark.usefixtures("no_report_figures")
 def test_a_marked_results_folder_and_an_empty_one_are_replaced(tmp_path, stub_registry, monkeypatch):
-    from diqa_bench.results import RESULTS_MARKER
+    from diqa_bench.store import RESULTS_MARKER
 
     out = tmp_path / "empty"
     out.mkdir()
@@ -503,7 +503,7 @@ def test_an_interrupted_run_never_replaces_a_users_partial_folder(tmp_path, monk
 def test_a_partial_folder_made_during_the_run_is_kept_and_the_results_go_beside_it(tmp_path):
     """Checked again when publishing (the folder may appear while the run works): the user's folder
     stays and the interrupted run's results land in a new folder beside it."""
-    from diqa_bench.results import RESULTS_MARKER, publish_results, staging_folder
+    from diqa_bench.store import RESULTS_MARKER, publish_results, staging_folder
 
     out = tmp_path / "res"
     stage = staging_folder(out)

@@ -9,7 +9,7 @@ import pytest
 
 from diqa_bench import cli, stats
 from diqa_bench.leaderboard import leaderboard_rows, render_markdown, render_terminal
-from diqa_bench.results import METRIC_COLUMNS
+from diqa_bench.tables import METRIC_COLUMNS
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard_stub.md"
 NAN = float("nan")

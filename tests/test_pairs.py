@@ -17,7 +17,8 @@ from diqa_datasets.pairs import PairsDataset
 
 from diqa_bench.datasets import DatasetContext
 from diqa_bench.errors import ConfigError
-from diqa_bench.pairs import Pair, pair_accuracy, recompute
+from diqa_bench.pair_files import recompute
+from diqa_bench.pairs import Pair, pair_accuracy
 from diqa_bench.testing import StubLinear, run_tiny_benchmark
 
 pytestmark = pytest.mark.usefixtures("no_entry_point_plugins", "no_report_figures")

@@ -17,7 +17,7 @@ import pytest
 
 from diqa_bench import stats
 from diqa_bench.errors import UserError
-from diqa_bench.results import METRIC_COLUMNS, SCORE_COLUMNS
+from diqa_bench.tables import METRIC_COLUMNS, SCORE_COLUMNS
 
 
 def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets=None, failed=(), distortion=None, level=None,
@@ -43,7 +43,7 @@ def write_run(folder: Path, cells: dict, mos: dict, *, lower_better=(), datasets
         m = np.asarray(mos[test], float)
         names = owner[test]
         one_set = len(set(names)) == 1
-        # As results._eval_mos: raw MOS on a one-dataset domain, range-normalised (1-5) on a mixed one.
+        # As metrics.eval_mos: raw MOS on a one-dataset domain, range-normalised (1-5) on a mixed one.
         eval_mos = m if one_set else np.array([(6 - v if dmos[n] else v) - 1 for v, n in zip(m, names)]) / 4
         labels = (groups or {}).get(test)
         bad = cut = None

@@ -148,27 +148,6 @@ def test_fold_test_groups_partition_the_groups_for_every_seed():
     assert [fold_of_key(fold_key(s, f)) for s, f in ((0, 4), (3, 0), (-1, 2))] == [(0, 4), (3, 0), (-1, 2)]
 
 
-def _rated_set(folder, n_patients=10, per_patient=3, raters=4, seed=0):
-    """A derm-ratings set of n_patients x per_patient images (30 by default) with raw ratings."""
-    import numpy as np
-    import pandas as pd
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    rows = []
-    for p in range(n_patients):
-        for k in range(per_patient):
-            name = f"p{p}_{k}.png"
-            noise = rng.uniform(0, 1)
-            base = np.full((24, 28, 3), 120.0) + rng.normal(0, 60 * noise, (24, 28, 3))
-            Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / name)
-            truth = 4.6 - 3.2 * noise
-            rows += [(name, f"r{o}", int(np.clip(round(truth + rng.normal(0, 0.4)), 1, 5)), f"p{p}") for o in range(raters)]
-    pd.DataFrame(rows, columns=["image", "observer", "rating", "patient"]).to_csv(folder / "ratings.csv", index=False)
-    return folder
-
-
 def _cv_config(photos, folds, methods=None, seeds=(0, 1)):
     from diqa_bench.testing import stub_config
 
@@ -179,14 +158,14 @@ def _cv_config(photos, folds, methods=None, seeds=(0, 1)):
     return cfg
 
 
-def test_five_folds_on_a_30_image_rated_set_test_every_image_once_per_repetition(tmp_path):
+def test_five_folds_on_a_30_image_rated_set_test_every_image_once_per_repetition(tmp_path, rated_photos):
     import numpy as np
     from scipy import stats as sps
 
     import diqa_datasets
     from diqa_bench.testing import run_tiny_benchmark
 
-    res = run_tiny_benchmark(tmp_path / "run", _cv_config(_rated_set(tmp_path / "photos"), 5), plugins=[("datasets", diqa_datasets)])
+    res = run_tiny_benchmark(tmp_path / "run", _cv_config(rated_photos(tmp_path / "photos", n_patients=10, raters=4, rating_sd=0.4), 5), plugins=[("datasets", diqa_datasets)])
     assert res.exit_code == 0
     scores = res.scores
     for (method, train, seed), g in scores.groupby(["method", "train", "seed"]):
@@ -210,7 +189,7 @@ def test_five_folds_on_a_30_image_rated_set_test_every_image_once_per_repetition
     assert np.isfinite(noise.loc["all", "ci_low"])
 
 
-def test_fold_splits_never_train_on_a_tested_patient(tmp_path):
+def test_fold_splits_never_train_on_a_tested_patient(tmp_path, rated_photos):
     from diqa_bench import config as cfgmod
     from diqa_bench.plan import Plan
     from diqa_bench.testing import isolated_registry
@@ -220,7 +199,7 @@ def test_fold_splits_never_train_on_a_tested_patient(tmp_path):
 
     registry = isolated_registry([("datasets", diqa_datasets)])
     path = tmp_path / "bench.yaml"
-    path.write_text(yaml.safe_dump(_cv_config(_rated_set(tmp_path / "photos"), "leave-one-group-out", seeds=(3,))))
+    path.write_text(yaml.safe_dump(_cv_config(rated_photos(tmp_path / "photos", n_patients=10, raters=4, rating_sd=0.4), "leave-one-group-out", seeds=(3,))))
     plan = Plan.build(cfgmod.parse(path, registry), registry, tmp_path / "cache", log=lambda msg: None)
     assert plan.folds == 10  # one fold per patient
     ds = plan.datasets["derm-ratings"]

@@ -79,24 +79,23 @@ def test_strata_reach_the_csv_the_leaderboard_and_the_report(tmp_path):
     assert 'id="strata-skin-reference_kind"' in page and page.count("data:image/png;base64,") >= 1
 
 
-def _sited_photos(folder):
-    """The rated photos of test_agreement with a 'site' column: even patients 'arm', odd 'face'."""
+def _sited_photos(rated_photos, folder):
+    """The ``rated_photos`` set (conftest) with a 'site' column: even patients 'arm', odd 'face'."""
     import pandas as pd
-    from test_agreement import _rated_photos
 
-    photos = _rated_photos(folder)
+    photos = rated_photos(folder)
     ratings = pd.read_csv(photos / "ratings.csv")
     ratings["site"] = ["arm" if int(p[1:]) % 2 == 0 else "face" for p in ratings.patient]
     ratings.to_csv(photos / "ratings.csv", index=False)
     return photos
 
 
-def test_a_metadata_column_of_a_ratings_file_gives_strata(tmp_path):
+def test_a_metadata_column_of_a_ratings_file_gives_strata(tmp_path, rated_photos):
     import diqa_datasets
     from diqa_bench.files import read_csv
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
-    photos = _sited_photos(tmp_path / "photos")
+    photos = _sited_photos(rated_photos, tmp_path / "photos")
     cfg = stub_config(methods=[{"name": "stub-noise"}], seeds=[0, 1], train_sets=[], test_domains=["a", "derm"], strata=["site"])
     cfg["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv",
                                                                        "patient_column": "patient", "metadata_columns": ["site"]}}]
@@ -114,7 +113,7 @@ def test_a_metadata_column_of_a_ratings_file_gives_strata(tmp_path):
     assert "### Strata on derm: by site" in res.leaderboard and "Strata on a" not in res.leaderboard
 
 
-def test_a_strata_name_no_dataset_declares_and_a_missing_metadata_column_are_one_line(tmp_path):
+def test_a_strata_name_no_dataset_declares_and_a_missing_metadata_column_are_one_line(tmp_path, rated_photos):
     import diqa_datasets
     from diqa_bench.errors import ConfigError, DataError
     from diqa_bench.testing import run_tiny_benchmark, stub_config
@@ -124,7 +123,7 @@ def test_a_strata_name_no_dataset_declares_and_a_missing_metadata_column_are_one
     with pytest.raises(ConfigError, match=r"strata\[0\]: 'site' is neither") as err:
         run_tiny_benchmark(tmp_path / "run", stub_config(strata=["site"]))
     assert "\n" not in str(err.value)
-    photos = _sited_photos(tmp_path / "photos")
+    photos = _sited_photos(rated_photos, tmp_path / "photos")
     clash = stub_config(test_domains=["a", "derm"])
     clash["domains"]["derm"] = [{"dataset": "derm-ratings", "options": {"root": str(photos), "ratings": "ratings.csv", "metadata_columns": ["level"]}}]
     with pytest.raises(ConfigError, match=r"metadata_columns: 'level' is a built-in column"):

@@ -79,7 +79,7 @@ def test_seed_aggregate_gate_intervals_average_the_seeds_replicates():
 
     from diqa_bench import stats
     from diqa_bench.plan import ImageRef
-    from diqa_bench.results import compute_metrics
+    from diqa_bench.metrics import compute_metrics
     from diqa_bench.scorer import CellOutcome
 
     rng = np.random.default_rng(0)

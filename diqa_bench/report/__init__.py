@@ -23,10 +23,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diqa_bench.files import frame_csv, read_csv
+from diqa_bench import derived
+from diqa_bench.files import atomic_write, frame_csv, read_csv
+# as modules: each holds a function of its own name, which must not hide the submodule here
+from diqa_bench.report import ablation as _ablation, agreement as _agreement, strata as _strata
 from diqa_bench.report.compare import compare_runs, compare_transfer, format_comparison
 from diqa_bench.report.significance import significance, significance_marks
-from diqa_bench.report.transfer import transfer
+from diqa_bench.report.stored import load_run
+from diqa_bench.report.transfer import read_transfer, transfer, write_transfer
 
 __all__ = ["build_report", "build_tables", "compare_runs", "compare_transfer", "format_comparison", "significance", "significance_marks", "transfer"]
 
@@ -39,8 +43,6 @@ def _restore(folder: Path, cache: Path | None) -> dict | None:
     returns its manifest, or None when there is no usable entry."""
     import json
     import shutil
-
-    from diqa_bench import derived
 
     if not derived.hit(cache):
         return None
@@ -57,8 +59,6 @@ def _restore(folder: Path, cache: Path | None) -> dict | None:
 def _save(folder: Path, cache: Path | None, figures: dict[str, Path]) -> None:
     import json
 
-    from diqa_bench import derived
-
     files = {name: folder / name for name in TABLE_FILES if (folder / name).is_file()}
     files.update({str(p.relative_to(folder)): p for p in figures.values()})
     manifest = {"files": sorted(files), "figures": {k: str(p.relative_to(folder)) for k, p in figures.items()}}
@@ -69,8 +69,6 @@ def _stored_tables(folder: Path):
     """(significance, transfer, per-distortion) tables as stored in ``folder``."""
     import pandas as pd
 
-    from diqa_bench.report.transfer import read_transfer
-
     sig = read_csv(folder / "significance.csv", dtype={"seed": str, "method": str, "train": str, "test": str})
     per = read_csv(folder / "per_distortion.csv", dtype={"method": str, "train": str, "test": str}) if (folder / "per_distortion.csv").is_file() else pd.DataFrame()
     return sig, read_transfer(folder), per
@@ -79,10 +77,6 @@ def _stored_tables(folder: Path):
 def build_tables(folder: Path, cache: Path | None = None):
     """Write significance.csv, transfer.csv and transfer.json; returns (run, significance,
     transfer, written paths). ``cache``: an entry of :mod:`diqa_bench.derived` to reuse or fill."""
-    from diqa_bench.report.stored import load_run
-    from diqa_bench.report.transfer import write_transfer
-    from diqa_bench.results import atomic_write
-
     run = load_run(Path(folder))
     # Tables alone are kept apart from a whole report's entry: a report asked for after a
     # --no-report run of the same scores would otherwise find the entry and have no figures.
@@ -95,19 +89,13 @@ def build_tables(folder: Path, cache: Path | None = None):
     table = transfer(run)
     written = [run.folder / "significance.csv", *write_transfer(run.folder, table)]
     if run.run_info.get("config", {}).get("strata"):
-        from diqa_bench.report.strata import strata
-
-        atomic_write(run.folder / "strata.csv", frame_csv(strata(run)))
+        atomic_write(run.folder / "strata.csv", frame_csv(_strata.strata(run)))
         written.append(run.folder / "strata.csv")
     if (run.folder / "ratings.csv").is_file():
-        from diqa_bench.report.agreement import agreement
-
-        atomic_write(run.folder / "agreement.csv", frame_csv(agreement(run)))
+        atomic_write(run.folder / "agreement.csv", frame_csv(_agreement.agreement(run)))
         written.append(run.folder / "agreement.csv")
     if run.run_info.get("variants"):
-        from diqa_bench.report.ablation import ablation, write_ablation
-
-        written += write_ablation(run.folder, ablation(run))
+        written += _ablation.write_ablation(run.folder, _ablation.ablation(run))
     _save(run.folder, tables_only, {})
     return run, sig, table, written
 
@@ -116,11 +104,9 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
     """Write the tables, figures and report.html of the results folder; returns the written paths.
     ``cache``: an entry of :mod:`diqa_bench.derived` holding (or to hold) the tables and figures of
     the same stored scores; report.html is always rendered anew (it names this run's times)."""
+    # on call: figures loads matplotlib, and html imports the leaderboard, which imports this package
     from diqa_bench.report import figures as fig
     from diqa_bench.report.html import render
-    from diqa_bench.report.stored import load_run
-    from diqa_bench.results import atomic_write
-
     folder = Path(folder)
     manifest = _restore(folder, cache)
     if manifest is not None:
@@ -145,9 +131,7 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
     keep("deltas", fig.transfer_forest(table, run, out))
     for test in run.test_domains():
         keep(f"scatter:{test}", fig.scatter_grid(run, test, out))
-    from diqa_bench.report.strata import read_strata
-
-    layers = read_strata(run.folder)
+    layers = _strata.read_strata(run.folder)
     for test in run.test_domains():
         keep(f"strata:{test}", fig.strata_plot(layers, test, out))
     per = fig.per_distortion(run)

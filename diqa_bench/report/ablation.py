@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diqa_bench.config import option_text
 from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import StoredRun, load_run, read_scores
 from diqa_bench.files import read_csv
 from diqa_bench.report.transfer import KIND_STATISTICS, paired_deltas, write_delta_table
+from diqa_bench.store import VALIDATION_DIR
 
 COLUMNS = ["phase", "method", "base", "options", "train", "test", "statistic", "value", "ci_low", "ci_high", "n_images", "n_groups", "seeds",
            "verdict", "p_value", "variant_value", "base_value", "warning"]
@@ -31,8 +33,6 @@ def validation_run(run: StoredRun) -> StoredRun | None:
     """The validation phase of a stored run as a run of its own (its scores, metrics and cells), or
     None when the run has none."""
     import pandas as pd
-
-    from diqa_bench.results import VALIDATION_DIR
 
     info = run.run_info.get("validation")
     folder = run.folder / VALIDATION_DIR
@@ -45,8 +45,6 @@ def validation_run(run: StoredRun) -> StoredRun | None:
 def ablation(folder_or_run: Path | StoredRun, bootstrap: int | None = None, confidence: float | None = None, seed: int | None = None):
     """The ablation table as a DataFrame with :data:`COLUMNS` (empty when no method has variants)."""
     import pandas as pd
-
-    from diqa_bench.config import option_text
 
     run = folder_or_run if isinstance(folder_or_run, StoredRun) else load_run(folder_or_run)
     variants = run.run_info.get("variants") or []

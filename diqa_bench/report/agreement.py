@@ -18,6 +18,7 @@ import numpy as np
 from diqa_bench import agreement as ag
 from diqa_bench import stats
 from diqa_bench.report.stored import StoredRun, load_run
+from diqa_bench.files import atomic_write, frame_csv, read_csv
 
 RATINGS_FILE = "ratings.csv"
 TABLE_COLUMNS = ["test", "method", "train", "statistic", "value", "ci_low", "ci_high", "seeds", "images", "raters", "pairs_different",
@@ -32,8 +33,6 @@ def write_ratings(folder: Path, plan) -> Path | None:
     its raters' scores (``rater_scores``); None when none did."""
     import pandas as pd
 
-    from diqa_bench.files import atomic_write, frame_csv
-
     parts = [t.assign(dataset=name)[["dataset", "image", "observer", "rating"]]
              for name, t in sorted((getattr(plan, "ratings", None) or {}).items())]
     if not parts:
@@ -45,8 +44,6 @@ def write_ratings(folder: Path, plan) -> Path | None:
 
 def read_ratings(folder: Path):
     """The stored ratings.csv, or None."""
-    from diqa_bench.files import read_csv
-
     path = Path(folder) / RATINGS_FILE
     if not path.is_file():
         return None
@@ -125,8 +122,6 @@ def agreement(folder_or_run: Path | StoredRun, bootstrap: int | None = None, con
 
 def read_agreement(folder: Path):
     """The stored agreement.csv, or None."""
-    from diqa_bench.files import read_csv
-
     path = Path(folder) / "agreement.csv"
     if not path.is_file():
         return None

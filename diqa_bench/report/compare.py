@@ -35,6 +35,7 @@ import numpy as np
 from diqa_bench import stats
 from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import Cell, StoredRun, load_run, paired_samples
+from diqa_bench.report.transfer import read_transfer
 
 LITTLE_DATA = "⚠"
 
@@ -145,8 +146,6 @@ def compare_transfer(dir_a: Path, dir_b: Path):
     """The transfer tables of both runs side by side (rows in both), with ``changed`` where the
     verdict differs; None when either run has no transfer table."""
     import pandas as pd
-
-    from diqa_bench.report.transfer import read_transfer
 
     a, b = read_transfer(Path(dir_a)), read_transfer(Path(dir_b))
     if a is None or b is None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from diqa_bench.report.stored import StoredRun, safe_name, srocc
 from diqa_bench.stats import fit_logistic
+from diqa_bench.report.strata import GAP, WORST
 
 DPI = 120
 CELL_W, CELL_H = 1.25, 0.62  # inches per heatmap cell: room for "0.912" and "[0.851, 0.950]"
@@ -324,8 +325,6 @@ def strata_plot(table, test: str, out: Path) -> Path | None:
     for a stratum with too little data. None when the table has no stratum of this domain."""
     if table is None or not len(table):
         return None
-    from diqa_bench.report.strata import GAP, WORST
-
     sub = table[(table["test"] == test) & (table["statistic"] == "SROCC") & ~table["stratum"].str.startswith((WORST + ":", GAP + ":"))]
     if not len(sub):
         return None

@@ -9,9 +9,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from diqa_bench import pairs
-from diqa_bench.leaderboard import LITTLE_DATA, adjust_phrase, data_notes, domain_warning, gate_legend, leaderboard_rows, protocol_lines, rater_facts, transfer_rows
+from diqa_bench import pair_tables
+from diqa_bench.leaderboard import (LITTLE_DATA, ablation_rows, adjust_phrase, data_notes, domain_warning, gate_legend, leaderboard_rows, protocol_lines,
+                                    rater_facts, transfer_rows)
+from diqa_bench.report.ablation import read_ablation
+from diqa_bench.report.agreement import NO_RATER_DATA, agreement_rows, read_agreement
 from diqa_bench.report.significance import WORSE_MARK
+from diqa_bench.report.strata import read_strata, strata_rows
 from diqa_bench.report.stored import StoredRun
 
 STYLE = """
@@ -84,9 +88,6 @@ def _data_section(info: dict[str, Any]) -> list[str]:
 
 def _ablation_section(run: StoredRun) -> list[str]:
     """The ablation tables (ablation.csv) under the transfer tables, with LEADERBOARD.md's reading rule."""
-    from diqa_bench.leaderboard import ablation_rows
-    from diqa_bench.report.ablation import read_ablation
-
     table = read_ablation(run.folder)
     if table is None or not len(table):
         return []
@@ -145,7 +146,7 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
         gate = gate_legend(run.metrics, test, rows)
         if gate:
             parts.append(f'<p class="note">{_e(gate)}</p>')
-    parts.extend(pairs.html_sections(run))  # paired-preference domains: pair accuracy tables
+    parts.extend(pair_tables.html_sections(run))  # paired-preference domains: pair accuracy tables
 
     if transfer is not None and len(transfer):
         parts.append("<h2>Does the train set matter?</h2>")
@@ -160,8 +161,6 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
             if rows:
                 parts.append(f"<h3>Transfer on {_e(test)}</h3>")
                 parts.append(_table(header, rows, f"transfer-{test}"))
-
-    from diqa_bench.report.strata import read_strata, strata_rows
 
     layers = read_strata(run.folder)
     if layers is not None and len(layers):
@@ -218,8 +217,6 @@ def render(run: StoredRun, figures: dict[str, Path], significance, per_distortio
 def _agreement_section(run: StoredRun) -> list[str]:
     """Human agreement per MOS test domain (:mod:`diqa_bench.report.agreement`): the noise ceiling
     and false-ranking table, or one line saying there is no per-rater data."""
-    from diqa_bench.report.agreement import NO_RATER_DATA, agreement_rows, read_agreement
-
     table = read_agreement(run.folder)
     parts = ["<h2>Human agreement</h2>"]
     for test in run.test_domains():

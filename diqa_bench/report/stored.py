@@ -4,7 +4,7 @@ Nothing here runs a method. Statistics the reports need beyond metrics.csv (sign
 comparison, per-distortion breakdown) are recomputed from the stored per-image scores, with the
 same direction rules as :mod:`diqa_bench.stats`: a lower-is-better method's scores are negated (no
 abs()), DMOS-style labels are negated, and a test domain that mixes datasets is judged on the
-per-dataset normalised MOS (0-1, higher better), as the runner does. Content groups come from
+per-dataset normalised MOS (0-1, higher better), as :func:`diqa_bench.metrics.eval_mos` does. Content groups come from
 scores.csv's ``group`` column; a folder stored before it existed makes each image its own group.
 Every resampling goes through :mod:`diqa_bench.stats` (one implementation for tables and reports).
 """
@@ -21,6 +21,9 @@ from diqa_bench import stats
 from diqa_bench.datasets import scale_mos
 from diqa_bench.files import read_csv
 from diqa_bench.errors import UserError
+from diqa_bench.pairs import pair_domains
+from diqa_bench.store import load_results, numeric_columns
+from diqa_bench.tables import SCORE_COLUMNS
 
 CellKey = tuple[str, str, str, str]  # (method label, train set, test domain, split seed)
 
@@ -99,8 +102,6 @@ class StoredRun:
         return self.protocol.get("adjust") or stats_cfg.get("adjust") or "holm"
 
     def test_domains(self) -> list[str]:
-        from diqa_bench.pairs import pair_domains
-
         skip = pair_domains(self.run_info)  # paired-preference domains have no MOS: their table is diqa_bench.pairs'
         declared = self.run_info.get("config", {}).get("test_domains")
         if declared:
@@ -135,9 +136,6 @@ class StoredRun:
 
 def load_run(folder: Path) -> StoredRun:
     """Read a results folder; one-line errors when it is not one."""
-
-    from diqa_bench.results import load_results
-
     folder = Path(folder)
     metrics, run_info = load_results(folder)
     if not (folder / "scores.csv").is_file():
@@ -151,8 +149,6 @@ def read_scores(path: Path):
     """A stored scores.csv, every label column as text."""
 
     import pandas as pd
-
-    from diqa_bench.results import SCORE_COLUMNS, numeric_columns
 
     extra = {c: str for c in pd.read_csv(path, nrows=0).columns if c not in SCORE_COLUMNS}  # declared metadata columns: text
     scores = read_csv(path, dtype={"image": str, "dataset": str, "domain": str, "method": str, "train": str,
@@ -217,10 +213,6 @@ def _thresholds(run: StoredRun) -> dict[CellKey, float]:
 
 
 def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
-    from diqa_bench.pairs import pair_domains
-
-    from diqa_bench.results import SCORE_COLUMNS as score_columns
-
     directions = _directions(run.run_info)
     cuts = _thresholds(run)
     scores = run.scores
@@ -238,7 +230,7 @@ def _build_cells(run: StoredRun) -> dict[CellKey, Cell]:
             images=list(zip(rows["dataset"], rows["image"])), score=score, aligned_score=-score if lower else score,
             mos=rows["mos"].to_numpy(float), eval_mos=_eval_mos(run, rows), distortion=rows["distortion"].to_numpy(str),
             level=rows["level"].to_numpy(str), lower_better=lower,
-            attrs={c: rows[c].astype(str).to_numpy(str) for c in rows.columns if c not in score_columns},
+            attrs={c: rows[c].astype(str).to_numpy(str) for c in rows.columns if c not in SCORE_COLUMNS},
             groups=(rows["dataset"] + "/" + rows["image"]).to_numpy(str) if "group" not in rows.columns else rows["group"].to_numpy(str),
             bad=_unacceptable(run, rows), cut=cuts.get((method, train, test, str(seed)), float("nan")),
         )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diqa_bench.files import frame_csv, read_csv
+from diqa_bench.files import atomic_write, frame_csv, json_rows, read_csv
 from diqa_bench import stats
 from diqa_bench.report.significance import domain_warning
 from diqa_bench.report.stored import StoredRun, load_run, paired_samples
@@ -147,8 +147,6 @@ def write_delta_table(folder: Path, name: str, table) -> list[Path]:
     """``name``.csv and ``name``.json of a table of paired deltas (the transfer and ablation tables):
     the CSV neutralised as every CSV this project writes, the JSON with seeds as a list and NaN as
     null; both written atomically."""
-    from diqa_bench.results import json_rows, atomic_write
-
     folder = Path(folder)
     atomic_write(folder / f"{name}.csv", frame_csv(table))
     rows = json_rows(table)
