@@ -16,8 +16,10 @@ if TYPE_CHECKING:  # torch is imported only where a method actually runs
 class Batch:
     """Images handed to :meth:`Method.score_batch`.
 
-    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device.
-    All images of a batch have the same size: the image loader (:mod:`diqa_bench.images`) groups images by size (or resizes them to
+    ``images`` is float32, shape [B, 3, H, W], RGB in [0, 1], already on the context's device;
+    for a method whose :meth:`Method.numpy_pixels` is True, on the CPU path, a numpy array
+    [B, H, W, 3] as decoded (uint8; float32 in [0, 1] for 16-bit files), so that scoring needs no
+    torch. All images of a batch have the same size: the image loader (:mod:`diqa_bench.images`) groups images by size (or resizes them to
     ``Method.input_size`` when the method declares one), so no metric sees padding.
     """
 

@@ -127,6 +127,9 @@ def method_nan_reason(value: float) -> str:
 
 
 def _subset(batch, keep: list[int]):
+    if type(batch.images).__module__ == "numpy":  # a method's numpy pixels (Method.numpy_pixels)
+        return replace(batch, images=batch.images[keep], keys=[batch.keys[i] for i in keep], paths=[batch.paths[i] for i in keep],
+                       indices=[batch.indices[i] for i in keep])
     import torch
 
     idx = torch.as_tensor(keep, device=batch.images.device)

@@ -442,6 +442,22 @@ def size_buckets(order: Sequence[int], sizes: dict[int, tuple[int, int]], batch_
     return out
 
 
+def iter_numpy_batches(paths: Sequence[str], keys: Sequence[str], positions: Sequence[int], *,
+                       on_error: Callable[[int, str], None] | None = None):
+    """:func:`iter_batches` for a method that takes numpy pixels (:meth:`Method.numpy_pixels`):
+    one image per batch, decoded here by :func:`decode_uint8` ([1, H, W, 3], uint8, or float32 for
+    16-bit files), at native size, without torch. Memory follows the one image being scored."""
+    for pos in positions:
+        try:
+            arr = decode_uint8(paths[pos])
+        except DataError as exc:
+            if on_error is None:
+                raise
+            on_error(pos, str(exc))
+            continue
+        yield Batch(images=arr[None], keys=[keys[pos]], paths=[str(paths[pos])], indices=[pos])
+
+
 def iter_batches(
     paths: Sequence[str],
     keys: Sequence[str],

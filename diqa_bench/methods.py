@@ -166,6 +166,12 @@ class Method:
         """Return one score per image of ``batch`` (a tensor or a sequence of floats)."""
         raise NotImplementedError
 
+    def numpy_pixels(self) -> bool:
+        """True when this method, as set up, scores batches of numpy pixels (see :class:`Batch`):
+        then the runner decodes images of native size in this process without importing torch
+        (start-up seconds, and a float32 copy of each image, saved). Default: False (tensors)."""
+        return False
+
     def score_from_cache(self, keys: list[str]) -> dict[str, float]:
         """Scores for those of ``keys`` (image content hashes) this method can give without the
         pixels, e.g. from per-image features it cached earlier; the scorer decodes only the rest.

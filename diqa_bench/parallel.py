@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
@@ -66,9 +67,14 @@ _POOLS: dict[int, ProcessPoolExecutor] = {}  # in the parent: one pool per size,
 def _init_worker(parent: int | None = None, parent_thread_lives: bool = False) -> None:
     if parent is not None:
         exit_with_parent(parent, parent_thread_lives)
+
+
+def _one_torch_thread() -> None:
+    """One core per process: the processes are the parallelism. Called before the first tensor,
+    not at start-up: a method on numpy pixels never imports torch in the worker."""
     import torch
 
-    torch.set_num_threads(1)  # one core per process: the processes are the parallelism
+    torch.set_num_threads(1)
 
 
 def exit_with_parent(parent: int, use_pdeathsig: bool = True, interval_s: float = 1.0) -> None:
@@ -121,13 +127,19 @@ def _score_chunk(recipe: MethodRecipe, paths: list[str], keys: list[str], skip_f
     that fail to decode, and with ``skip_failing`` images the method fails on (see
     :func:`diqa_bench.batch_loop.score_batches`)."""
     from diqa_bench.batch_loop import score_batches
-    from diqa_bench.images import iter_batches
+    from diqa_bench.images import iter_batches, iter_numpy_batches
 
+    if "torch" in sys.modules:
+        _one_torch_thread()
     method, ctx = _method_for(recipe)
     errors: dict[int, str] = {}
     scores: dict[str, float] = {}
-    batches = iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
-                           size=method.input_size, on_error=errors.__setitem__)
+    if method.numpy_pixels() and method.input_size is None:
+        batches = iter_numpy_batches(paths, keys, range(len(paths)), on_error=errors.__setitem__)
+    else:
+        _one_torch_thread()
+        batches = iter_batches(paths, keys, range(len(paths)), batch_size=ctx.batch_size, device="cpu", workers=0,
+                               size=method.input_size, on_error=errors.__setitem__)
     for batch, values in score_batches(method, batches, errors.__setitem__, skip_failing=skip_failing):
         scores.update(zip(batch.keys, values))
     return scores, errors

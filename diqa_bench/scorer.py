@@ -118,11 +118,14 @@ def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], key
         for done in score_in_processes(recipe, list(paths), list(keys), min(processes, len(keys)), on_error, skip_failing=skip_failing, costs=costs):
             commit(done)
         return
-    from diqa_bench.images import iter_batches
+    from diqa_bench.images import iter_batches, iter_numpy_batches
 
     ensure_setup()
-    batches = iter_batches(paths, keys, range(len(keys)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
-                           size=method.input_size, on_error=on_error, decoder=ctx.decoder)
+    if method.numpy_pixels() and method.input_size is None and str(ctx.device) == "cpu":
+        batches = iter_numpy_batches(paths, keys, range(len(keys)), on_error=on_error)  # no torch in this process
+    else:
+        batches = iter_batches(paths, keys, range(len(keys)), batch_size=ctx.batch_size, device=ctx.device, workers=ctx.workers,
+                               size=method.input_size, on_error=on_error, decoder=ctx.decoder)
     pending: dict[str, float] = {}
     for batch, values in score_batches(method, batches, on_error, skip_failing=skip_failing):
         pending.update(zip(batch.keys, values))

@@ -31,6 +31,60 @@ def load_tensors(path: str | os.PathLike) -> Any:
         raise refused(path, exc) from None
 
 
+_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "LongStorage": "<i8", "IntStorage": "<i4",
+             "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?"}
+
+
+def load_arrays(path: str | os.PathLike) -> Any:
+    """A torch file of plain CPU tensors (and containers of them) as numpy arrays, read without
+    torch (whose import costs a scoring process seconds) and without running code: only torch's
+    tensor-rebuilding function and storage types are resolved, every other global refuses. None
+    when the file is not of that simple form: :func:`load_tensors` then reads it (or says why not)."""
+    import collections
+    import pickle
+    import zipfile
+
+    import numpy as np
+
+    class _Storage:
+        def __init__(self, name: str) -> None:
+            self.dtype = np.dtype(_STORAGES[name])
+
+    def rebuild(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+        flat = storage[offset:]
+        return np.lib.stride_tricks.as_strided(flat, shape=tuple(size), strides=tuple(s * flat.itemsize for s in stride)).copy()
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            pkl = next(n for n in names if n.endswith("/data.pkl") and n.count("/") == 1)
+            prefix = pkl.split("/")[0]
+            order = f"{prefix}/byteorder"
+            if order in names and zf.read(order).strip() != b"little":
+                return None
+
+            class Reader(pickle.Unpickler):
+                def find_class(self, module, name):
+                    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                        return rebuild
+                    if module == "torch" and name in _STORAGES:
+                        return _Storage(name)
+                    if (module, name) == ("collections", "OrderedDict"):
+                        return collections.OrderedDict
+                    raise pickle.UnpicklingError(f"{module}.{name}")
+
+                def persistent_load(self, pid):
+                    kind, storage, key, _location, numel = pid
+                    if kind != "storage" or not isinstance(storage, _Storage):
+                        raise pickle.UnpicklingError(str(kind))
+                    return np.frombuffer(zf.read(f"{prefix}/data/{key}"), dtype=storage.dtype)[:numel]
+
+            with zf.open(pkl) as f:
+                return Reader(f).load()
+    except Exception:  # noqa: BLE001 - any other form (legacy files, other objects): torch's reader decides
+        return None
+
+
 def refused(path: str | os.PathLike, exc: BaseException) -> WeightsRefused:
     """One line for a torch file that ``weights_only=True`` would not load."""
     import pickle

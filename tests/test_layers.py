@@ -37,7 +37,7 @@ FLOORS = {
     # base
     "diqa_bench.version": "base", "diqa_bench.errors": "base", "diqa_bench.files": "base", "diqa_bench.hookspecs": "base",
     "diqa_bench.licences": "base", "diqa_bench.executors": "base", "diqa_bench.torch_files": "base", "diqa_bench.derived": "base",
-    "diqa_bench.batch": "base", "diqa_bench.tables": "base",
+    "diqa_bench.batch": "base", "diqa_bench.tables": "base", "diqa_bench.threads": "base",
     # data
     "diqa_bench.images": "data", "diqa_bench.cache": "data", "diqa_bench.methods": "data", "diqa_bench.datasets": "data",
     "diqa_bench.plugins": "data", "diqa_bench.splits": "data", "diqa_bench.mos": "data",

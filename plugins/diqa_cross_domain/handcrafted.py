@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from diqa_cross_domain.networks import single_thread
+from diqa_bench.threads import single_thread
 
 KINDS = ("none", "nss", "full")
 NSS_DIM = 36

@@ -56,21 +56,6 @@ def deterministic(seed: int, cuda: bool):
         torch.backends.cudnn.benchmark = prev_bench
 
 
-@contextlib.contextmanager
-def single_thread(cuda: bool):
-    """Head training is many tiny matrix products: on CPU one thread is faster than several (no
-    synchronisation per op), and much faster when other processes share the cores."""
-    if cuda:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class MultiLevelFeatures(nn.Module):
     """A frozen backbone read at several depths: for every stage timm lists in ``feature_info``, the
     spatial mean and standard deviation of its activations, next to the final pooled embedding.

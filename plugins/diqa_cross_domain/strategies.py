@@ -177,7 +177,7 @@ class Strategy:
         found = [cache.get_many(unique) if cache is not None else {} for cache, _ in sources]
         missing = [k for k in unique if any(k not in f for f in found)]
         if missing:
-            from diqa_cross_domain.networks import single_thread
+            from diqa_bench.threads import single_thread
 
             # One CPU thread: when other processes share the cores, threads wait on each other (one
             # thread was several times faster per image on a loaded 2-core machine: docs/cross_domain.md,
@@ -383,7 +383,7 @@ class HeadStrategy(Strategy):
         return self.training_features(data, ctx, self.sources())
 
     def train(self, data, features, targets, train_idx, val_idx, ctx) -> None:
-        from diqa_cross_domain.networks import single_thread
+        from diqa_bench.threads import single_thread
 
         with single_thread(self.on_cuda):
             self._train(data, features, targets, train_idx, val_idx, ctx)

@@ -15,141 +15,141 @@ per image, one row of blocks at a time:
 
 At the first scale the pixels are integers, so the Gaussian filter's sums are exact (see
 :mod:`diqa_pyiqa.fast_brisque`); everything else differs from pyiqa's by float64 rounding only.
-tests/test_fast_nss.py states and checks the tolerance.
+tests/test_fast_nss.py states and checks the tolerance. numpy only, and the same pixels as
+:mod:`diqa_pyiqa.fast_brisque` takes (decoded uint8 arrays, or tensors).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .fast_brisque import _shape_grid, imresize_half, luminance255, single_thread, supported as _brisque_supported
-from .fast_piqe import _gauss_quarter
+from diqa_bench.threads import single_thread, small_pages
+
+from .fast_brisque import _like, _shape_grid, gauss_normalise, grid_lgamma, images_of, imresize_half, luminance255, supported as _brisque_supported
 
 BLOCK = 96
 SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # pyiqa's compute_feature shifts (torch.roll)
-_TILE_ELEMENTS = 16 * 1024
-_TILE_COLS = 1024
 
 
 def supported(img) -> bool:
     """Whether :func:`niqe_scores` takes this batch: what BRISQUE's fast path takes, at least one
     96x96 block."""
-    return _brisque_supported(img) and min(img.shape[-2:]) >= BLOCK
+    if not _brisque_supported(img):
+        return False
+    return min(img.shape[1:3] if isinstance(img, np.ndarray) else img.shape[-2:]) >= BLOCK
 
 
-def niqe_scores(img: torch.Tensor, mu_pris: np.ndarray, cov_pris: np.ndarray) -> torch.Tensor | None:
-    """NIQE scores (shape [B], float64) of a CPU batch [B, 1 or 3, H, W] in [0, 1] (float32 or
-    float64), with the pristine model's mean (36) and covariance (36 x 36) from pyiqa's parameter
-    file. None when the batch is not one this function handles (see :func:`supported`)."""
+def niqe_scores(img, mu_pris: np.ndarray, cov_pris: np.ndarray):
+    """NIQE scores (shape [B], float64) of a batch (what :func:`diqa_pyiqa.fast_brisque.supported`
+    takes: a CPU tensor [B, 1 or 3, H, W] in [0, 1], or the decoder's arrays [B, H, W, C]), with
+    the pristine model's mean (36) and covariance (36 x 36) from pyiqa's parameter file. A tensor
+    in, a tensor out. None when the batch is not one this function handles (see :func:`supported`)."""
     if not supported(img):
         return None
     mu = np.asarray(mu_pris, dtype=np.float64).ravel()
     cov = np.asarray(cov_pris, dtype=np.float64)
     scores = []
-    for b in range(img.shape[0]):
-        with single_thread():
-            features = niqe_block_features(img[b])
+    for image in images_of(img):
+        with single_thread(), small_pages():
+            features = niqe_block_features(image)
         score = _distance(features, mu, cov)
         if score is None:
             return None  # pyiqa's own function, and its error, for such an image
         scores.append(score)
-    return torch.tensor(scores, dtype=torch.float64)
+    return _like(np.array(scores, dtype=np.float64), img)
 
 
-def niqe_block_features(image: torch.Tensor) -> np.ndarray:
+def niqe_block_features(image) -> np.ndarray:
     """The 36 features of every block, [blocks, 36], row of blocks by row of blocks (pyiqa's
-    blockproc orders them column first: only the rounding of their mean and covariance differs)."""
-    luma = luminance255(image)
-    if image.shape[0] == 1:
-        luma.round_()  # pyiqa rounds after scaling (diff_round), grey images too
-    rows, cols = luma.shape[0] // BLOCK, luma.shape[1] // BLOCK
-    luma = luma[: rows * BLOCK, : cols * BLOCK].contiguous()
+    blockproc orders them column first: only the rounding of their mean and covariance differs).
+    ``image``: [H, W, C] array or [C, H, W] tensor (see :func:`diqa_pyiqa.fast_brisque.luminance255`)."""
+    tensor = hasattr(image, "dim")
+    height, width = image.shape[-2:] if tensor else image.shape[:2]
+    rows, cols = height // BLOCK, width // BLOCK
+    # cropped to whole blocks first (pyiqa crops the luminance: the same pixels), no copy of the crop
+    crop = image[:, : rows * BLOCK, : cols * BLOCK] if tensor else image[: rows * BLOCK, : cols * BLOCK]
+    luma = np.asarray(luminance255(crop))
+    if (image.shape[0] if tensor else image.shape[2]) == 1:
+        np.round(luma, out=luma)  # pyiqa rounds after scaling (diff_round), grey images too
     first = _scale_features(luma, BLOCK)
-    half = imresize_half(luma / 255.0).mul_(255.0)
+    luma /= 255.0
+    half = imresize_half(luma)
     del luma
+    half *= 255.0
     return np.concatenate([first, _scale_features(half, BLOCK // 2)], axis=1)
 
 
-def gauss_normalise_replicate(plane: torch.Tensor) -> torch.Tensor:
-    """``normalize_img_with_gauss(plane, 7, 7/6, C=1, padding='replicate')`` of a float64 plane."""
-    height, width = plane.shape
-    padded = torch.nn.functional.pad(plane[None, None], (3, 3, 3, 3), mode="replicate")[0, 0]
-    out = torch.empty_like(plane)
-    quarter_t = _gauss_quarter().t().contiguous()
-    eps = torch.finfo(torch.float64).eps
-    cols = min(width, _TILE_COLS)
-    rows = min(height, max(1, _TILE_ELEMENTS // cols))
-    for r0 in range(0, height, rows):
-        r = min(height, r0 + rows) - r0
-        for c0 in range(0, width, cols):
-            c = min(width, c0 + cols) - c0
-            win = torch.empty(2, r + 6, c + 6, dtype=torch.float64)
-            win[0].copy_(padded[r0 : r0 + r + 6, c0 : c0 + c + 6])
-            torch.mul(win[0], win[0], out=win[1])
-            pair = torch.empty(4, 2, r, c + 6, dtype=torch.float64)
-            pair[0].copy_(win[:, 3 : 3 + r])
-            for e in (1, 2, 3):
-                torch.add(win[:, 3 - e : 3 - e + r], win[:, 3 + e : 3 + e + r], out=pair[e])
-            cs = torch.matmul(quarter_t, pair.view(4, -1)).view(4, 2, r, c + 6)
-            acc = torch.add(cs[1, ..., 2 : 2 + c], cs[1, ..., 4 : 4 + c])
-            acc.add_(cs[0, ..., 3 : 3 + c])
-            for d in (2, 3):
-                acc.add_(cs[d, ..., 3 - d : 3 - d + c]).add_(cs[d, ..., 3 + d : 3 + d + c])
-            mu, s2 = acc[0], acc[1]
-            sigma = s2.sub_(mu * mu).abs_().add_(eps).sqrt_().add_(1)
-            torch.sub(win[0, 3 : 3 + r, 3 : 3 + c], mu, out=out[r0 : r0 + r, c0 : c0 + c]).div_(sigma)
-    return out
-
-
-def _scale_features(plane: torch.Tensor, block: int) -> np.ndarray:
+def _scale_features(plane: np.ndarray, block: int) -> np.ndarray:
     """pyiqa's compute_feature of every ``block`` x ``block`` block of the normalised plane: [blocks, 18]."""
-    norm = gauss_normalise_replicate(plane).numpy()
+    norm = gauss_normalise(plane, replicate=True)
+    lg1, lg2, _ = grid_lgamma()
     n_rows, n_cols = norm.shape[0] // block, norm.shape[1] // block
     out = np.empty((n_rows * n_cols, 18))
     for i in range(n_rows):
-        blocks = norm[i * block : (i + 1) * block].reshape(block, n_cols, block).transpose(1, 0, 2)  # [col, y, x]
-        flat = blocks.reshape(n_cols, -1)
-        alpha, beta_l, beta_r = _aggd(flat)
+        # [col, y, x], contiguous: each block's pixels in a row, as pyiqa's reductions read them
+        blocks = np.ascontiguousarray(norm[i * block : (i + 1) * block].reshape(block, n_cols, block).transpose(1, 0, 2))
+        _, alpha, beta_l, beta_r = _aggd(blocks.reshape(n_cols, -1))
         feats = [alpha, (beta_l + beta_r) / 2]
         for dy, dx in SHIFTS:
             prod = blocks * np.roll(blocks, (dy, dx), axis=(1, 2))
-            a, bl, br = _aggd(prod.reshape(n_cols, -1))
-            ta = torch.from_numpy(a)
-            mean = (br - bl) * (torch.lgamma(2 / ta) - torch.lgamma(1 / ta)).exp().numpy()
+            index, a, bl, br = _aggd(prod.reshape(n_cols, -1))
+            mean = (br - bl) * np.exp(lg2[index] - lg1[index])  # lgamma(2 / a) - lgamma(1 / a)
             feats.extend((a, mean, bl, br))
         out[i * n_cols : (i + 1) * n_cols] = np.stack(feats, axis=1)
     return out
 
 
-def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """pyiqa's ``estimate_aggd_param`` of each row of ``x``: alpha, beta_l, beta_r."""
+def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """pyiqa's ``estimate_aggd_param`` of each row of ``x``: alpha (and its index in the grid),
+    beta_l, beta_r."""
     gamma, _, r_gam = _shape_grid()
+    lg1, _, lg3 = grid_lgamma()
     n = x.shape[1]
     neg, pos = np.minimum(x, 0.0), np.maximum(x, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        left_std = np.sqrt(np.einsum("ij,ij->i", neg, neg) / np.count_nonzero(x < 0, axis=1))
-        right_std = np.sqrt(np.einsum("ij,ij->i", pos, pos) / np.count_nonzero(x > 0, axis=1))
+        # nonzero where x < 0 (x > 0): the same counts as pyiqa's comparisons, one pass fewer each
+        left_std = np.sqrt(np.einsum("ij,ij->i", neg, neg) / np.count_nonzero(neg, axis=1))
+        right_std = np.sqrt(np.einsum("ij,ij->i", pos, pos) / np.count_nonzero(pos, axis=1))
         gammahat = left_std / right_std
         rhat = (np.abs(x).sum(axis=1) / n) ** 2 / (np.einsum("ij,ij->i", x, x) / n)
         rhatnorm = (rhat * (gammahat**3 + 1) * (gammahat + 1)) / (gammahat**2 + 1) ** 2
-        alpha = gamma[np.abs(r_gam[None, :] - rhatnorm[:, None]).argmin(axis=1)]
-        ta = torch.from_numpy(alpha)
-        factor = (torch.lgamma(1 / ta) - torch.lgamma(3 / ta)).exp().sqrt().numpy()
-    return alpha, left_std * factor, right_std * factor
+        index = nearest(r_gam, rhatnorm)
+        factor = np.sqrt(np.exp(lg1[index] - lg3[index]))  # lgamma(1 / alpha) - lgamma(3 / alpha)
+    return index, gamma[index], left_std * factor, right_std * factor
+
+
+def nearest(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each of ``values``, the index ``np.abs(table - v).argmin()`` gives (the first of two
+    entries at the same distance; 0 for NaN or infinity, where every distance is NaN or infinite),
+    by binary search in ``table`` when it increases strictly (pyiqa's AGGD ratio table does),
+    instead of 9801 distances per block."""
+    if not bool((np.diff(table) > 0).all()):
+        return np.abs(table[None, :] - values[:, None]).argmin(axis=1)
+    i = np.clip(np.searchsorted(table, values), 1, len(table) - 1)
+    below, above = table[i - 1], table[i]
+    with np.errstate(invalid="ignore"):
+        index = np.where(np.abs(below - values) <= np.abs(above - values), i - 1, i)
+        # beyond either end (NaN too) the distances may round alike: argmin's first, the slow way
+        outside = ~((values >= table[0]) & (values <= table[-1]))
+        if outside.any():
+            index[outside] = np.abs(table[None, :] - values[outside, None]).argmin(axis=1)
+    return index
 
 
 def _distance(features: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float | None:
     """pyiqa's NIQE distance: NaN-free mean and covariance of the block features against the
     pristine model, through the pseudo-inverse of their mean covariance. None when no block row
     is free of NaNs (a flat image, say), where pyiqa's pseudo-inverse fails."""
-    feats = torch.from_numpy(features)
-    is_nan = torch.isnan(feats)
-    mu = torch.where(is_nan, 0.0, feats).sum(0) / (~is_nan).sum(0).to(torch.float64)
-    clean = feats[~is_nan.any(dim=1)]
-    cov = torch.cov(clean.t(), correction=1 if clean.shape[0] > 1 else 0)
-    if not bool(torch.isfinite(cov).all()):
+    is_nan = np.isnan(features)
+    with np.errstate(invalid="ignore"):  # a feature NaN in every block: NaN, as pyiqa's
+        mu = np.where(is_nan, 0.0, features).sum(0) / (~is_nan).sum(0).astype(np.float64)
+    clean = features[~is_nan.any(axis=1)]
+    if clean.shape[0] == 0:
         return None
-    inv = torch.linalg.pinv((torch.from_numpy(cov_pris) + cov) / 2)
-    diff = (torch.from_numpy(mu_pris) - mu)[None, :]
-    return float(torch.sqrt((diff @ inv @ diff.t())[0, 0]))  # nan for a negative form, as pyiqa's
+    cov = np.cov(clean.T, ddof=1 if clean.shape[0] > 1 else 0)
+    if not bool(np.isfinite(cov).all()):
+        return None
+    inv = np.linalg.pinv((cov_pris + cov) / 2)
+    diff = (mu_pris - mu)[None, :]
+    with np.errstate(invalid="ignore"):
+        return float(np.sqrt((diff @ inv @ diff.T)[0, 0]))  # nan for a negative form, as pyiqa's

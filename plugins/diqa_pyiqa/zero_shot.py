@@ -155,10 +155,49 @@ class PyiqaMetric(Method):
             torch.cuda.empty_cache()
 
 
+def _size(batch: Batch) -> tuple[int, int]:
+    """(height, width) of a batch's images: a tensor [B, C, H, W] or numpy pixels [B, H, W, C]."""
+    images = batch.images
+    return tuple(images.shape[1:3]) if type(images).__module__ == "numpy" else tuple(images.shape[-2:])
+
+
+def _cpu(images):
+    return images if type(images).__module__ == "numpy" else images.to("cpu")
+
+
+def _as_runner_scores(scores):
+    """Scores of numpy pixels rounded as the runner rounds a tensor of scores (float32:
+    :func:`diqa_bench.batch_loop.to_floats`), so that a file, bytes or a PIL image of the same
+    pixels get the same number, the one these methods always gave."""
+    if type(scores).__module__ == "numpy":
+        return scores.astype("float32")
+    return scores
+
+
+def _as_tensors(batch: Batch) -> Batch:
+    """A batch of numpy pixels (:meth:`Method.numpy_pixels`) as the runner's tensors would hold
+    it (float32 [B, 3, H, W] in [0, 1]: uint8 / 255 in float32), for pyiqa's own function."""
+    if type(batch.images).__module__ != "numpy":
+        return batch
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    pixels = batch.images
+    if pixels.dtype == np.uint8:
+        pixels = np.divide(pixels, np.float32(255.0), dtype=np.float32)
+    return dataclasses.replace(batch, images=torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(0, 3, 1, 2).contiguous())
+
+
 def read_brisque_weights(checkpoint_path):
     """BRISQUE's SVR parameters (coefficients (n,), support vectors (n, 36)), read as tensors only
     and shape-checked: a file that does not fit is refused once, with one line."""
-    content = load_tensors(checkpoint_path)
+    from diqa_bench.torch_files import load_arrays
+
+    content = load_arrays(checkpoint_path)  # numpy arrays, without importing torch
+    if content is None:
+        content = load_tensors(checkpoint_path)
     if not (isinstance(content, (tuple, list)) and len(content) == 2 and all(hasattr(t, "shape") for t in content)):
         raise WeightsRefused(f"weights file {checkpoint_path} is not BRISQUE's (expected a pair of tensors: SVM coefficients, support vectors)")
     # Refused once here, not as a shape error on every image: n coefficients, n x 36 support vectors.
@@ -185,11 +224,8 @@ class Brisque(PyiqaMetric):
 
     def setup(self, ctx: MethodContext) -> None:
         # float64 on the CPU: fast_brisque gives pyiqa's scores without pyiqa, whose import costs
-        # every scoring process seconds; pyiqa's model is built only for a batch it declines.
-        import torch
-
+        # every scoring process seconds, nor torch; pyiqa's model is built only for a batch it declines.
         self.device = compute_device(ctx.device, self.float64)
-        self.dtype = torch.float64 if self.float64 else torch.float32
         self._ctx, self._svr = ctx, None
         if not self._fast_path:
             super().setup(ctx)
@@ -201,35 +237,40 @@ class Brisque(PyiqaMetric):
     def _fast_path(self) -> bool:
         return self.float64 and str(self.device) == "cpu"
 
+    def numpy_pixels(self) -> bool:
+        return getattr(self, "_svr", None) is not None
+
     def score_batch(self, batch: Batch):
-        height, width = batch.images.shape[-2:]
+        height, width = _size(batch)
         from .features import BRISQUE_MIN
 
         if min(height, width) < BRISQUE_MIN:
             raise DataError(f"{batch.paths[0]}: BRISQUE needs at least {BRISQUE_MIN}x{BRISQUE_MIN} pixels, got {height}x{width}")
         if getattr(self, "_svr", None) is not None:
-            import torch
-
             from .fast_brisque import brisque_scores
 
-            with torch.inference_mode():
-                # float32 pixels go in as they are: widened a channel at a time, the same values
-                scores = brisque_scores(batch.images.to("cpu"), *self._svr)
+            # pixels go in as they are (uint8, float32): widened a strip of one channel at a time
+            scores = brisque_scores(_cpu(batch.images), *self._svr)
             if scores is not None:
-                return scores
+                return _as_runner_scores(scores)
             if self.model is None:  # pyiqa's own function for what the fast path declines
                 super().setup(self._ctx)
-        return super().score_batch(batch)
+        return super().score_batch(_as_tensors(batch))
 
 
 def read_niqe_params(checkpoint_path):
     """NIQE's pristine model (mean (36,), covariance (36, 36)) from its MATLAB file, shape-checked:
     a file that does not fit is refused once, with one line."""
     import numpy as np
-    import scipy.io
 
+    from .matfile import read_numeric
+
+    params = read_numeric(checkpoint_path)  # without importing scipy (seconds); None: scipy reads it, or says why not
     try:
-        params = scipy.io.loadmat(str(checkpoint_path))
+        if params is None:
+            import scipy.io
+
+            params = scipy.io.loadmat(str(checkpoint_path))
     except Exception as exc:  # noqa: BLE001 - a file that is no MATLAB file fails in many ways
         raise WeightsRefused(f"weights file {checkpoint_path} is not NIQE's: not a readable MATLAB file ({' '.join(str(exc).split())[:120] or type(exc).__name__})") from None
     mu, cov = params.get("mu_prisparam"), params.get("cov_prisparam")
@@ -256,11 +297,8 @@ class Niqe(PyiqaMetric):
         return {"pretrained_model_path": str(checkpoint_path)}
 
     def setup(self, ctx: MethodContext) -> None:
-        # float64 on the CPU: fast_niqe gives pyiqa's scores without pyiqa (as Brisque does)
-        import torch
-
+        # float64 on the CPU: fast_niqe gives pyiqa's scores without pyiqa or torch (as Brisque does)
         self.device = compute_device(ctx.device, self.float64)
-        self.dtype = torch.float64 if self.float64 else torch.float32
         self._ctx, self._pristine = ctx, None
         if not self._fast_path:
             super().setup(ctx)
@@ -272,22 +310,22 @@ class Niqe(PyiqaMetric):
     def _fast_path(self) -> bool:
         return self.float64 and str(self.device) == "cpu"
 
+    def numpy_pixels(self) -> bool:
+        return getattr(self, "_pristine", None) is not None
+
     def score_batch(self, batch: Batch):
-        height, width = batch.images.shape[-2:]
+        height, width = _size(batch)
         if min(height, width) < 96:  # NIQE fits a Gaussian to 96x96 blocks; pyiqa fails obscurely below
             raise DataError(f"{batch.paths[0]}: NIQE needs at least 96x96 pixels, got {height}x{width}")
         if getattr(self, "_pristine", None) is not None:
-            import torch
-
             from .fast_niqe import niqe_scores
 
-            with torch.inference_mode():
-                scores = niqe_scores(batch.images.to("cpu"), *self._pristine)
+            scores = niqe_scores(_cpu(batch.images), *self._pristine)
             if scores is not None:
-                return scores
+                return _as_runner_scores(scores)
             if self.model is None:  # pyiqa's own function for what the fast path declines
                 super().setup(self._ctx)
-        return super().score_batch(batch)
+        return super().score_batch(_as_tensors(batch))
 
 
 class Piqe(PyiqaMetric):
@@ -298,11 +336,9 @@ class Piqe(PyiqaMetric):
 
     def setup(self, ctx: MethodContext) -> None:
         # float64 on the CPU: fast_piqe gives pyiqa's scores without pyiqa, whose import costs every
-        # scoring process seconds; pyiqa's model is built only for a batch the fast path declines.
-        import torch
-
+        # scoring process seconds, nor torch for numpy pixels; pyiqa's model is built only for a
+        # batch the fast path declines.
         self.device = compute_device(ctx.device, self.float64)
-        self.dtype = torch.float64 if self.float64 else torch.float32
         self._ctx = ctx
         if not self._fast_path:
             super().setup(ctx)
@@ -317,10 +353,20 @@ class Piqe(PyiqaMetric):
 
         install(self.model.net)  # float64 on the CPU: pyiqa's scores without its masks and copies
 
+    def numpy_pixels(self) -> bool:
+        return getattr(self, "_ctx", None) is not None and self._fast_path
+
     def score_batch(self, batch: Batch):
-        height, width = batch.images.shape[-2:]
+        height, width = _size(batch)
         if min(height, width) < 8:  # pyiqa pads by the remainder of 16: below 8 pixels no block is left, and it fails obscurely
             raise DataError(f"{batch.paths[0]}: PIQE needs at least 8x8 pixels, got {height}x{width}")
+        if self.numpy_pixels() and type(batch.images).__module__ == "numpy":
+            from .fast_piqe import piqe_scores
+
+            scores = piqe_scores(batch.images)
+            if scores is not None:
+                return _as_runner_scores(scores)
+            batch = _as_tensors(batch)  # pyiqa's own function for what the fast path declines
         if getattr(self, "_ctx", None) is not None and self._fast_path:
             import torch
 
