@@ -16,10 +16,16 @@ from typing import Any
 import numpy as np
 
 from diqa_bench.files import atomic_write
-from diqa_bench.metrics import train_accept_rate  # noqa: F401 - the metrics floor computes it; imported from here too
 
 
 RUN_THRESHOLDS = "thresholds.json"
+
+
+def train_accept_rate(train_scores, cut: float, lower_better: bool) -> float:
+    """:func:`diqa_bench.metrics.train_accept_rate` (imported on call: ``score`` reads cuts without scipy)."""
+    from diqa_bench.metrics import train_accept_rate as rate
+
+    return rate(train_scores, cut, lower_better)
 
 
 def write_run_thresholds(out: Path, outcomes, details: dict) -> Path | None:
@@ -132,7 +138,7 @@ class Scale:
 
     score_sign: float
     mos_sign: float
-    mapping: Any  # stats.Mapping
+    mapping: Any  # _StoredMapping: stats.Mapping's kind and params, evaluated without scipy
     a: float
     b: float
     mu: float
@@ -148,16 +154,28 @@ class Scale:
     @classmethod
     def from_doc(cls, doc: Any) -> "Scale | None":
         """The scale stored in a threshold file (``scale`` of one domain), or None when absent or unreadable."""
-        from diqa_bench.stats import Mapping
-
         try:
             m, p = doc["mos_mapping"], doc["p_acceptable"]
-            scale = cls(float(doc["score_sign"]), float(doc["mos_sign"]), Mapping(str(m["kind"]), [float(v) for v in m["params"]]),
+            scale = cls(float(doc["score_sign"]), float(doc["mos_sign"]), _StoredMapping(str(m["kind"]), [float(v) for v in m["params"]]),
                         float(p["a"]), float(p["b"]), float(p["mu"]), float(p["sd"]))
         except (TypeError, KeyError, ValueError):
             return None
         values = [scale.score_sign, scale.mos_sign, scale.a, scale.b, scale.mu, scale.sd, *scale.mapping.params]
         return scale if all(np.isfinite(values)) and scale.sd > 0 and scale.mapping.kind in ("logistic4", "linear") else None
+
+
+@dataclass
+class _StoredMapping:
+    """A stored :class:`diqa_bench.stats.Mapping` (same formulas), evaluated with numpy alone."""
+
+    kind: str
+    params: list[float]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "logistic4":
+            b1, b2, b3, b4 = self.params
+            return b2 + (b1 - b2) / (1.0 + np.exp(np.clip(-(x - b3) / abs(b4), -500, 500)))
+        return self.params[0] * x + self.params[1]
 
 
 def fit_scale(scores, mos, mos_lower_better, threshold: float, lower_better: bool) -> dict[str, Any] | None:
