@@ -270,7 +270,8 @@ def cmd_validate(args) -> int:
     print(f"{cfg.path}: OK ({len(cfg.methods)} methods, {len(cfg.domains)} domains, {len(cfg.train_sets)} train sets, {len(cfg.seeds)} seeds: {n_cells} cells), "
           f"run as {len(units)} units (method x train set x seed, each scoring every test domain)"
           + (f"; a validation phase on {cfg.validation:g} of the train groups runs each unit again" if cfg.validation > 0 else "")
-          + (f", each once per cross-validation fold (folds: {cfg.folds})" if cfg.folds is not None else ""))
+          + (f", each once per cross-validation fold (folds: {cfg.folds})" if cfg.folds is not None else "")
+          + (f"; deploy: {cfg.deploy_folds} folds + 1 fit on all train content per trainable method and train set" if cfg.deploy_folds else ""))
     return EXIT_OK
 
 
@@ -449,11 +450,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from diqa_bench.scoring import resolve_cut, score_paths
+    from diqa_bench.scoring import score_paths
+    from diqa_bench.thresholds import prefer_deploy, read_cut
 
-    args.threshold, note = resolve_cut(args.threshold, args.weights, args.run, args.method)
-    if note:
-        print(f"diqa-bench: warning: {note}", file=sys.stderr)
+    args.weights = prefer_deploy(args.weights)  # models/<method>@<train>: its deploy/ model when there is one
+    cut = read_cut(args.threshold, args.weights, args.run, args.method)
+    args.threshold, args.cut = cut.value, cut
+    if cut.note:
+        print(f"diqa-bench: warning: {cut.note}", file=sys.stderr)
     return score_paths(args, _registry(args))
 
 

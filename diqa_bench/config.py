@@ -119,6 +119,13 @@ SCHEMA: dict[str, Any] = {
             "required": ["threshold"],
             "properties": {"threshold": {"type": "number", "description": "MOS below this is unacceptable (on each test dataset's own scale)"}},
         },
+        "deploy": {
+            "description": "also fit one deployable model per trainable method and train set on ALL its content (models/<method>@<train>/deploy/), "
+                           "its cut chosen by K-fold cross-validation over content groups; true (5 folds) or {folds: K}. Needs acceptability",
+            "oneOf": [{"type": "boolean"},
+                      {"type": "object", "additionalProperties": False,
+                       "properties": {"folds": {"type": "integer", "minimum": 2, "maximum": 50, "description": "folds of content groups (default 5)"}}}],
+        },
         "bad_input": {"enum": ["error", "skip"], "description": "bad images / labels: stop the cell, or skip and report them"},
         "weights_dir": {"type": ["string", "null"], "description": "folder of pretrained weight files"},
         "executor": {
@@ -187,6 +194,7 @@ class Config:
     adjust: str = "holm"  # multiplicity adjustment of each table's family of comparisons (stats.adjust_p)
     folds: int | str | None = None  # cross-validation: K or "leave-one-group-out" (splits.fold_test_groups); None: test_ratio splits
     statistics_extra: list[str] = field(default_factory=list)  # plugin statistics the run computes besides the built-in ones
+    deploy_folds: int = 0  # deploy: folds of the cross-validation that chooses a deployable model's cut (0: no deployable models)
 
 
 def _path(parts) -> str:
@@ -518,6 +526,7 @@ def parse(path: str | Path, registry=None, data: dict[str, Any] | None = None) -
         adjust=str(st["adjust"]),
         folds=folds,
         statistics_extra=list(st.get("extra") or []),
+        deploy_folds=_deploy_folds(data, train_sets, file),
     )
 
 
@@ -544,6 +553,22 @@ def variant_spec(base: MethodSpec, variant: dict[str, Any], where: str) -> Metho
         raise ConfigError(f"{where}: {variant_label(base.label, variant)!r} has the base options of {base.label!r}; a variant must change one")
     return MethodSpec(base.name, variant_label(base.label, variant), {**base.options, **variant}, base=base.label, variant=variant)
 
+
+
+DEPLOY_FOLDS = 5  # deploy: true
+
+
+def _deploy_folds(data: dict[str, Any], train_sets, file) -> int:
+    """The ``deploy`` key checked: 0 (off), or the number of cross-validation folds."""
+    value = data.get("deploy", False)
+    if value is False or value is None:
+        return 0
+    folds = DEPLOY_FOLDS if value is True else int(value.get("folds", DEPLOY_FOLDS))
+    if data.get("acceptability") is None:
+        raise ConfigError(f"{file}: deploy: a deployable model needs the acceptability threshold its cut is chosen for; add acceptability: {{threshold: ...}}")
+    if not train_sets:
+        raise ConfigError(f"{file}: deploy: the config declares no train_sets, so there is no train content to fit or choose a cut on")
+    return folds
 
 
 def _folds(folds, protocol: str, data: dict[str, Any], file) -> int | str | None:

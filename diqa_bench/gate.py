@@ -17,6 +17,7 @@ Decoding happens under that lock too, in the calling thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -32,13 +33,21 @@ from diqa_bench.errors import UserError
 class GateResult:
     """One image's verdict. ``score`` is None when the image has none, and then ``skipped`` says
     why (it could not be decoded, exceeds the pixel limit, or the method cannot score it) and
-    ``accepted`` is None. ``accepted`` is also None when the gate has no threshold."""
+    ``accepted`` is None. ``accepted`` is also None when the gate has no threshold.
+
+    ``predicted_mos`` and ``p_acceptable`` read the score on a stated scale, when the threshold
+    file carries one (a deployable cut: config ``deploy``), else None: the MOS the VQEG logistic
+    fitted from score to MOS predicts, and the probability that the photo's MOS is at least as good
+    as the acceptability threshold given its score (a logistic regression of that label on the
+    score), both fitted on the out-of-fold scores that chose the cut (:class:`diqa_bench.thresholds.Scale`)."""
 
     score: float | None
     accepted: bool | None
     skipped: str | None
     threshold: float | None
     better: str  # "lower" or "higher": which way is better quality for this method
+    predicted_mos: float | None = None
+    p_acceptable: float | None = None
 
 
 class Gate:
@@ -52,6 +61,10 @@ class Gate:
         self.threshold = threshold
         self.method = prepared.cls.name
         self.threshold_note = ""  # says when the cut accepts (or rejects) every image of its train split
+        self.threshold_source = ""  # which cut: a deployable one (deploy/) or a split seed's, and its file
+        self.scale = None  # thresholds.Scale: predicted_mos and p_acceptable, when the threshold file states one
+        self.sizes = None  # the sizes of the images the cut was chosen on, when its file records them
+        self.size_note = ""  # the first input far outside those sizes (reported once)
         self.licences: list = []  # what the method declares of its code, weights and data licences (load_gate fills it)
 
     @property
@@ -99,7 +112,34 @@ class Gate:
                 if pixels:
                     for i, res in zip(pixels, score_pixels(self._p, list(pixels.values()))):
                         found[i] = res
+                if self.sizes and not self.size_note:
+                    self._check_sizes([files[i] for i in files if found[i][0] is not None],  # type: ignore[index]
+                                      [pixels[i] for i in pixels if found[i][0] is not None])  # type: ignore[index]
         return [self._verdict(s, why) for s, why in found]  # type: ignore[misc]
+
+    def _check_sizes(self, paths: list[str], arrays: list) -> None:
+        """One warning per gate when a scored input is far from the sizes its cut was chosen on."""
+        from diqa_bench.images import probe_size
+        from diqa_bench.thresholds import size_note
+
+        sizes = []
+        for path in paths:
+            try:
+                h, w = probe_size(path)
+            except Exception:  # noqa: BLE001 - it was scored; a header read again is only a check
+                continue
+            sizes.append((w, h))
+        for obj in arrays:
+            shape = getattr(obj, "shape", None)
+            size = (shape[1], shape[0]) if shape is not None and len(shape) >= 2 else getattr(obj, "size", None)
+            if size:
+                sizes.append(tuple(size))
+        for w, h in sizes:
+            note = size_note(w, h, self.sizes)
+            if note:
+                self.size_note = note
+                logging.getLogger("diqa_bench.gate").warning("diqa-bench: %s", note)
+                return
 
     def _verdict(self, s: float | None, why: str) -> GateResult:
         from diqa_bench.scoring import accepts
@@ -107,7 +147,9 @@ class Gate:
         if s is None:
             return GateResult(None, None, why or "not scored", self.threshold, self.better)
         ok = None if self.threshold is None else accepts(s, self.threshold, self._p.lower_better)
-        return GateResult(s, ok, None, self.threshold, self.better)
+        if self.scale is None:
+            return GateResult(s, ok, None, self.threshold, self.better)
+        return GateResult(s, ok, None, self.threshold, self.better, self.scale.predicted_mos(s), self.scale.p_acceptable(s))
 
 
 def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str | None = None, device: str = "auto", *,
@@ -117,8 +159,13 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
     """Load a quality gate once; score uploads with the returned :class:`Gate`.
 
     ``method_or_model_folder``: a method name (``"piqe"``, ``"brisque"``), or a model folder a run
-    saved (``<results>/models/<method>@<train>/seed<k>``; ``method=`` names the method when the
-    folder's label is not one). ``threshold``: a number, ``"auto"`` or ``"auto:DOMAIN"`` (the cut
+    saved (``<results>/models/<method>@<train>/deploy`` or ``.../seed<k>``; ``<method>@<train>``
+    itself loads its ``deploy/`` model when the run made one; ``method=`` names the method when the
+    folder's label is not one). ``gate.threshold_source`` says which cut was used (a deployable one
+    or a split seed's) and from which file; a deployable cut also brings ``predicted_mos`` and
+    ``p_acceptable`` (see :class:`GateResult`) and the sizes it was chosen on: the first input
+    with more than 4x the pixels of the largest (or under 1/4 of the smallest) is reported in one
+    warning line (logging, ``gate.size_note``). ``threshold``: a number, ``"auto"`` or ``"auto:DOMAIN"`` (the cut
     a run chose: from the model folder's ``threshold.json``, or for a zero-shot method from the
     results folder ``run``'s ``thresholds.json``), or None for scores alone. A cut that accepts
     (or rejects) every image of its train split is reported in one warning line and in
@@ -128,9 +175,12 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
     twice). ``max_pixels`` sets the pixel limit for this process (default 40 MP, or
     ``$DIQA_BENCH_MAX_PIXELS``). Usage errors raise :class:`diqa_bench.errors.UserError`.
     """
-    from diqa_bench.scoring import prepare, resolve_cut
+    from diqa_bench.scoring import prepare
+    from diqa_bench.thresholds import prefer_deploy, read_cut
 
     target = Path(method_or_model_folder)
+    if target.is_dir():
+        target = Path(prefer_deploy(target) or target)
     name = str(method_or_model_folder)
     if target.is_dir():
         weights = weights or target
@@ -148,7 +198,8 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
 
         registry = load_plugins()
     weights_str = os.fspath(weights) if weights else None
-    cut, note = resolve_cut(threshold, weights_str, os.fspath(run) if run else None, name)
+    resolved = read_cut(threshold, weights_str, os.fspath(run) if run else None, name)
+    cut, note = resolved.value, resolved.note
     cache = Path(cache_dir).expanduser() if cache_dir else None
     # workers=0: decoding in the calling thread; a pool of decoding processes per upload costs more than it saves.
     # No cache folder for the method: its feature caches would hold a sqlite connection of the loading thread.
@@ -156,6 +207,9 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
                 weights_dir=os.fspath(weights_dir) if weights_dir else None)
     gate = Gate(p, registry, cut, cache)
     gate.threshold_note = note
+    gate.threshold_source, gate.scale, gate.sizes = resolved.source, resolved.scale, resolved.sizes
+    if resolved.source and resolved.source != "given":
+        logging.getLogger("diqa_bench.gate").info("diqa-bench: threshold %g from %s", cut, resolved.source)
     if note:
         print(f"diqa-bench: warning: {note}", file=sys.stderr)
     _warn_licences(gate, p.cls, {**(options or {}), **({"weights": weights_str} if weights_str else {})})
@@ -179,10 +233,10 @@ def _warn_licences(gate: Gate, cls, options: dict) -> None:
 
 def _method_of(folder: Path) -> str:
     """The method of a run's model folder: ``threshold.json``'s label, else the folder name
-    ``<label>@<train>`` (or its parent's, for ``seed<k>``)."""
+    ``<label>@<train>`` (or its parent's, for ``seed<k>`` and ``deploy``)."""
     try:
         label = str(json.loads((folder / "threshold.json").read_text())["method"])
     except (OSError, ValueError, KeyError, TypeError):
-        named = folder.parent if folder.name.startswith("seed") else folder
+        named = folder.parent if folder.name.startswith("seed") or folder.name == "deploy" else folder
         label = named.name.split("@", 1)[0]
     return label

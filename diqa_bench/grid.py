@@ -16,7 +16,10 @@ from dataclasses import dataclass, replace
 from diqa_bench.config import Config, MethodSpec
 
 ZERO_SHOT_TRAIN = "-"
-TEST, VALIDATION = "test", "validation"  # phases
+TEST, VALIDATION, DEPLOY = "test", "validation", "deploy"  # phases
+# deploy phase: the unit key of the model fitted on all train content (0..K-1 are the cross-validation
+# folds); non-negative, as it is the fit's random seed too (ctx.seed)
+DEPLOY_ALL = 999
 
 
 def train_label(domains: tuple[str, ...] | None) -> str:
@@ -44,6 +47,8 @@ class Unit:
         return train_label(self.train)
 
     def describe(self) -> str:
+        if self.phase == DEPLOY:
+            return f"{self.method.label} @ {self.train_label} [deploy: " + ("all train content]" if self.seed == DEPLOY_ALL else f"fold {self.seed}]")
         return f"{self.method.label} @ {self.train_label} (seed {self.seed})" + (f" [{self.phase}]" if self.phase != TEST else "")
 
 
@@ -76,6 +81,26 @@ def validation_units(units: list[Unit], tests: tuple[str, ...]) -> list[Unit]:
     """The validation phase of ``units``: the same methods, train sets and seeds, scored on the
     validation groups of ``tests`` (the test domains that have a train side)."""
     return [replace(u, phase=VALIDATION, tests=tests) for u in units] if tests else []
+
+
+def deploy_units(config: Config, trainable: dict[str, bool], only: list[str] | None, folds: int) -> list[Unit]:
+    """The deploy phase (config ``deploy``): per trainable method and train set, one unit per
+    cross-validation fold over the content groups of all its train content (fitted on the other
+    folds, scoring its fold of each train domain) and one fitted on all of it (scoring nothing: its
+    cut comes from the folds); per zero-shot method, one unit scoring all content of every train
+    domain (nothing is fitted, so no fold is needed)."""
+    domains = tuple(dict.fromkeys(d for ts in config.train_sets for d in ts))
+    units: list[Unit] = []
+    for m in config.methods:
+        if only and m.label not in only and m.name not in only:
+            continue
+        if trainable[m.name]:
+            for ts in config.train_sets:
+                units += [Unit(m, tuple(ts), f, tuple(ts), DEPLOY) for f in range(folds)]
+                units.append(Unit(m, tuple(ts), DEPLOY_ALL, (), DEPLOY))
+        elif domains:
+            units.append(Unit(m, None, DEPLOY_ALL, domains, DEPLOY))
+    return units
 
 
 def cells(units: list[Unit]) -> list[Cell]:

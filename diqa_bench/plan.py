@@ -19,7 +19,7 @@ from diqa_bench.cache import file_hash, stable_hash
 from diqa_bench.config import Config
 from diqa_bench.datasets import Dataset, DatasetContext, Record, Skip, check_records, normalise_mos
 from diqa_bench.errors import DataError, UserError
-from diqa_bench.grid import TEST, VALIDATION, Unit, expand, validation_units
+from diqa_bench.grid import DEPLOY, DEPLOY_ALL, TEST, VALIDATION, Unit, deploy_units, expand, validation_units
 from diqa_bench.methods import TrainSample
 from diqa_bench.pairs import is_pair_dataset
 from diqa_bench.plugins import Registry
@@ -80,6 +80,7 @@ class Plan:
     screening: dict[str, Any] = field(default_factory=dict)  # rater screening of each dataset that has raters
     ratings: dict[str, Any] = field(default_factory=dict)  # per-rater scores (image, observer, rating) of each dataset that keeps them
     folds: int = 0  # cross-validation: the number of folds per repetition seed (0: test_ratio splits)
+    deploy_folds: int = 0  # config deploy: folds over all train content that choose a deployable model's cut
 
     @classmethod
     def build(cls, config: Config, registry: Registry, cache_dir, only: list[str] | None = None, progress: bool = False,
@@ -101,6 +102,14 @@ class Plan:
         if config.validation > 0:  # after the test phase: its units (and their order) stay as they were
             tests = tuple(t for t in config.test_domains if any(not ds.evaluation_only for ds in plan.domain_sets(t)))
             plan.units += validation_units(plan.units, tests)
+        if config.deploy_folds:  # after the per-seed cells
+            plan.deploy_folds = config.deploy_folds
+            for u in deploy_units(config, trainable, only, config.deploy_folds):
+                # a domain with fewer content groups than folds leaves some folds without any of it
+                tests = tuple(t for t in u.tests if u.seed == DEPLOY_ALL or any(
+                    plan.positions(ds, u.seed, "test", DEPLOY) for ds in plan.domain_sets(t) if not ds.error))
+                if tests or u.seed == DEPLOY_ALL:
+                    plan.units.append(dataclasses.replace(u, tests=tests))
         return plan
 
     def _fold_splits(self) -> list[int]:
@@ -176,7 +185,16 @@ class Plan:
 
     def positions(self, ds: LoadedDataset, seed: int, side: str, phase: str = TEST) -> list[int]:
         """Positions of one side ('train' / 'test') of a dataset for a seed. In the validation
-        phase the validation groups are the test side, and the rest of the train split the train side."""
+        phase the validation groups are the test side, and the rest of the train split the train side.
+        In the deploy phase there is no test split: fold ``seed`` of all content groups is the test
+        side, the others the train side; under DEPLOY_ALL both sides are all the content."""
+        if phase == DEPLOY:
+            if ds.evaluation_only:
+                return []
+            if seed == DEPLOY_ALL:
+                return list(range(len(ds.refs)))
+            tested = fold_test_groups([r.group for r in ds.refs], self.deploy_folds, DEPLOY, seed)
+            return [p for p, r in enumerate(ds.refs) if (r.group in tested) == (side == "test")]
         train, test = ds.splits[seed]
         if phase == TEST:
             return train if side == "train" else test
@@ -230,5 +248,7 @@ class Plan:
                 **({"decoder": decoder} if decoder != "pil" else {}),
                 # fitted without the validation groups: another model than the test phase's
                 **({"validation": self.config.validation} if unit.phase == VALIDATION else {}),
+                # deploy: fitted on all train content (or all but one fold of its content groups)
+                **({"deploy_folds": self.deploy_folds} if unit.phase == DEPLOY else {}),
             }
         )

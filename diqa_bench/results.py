@@ -26,62 +26,7 @@ from diqa_bench.report.significance import WORSE_MARK
 from diqa_bench.report.strata import read_strata
 from diqa_bench.report.transfer import read_transfer
 from diqa_bench.store import RESULT_FILES, VALIDATION_DIR, load_results
-
-
-RUN_THRESHOLDS = "thresholds.json"
-
-
-def write_run_thresholds(out: Path, outcomes, details: dict) -> Path | None:
-    """``<out>/thresholds.json``: every cell's acceptability cut, zero-shot methods included
-    (they have no model folder), with the share of its train split it accepts; what ``score
-    --threshold auto:DOMAIN --run <out>`` and ``load_gate(..., run=<out>)`` read."""
-    cuts = []
-    for o in outcomes:
-        info = details.get((o.method, o.train, o.test, o.seed), {})
-        if o.status != "ok" or info.get("threshold") is None:
-            continue
-        cuts.append({"method": o.method, "train": o.train, "test": o.test, "seed": o.seed, "threshold": info["threshold"],
-                     "lower_better": bool(o.lower_better), "train_accept": info.get("train_accept")})
-    if not cuts:
-        return None
-    doc = {"rule": "accept when the score is at least as good as the threshold (>= when higher is better, <= when lower is better)",
-           "chosen_on": "the train split of each test domain (best accuracy there), per split seed",
-           "train_accept": "share of that train split the cut accepts: 1.0 accepts everything, 0.0 rejects everything",
-           "cuts": cuts}
-    path = out / RUN_THRESHOLDS
-    atomic_write(path, json.dumps(doc, indent=1))
-    return path
-
-
-def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
-    """``models/<method>@<train>/seed<k>/threshold.json`` for every fitted model the run saved:
-    the acceptability cut chosen on each test domain's train split, in the method's score units,
-    for ``diqa-bench score --threshold auto``."""
-    grouped: dict[tuple[str, str, int], dict[str, Any]] = {}
-    accepted: dict[tuple[str, str, int], dict[str, Any]] = {}
-    lower: dict[tuple[str, str, int], bool] = {}
-    for o in outcomes:
-        info = details.get((o.method, o.train, o.test, o.seed), {})
-        cut = info.get("threshold")
-        if o.train == "-" or o.status != "ok" or cut is None:
-            continue
-        grouped.setdefault((o.method, o.train, o.seed), {})[o.test] = cut
-        accepted.setdefault((o.method, o.train, o.seed), {})[o.test] = info.get("train_accept")
-        lower[(o.method, o.train, o.seed)] = bool(o.lower_better)
-    written = []
-    for (method, train, seed), cuts in grouped.items():
-        from diqa_bench.grid import model_folder
-
-        folder = out / "models" / model_folder(method, train) / f"seed{seed}"
-        if not folder.is_dir():  # no saved model here (e.g. fitted elsewhere): the cut stays in metrics.csv
-            continue
-        doc = {"method": method, "train": train, "seed": seed, "lower_better": lower[(method, train, seed)],
-               "rule": "accept when the score is at least as good as the threshold (>= when higher is better, <= when lower is better)",
-               "chosen_on": "the train split of each test domain (best accuracy there)", "thresholds": cuts,
-               "train_accept": accepted[(method, train, seed)]}
-        atomic_write(folder / "threshold.json", json.dumps(doc, indent=1))
-        written.append(folder / "threshold.json")
-    return written
+from diqa_bench.thresholds import RUN_THRESHOLDS, write_run_thresholds, write_thresholds  # noqa: F401 - also imported from here
 
 
 def write_validation(out: Path, outcomes, config) -> tuple[str, list[dict[str, Any]]]:

@@ -91,7 +91,8 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
         pairs.attach(scorer.plan, outcomes)
         outcomes = pool_folds(outcomes, scorer.plan.folds)  # cross-validation: one cell per repetition, every image once
         tested = [o for o in outcomes if o.phase == "test"]
-        validated = [o for o in outcomes if o.phase != "test"]  # splits.validation: written apart, never in the main tables
+        validated = [o for o in outcomes if o.phase == "validation"]  # splits.validation: written apart, never in the main tables
+        deployed = [o for o in outcomes if o.phase == "deploy"]  # config deploy: they choose the deployable models' cuts
         try:
             write_ratings(stage, getattr(scorer, "plan", None))  # before the tables: the human-agreement table reads it
             facts = RunFacts(device=scorer.device, batch_size=options.batch_size, workers=scorer.workers, processes=scorer.processes,
@@ -100,6 +101,10 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
                              skips=scorer.skips)
             write_all(stage, {**run_info(config, registry, scorer.plan, facts, started), "interrupted": bool(interrupted)}, tested, config,
                       reports=options.reports, validation=validated)
+            if config.deploy_folds and not interrupted:
+                from diqa_bench.thresholds import write_deploy
+
+                write_deploy(stage, scorer.plan, deployed, config, scorer.log)
             where = publish_results(stage, final_out, complete=not interrupted)
         except OSError as exc:  # a full disk, a folder gone read-only: the scores are cached, the old results stay
             raise UserError(f"cannot write results to {final_out}: {exc.strerror or exc}; the previous results there are kept "

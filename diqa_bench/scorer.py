@@ -236,6 +236,8 @@ class Scorer:
             return _fail_all(outcomes, str(exc), "not run")
         except Exception as exc:
             _debug(exc)
+            if not outcomes:  # a unit without cells (a deploy fit on all train content): the reason would be lost
+                self.log(f"  {unit.describe()}: failed: {failure_reason(exc)}")
             return _fail_all(outcomes, failure_reason(exc), "failed")
         finally:
             try:
@@ -262,7 +264,7 @@ class Scorer:
             o.status, o.reason = "failed", f"only {len(o.scores)} usable scores (need 3)"
             return
         o.mos_lower_better = self.plan.mos_lower_better(o.test)
-        if self.config.acceptability is not None:
+        if self.config.acceptability is not None and o.phase != "deploy":  # deploy: the folds' own scores choose the cut
             from diqa_bench.stats import unacceptable  # scipy: only when a run asks for thresholds
 
             tr_images, why = self.domain_images(o.test, o.seed, "train", o.phase)
@@ -331,11 +333,12 @@ class Scorer:
         return token, ready
 
     def _copy_model(self, model_dir: Path, unit: Unit) -> None:
-        if unit.phase != "test":  # a validation-phase model only ranks variants: it stays in the cache
-            return
-        from diqa_bench.grid import model_folder
+        from diqa_bench.grid import DEPLOY, DEPLOY_ALL, model_folder
 
-        dest = self.opts.out / "models" / model_folder(unit.method.label, unit.train_label) / f"seed{unit.seed}"
+        # a validation-phase model only ranks variants, a deploy fold's only scores its fold: they stay in the cache
+        if unit.phase != "test" and not (unit.phase == DEPLOY and unit.seed == DEPLOY_ALL):
+            return
+        dest = self.opts.out / "models" / model_folder(unit.method.label, unit.train_label) / (DEPLOY if unit.phase == DEPLOY else f"seed{unit.seed}")
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(model_dir, dest)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -213,7 +211,10 @@ def score_paths(args, registry) -> int:
     better = p.better
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "score", "better"] + (["decision"] if args.threshold is not None else []) + ["skipped"])
+    cut = getattr(args, "cut", None)  # thresholds.Cut: a deployable cut states a scale and the sizes it was chosen on
+    scale = cut.scale if cut is not None else None
+    w.writerow(["path", "score", "better"] + (["decision"] if args.threshold is not None else []) + ["skipped"]
+               + (["predicted_mos", "p_acceptable"] if scale is not None else []))
     decided: list[bool] = []
     for path, (s, why) in zip(paths, results):
         row: list[Any] = [csv_cell(str(path)), f"{s:.6g}" if s is not None else "", better]
@@ -224,7 +225,8 @@ def score_paths(args, registry) -> int:
                 row.append("accept" if ok else "reject")
             else:
                 row.append("error")
-        w.writerow(row + [csv_cell(why)])
+        w.writerow(row + [csv_cell(why)] + ([] if scale is None else [f"{scale.predicted_mos(s):.6g}", f"{scale.p_acceptable(s):.4g}"]
+                                            if s is not None else ["", ""]))
     if output is not None:
         write_output(output, buf.getvalue(), "-o")
     else:
@@ -234,9 +236,29 @@ def score_paths(args, registry) -> int:
         print(f"diqa-bench: skipped {path}: {without_path(why, path)}", file=sys.stderr)
     summary = f"{p.cls.name}: {len(paths) - len(skipped)} of {len(paths)} images scored; {better} score is better"
     if args.threshold is not None:
-        summary += f"; {sum(decided)} accepted, {len(decided) - sum(decided)} rejected (threshold {args.threshold})"
+        summary += f"; {sum(decided)} accepted, {len(decided) - sum(decided)} rejected (threshold {args.threshold}"
+        summary += f" from {cut.source})" if cut is not None and cut.source not in ("", "given") else ")"
+    if cut is not None and cut.sizes:
+        _warn_sizes([p for p, (s, _) in zip(paths, results) if s is not None], cut.sizes)
     print(summary, file=sys.stderr)
     return 1 if skipped else 0
+
+
+def _warn_sizes(paths, sizes: dict) -> None:
+    """One line on stderr for the first image far from the sizes the cut was chosen on."""
+    from diqa_bench.errors import DataError
+    from diqa_bench.images import probe_size
+    from diqa_bench.thresholds import size_note
+
+    for path in paths:
+        try:
+            h, w = probe_size(path)
+        except (DataError, OSError):
+            continue
+        note = size_note(w, h, sizes)
+        if note:
+            print(f"diqa-bench: warning: {note}", file=sys.stderr)
+            return
 
 
 def _pixels(paths: list[str]) -> list[float]:
@@ -261,86 +283,9 @@ def resolve_threshold(value: str | float | None, weights: str | None, run: str |
 
 
 def resolve_cut(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> tuple[float | None, str]:
-    """``score --threshold``: a number, or ``auto`` / ``auto:DOMAIN`` for the cut a run chose on
-    the train split: from ``threshold.json`` in the ``--weights`` model folder, or, with ``run``
-    (a results folder; zero-shot methods have no model folder), from its ``thresholds.json`` for
-    ``method`` (its label in the run; the mean of the split seeds' cuts when there are several).
-    ``auto`` picks the only domain, else the model's own train domain; several candidates need a
-    DOMAIN. The note (else "") says when the cut accepts or rejects every image of its train
-    split: such a "gate" decides nothing."""
-    if value is None:
-        return None, ""
-    text = str(value).strip()
-    if not text.lower().startswith("auto"):
-        try:
-            cut = float(text)
-        except ValueError:
-            raise UserError(f"--threshold {text}: expected a number, auto or auto:DOMAIN") from None
-        if not math.isfinite(cut):  # a NaN cut rejects every photo, an infinite one accepts or rejects all
-            raise UserError(f"--threshold {text}: not a finite number; expected a number, auto or auto:DOMAIN")
-        return cut, ""
-    domain = text.split(":", 1)[1].strip() if ":" in text else None
-    if run and not weights:
-        return _run_cut(Path(run), method or "", domain)
-    path = Path(weights or "") / "threshold.json"
-    if not weights or not path.is_file():
-        raise UserError(f"--threshold auto: {'no --weights or --run given' if not weights else f'{weights} has no threshold.json'} "
-                        "(a run writes one into models/<method>@<train>/seed<k>/, and thresholds.json into its folder, "
-                        "when its config declares acceptability)")
-    try:
-        doc = json.loads(path.read_text())
-        cuts = {str(k): float(v) for k, v in doc["thresholds"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: not a diqa-bench threshold file ({type(exc).__name__})") from None
-    bad = sorted(k for k, v in cuts.items() if not math.isfinite(v))
-    if bad:
-        raise UserError(f"{path}: the threshold for {', '.join(bad)} is not a finite number; re-run the benchmark to rewrite it")
-    if domain is None:
-        own = str(doc.get("train", ""))
-        if len(cuts) == 1:
-            domain = next(iter(cuts))
-        elif own in cuts:
-            domain = own
-        else:
-            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(sorted(cuts))}); choose one with --threshold auto:DOMAIN")
-    if domain not in cuts:
-        raise UserError(f"--threshold auto:{domain}: {path} has thresholds for {', '.join(sorted(cuts)) or 'no domain'}")
-    accepted = (doc.get("train_accept") or {}).get(domain) if isinstance(doc.get("train_accept"), dict) else None
-    return cuts[domain], _degenerate_note(cuts[domain], [accepted], domain)
+    """``score --threshold`` resolved to (cut, note): :func:`diqa_bench.thresholds.read_cut`, which
+    also tells where the cut came from and what its file states besides."""
+    from diqa_bench.thresholds import read_cut
 
-
-def _run_cut(run: Path, method: str, domain: str | None) -> tuple[float, str]:
-    from diqa_bench.results import RUN_THRESHOLDS
-
-    path = run / RUN_THRESHOLDS
-    if not path.is_file():
-        raise UserError(f"--threshold auto: {run} has no {RUN_THRESHOLDS} (a run writes one when its config declares acceptability)")
-    try:
-        cuts = [c for c in json.loads(path.read_text())["cuts"] if c["method"] == method and c["train"] == "-"]
-        for c in cuts:
-            c["threshold"] = float(c["threshold"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a diqa-bench thresholds file ({type(exc).__name__})") from None
-    domains = sorted({str(c["test"]) for c in cuts})
-    if not domains:
-        raise UserError(f"--threshold auto: {path} has no zero-shot cut for {method!r} (a trained method's cut is in its model folder: pass --weights)")
-    if domain is None:
-        if len(domains) > 1:
-            raise UserError(f"--threshold auto: {path} holds a threshold per test domain ({', '.join(domains)}); choose one with --threshold auto:DOMAIN")
-        domain = domains[0]
-    mine = [c for c in cuts if str(c["test"]) == domain]
-    if not mine:
-        raise UserError(f"--threshold auto:{domain}: {path} has thresholds of {method} for {', '.join(domains)}")
-    cut = float(sum(c["threshold"] for c in mine) / len(mine))  # the leaderboard's seed = all THRESHOLD
-    if not math.isfinite(cut):
-        raise UserError(f"{path}: the threshold of {method} for {domain} is not a finite number; re-run the benchmark to rewrite it")
-    return cut, _degenerate_note(cut, [c.get("train_accept") for c in mine], domain)
-
-
-def _degenerate_note(cut: float, accepted: list, domain: str) -> str:
-    known = [float(a) for a in accepted if a is not None]
-    if known and all(a >= 1.0 for a in known):
-        return f"the threshold {cut:g} accepts every image of its train split on {domain}: this gate accepts everything it was chosen on"
-    if known and all(a <= 0.0 for a in known):
-        return f"the threshold {cut:g} rejects every image of its train split on {domain}: this gate rejects everything it was chosen on"
-    return ""
+    cut = read_cut(value, weights, run, method)
+    return cut.value, cut.note

@@ -12,7 +12,7 @@ docs/layers.md):
   and its statistic, rater agreement.
 - ``config``: the benchmark config and its grid of cells.
 - ``store``: the results store (lock, staging, publish, load, the one list of result files),
-  run.json's facts, pairs.csv.
+  run.json's facts, pairs.csv, the threshold files (and reading a cut back).
 - ``render``: leaderboard, pair tables, report/ (tables, figures, HTML), the study's export and
   server.
 - ``run``: what drives a run and the commands: plan, scorer, scoring, executors that score,
@@ -47,7 +47,7 @@ FLOORS = {
     # config
     "diqa_bench.config": "config", "diqa_bench.grid": "config",
     # store
-    "diqa_bench.store": "store", "diqa_bench.run_facts": "store", "diqa_bench.pair_files": "store",
+    "diqa_bench.store": "store", "diqa_bench.run_facts": "store", "diqa_bench.pair_files": "store", "diqa_bench.thresholds": "store",
     # render
     "diqa_bench.leaderboard": "render", "diqa_bench.pair_tables": "render", "diqa_bench.report": "render",
     "diqa_bench.report.ablation": "render", "diqa_bench.report.agreement": "render", "diqa_bench.report.compare": "render",
