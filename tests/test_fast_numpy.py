@@ -186,10 +186,10 @@ def test_score_imports_no_torch_pyiqa_scipy_or_pandas_for_the_three(tmp_path):
 def test_nearest_grid_entry_is_argmins():
     """NIQE's lookup of the AGGD shape by binary search picks the entry pyiqa's argmin picks: on
     the grid's own values, midpoints (ties: the first), beyond both ends, NaN and infinities."""
-    from diqa_pyiqa.fast_brisque import _shape_grid
+    from diqa_pyiqa.fast_brisque import shape_grid
     from diqa_pyiqa.fast_niqe import nearest
 
-    table = _shape_grid()[2]
+    table = shape_grid()[2]
     mids = (table[:-1] + table[1:]) / 2
     rng = np.random.default_rng(0)
     values = np.concatenate([table, mids, np.nextafter(mids, 0), np.nextafter(mids, 1), rng.uniform(-1, 2, 5000),
