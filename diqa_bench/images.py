@@ -270,7 +270,7 @@ class _DecodeDataset:
             return i, None, str(exc)
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
         if not self.finish_on_device:
-            t = _resize(t[None], self.size)[0]
+            t = resize_pixels(t[None], self.size)[0]
         return i, t, None
 
 
@@ -291,7 +291,7 @@ def decode_uint8(path: str | Path) -> np.ndarray:
         return decode(path)  # the same one-line errors as decode()
 
 
-def _resize(t, size: tuple[int, int] | None):
+def resize_pixels(t, size: tuple[int, int] | None):
     """[B,3,H,W] float in [0,1] -> resized to ``size`` (bilinear, antialiased), or unchanged."""
     import torch
 
@@ -564,7 +564,7 @@ def iter_batches(
             if finish_on_device:
                 stacked = _to_device([t for _, t in group], device)
                 stacked = stacked.float().div_(255) if stacked.dtype == torch.uint8 else stacked.float()
-                stacked = _resize(stacked, size)
+                stacked = resize_pixels(stacked, size)
             else:
                 stacked = torch.stack([t for _, t in group])
                 if str(device) != "cpu":

@@ -151,6 +151,11 @@ def pool(processes: int) -> ProcessPoolExecutor:
     return _POOLS[processes]
 
 
+def pool_sizes() -> list[int]:
+    """The sizes of the pools alive in this process (a test's evidence that the pool path ran)."""
+    return sorted(_POOLS)
+
+
 @atexit.register
 def shutdown_pools(wait: bool = False) -> None:
     for p in _POOLS.values():

@@ -73,7 +73,7 @@ class RayExecutor:
         self.log = log
 
     # -- connection ------------------------------------------------------------------------------
-    def _connect(self):
+    def connect(self):
         """Import Ray and join (or start) a cluster. Returns (ray, whether we started the session)."""
         try:
             import ray
@@ -99,14 +99,16 @@ class RayExecutor:
     # -- the run ---------------------------------------------------------------------------------
     def run(self, scorer, units, on_unit=None):
         spec = worker_spec(scorer, self.num_cpus_per_task)
-        ray, started = self._connect()
+        ray, started = self.connect()
         try:
-            return self._run(ray, scorer, spec, list(units), on_unit)
+            return self.run_units(ray, scorer, spec, list(units), on_unit)
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(self, ray, scorer, spec: WorkerSpec, units: list, on_unit) -> list:
+    def run_units(self, ray, scorer, spec: WorkerSpec, units: list, on_unit) -> list:
+        """Run the units on a connected cluster: shards of images first when sharding is on, then
+        the units, collecting each as it finishes (what :meth:`run` does once connected)."""
         unit_task = ray.remote(_unit_task).options(**self._task_options())
         shard_task = ray.remote(_shard_task).options(**self._task_options())
         shards = plan_shards(scorer, units, self.shard_size) if self.shard_size else []

@@ -135,7 +135,7 @@ def score_pixels(p: Prepared, images: Sequence[Any]) -> list[tuple[float | None,
 
     from diqa_bench.batch_loop import score_batches
     from diqa_bench.errors import DataError
-    from diqa_bench.images import _resize, in_memory_pixels
+    from diqa_bench.images import resize_pixels, in_memory_pixels
     from diqa_bench.methods import Batch
 
     results: list[tuple[float | None, str]] = [(None, "not scored")] * len(images)
@@ -151,7 +151,7 @@ def score_pixels(p: Prepared, images: Sequence[Any]) -> list[tuple[float | None,
                 errors[i] = str(exc)
                 continue
             key = "px-" + hashlib.blake2b(np.ascontiguousarray(arr).tobytes() + repr(arr.shape).encode(), digest_size=8).hexdigest()
-            t = _resize(torch.from_numpy(arr).permute(2, 0, 1)[None], p.method.input_size)
+            t = resize_pixels(torch.from_numpy(arr).permute(2, 0, 1)[None], p.method.input_size)
             if str(p.ctx.device) != "cpu":
                 t = t.to(p.ctx.device)
             yield Batch(images=t, keys=[key], paths=[f"<image {i}>"], indices=[i])

@@ -264,7 +264,7 @@ def test_score_skips_an_image_the_method_cannot_score_and_scores_the_rest(tmp_pa
     from diqa_bench import parallel
 
     assert cli.main(argv) == 1
-    assert (2 in parallel._POOLS) == (processes == "2")  # the path under test is the one that ran
+    assert (2 in parallel.pool_sizes()) == (processes == "2")  # the path under test is the one that ran
     captured = capsys.readouterr()
     rows = _csv(captured.out)
     small = [r for r in rows if "_12x40" in r["path"]]
@@ -387,7 +387,7 @@ def test_score_reports_a_method_unavailable_in_the_pool_workers_in_one_line(imag
 
     argv = ["score", "-m", "stub-noise", "--option", "unavailable=true", str(image_dir), "--device", "cpu", "--processes", "2"]
     assert cli.main(argv) == 2
-    assert 2 in parallel._POOLS  # the workers, not the parent, found the method unavailable
+    assert 2 in parallel.pool_sizes()  # the workers, not the parent, found the method unavailable
     captured = capsys.readouterr()
     assert "diqa-bench: error: stub-noise: missing weights file stub.pth" in captured.err and captured.out == ""
 

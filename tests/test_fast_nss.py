@@ -392,7 +392,7 @@ def test_the_niqe_method_keeps_pyiqas_path_in_float32():
 
     method = Niqe(precision="float32")
     method.setup(MethodContext(device="cpu", weights_dir=WEIGHTS))
-    assert method.model is not None and method._pristine is None
+    assert method.model is not None and method.pristine_params is None
 
 
 def test_a_wrong_niqe_file_is_refused_once_on_the_fast_path_too(tmp_path):

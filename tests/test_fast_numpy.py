@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pyiqa")
 
 from test_fast_nss import BRISQUE_FILE, NIQE_FILE, niqe_reference, pristine, reference, svr  # noqa: E402
+from test_fast_nss import one_thread  # noqa: E402, F401 - its autouse fixture: pyiqa's references on one torch thread here too
 from test_fast_piqe import synthetic  # noqa: E402
 from test_fast_piqe import reference as piqe_reference  # noqa: E402
 
@@ -29,14 +30,6 @@ PIQE_RTOL = 1e-12
 
 needs_files = pytest.mark.skipif(not (BRISQUE_FILE.is_file() and NIQE_FILE.is_file()), reason="BRISQUE's or NIQE's parameter file is absent")
 needs_data = pytest.mark.skipif(not PHONE.is_dir(), reason=f"{PHONE} is absent (real photos for tests)")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def as_uint8(*images: np.ndarray) -> np.ndarray:
@@ -193,10 +186,10 @@ def test_score_imports_no_torch_pyiqa_scipy_or_pandas_for_the_three(tmp_path):
 def test_nearest_grid_entry_is_argmins():
     """NIQE's lookup of the AGGD shape by binary search picks the entry pyiqa's argmin picks: on
     the grid's own values, midpoints (ties: the first), beyond both ends, NaN and infinities."""
-    from diqa_pyiqa.fast_brisque import _shape_grid
+    from diqa_pyiqa.fast_brisque import shape_grid
     from diqa_pyiqa.fast_niqe import nearest
 
-    table = _shape_grid()[2]
+    table = shape_grid()[2]
     mids = (table[:-1] + table[1:]) / 2
     rng = np.random.default_rng(0)
     values = np.concatenate([table, mids, np.nextafter(mids, 0), np.nextafter(mids, 1), rng.uniform(-1, 2, 5000),

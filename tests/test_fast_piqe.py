@@ -130,7 +130,7 @@ def test_gaussian_normalisation_is_fast_filters_bit_for_bit(shape):
     the same values, since every partial sum is exact in float64 (integer pixels, float32 weights)."""
     import torch.nn.functional as F
     from diqa_pyiqa import fast_filter
-    from diqa_pyiqa.fast_piqe import _TileWork
+    from diqa_pyiqa.fast_piqe import TileWork
     from pyiqa.archs.func_util import normalize_img_with_gauss
 
     fast_filter.install()
@@ -144,7 +144,7 @@ def test_gaussian_normalisation_is_fast_filters_bit_for_bit(shape):
     for img in images:
         expected = normalize_img_with_gauss(img[None, None], padding="replicate")[0, 0]
         padded = F.pad(img[None, None], (3, 3, 3, 3), mode="replicate")[0, 0]
-        got = _TileWork(*shape).normalise(padded, torch.tensor(255.0, dtype=torch.float64))  # peak 255: rounding keeps the pixels
+        got = TileWork(*shape).normalise(padded, torch.tensor(255.0, dtype=torch.float64))  # peak 255: rounding keeps the pixels
         assert torch.equal(got, expected)
 
 

@@ -368,14 +368,14 @@ def test_lost_ray_cluster_writes_finished_cells_and_says_how_to_resume(tmp_path,
     from diqa_bench.ray_executor import RayExecutor
 
     fake = _FakeRay(runner_units_alive=2)
-    real_run = RayExecutor._run
+    real_run = RayExecutor.run_units
 
     def run_with_fake(self, ray, scorer, spec, units, on_unit):
         fake.scorer = scorer
         return real_run(self, ray, scorer, spec, units, on_unit)
 
-    monkeypatch.setattr(RayExecutor, "_connect", lambda self: (fake, False))
-    monkeypatch.setattr(RayExecutor, "_run", run_with_fake)
+    monkeypatch.setattr(RayExecutor, "connect", lambda self: (fake, False))
+    monkeypatch.setattr(RayExecutor, "run_units", run_with_fake)
     import diqa_bench.testing as stubs
     from diqa_bench import config as cfgmod
     from diqa_bench.plugins import load_plugins

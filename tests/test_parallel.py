@@ -29,7 +29,7 @@ def test_processes_give_the_same_tables_as_one_process(tmp_path):
     one = run_tiny_benchmark(tmp_path / "one", cfg, processes=1)
     parallel.shutdown_pools()
     two = run_tiny_benchmark(tmp_path / "two", cfg, processes=2)
-    assert 2 in parallel._POOLS, "the two-process run did not use the pool"
+    assert 2 in parallel.pool_sizes(), "the two-process run did not use the pool"
     assert two.run["protocol"]["processes"] == 2
     cols = ["image", "dataset", "method", "seed", "score"]
     a = one.scores[cols].sort_values(cols[:4]).reset_index(drop=True)
@@ -52,7 +52,7 @@ def test_a_method_returning_the_wrong_number_of_scores_fails_its_cells(tmp_path,
 
     cfg = _bigger(stub_config(methods=[{"name": "stub-noise", "options": {"extra_scores": extra}}], seeds=[0], train_sets=[]))
     res = run_tiny_benchmark(tmp_path, cfg, processes=processes)
-    assert (2 in parallel._POOLS) == (processes == 2)  # the path under test is the one that ran
+    assert (2 in parallel.pool_sizes()) == (processes == 2)  # the path under test is the one that ran
     assert res.exit_code == 1
     assert {c["status"] for c in res.run["cells"]} == {"failed"}
     for cell in res.run["cells"]:

@@ -144,7 +144,7 @@ def test_genuine_brisque_weights_still_load(offline_pyiqa):
 
     method = Brisque()
     method.setup(MethodContext(weights_dir=SHARED_WEIGHTS))
-    assert method._svr[1].shape[0] > 0  # the CPU's fast path reads the file itself
+    assert method.svr_params[1].shape[0] > 0  # the CPU's fast path reads the file itself
     method = Brisque(precision="float32")  # pyiqa's model, as on other devices
     method.setup(MethodContext(weights_dir=SHARED_WEIGHTS))
     assert method.model.net.sv.shape[0] > 0

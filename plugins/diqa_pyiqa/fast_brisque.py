@@ -69,7 +69,7 @@ def _as_numpy(x) -> np.ndarray:
     return x.numpy() if is_tensor(x) else x
 
 
-def _like(result: np.ndarray, template):
+def like_input(result: np.ndarray, template):
     """``result`` as a tensor when the caller passed one (tests compare with pyiqa's tensors)."""
     if is_tensor(template):
         import torch
@@ -120,7 +120,7 @@ def brisque_scores(img, sv_coef, sv):
         if score is None:
             return None  # pyiqa's own function, and its error, for such an image
         scores.append(score)
-    return _like(np.array(scores, dtype=np.float64), img)
+    return like_input(np.array(scores, dtype=np.float64), img)
 
 
 def brisque_score(image: np.ndarray, coef: np.ndarray, vectors: np.ndarray) -> float | None:
@@ -267,10 +267,10 @@ def gauss_normalise(plane, replicate: bool = False):
             dest = out[r0 : r0 + r, c0 : c0 + c]
             np.subtract(win[0, 3 : 3 + r, 3 : 3 + c], mu, out=dest)
             dest /= sigma
-    return _like(out, plane)
+    return like_input(out, plane)
 
 
-def _shape_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def shape_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pyiqa's grid of shape parameters (``torch.arange(0.2, 10.001, 0.001)``, float32, widened)
     and its GGD and AGGD ratio tables."""
     global _grid
@@ -284,15 +284,15 @@ def _shape_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def grid_lgamma() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``lgamma(k / gamma)`` for k = 1, 2, 3 over the grid of :func:`_shape_grid`: a fitted shape is
+    """``lgamma(k / gamma)`` for k = 1, 2, 3 over the grid of :func:`shape_grid`: a fitted shape is
     a grid entry, so these are its values, looked up."""
-    _shape_grid()
+    shape_grid()
     return _grid[3]
 
 
 def nss_features(plane) -> np.ndarray | None:
     """pyiqa's ``natural_scene_statistics`` of one float64 plane [H, W]: 18 features (None: no variance)."""
-    gamma, ggd, aggd = _shape_grid()
+    gamma, ggd, aggd = shape_grid()
     x = _as_numpy(gauss_normalise(_as_numpy(plane)))
     n = x.size
     sigma_sq = float(np.einsum("ij,ij->", x, x)) / n
@@ -406,7 +406,7 @@ def imresize_half(plane):
     w_cols, out_w, pre, post = _resize_taps(width)
     wide = _edge_pad(tall, pre, post, 1)
     del tall
-    return _like(_taps_sum(wide, w_cols, out_w, k, rows=False).astype(np.float64), plane)
+    return like_input(_taps_sum(wide, w_cols, out_w, k, rows=False).astype(np.float64), plane)
 
 
 def _taps_sum(src: np.ndarray, weight: np.ndarray, size: int, k: int, rows: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 _ROWS = 32  # rows per strip: 32 x 4032 float64 pixels, about 1 MiB, stay in the caches across the 49 taps
-_original: Callable[..., Any] | None = None
+pyiqa_imfilter: Callable[..., Any] | None = None
 
 
 def imfilter(input, weight, bias=None, stride=1, padding="same", dilation=1, groups=1):
@@ -32,14 +32,14 @@ def imfilter(input, weight, bias=None, stride=1, padding="same", dilation=1, gro
         and groups == 1 and padding is not None
     )
     if not fast:
-        return _original(input, weight, bias, stride, padding, dilation, groups)
+        return pyiqa_imfilter(input, weight, bias, stride, padding, dilation, groups)
     from pyiqa.matlab_utils import exact_padding_2d
 
     kh, kw = weight.shape[2:]
     padded = exact_padding_2d(input, (kh, kw), (1, 1), (1, 1), padding)
     height, width = input.shape[-2:]
     if padded.shape[-2:] != (height + kh - 1, width + kw - 1):  # a padding mode this does not expect
-        return _original(input, weight, bias, stride, padding, dilation, groups)
+        return pyiqa_imfilter(input, weight, bias, stride, padding, dilation, groups)
     taps = [(i, j, float(v)) for i, row in enumerate(weight[0, 0].to(torch.float64).tolist()) for j, v in enumerate(row)]
     out = torch.zeros_like(input)
     for r0 in range(0, height, _ROWS):
@@ -53,10 +53,10 @@ def imfilter(input, weight, bias=None, stride=1, padding="same", dilation=1, gro
 def install() -> None:
     """Route pyiqa's Gaussian normalisation (``pyiqa.archs.func_util.imfilter``) through
     :func:`imfilter`. Idempotent; float32 and GPU calls still reach pyiqa's function."""
-    global _original
+    global pyiqa_imfilter
     import pyiqa.archs.func_util as func_util
 
     if func_util.imfilter is imfilter:
         return
-    _original = func_util.imfilter
+    pyiqa_imfilter = func_util.imfilter
     func_util.imfilter = imfilter

@@ -25,7 +25,7 @@ import numpy as np
 
 from diqa_bench.threads import single_thread, small_pages
 
-from .fast_brisque import _like, _shape_grid, gauss_normalise, grid_lgamma, images_of, imresize_half, luminance255, supported as _brisque_supported
+from .fast_brisque import like_input, shape_grid, gauss_normalise, grid_lgamma, images_of, imresize_half, luminance255, supported as _brisque_supported
 
 BLOCK = 96
 SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # pyiqa's compute_feature shifts (torch.roll)
@@ -56,7 +56,7 @@ def niqe_scores(img, mu_pris: np.ndarray, cov_pris: np.ndarray):
         if score is None:
             return None  # pyiqa's own function, and its error, for such an image
         scores.append(score)
-    return _like(np.array(scores, dtype=np.float64), img)
+    return like_input(np.array(scores, dtype=np.float64), img)
 
 
 def niqe_block_features(image) -> np.ndarray:
@@ -102,7 +102,7 @@ def _scale_features(plane: np.ndarray, block: int) -> np.ndarray:
 def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """pyiqa's ``estimate_aggd_param`` of each row of ``x``: alpha (and its index in the grid),
     beta_l, beta_r."""
-    gamma, _, r_gam = _shape_grid()
+    gamma, _, r_gam = shape_grid()
     lg1, _, lg3 = grid_lgamma()
     n = x.shape[1]
     neg, pos = np.minimum(x, 0.0), np.maximum(x, 0.0)

@@ -285,7 +285,7 @@ def _normalise_blocks(padded: np.ndarray, peak: float, n_rows: int, n_cols: int,
     chunk = min(n_rows, store.capacity // n_cols)  # block rows per reservation
     tile_cols = min(n_cols, max(1, _TILE_ELEMENTS // (BLOCK * BLOCK))) * BLOCK
     tile_rows = min(chunk, max(1, _TILE_ELEMENTS // (BLOCK * tile_cols))) * BLOCK
-    work = _TileWork(tile_rows, tile_cols)
+    work = TileWork(tile_rows, tile_cols)
     for c0 in range(0, n_rows, chunk):
         c1 = min(n_rows, c0 + chunk)
         dest = store.reserve(c1 - c0, n_cols)
@@ -298,7 +298,7 @@ def _normalise_blocks(padded: np.ndarray, peak: float, n_rows: int, n_cols: int,
                 dest[:, :, r0 // BLOCK - c0 : (r0 + rows) // BLOCK - c0, q0 // BLOCK : (q0 + cols) // BLOCK] = tile
 
 
-class _TileWork:
+class TileWork:
     """Buffers for normalising tiles of up to ``rows`` x ``cols`` pixels (with their 3-pixel
     borders), reused from tile to tile so that they stay in the CPU caches."""
 

@@ -226,19 +226,19 @@ class Brisque(PyiqaMetric):
         # float64 on the CPU: fast_brisque gives pyiqa's scores without pyiqa, whose import costs
         # every scoring process seconds, nor torch; pyiqa's model is built only for a batch it declines.
         self.device = compute_device(ctx.device, self.float64)
-        self._ctx, self._svr = ctx, None
+        self._ctx, self.svr_params = ctx, None
         if not self._fast_path:
             super().setup(ctx)
             return
         path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
-        self._svr = read_brisque_weights(path)
+        self.svr_params = read_brisque_weights(path)
 
     @property
     def _fast_path(self) -> bool:
         return self.float64 and str(self.device) == "cpu"
 
     def numpy_pixels(self) -> bool:
-        return getattr(self, "_svr", None) is not None
+        return getattr(self, "svr_params", None) is not None
 
     def score_batch(self, batch: Batch):
         height, width = _size(batch)
@@ -246,11 +246,11 @@ class Brisque(PyiqaMetric):
 
         if min(height, width) < BRISQUE_MIN:
             raise DataError(f"{batch.paths[0]}: BRISQUE needs at least {BRISQUE_MIN}x{BRISQUE_MIN} pixels, got {height}x{width}")
-        if getattr(self, "_svr", None) is not None:
+        if getattr(self, "svr_params", None) is not None:
             from .fast_brisque import brisque_scores
 
             # pixels go in as they are (uint8, float32): widened a strip of one channel at a time
-            scores = brisque_scores(_cpu(batch.images), *self._svr)
+            scores = brisque_scores(_cpu(batch.images), *self.svr_params)
             if scores is not None:
                 return _as_runner_scores(scores)
             if self.model is None:  # pyiqa's own function for what the fast path declines
@@ -299,28 +299,28 @@ class Niqe(PyiqaMetric):
     def setup(self, ctx: MethodContext) -> None:
         # float64 on the CPU: fast_niqe gives pyiqa's scores without pyiqa or torch (as Brisque does)
         self.device = compute_device(ctx.device, self.float64)
-        self._ctx, self._pristine = ctx, None
+        self._ctx, self.pristine_params = ctx, None
         if not self._fast_path:
             super().setup(ctx)
             return
         path = resolve_weights(self.checkpoint, self.weights, ctx.weights_dir, self.download_timeout)
-        self._pristine = read_niqe_params(path)
+        self.pristine_params = read_niqe_params(path)
 
     @property
     def _fast_path(self) -> bool:
         return self.float64 and str(self.device) == "cpu"
 
     def numpy_pixels(self) -> bool:
-        return getattr(self, "_pristine", None) is not None
+        return getattr(self, "pristine_params", None) is not None
 
     def score_batch(self, batch: Batch):
         height, width = _size(batch)
         if min(height, width) < 96:  # NIQE fits a Gaussian to 96x96 blocks; pyiqa fails obscurely below
             raise DataError(f"{batch.paths[0]}: NIQE needs at least 96x96 pixels, got {height}x{width}")
-        if getattr(self, "_pristine", None) is not None:
+        if getattr(self, "pristine_params", None) is not None:
             from .fast_niqe import niqe_scores
 
-            scores = niqe_scores(_cpu(batch.images), *self._pristine)
+            scores = niqe_scores(_cpu(batch.images), *self.pristine_params)
             if scores is not None:
                 return _as_runner_scores(scores)
             if self.model is None:  # pyiqa's own function for what the fast path declines

@@ -290,13 +290,13 @@ def ink_marking(img, level, rng):
 def hair_occlusion(img, level, rng):
     """Hairs across the image (dark, or light and grey on some sites), denser at higher levels;
     drawn as the synthetic skin draws its own hair."""
-    from .skin import _hair
+    from .skin import hair_mask
 
     h, w = img.shape[:2]
     light = rng.random() < 0.2
     colour = np.array([0.8, 0.76, 0.68]) if light else np.array([0.08, 0.06, 0.05])
     count = round([4, 8, 14, 22, 32][level - 1] * max(1.0, _side(img) / 256))
-    hair = _hair(np.random.default_rng(rng.integers(2**63)), h, w, count)  # the same first hairs at every level
+    hair = hair_mask(np.random.default_rng(rng.integers(2**63)), h, w, count)  # the same first hairs at every level
     if _side(img) >= 384:  # keep hairs a few pixels wide on large images
         hair = ndimage.grey_dilation(hair, size=(2, 2))
     return to_uint8(_blend(img, hair, colour, 0.85))

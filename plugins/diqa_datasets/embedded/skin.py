@@ -44,7 +44,7 @@ def _lesion_mask(rng, h, w, shape_kind):
     return np.clip((radius - dist) / edge + 0.5, 0, 1)
 
 
-def _hair(rng, h, w, count):
+def hair_mask(rng, h, w, count):
     from skimage.draw import bezier_curve
 
     mask = np.zeros((h, w))
@@ -101,7 +101,7 @@ def synthetic_skin(rng: np.random.Generator, size: int, skin_type: int) -> np.nd
     # Hair: more on some sites than others; dark, slightly translucent.
     n_hair = int(rng.choice([0, 0, 2, 5, 10, 16]))
     if n_hair:
-        hair = _hair(rng, h, w, n_hair)[..., None]
+        hair = hair_mask(rng, h, w, n_hair)[..., None]
         img = img * (1 - 0.85 * hair) + np.array([0.08, 0.06, 0.05]) * 0.85 * hair
 
     # Uneven illumination and a gentle vignette, as in a handheld phone photo.
