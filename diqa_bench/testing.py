@@ -119,7 +119,9 @@ class StubBlur(Dataset):
         return records
 
 
-def _noise_energy(images) -> "Any":
+def noise_energy(images) -> "Any":
+    """The mean absolute Laplacian of each image [B,3,H,W] in [0,1]: stub-noise's score, and the feature
+    stub-linear fits on (tests recompute it to check a score)."""
     import torch
 
     # float64 and rounded: a float32 convolution sums in an order that depends on the thread count,
@@ -153,7 +155,7 @@ class StubNoise(Method):
         if min(height, width) < self.options.get("min_size", 0):
             raise DataError(f"stub-noise needs at least {self.options['min_size']} pixels a side, got {height}x{width}")
         StubNoise.calls += len(batch.keys)
-        out = _noise_energy(batch.images)
+        out = noise_energy(batch.images)
         if self.options.get("jitter"):
             import hashlib
 
@@ -186,13 +188,13 @@ class StubLinear(Method):
     def fit(self, data, ctx) -> None:
         feats = np.zeros(len(data))
         for batch in data.batches():
-            feats[batch.indices] = _noise_energy(batch.images).cpu().numpy()
+            feats[batch.indices] = noise_energy(batch.images).cpu().numpy()
         target = np.array([s.mos_norm for s in data.samples])
         self.coef = np.polyfit(feats, target, 1).tolist()
         StubLinear.fits += 1
 
     def score_batch(self, batch):
-        return np.polyval(self.coef, _noise_energy(batch.images).cpu().numpy())
+        return np.polyval(self.coef, noise_energy(batch.images).cpu().numpy())
 
     def save(self, folder: Path) -> None:
         (Path(folder) / "linear.json").write_text(json.dumps({"coef": self.coef}))

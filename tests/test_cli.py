@@ -197,7 +197,7 @@ def test_score_writes_path_score_csv(image_dir, stub_cli, capsys):
     import torch
 
     from diqa_bench.images import decode
-    from diqa_bench.testing import _noise_energy
+    from diqa_bench.testing import noise_energy
 
     assert cli.main(["score", "-m", "stub-noise", str(image_dir), "--device", "cpu"]) == 0
     rows = _csv(capsys.readouterr().out)
@@ -205,7 +205,7 @@ def test_score_writes_path_score_csv(image_dir, stub_cli, capsys):
     assert list(rows[0]) == ["path", "score", "better", "skipped"]
     assert {r["better"] for r in rows} == {"lower"} and {r["skipped"] for r in rows} == {""}
     for r in rows:
-        expected = _noise_energy(torch.from_numpy(decode(r["path"])).permute(2, 0, 1)[None]).item()
+        expected = noise_energy(torch.from_numpy(decode(r["path"])).permute(2, 0, 1)[None]).item()
         assert float(r["score"]) == pytest.approx(expected, rel=1e-4)
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores)  # noisier images score higher noise energy

@@ -71,7 +71,7 @@ def test_the_cv_cut_is_the_best_cut_on_out_of_fold_scores_of_models_that_never_s
     ds = stubs.StubDataset(count=30, seed=1, tag="a")
     recs = ds.load(DatasetContext(cache_dir=deployed.out.parent / "cache" / "datasets"))
     groups = [f"stub-a/{r.group}" for r in recs]
-    feats = np.array([float(stubs._noise_energy(torch.from_numpy(np.asarray(Image.open(ds.root / r.path).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None])[0])
+    feats = np.array([float(stubs.noise_energy(torch.from_numpy(np.asarray(Image.open(ds.root / r.path).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None])[0])
                       for r in recs])
     lo, hi = 1.0, 5.0
     norm = np.array([(r.mos - lo) / (hi - lo) for r in recs])
