@@ -35,88 +35,92 @@ from diqa_bench.hookspecs import hookimpl
 from diqa_bench.methods import Method
 
 
-class StubDataset(Dataset):
-    name = "stub-dataset"
-    description = "tiny generated images whose MOS falls with added noise (for tests)"
+class _GeneratedStub(Dataset):
+    """What the stub datasets share: ``count`` images in ``groups`` content groups at five
+    distortion levels (image i: group i % groups, level (i // groups) % 5), drawn into the cache
+    once; MOS 1-5 falls with the level. A subclass says how one image looks (:meth:`draw`)."""
+
     options_schema = {
         "count": {"type": "integer", "minimum": 3},
         "groups": {"type": "integer", "minimum": 2},
         "size": {"type": "integer", "minimum": 8},
         "seed": {"type": "integer"},
-        "lower_better": {"type": "boolean"},
-        "tag": {"type": "string"},
     }
+    folder = prefix = group_prefix = distortion = ""
 
-    def __init__(self, count: int = 24, groups: int = 6, size: int = 32, seed: int = 0, lower_better: bool = False, tag: str = "") -> None:
-        super().__init__(count=count, groups=groups, size=size, seed=seed, lower_better=lower_better, tag=tag)
-        self.count, self.groups, self.size, self.seed, self.tag = count, groups, size, seed, tag
-        self.lower_better = lower_better
-        self.mos_range = (1.0, 5.0)
-        self.pseudo_mos = True
-
-    def load(self, ctx: DatasetContext) -> list[Record]:
-        from PIL import Image
-
-        folder = Path(ctx.cache_dir) / "stub" / f"{self.count}-{self.groups}-{self.size}-{self.seed}-{self.tag}"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.root = folder
-        rng = np.random.default_rng(self.seed)
-        yy, xx = np.mgrid[0 : self.size, 0 : self.size] / self.size
-        records = []
-        for i in range(self.count):
-            g = i % self.groups
-            level = (i // self.groups) % 5
-            base = 0.5 + 0.3 * np.sin(2 * np.pi * (xx * (g + 1) + yy))
-            noise = rng.normal(0, 0.04 * level + 0.005 * rng.random(), base.shape)
-            img = np.clip(np.stack([base, base * 0.9, base * 0.8], -1) + noise[..., None], 0, 1)
-            path = folder / f"img{i:04d}.png"
-            if not path.exists():
-                Image.fromarray((img * 255).round().astype(np.uint8)).save(path)
-            mos = float(np.clip(5 - level - 0.3 * rng.random(), 1, 5))
-            if self.lower_better:
-                mos = 6.0 - mos
-            records.append(Record(id=f"img{i:04d}", path=path.name, mos=mos, group=f"ref{g}", distortion="noise", level=level + 1))
-        return records
-
-
-class StubBlur(Dataset):
-    name = "stub-blur"
-    description = "tiny generated patterns whose MOS falls with added blur (for tests of sharpness methods)"
-    options_schema = {
-        "count": {"type": "integer", "minimum": 3},
-        "groups": {"type": "integer", "minimum": 2},
-        "size": {"type": "integer", "minimum": 16},
-        "seed": {"type": "integer"},
-    }
-
-    def __init__(self, count: int = 30, groups: int = 6, size: int = 48, seed: int = 0) -> None:
-        super().__init__(count=count, groups=groups, size=size, seed=seed)
+    def __init__(self, count: int, groups: int, size: int, seed: int, **options) -> None:
+        super().__init__(count=count, groups=groups, size=size, seed=seed, **options)
         self.count, self.groups, self.size, self.seed = count, groups, size, seed
         self.mos_range = (1.0, 5.0)
         self.pseudo_mos = True
-        self.synthetic = True
+
+    def key(self) -> str:
+        return f"{self.count}-{self.groups}-{self.size}-{self.seed}"
+
+    def draw(self, group: int, level: int, rng):
+        raise NotImplementedError
 
     def load(self, ctx: DatasetContext) -> list[Record]:
-        from PIL import Image, ImageFilter
-
-        folder = Path(ctx.cache_dir) / "stub-blur" / f"{self.count}-{self.groups}-{self.size}-{self.seed}"
+        folder = Path(ctx.cache_dir) / self.folder / self.key()
         folder.mkdir(parents=True, exist_ok=True)
         self.root = folder
         rng = np.random.default_rng(self.seed)
-        yy, xx = np.indices((self.size, self.size))
         records = []
         for i in range(self.count):
             g = i % self.groups
             level = (i // self.groups) % 5
-            period = 4 + 2 * (g % 3)  # stripes or checks, a few pixels wide: plenty of edges to lose
-            pattern = (xx // period) % 2 if g % 2 else ((xx // period) + (yy // period)) % 2
-            path = folder / f"blur{i:04d}.png"
+            img = self.draw(g, level, rng)  # always drawn: the generator's stream stays the same when cached
+            path = folder / f"{self.prefix}{i:04d}.png"
             if not path.exists():
-                sharp = Image.fromarray((pattern * 160 + 40).astype(np.uint8)).convert("RGB")
-                sharp.filter(ImageFilter.GaussianBlur(radius=0.8 * level)).save(path)
+                img.save(path)
             mos = float(np.clip(5 - level - 0.3 * rng.random(), 1, 5))
-            records.append(Record(id=f"blur{i:04d}", path=path.name, mos=mos, group=f"pattern{g}", distortion="blur", level=level + 1))
+            if getattr(self, "lower_better", False):
+                mos = 6.0 - mos
+            records.append(Record(id=path.stem, path=path.name, mos=mos, group=f"{self.group_prefix}{g}", distortion=self.distortion, level=level + 1))
         return records
+
+
+class StubDataset(_GeneratedStub):
+    name = "stub-dataset"
+    description = "tiny generated images whose MOS falls with added noise (for tests)"
+    options_schema = _GeneratedStub.options_schema | {"lower_better": {"type": "boolean"}, "tag": {"type": "string"}}
+    folder, prefix, group_prefix, distortion = "stub", "img", "ref", "noise"
+
+    def __init__(self, count: int = 24, groups: int = 6, size: int = 32, seed: int = 0, lower_better: bool = False, tag: str = "") -> None:
+        super().__init__(count, groups, size, seed, lower_better=lower_better, tag=tag)
+        self.tag, self.lower_better = tag, lower_better
+
+    def key(self) -> str:
+        return f"{super().key()}-{self.tag}"
+
+    def draw(self, group: int, level: int, rng):
+        from PIL import Image
+
+        yy, xx = np.mgrid[0 : self.size, 0 : self.size] / self.size
+        base = 0.5 + 0.3 * np.sin(2 * np.pi * (xx * (group + 1) + yy))
+        noise = rng.normal(0, 0.04 * level + 0.005 * rng.random(), base.shape)
+        img = np.clip(np.stack([base, base * 0.9, base * 0.8], -1) + noise[..., None], 0, 1)
+        return Image.fromarray((img * 255).round().astype(np.uint8))
+
+
+class StubBlur(_GeneratedStub):
+    name = "stub-blur"
+    description = "tiny generated patterns whose MOS falls with added blur (for tests of sharpness methods)"
+    options_schema = _GeneratedStub.options_schema | {"size": {"type": "integer", "minimum": 16}}
+    folder, prefix, group_prefix, distortion = "stub-blur", "blur", "pattern", "blur"
+
+    def __init__(self, count: int = 30, groups: int = 6, size: int = 48, seed: int = 0) -> None:
+        super().__init__(count, groups, size, seed)
+        self.synthetic = True
+
+    def draw(self, group: int, level: int, rng):
+        from PIL import Image, ImageFilter
+
+        yy, xx = np.indices((self.size, self.size))
+        period = 4 + 2 * (group % 3)  # stripes or checks, a few pixels wide: plenty of edges to lose
+        pattern = (xx // period) % 2 if group % 2 else ((xx // period) + (yy // period)) % 2
+        sharp = Image.fromarray((pattern * 160 + 40).astype(np.uint8)).convert("RGB")
+        return sharp.filter(ImageFilter.GaussianBlur(radius=0.8 * level))
 
 
 def noise_energy(images) -> "Any":
