@@ -21,6 +21,8 @@ from diqa_bench.errors import PluginError
 
 Ref = Union[Callable[..., Any], str]  # a callable, or "package.module:attribute" imported on first use
 STATISTIC_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a column-safe name: SROCC, PLCC_raw, MY_STAT
+# metrics.csv rows written by the host outside the statistics hook: a statistic of that name would mix with them
+RESERVED_STATISTICS = ("THRESHOLD", "PAIR_ACC")
 REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -83,6 +85,8 @@ class Statistic:
     def check(self, plugin: str) -> None:
         if not isinstance(self.name, str) or not STATISTIC_NAME_RE.fullmatch(self.name):
             raise PluginError(f"plugin {plugin!r}: statistic name {self.name!r} must start with a letter and hold only letters, digits and _")
+        if self.name.upper() in RESERVED_STATISTICS:
+            raise PluginError(f"plugin {plugin!r}: statistic name {self.name!r} is reserved: metrics.csv already has {self.name.upper()} rows of its own")
         if not isinstance(self.higher_is_better, bool):
             raise PluginError(f"plugin {plugin!r}: statistic {self.name!r} has higher_is_better={self.higher_is_better!r}; it must be True or False")
         if (self.function is None) == (self.resampled is None):

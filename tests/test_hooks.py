@@ -49,6 +49,8 @@ def test_broken_entries_are_reported_against_their_plugin_and_rolled_back(no_ent
 @pytest.mark.parametrize("entry, message", [
     (Statistic("bad name", True, function=len), "statistic name 'bad name'"),
     (Statistic("X", True), "needs exactly one of function"),
+    (Statistic("THRESHOLD", True, function=len), "statistic name 'THRESHOLD' is reserved"),
+    (Statistic("pair_acc", True, function=len), "statistic name 'pair_acc' is reserved"),
     (Executor("Ray2", "a:b"), "executor name 'Ray2'"),
     (Command("hello", "", "a:b"), "command 'hello' needs a help line"),
     (Command("hello", "say hello", "not a reference"), "must be a callable or a 'module:attribute' string"),
@@ -63,6 +65,13 @@ def test_each_entry_is_checked_on_arrival(no_entry_point_plugins, entry, message
     with pytest.warns(PluginWarning, match=message):
         reg = load_plugins(extra=[("bad", _plugin(**{hook: register}))])
     assert reg.plugins["bad"].error
+
+
+def test_the_reserved_statistic_names_are_the_hosts_own_rows():
+    from diqa_bench import metrics, pairs
+    from diqa_bench.extensions import RESERVED_STATISTICS
+
+    assert set(RESERVED_STATISTICS) == {metrics.THRESHOLD, pairs.STATISTIC}
 
 
 def test_a_plugin_cannot_take_a_core_name(no_entry_point_plugins):
