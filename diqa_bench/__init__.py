@@ -19,6 +19,6 @@ __all__ = ["__version__", "hookimpl", "load_gate"]
 
 def load_gate(*args, **kwargs):
     """Load a quality gate once, then score uploads with it: see :func:`diqa_bench.gate.load_gate`."""
-    from diqa_bench.gate import load_gate as load  # on call: `import diqa_bench` must not load the scoring machinery
+    from diqa_bench.gate import load_gate as load  # lazy: `import diqa_bench` must not load the scoring machinery
 
     return load(*args, **kwargs)

@@ -16,6 +16,9 @@ from pathlib import Path
 
 from diqa_bench.version import __version__
 from diqa_bench.errors import DataError, UserError
+from diqa_bench.extensions import resolve
+from diqa_bench.licences import declared
+from diqa_bench.files import check_output_file, frame_csv, write_output
 
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -105,12 +108,11 @@ def _parser(registry=None) -> argparse.ArgumentParser:
                     help="map this rater's ratings linearly from the scale they used, LOW to HIGH, onto --scale (repeatable)")
 
     for name, entry in (registry.commands if registry is not None else {}).items():
-        from diqa_bench.extensions import resolve
 
         if name in COMMANDS:
             import warnings
 
-            from diqa_bench.plugins import PluginWarning
+            from diqa_bench.plugins import PluginWarning  # lazy: loads importlib.metadata (plugin discovery)
 
             warnings.warn(f"plugin {entry.plugin!r} registers the command {name!r}, which is built in; it is ignored", PluginWarning, stacklevel=2)
             continue
@@ -122,7 +124,7 @@ def _parser(registry=None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from diqa_bench.plugins import install_cli_warning_format
+    from diqa_bench.plugins import install_cli_warning_format  # lazy: loads importlib.metadata (plugin discovery)
 
     install_cli_warning_format()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -142,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
-        from diqa_bench.extensions import resolve
 
         return resolve(registry.commands[args.command].cls.handler)(args)
     except (UserError, DataError) as exc:
@@ -169,13 +170,12 @@ def _registry(args):
         return args.registry
     if REGISTRY is not None:
         return REGISTRY
-    from diqa_bench.plugins import load_plugins
+    from diqa_bench.plugins import load_plugins  # lazy: loads importlib.metadata (plugin discovery)
 
     return load_plugins(strict=True if args.strict_plugins else None)
 
 
 def cmd_list(args) -> int:
-    from diqa_bench.licences import declared
 
     reg = _registry(args)
     table = reg.methods if args.what == "methods" else reg.datasets
@@ -226,7 +226,7 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from diqa_bench import config as cfgmod
+    from diqa_bench import config as cfgmod  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
 
     if args.schema:
         print(json.dumps(cfgmod.SCHEMA, indent=2))
@@ -258,7 +258,7 @@ def cmd_validate(args) -> int:
     for ts in cfg.train_sets:
         if all(train_images.get(d, None) == 0 for d in ts):
             problems.append(f"train set {'+'.join(ts)} has no images: its datasets' own splits put none on the train side")
-    from diqa_bench.grid import cells, expand
+    from diqa_bench.grid import cells, expand  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
 
     units = expand(cfg, {m.name: reg.method(m.name).trainable for m in cfg.methods})
     n_cells = len(cells(units))
@@ -316,14 +316,14 @@ def _describe_dataset(summary: dict, cfg) -> tuple[str, list[str], int | None]:
 
 
 def cmd_run(args) -> int:
-    from diqa_bench import config as cfgmod
+    from diqa_bench import config as cfgmod  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
 
     reg = _registry(args)
     cfg = cfgmod.parse(args.config, reg)
-    from diqa_bench.cache import default_cache_dir
-    from diqa_bench.leaderboard import render_terminal
-    from diqa_bench.store import load_results
-    from diqa_bench.runner import RunOptions, run_benchmark
+    from diqa_bench.cache import default_cache_dir  # lazy: loads numpy, sqlite3
+    from diqa_bench.leaderboard import render_terminal  # lazy: loads scipy, numpy, yaml
+    from diqa_bench.store import load_results  # lazy: loads filelock
+    from diqa_bench.runner import RunOptions, run_benchmark  # lazy: loads scipy, numpy, yaml
 
     out = Path(args.out or cfg.output or Path("results") / cfg.name).expanduser()  # a quoted '~' is the home folder, not ./~
     ro = cfg.run_options
@@ -350,9 +350,9 @@ def cmd_run(args) -> int:
         outcomes, paths = run_benchmark(cfg, reg, opts, executor=executor)
     out = paths["run"].parent  # where the results went: beside --out when a folder of the user's appeared there meanwhile
     metrics, info = load_results(out)
-    from diqa_bench.report.transfer import read_transfer
+    from diqa_bench.report.transfer import read_transfer  # lazy: loads scipy, numpy, yaml
 
-    from diqa_bench.report.ablation import read_ablation
+    from diqa_bench.report.ablation import read_ablation  # lazy: loads scipy, numpy, yaml
 
     print(render_terminal(metrics, info, transfer=read_transfer(out), ablation=read_ablation(out)))
     missing = [o for o in outcomes if o.status != "ok"]
@@ -376,8 +376,7 @@ def cmd_run(args) -> int:
 def _executor(reg, cfg, args):
     """The registered executor ``--executor`` (else the config's ``executor.type``, else local) names,
     built with the config's other ``executor:`` keys, which it must declare."""
-    from diqa_bench.config import validate_options
-    from diqa_bench.extensions import resolve
+    from diqa_bench.config import validate_options  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
 
     options = {**cfg.executor, **({"address": args.ray_address} if args.ray_address else {})}
     name = args.executor or options.pop("type", None) or "local"
@@ -412,17 +411,17 @@ def _sigterm_as_interrupt():
 
 
 def cmd_report(args) -> int:
-    from diqa_bench.leaderboard import render_terminal
-    from diqa_bench.results import render_leaderboard
-    from diqa_bench.store import load_results
+    from diqa_bench.leaderboard import render_terminal  # lazy: loads scipy, numpy, yaml
+    from diqa_bench.results import render_leaderboard  # lazy: loads scipy, numpy, yaml
+    from diqa_bench.store import load_results  # lazy: loads filelock
 
     folder = Path(args.dir)
     metrics, info = load_results(folder)
     with _registry(args).in_use():  # the figures of the plugins loaded here
         render_leaderboard(folder, metrics, info, build_figures=not args.no_figures)
-    from diqa_bench.report.transfer import read_transfer
+    from diqa_bench.report.transfer import read_transfer  # lazy: loads scipy, numpy, yaml
 
-    from diqa_bench.report.ablation import read_ablation
+    from diqa_bench.report.ablation import read_ablation  # lazy: loads scipy, numpy, yaml
 
     print(render_terminal(metrics, info, transfer=read_transfer(folder), ablation=read_ablation(folder)))
     print(f"\nRe-rendered {folder / 'LEADERBOARD.md'}" + ("" if args.no_figures else f", {folder / 'report.html'} and {folder / 'figures'}/"))
@@ -430,8 +429,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from diqa_bench.files import check_output_file, frame_csv, write_output
-    from diqa_bench.report import compare_runs, compare_transfer, format_comparison
+    from diqa_bench.report import compare_runs, compare_transfer, format_comparison  # lazy: loads scipy, numpy, yaml
 
     out = None
     if args.output:  # checked before the comparison's bootstraps run
@@ -450,8 +448,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from diqa_bench.scoring import score_paths
-    from diqa_bench.thresholds import prefer_deploy, read_cut
+    from diqa_bench.scoring import score_paths  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
+    from diqa_bench.thresholds import prefer_deploy, read_cut  # lazy: loads numpy
 
     args.weights = prefer_deploy(args.weights)  # models/<method>@<train>: its deploy/ model when there is one
     cut = read_cut(args.threshold, args.weights, args.run, args.method)
@@ -462,7 +460,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_mos(args) -> int:
-    from diqa_bench.mos import compute_mos, format_report, read_ratings
+    from diqa_bench.mos import compute_mos, format_report, read_ratings  # lazy: loads pandas, numpy
 
     scale = None
     if args.scale is not None:
@@ -475,7 +473,6 @@ def cmd_mos(args) -> int:
     path = Path(args.ratings)
     if not path.is_file():
         raise UserError(f"{path}: ratings file not found")
-    from diqa_bench.files import check_output_file, frame_csv, write_output
 
     output = check_output_file(args.output, "-o") if args.output else None
     rescale = {}

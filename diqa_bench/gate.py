@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from diqa_bench.errors import UserError
+from diqa_bench.batch_loop import without_path
+from diqa_bench.licences import Licence, restricted
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,7 @@ class Gate:
 
     def score_many(self, images: Iterable[Any]) -> list[GateResult]:
         """Score a batch of images (any mix of the kinds :meth:`score` takes), in order."""
-        from diqa_bench.batch_loop import without_path
-        from diqa_bench.scoring import score_files, score_pixels
+        from diqa_bench.scoring import score_files, score_pixels  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
 
         images = list(images)
         found: list[tuple[float | None, str] | None] = [None] * len(images)
@@ -102,7 +103,7 @@ class Gate:
                 if files:
                     cache = None
                     if self._cache_dir is not None:
-                        from diqa_bench.cache import ScoreCache
+                        from diqa_bench.cache import ScoreCache  # lazy: loads numpy, sqlite3
 
                         cache = ScoreCache(self._cache_dir)  # a connection per call: sqlite's belong to one thread
                     for i, (s, why) in zip(files, score_files(self._p, self._registry, list(files.values()), cache=cache, processes=1)):
@@ -119,8 +120,8 @@ class Gate:
 
     def _check_sizes(self, paths: list[str], arrays: list) -> None:
         """One warning per gate when a scored input is far from the sizes its cut was chosen on."""
-        from diqa_bench.images import probe_size
-        from diqa_bench.thresholds import size_note
+        from diqa_bench.images import probe_size  # lazy: loads numpy, PIL
+        from diqa_bench.thresholds import size_note  # lazy: loads numpy
 
         sizes = []
         for path in paths:
@@ -142,7 +143,7 @@ class Gate:
                 return
 
     def _verdict(self, s: float | None, why: str) -> GateResult:
-        from diqa_bench.scoring import accepts
+        from diqa_bench.scoring import accepts  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
 
         if s is None:
             return GateResult(None, None, why or "not scored", self.threshold, self.better)
@@ -175,8 +176,8 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
     twice). ``max_pixels`` sets the pixel limit for this process (default 40 MP, or
     ``$DIQA_BENCH_MAX_PIXELS``). Usage errors raise :class:`diqa_bench.errors.UserError`.
     """
-    from diqa_bench.scoring import prepare
-    from diqa_bench.thresholds import prefer_deploy, read_cut
+    from diqa_bench.scoring import prepare  # lazy: loads numpy, yaml, importlib.metadata (plugin discovery)
+    from diqa_bench.thresholds import prefer_deploy, read_cut  # lazy: loads numpy
 
     target = Path(method_or_model_folder)
     if target.is_dir():
@@ -190,11 +191,11 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
     if max_pixels is not None:
         if int(max_pixels) < 1:
             raise UserError(f"max_pixels {max_pixels}: expected a positive number of pixels")
-        from diqa_bench.images import set_image_limits
+        from diqa_bench.images import set_image_limits  # lazy: loads numpy, PIL
 
         set_image_limits(int(max_pixels))
     if registry is None:
-        from diqa_bench.plugins import load_plugins
+        from diqa_bench.plugins import load_plugins  # lazy: loads importlib.metadata (plugin discovery)
 
         registry = load_plugins()
     weights_str = os.fspath(weights) if weights else None
@@ -219,7 +220,6 @@ def load_gate(method_or_model_folder: str | os.PathLike, threshold: float | str 
 def _warn_licences(gate: Gate, cls, options: dict) -> None:
     """One line on stderr when the gate depends on a component marked non-commercial or unknown
     (``gate.licences`` holds every fact, with its source)."""
-    from diqa_bench.licences import Licence, restricted
 
     try:
         gate.licences = list(cls.licences(options))

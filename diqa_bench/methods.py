@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
 from diqa_bench.batch import Batch, FeatureCache  # part of the method contract plugins import from here
+from diqa_bench.licences import Licence
 
 if TYPE_CHECKING:  # torch is imported only where a method actually runs
     import torch
@@ -50,13 +51,13 @@ class MethodContext:
         """A disk cache of per-image feature arrays, shared by every cell of every run. Features of
         nvJPEG-decoded pixels are kept apart from PIL-decoded ones (the pixels differ slightly)."""
         # cache and images import numpy and PIL: `diqa-bench list` imports this module and needs neither
-        from diqa_bench.cache import SqliteFeatureCache
+        from diqa_bench.cache import SqliteFeatureCache  # lazy: loads numpy, sqlite3
 
         if self.decoder != "pil":
             namespace = f"{namespace}|{self.decoder}"
 
         if self.cache_dir is None:
-            from diqa_bench.cache import MemoryFeatureCache
+            from diqa_bench.cache import MemoryFeatureCache  # lazy: loads numpy, sqlite3
 
             return MemoryFeatureCache()
         return SqliteFeatureCache(Path(self.cache_dir) / "features.sqlite", namespace)
@@ -97,7 +98,7 @@ class TrainingData:
         the CPU): what a plugin's tests hand to ``fit``. An undecodable image raises DataError, or
         with ``on_error(sample, reason)`` is reported there and left out of its batch.
         ``domains`` defaults to the samples' domains, in order of appearance."""
-        from diqa_bench.images import training_loader  # numpy and PIL, only once a training set is built
+        from diqa_bench.images import training_loader  # lazy: numpy and PIL, only once a training set is built
 
         samples = list(samples)
         doms = list(domains) if domains is not None else list(dict.fromkeys(s.domain for s in samples))
@@ -221,7 +222,6 @@ class Method:
         :mod:`diqa_bench.licences`. Must be cheap and import nothing heavy (``diqa-bench list``
         shows it): read distribution metadata with :func:`diqa_bench.licences.from_distribution`.
         The default: the method's code, licence unknown."""
-        from diqa_bench.licences import Licence
 
         return [Licence("code", f"method {cls.name}")]
 

@@ -22,6 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from multiprocessing import get_context
 from typing import Any, Callable, Iterator, Sequence
+from diqa_bench.batch_loop import score_batches
 
 
 CHUNK = 16  # at most this many images per task (fewer when there are few images)
@@ -92,8 +93,7 @@ def _score_chunk(recipe, paths: list[str], keys: list[str], skip_failing: bool =
     """Scores of one chunk (by key) and the positions it could not score, with the reason: images
     that fail to decode, and with ``skip_failing`` images the method fails on (see
     :func:`diqa_bench.batch_loop.score_batches`)."""
-    from diqa_bench.batch_loop import score_batches
-    from diqa_bench.images import iter_batches, iter_numpy_batches
+    from diqa_bench.images import iter_batches, iter_numpy_batches  # lazy: loads numpy, PIL
 
     if "torch" in sys.modules:
         _one_torch_thread()

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from diqa_bench import hookspecs
+from diqa_bench import hookspecs, extensions
 from diqa_bench.datasets import REQUIRED_DATASET_ATTRS, Dataset
 from diqa_bench.errors import PluginError, UserError
 from diqa_bench.extensions import KINDS as SPEC_KINDS
@@ -189,7 +189,6 @@ class Registry:
         """Within the block, statistics and figures come from this registry: a run's statistics
         (``extra``: the plugin statistics its config names) or, with ``extra=None``, every registered
         one (``compare``, which computes only those both runs stored)."""
-        from diqa_bench import extensions
 
         table = {n: e.cls for n, e in self.statistics.items()} if extra is None else self.run_statistics(extra)
         with extensions.use(table, [(e.cls, e.plugin) for e in self.figures.values()]):

@@ -18,14 +18,14 @@ import pytest
 
 @pytest.fixture
 def diqa_stub_dataset():
-    from diqa_bench.testing import StubDataset
+    from diqa_bench.testing import StubDataset  # lazy: loads numpy
 
     return StubDataset
 
 
 @pytest.fixture
 def diqa_stub_method():
-    from diqa_bench.testing import StubNoise
+    from diqa_bench.testing import StubNoise  # lazy: loads numpy
 
     return StubNoise
 
@@ -38,14 +38,14 @@ def diqa_no_entry_points(monkeypatch):
 
 @pytest.fixture
 def diqa_registry():
-    from diqa_bench.testing import isolated_registry
+    from diqa_bench.testing import isolated_registry  # lazy: loads numpy
 
     return isolated_registry
 
 
 @pytest.fixture
 def diqa_run_benchmark(tmp_path):
-    from diqa_bench.testing import run_tiny_benchmark
+    from diqa_bench.testing import run_tiny_benchmark  # lazy: loads numpy
 
     def run(config=None, plugins=None, **kw):
         return run_tiny_benchmark(tmp_path, config, plugins, **kw)

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from diqa_bench.errors import RunAborted, UserError, WeightsRefused
+from diqa_bench.datasets import Skip
+from diqa_bench.batch_loop import failure_reason, once
 
 INSTALL_HINT = "pip install 'diqa-bench[ray]'"
 
@@ -196,8 +198,7 @@ class RayExecutor:
             say(f"  shard of {len(shard.images)} images for {shard.method.label} failed ({worker_error(exc)}); its units score them")
 
     def _unit_done(self, ray, ref, scorer, unit) -> list:
-        from diqa_bench.datasets import Skip
-        from diqa_bench.scorer import CellOutcome
+        from diqa_bench.scorer import CellOutcome  # lazy: loads importlib.metadata (plugin discovery)
 
         try:
             result, skips = ray.get(ref)
@@ -240,7 +241,7 @@ def cluster_lost(ray, exc: BaseException) -> bool:
 # -- driver side helpers ---------------------------------------------------------------------------
 def worker_spec(scorer, num_cpus_per_task: float) -> WorkerSpec:
     """What a worker needs to score like ``scorer``; checks every plugin can be re-imported there."""
-    from diqa_bench.plugins import PluginSources
+    from diqa_bench.plugins import PluginSources  # lazy: loads importlib.metadata (plugin discovery)
 
     opts = scorer.opts
     # Decoding workers inside a task share the CPUs the task declared.
@@ -297,7 +298,6 @@ def worker_error(exc: BaseException) -> str:
     """One line naming what went wrong on the worker."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
-        from diqa_bench.batch_loop import failure_reason
 
         return failure_reason(cause)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -311,7 +311,7 @@ _SCORER: dict[str, Any] = {}  # run id -> Scorer: one per worker process and run
 def worker_scorer(spec: WorkerSpec):
     if spec.run_id in _SCORER:
         return _SCORER[spec.run_id]
-    from diqa_bench.scorer import Scorer
+    from diqa_bench.scorer import Scorer  # lazy: loads importlib.metadata (plugin discovery)
 
     if os.path.isdir(spec.cwd):
         os.chdir(spec.cwd)
@@ -340,7 +340,6 @@ def _shard_task(spec: WorkerSpec, method_spec, seed: int, images: list) -> None:
         method = scorer.session.method(method_spec.name, method_spec.options)
     except Exception:
         return
-    from diqa_bench.batch_loop import once
 
     try:
         scorer.score_images(method, scorer.zero_shot_token(method), images, ctx, once(lambda: method.setup(ctx)))

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from diqa_bench import derived, pairs
+from diqa_bench import derived, pairs, extensions
 from diqa_bench.files import atomic_write, frame_csv, json_rows, read_csv
 from diqa_bench.leaderboard import render_markdown
 from diqa_bench.metrics import cell_records, compute_metrics, protocol_statistics, scores_frame
@@ -82,7 +82,6 @@ def write_all(out: Path, run_info: dict[str, Any], outcomes, config, reports: bo
         write_run_thresholds(out, outcomes, details)
     paths.update(write_pair_files(out, paired))
     ratings = out / "ratings.csv"  # per-rater data (diqa_bench.report.agreement), written before
-    from diqa_bench import extensions
 
     figures = [(spec.name, spec.caption, spec.section, plugin) for spec, plugin in extensions.in_use("figures") or []]  # a plugin's figure joins the key
     key_parts = [figures, scores_csv, metrics_csv, run_info.get("domains"), config.raw, ratings.read_text() if ratings.is_file() else None] + ([validation_scores] if validation_scores is not None else [])

@@ -31,6 +31,7 @@ from diqa_bench.run_facts import RunFacts, methods_weights, run_info
 from diqa_bench.scorer import CellOutcome, RunOptions, Scorer, export_model, resolve_device  # noqa: F401
 from diqa_bench.session import ScoringSession
 from diqa_bench.store import RESULT_FILES, check_results_folder, holds_finished_results, publish_results, results_lock, scored_cells, staging_folder
+from diqa_bench.thresholds import write_deploy
 
 
 def _registry_in_use(run):
@@ -102,7 +103,6 @@ def run_benchmark(config: Config, registry: Registry, options: RunOptions, log: 
             write_all(stage, {**run_info(config, registry, scorer.plan, facts, started), "interrupted": bool(interrupted)}, tested, config,
                       reports=options.reports, validation=validated)
             if config.deploy_folds and not interrupted:
-                from diqa_bench.thresholds import write_deploy
 
                 write_deploy(stage, scorer.plan, deployed, config, scorer.log)
             where = publish_results(stage, final_out, complete=not interrupted)

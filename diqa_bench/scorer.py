@@ -29,6 +29,8 @@ from diqa_bench.errors import DataError, MethodUnavailable, WeightsRefused
 from diqa_bench.methods import Method, MethodContext, TrainingData
 from diqa_bench.session import (  # noqa: F401 - resolve_device, compute_scores, write_checksums: the names scripts import from here
     CHECKSUMS_FILE, ScoringSession, compute_scores, model_damage, resolve_device, write_checksums)
+from diqa_bench.datasets import Skip
+from diqa_bench.files import current_umask
 
 if TYPE_CHECKING:
     from diqa_bench.datasets import Skip
@@ -115,7 +117,6 @@ class Scorer:
     def _skip(self, key: str, dataset: str, image: str, reason: str, path: str | None = None) -> None:
         """Record an image that cannot be used, and every byte-identical copy of it in the plan
         (work is per content key: one decoding failure stands for all of them, and each is listed)."""
-        from diqa_bench.datasets import Skip
 
         if key in self.decode_skips:
             return
@@ -142,7 +143,7 @@ class Scorer:
         """Keys of ``refs`` whose header exceeds the pixel limit, recorded as skipped (or raising,
         with ``bad_input: error``). Checked before any cache is trusted: a score or feature
         cached under a higher limit must not let the image through a lower one."""
-        from diqa_bench.images import check_pixel_limit, max_pixels
+        from diqa_bench.images import check_pixel_limit, max_pixels  # lazy: loads numpy, PIL
 
         limit = max_pixels()
         over: set[str] = set()
@@ -185,7 +186,6 @@ class Scorer:
                 raise DataError(f"{method.name}: {r.path}: {without_path(msg, r.path)}" if isinstance(msg, ImageSkip) else msg)
             if isinstance(msg, ImageSkip):  # this method cannot score this image; the others still see it
                 if (token, r.key) not in self.method_skips:
-                    from diqa_bench.datasets import Skip
 
                     self.method_skips[(token, r.key)] = str(msg)
                     self.skips.append(Skip(r.dataset, r.id, f"{method.name}: {without_path(str(msg), r.path)}"))
@@ -193,7 +193,7 @@ class Scorer:
             self._skip(r.key, r.dataset, r.id, msg, r.path)
 
         # more images than one pool task holds: below that, starting the pool costs more than it saves
-        from diqa_bench.parallel import CHUNK
+        from diqa_bench.parallel import CHUNK  # lazy: loads multiprocessing
 
         have = self.session.score(method, token, list(ref_of), [r.path for r in ref_of.values()], ensure_setup=ensure_setup, on_error=on_error,
                                   ctx=ctx, pool_from=CHUNK)
@@ -265,7 +265,7 @@ class Scorer:
             return
         o.mos_lower_better = self.plan.mos_lower_better(o.test)
         if self.config.acceptability is not None and o.phase != "deploy":  # deploy: the folds' own scores choose the cut
-            from diqa_bench.stats import unacceptable  # scipy: only when a run asks for thresholds
+            from diqa_bench.stats import unacceptable  # lazy: scipy: only when a run asks for thresholds
 
             tr_images, why = self.domain_images(o.test, o.seed, "train", o.phase)
             if not why:
@@ -284,7 +284,7 @@ class Scorer:
         samples = [s for s in samples if s.key not in self.decode_skips and s.key not in over]
         if not samples:
             raise DataError(f"train set {unit.train_label} has no images")
-        from diqa_bench.cache import stable_hash, weights_token
+        from diqa_bench.cache import stable_hash, weights_token  # lazy: loads numpy, sqlite3
 
         token = weights_token(method, ctx)
         if over:  # a fit cached before the limit was lowered learnt from those images too
@@ -303,7 +303,7 @@ class Scorer:
         def fit_again(reason: str) -> None:  # a cache is disposable: a damaged model is fitted again
             import warnings
 
-            from diqa_bench.cache import CacheWarning, set_aside
+            from diqa_bench.cache import CacheWarning, set_aside  # lazy: loads numpy, sqlite3
 
             aside = set_aside(model_dir)
             warnings.warn(f"cached model {model_dir} cannot be loaded ({reason}); moved to {aside.name} and fitted again", CacheWarning, stacklevel=3)
@@ -333,7 +333,7 @@ class Scorer:
         return token, ready
 
     def _copy_model(self, model_dir: Path, unit: Unit) -> None:
-        from diqa_bench.grid import DEPLOY, DEPLOY_ALL, model_folder
+        from diqa_bench.grid import DEPLOY, DEPLOY_ALL, model_folder  # lazy: loads numpy, yaml
 
         # a validation-phase model only ranks variants, a deploy fold's only scores its fold: they stay in the cache
         if unit.phase != "test" and not (unit.phase == DEPLOY and unit.seed == DEPLOY_ALL):
@@ -372,7 +372,6 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
     to finish wins; the same key means the same fit)."""
     import tempfile
 
-    from diqa_bench.files import current_umask
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))

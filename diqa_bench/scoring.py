@@ -29,9 +29,13 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from diqa_bench.config import safe_yaml
-from diqa_bench.batch_loop import ScoreCountError, without_path
-from diqa_bench.errors import MethodUnavailable, UserError
+from diqa_bench.batch_loop import ScoreCountError, without_path, score_batches
+from diqa_bench.errors import MethodUnavailable, UserError, DataError
 from diqa_bench.session import Prepared, ScoringSession  # noqa: F401 - Prepared: the name the gate and scripts import from here
+from diqa_bench.cache import file_hash, ScoreCache, default_cache_dir
+from diqa_bench.files import image_file_problem, check_output_file, csv_cell, write_output
+from diqa_bench.methods import Batch
+from diqa_bench.thresholds import size_note, read_cut
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -72,10 +76,7 @@ def score_files(p: Prepared, registry, paths: Sequence[str | Path], *, cache=Non
     scored and cached through :meth:`ScoringSession.score` (``cache`` (``cache``: a ScoreCache,
     or None) as ``score`` does. Identical files are scored once. A method that cannot run here or
     returns the wrong number of scores raises UserError: no score can be trusted."""
-    from diqa_bench.cache import file_hash
-    from diqa_bench.errors import DataError
-    from diqa_bench.files import image_file_problem
-    from diqa_bench.images import check_pixel_limit
+    from diqa_bench.images import check_pixel_limit  # lazy: loads PIL
 
     # Identical files are scored once: work is per content hash, rows are per path. Only regular
     # files are read (a FIFO or /dev/zero would never end); the others are skipped with the reason.
@@ -133,10 +134,7 @@ def score_pixels(p: Prepared, images: Sequence[Any]) -> list[tuple[float | None,
 
     import numpy as np
 
-    from diqa_bench.batch_loop import score_batches
-    from diqa_bench.errors import DataError
-    from diqa_bench.images import resize_pixels, in_memory_pixels
-    from diqa_bench.methods import Batch
+    from diqa_bench.images import resize_pixels, in_memory_pixels  # lazy: loads PIL
 
     results: list[tuple[float | None, str]] = [(None, "not scored")] * len(images)
     errors: dict[int, str] = {}
@@ -183,14 +181,12 @@ def accepts(score: float, threshold: float, lower_better: bool) -> bool:
 
 
 def score_paths(args, registry) -> int:
-    from diqa_bench.cache import ScoreCache, default_cache_dir
-    from diqa_bench.files import check_output_file, csv_cell, write_output
-    from diqa_bench.images import list_images
+    from diqa_bench.images import list_images  # lazy: loads PIL
 
     if args.max_pixels is not None:
         if args.max_pixels < 1:
             raise UserError(f"--max-pixels {args.max_pixels}: expected a positive number of pixels")
-        from diqa_bench.images import set_image_limits
+        from diqa_bench.images import set_image_limits  # lazy: loads PIL
 
         set_image_limits(args.max_pixels)
     output = check_output_file(args.output, "-o") if args.output else None  # before any image is scored
@@ -246,9 +242,7 @@ def score_paths(args, registry) -> int:
 
 def _warn_sizes(paths, sizes: dict) -> None:
     """One line on stderr for the first image far from the sizes the cut was chosen on."""
-    from diqa_bench.errors import DataError
-    from diqa_bench.images import probe_size
-    from diqa_bench.thresholds import size_note
+    from diqa_bench.images import probe_size  # lazy: loads PIL
 
     for path in paths:
         try:
@@ -264,8 +258,7 @@ def _warn_sizes(paths, sizes: dict) -> None:
 def _pixels(paths: list[str]) -> list[float]:
     """Pixels per image from the file headers (cheap): the pool's work estimate. Photos from phones
     and dermatoscopes differ a hundredfold in size."""
-    from diqa_bench.errors import DataError
-    from diqa_bench.images import probe_size
+    from diqa_bench.images import probe_size  # lazy: loads PIL
 
     out = []
     for p in paths:
@@ -285,7 +278,6 @@ def resolve_threshold(value: str | float | None, weights: str | None, run: str |
 def resolve_cut(value: str | float | None, weights: str | None, run: str | None = None, method: str | None = None) -> tuple[float | None, str]:
     """``score --threshold`` resolved to (cut, note): :func:`diqa_bench.thresholds.read_cut`, which
     also tells where the cut came from and what its file states besides."""
-    from diqa_bench.thresholds import read_cut
 
     cut = read_cut(value, weights, run, method)
     return cut.value, cut.note

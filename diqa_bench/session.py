@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from diqa_bench.errors import UserError
 from diqa_bench.methods import Method, MethodContext
 from diqa_bench.plugins import PluginSources
+from diqa_bench.batch_loop import once, score_batches
 
 if TYPE_CHECKING:
     from diqa_bench.plugins import Registry
@@ -135,7 +136,7 @@ class MethodRecipe:
 def recipe_for(method, registry, ctx) -> MethodRecipe | None:
     """A recipe for ``method``, or None when a worker could not rebuild it (a plugin that is not an
     importable module)."""
-    from diqa_bench.parallel import CPU_BATCH
+    from diqa_bench.parallel import CPU_BATCH  # lazy: loads multiprocessing
 
     entry = registry.methods.get(method.name)
     if entry is None or entry.plugin not in registry.plugins:
@@ -209,7 +210,7 @@ class ScoringSession:
              progress: bool = False, processes: int | None = 1) -> "ScoringSession":
         """A session with its device, decoder, workers (None: a default for the device) and weights
         folder (:func:`resolve_weights_dir`) resolved; usage errors raise UserError."""
-        from diqa_bench.images import resolve_decoder
+        from diqa_bench.images import resolve_decoder  # lazy: loads numpy, PIL
         dev = resolve_device(device)
         return cls(registry, dev, resolve_decoder(decode, dev), batch_size, default_workers(dev) if workers is None else workers,
                    Path(cache_dir) if cache_dir is not None else None, resolve_weights_dir(weights_dir), progress, max(1, int(processes or 1)))
@@ -220,7 +221,7 @@ class ScoringSession:
         ``weights_dir`` and pixel limit)."""
         import sys
 
-        from diqa_bench.images import set_image_limits
+        from diqa_bench.images import set_image_limits  # lazy: loads numpy, PIL
 
         if "max_image_pixels" in config.run_options:  # in the environment: decoding workers inherit it
             set_image_limits(config.run_options["max_image_pixels"])
@@ -238,7 +239,7 @@ class ScoringSession:
         if self.cache_dir is None:
             return None
         if getattr(self, "_scores", None) is None:
-            from diqa_bench.cache import ScoreCache
+            from diqa_bench.cache import ScoreCache  # lazy: loads numpy, sqlite3
 
             self._scores = ScoreCache(self.cache_dir)
         return self._scores
@@ -257,7 +258,7 @@ class ScoringSession:
         files, plus the content of ``fit`` (a trainable method's saved fit it loads: its scores
         follow those files), plus a non-PIL decoder (nvJPEG's pixels differ slightly from PIL's, so
         they never share cache entries)."""
-        from diqa_bench.cache import file_hash, stable_hash, weights_token
+        from diqa_bench.cache import file_hash, stable_hash, weights_token  # lazy: loads numpy, sqlite3
 
         token = weights_token(method, self.context(0))
         if method.trainable and fit:
@@ -269,8 +270,7 @@ class ScoringSession:
     def prepare(self, name: str, options: dict | None = None, weights: str | None = None) -> Prepared:
         """Build method ``name`` with ``options`` (and ``weights``: a zero-shot method's weights file
         or a trainable method's saved fit) as ``score`` does; usage errors raise UserError."""
-        from diqa_bench.batch_loop import once
-        from diqa_bench.config import validate_options
+        from diqa_bench.config import validate_options  # lazy: loads numpy, yaml
 
         cls = self.registry.method(name)
         options = dict(options or {})
@@ -353,8 +353,7 @@ def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], key
     importable there; the parent then never builds the method); anything else in this process
     through the one batch loop, after ``ensure_setup()``. ``on_error(position, reason)`` receives
     the images that cannot be decoded, and with ``skip_failing`` those the method fails on."""
-    from diqa_bench.batch_loop import score_batches
-    from diqa_bench.parallel import score_in_processes
+    from diqa_bench.parallel import score_in_processes  # lazy: loads multiprocessing
 
     recipe = None
     if processes > 1 and str(ctx.device) == "cpu" and not method.trainable and len(keys) > pool_from:
@@ -363,7 +362,7 @@ def compute_scores(method: Method, ctx: MethodContext, paths: Sequence[str], key
         for done in score_in_processes(recipe, list(paths), list(keys), min(processes, len(keys)), on_error, skip_failing=skip_failing, costs=costs):
             commit(done)
         return
-    from diqa_bench.images import iter_batches, iter_numpy_batches
+    from diqa_bench.images import iter_batches, iter_numpy_batches  # lazy: loads numpy, PIL
 
     ensure_setup()
     if method.numpy_pixels() and method.input_size is None and str(ctx.device) == "cpu":

@@ -65,7 +65,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from diqa_bench import extensions
+from diqa_bench import extensions, core_plugin
 from diqa_bench.extensions import Statistic
 
 MIN_LOGISTIC_N = 10  # fewer images than this: 4 parameters overfit (step functions); a linear map is used
@@ -335,7 +335,6 @@ gate_auc, gate_acc, gate_retake, gate_accept_all, gate_gain = (_gated(n) for n i
 @lru_cache(maxsize=1)
 def builtin_statistics() -> dict[str, Statistic]:
     """The core plugin's statistics (name -> :class:`~diqa_bench.extensions.Statistic`), in its order."""
-    from diqa_bench import core_plugin
 
     return {spec.name: spec for spec in core_plugin.registered("register_statistics")}
 

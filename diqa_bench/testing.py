@@ -23,6 +23,7 @@ Register them with ``load_plugins(extra=[("stub", diqa_bench.testing)])``.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from diqa_bench.datasets import Dataset, DatasetContext, Record
 from diqa_bench.errors import DataError, MethodUnavailable
 from diqa_bench.hookspecs import hookimpl
 from diqa_bench.methods import Method
+from diqa_bench.files import read_csv
 
 
 class _GeneratedStub(Dataset):
@@ -275,9 +277,9 @@ def isolated_registry(plugins: list[tuple[str, Any] | str] | None = None):
     """A registry of the stub plugins plus exactly ``plugins``: (name, module) pairs, or the names
     of installed entry points. No other installed plugin loads, so a plugin's tests give the same
     result whether or not it (or anything else) is installed."""
-    from diqa_bench.plugins import load_plugins, only_entry_points
+    from diqa_bench.plugins import load_plugins, only_entry_points  # lazy: loads importlib.metadata (plugin discovery)
 
-    import diqa_bench.testing as stubs
+    stubs = sys.modules[__name__]
 
     extra = [p for p in plugins or [] if not isinstance(p, str)]
     entry_points = [p for p in plugins or [] if isinstance(p, str)]
@@ -292,9 +294,9 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     its stored tables. Figures and report.html only with ``reports=True`` (they take seconds)."""
     import yaml
 
-    from diqa_bench import config as cfgmod
-    from diqa_bench.store import RESULT_FILES, load_results
-    from diqa_bench.runner import RunOptions, run_benchmark
+    from diqa_bench import config as cfgmod  # lazy: loads yaml, importlib.metadata (plugin discovery)
+    from diqa_bench.store import RESULT_FILES, load_results  # lazy: loads filelock
+    from diqa_bench.runner import RunOptions, run_benchmark  # lazy: loads scipy, yaml, tabulate
 
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -308,6 +310,5 @@ def run_tiny_benchmark(tmp_path: Path, config: dict[str, Any] | None = None, plu
     outcomes, _ = run_benchmark(cfg, registry, opts, log=lambda msg: None)
     metrics, info = load_results(out)
     exit_code = 1 if any(o.status == "failed" for o in outcomes) else 0
-    from diqa_bench.files import read_csv
 
     return BenchmarkResult(out, exit_code, metrics, read_csv(out / RESULT_FILES["scores"]), info, (out / RESULT_FILES["leaderboard"]).read_text())

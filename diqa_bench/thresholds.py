@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from diqa_bench.files import atomic_write
+from diqa_bench.errors import DataError, UserError
 
 
 RUN_THRESHOLDS = "thresholds.json"
@@ -23,7 +24,7 @@ RUN_THRESHOLDS = "thresholds.json"
 
 def train_accept_rate(train_scores, cut: float, lower_better: bool) -> float:
     """:func:`diqa_bench.metrics.train_accept_rate` (imported on call: ``score`` reads cuts without scipy)."""
-    from diqa_bench.metrics import train_accept_rate as rate
+    from diqa_bench.metrics import train_accept_rate as rate  # lazy: loads scipy, importlib.metadata (plugin discovery)
 
     return rate(train_scores, cut, lower_better)
 
@@ -67,7 +68,7 @@ def write_thresholds(out: Path, outcomes, details: dict) -> list[Path]:
         lower[(o.method, o.train, o.seed)] = bool(o.lower_better)
     written = []
     for (method, train, seed), cuts in grouped.items():
-        from diqa_bench.grid import model_folder
+        from diqa_bench.grid import model_folder  # lazy: loads yaml, importlib.metadata (plugin discovery)
 
         folder = out / "models" / model_folder(method, train) / f"seed{seed}"
         if not folder.is_dir():  # no saved model here (e.g. fitted elsewhere): the cut stays in metrics.csv
@@ -91,8 +92,7 @@ SIZE_FACTOR = 4.0  # an input whose pixel count is this far outside the sizes a 
 def image_sizes(paths) -> dict[str, Any] | None:
     """The sizes of the images a cut was chosen on, from their headers: pixel counts (min, median,
     max) and the smallest and largest as ``WxH``; None when no header could be read."""
-    from diqa_bench.errors import DataError
-    from diqa_bench.images import probe_size
+    from diqa_bench.images import probe_size  # lazy: loads PIL
 
     found = []
     for p in dict.fromkeys(paths):
@@ -184,7 +184,7 @@ def fit_scale(scores, mos, mos_lower_better, threshold: float, lower_better: boo
     labels mix directions or fewer than 3 scores are finite."""
     from scipy import optimize
 
-    from diqa_bench.stats import fit_logistic, unacceptable
+    from diqa_bench.stats import fit_logistic, unacceptable  # lazy: loads scipy, importlib.metadata (plugin discovery)
 
     s, m = np.asarray(scores, float), np.asarray(mos, float)
     flip = np.broadcast_to(np.asarray(mos_lower_better, bool), m.shape)
@@ -222,8 +222,8 @@ def _deploy_entry(label: str, train: str, outcomes, config, plan, log) -> dict[s
     """The deployable cut, scale and sizes of one method and train set (or a zero-shot method,
     ``train`` "-") per train domain, from the deploy phase's ``outcomes`` (the folds' out-of-fold
     scores; a zero-shot method's scores of all content). None, with a log line, when a fold failed."""
-    from diqa_bench.grid import DEPLOY_ALL
-    from diqa_bench.stats import gate_threshold, unacceptable
+    from diqa_bench.grid import DEPLOY_ALL  # lazy: loads yaml, importlib.metadata (plugin discovery)
+    from diqa_bench.stats import gate_threshold, unacceptable  # lazy: loads scipy, importlib.metadata (plugin discovery)
 
     by_domain: dict[str, list] = {}
     for o in outcomes:
@@ -258,7 +258,7 @@ def write_deploy(out: Path, plan, outcomes, config, log=print) -> list[dict[str,
     out-of-fold scores of a K-fold cross-validation over content groups, with the sizes of those
     images and the stated scale), and the zero-shot methods' deployable cuts under ``deploy`` in
     ``<out>/thresholds.json`` (old readers read only its ``cuts``). Returns the entries written."""
-    from diqa_bench.grid import model_folder
+    from diqa_bench.grid import model_folder  # lazy: loads yaml, importlib.metadata (plugin discovery)
 
     grouped: dict[tuple[str, str], list] = {}
     for o in outcomes:
@@ -329,7 +329,6 @@ def read_cut(value: str | float | None, weights: str | None, run: str | None = N
     one (config ``deploy``), else the mean of the split seeds' cuts. ``auto`` picks the only
     domain, else the model's own train domain; several candidates need a DOMAIN. The note (else "")
     says when the cut accepts or rejects every image of its train split: such a "gate" decides nothing."""
-    from diqa_bench.errors import UserError
 
     if value is None:
         return Cut(None)
@@ -381,7 +380,6 @@ def _stated(doc: dict, domain: str) -> tuple[Scale | None, dict | None]:
 
 
 def _run_cut(run: Path, method: str, domain: str | None) -> Cut:
-    from diqa_bench.errors import UserError
 
     path = run / RUN_THRESHOLDS
     if not path.is_file():

@@ -188,3 +188,74 @@ def test_the_graph_counts_in_function_imports_and_finds_circles():
     assert found == {"diqa_bench.metrics", "diqa_bench.results", "diqa_bench.pairs"}
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _unmarked_lazy_imports(module: str, source: str, is_package: bool, modules: dict[str, Path]) -> list[int]:
+    """The lines of ``module``'s imports of package modules inside a function that carry no
+    ``# lazy:`` comment on their line or the line above (an import is deferred only to save
+    start-up time, and says which)."""
+    lines = source.splitlines()
+    found: list[int] = []
+
+    def marked(node: ast.stmt) -> bool:
+        near = lines[node.lineno - 1: node.end_lineno] + ([lines[node.lineno - 2]] if node.lineno > 1 else [])
+        return any("# lazy:" in line for line in near)
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _is_type_checking(child):
+                continue
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)) and not marked(child):
+                wrapper = ast.Module(body=[child], type_ignores=[])
+                if _imported(module, ast.unparse(wrapper), is_package, modules) or _imports_itself(module, child, is_package):
+                    found.append(child.lineno)
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def _imports_itself(module: str, node: ast.stmt, is_package: bool) -> bool:
+    """``import diqa_bench.x`` inside diqa_bench.x: no edge in the graph, still an in-function import."""
+    if isinstance(node, ast.Import):
+        return any(a.name == module for a in node.names)
+    base = node.module or ""
+    if node.level:
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        base = ".".join(package[: len(package) - (node.level - 1)] + ([base] if base else []))
+    return base == module or any(f"{base}.{a.name}" == module for a in node.names)
+
+
+def test_every_in_function_import_says_why_it_is_lazy():
+    """An import of a package module inside a function stays there only to keep start-up light,
+    with a ``# lazy:`` comment saying what it saves; everything else is imported at the top."""
+    modules = _modules()
+    unmarked = [f"{path.relative_to(PACKAGE.parent)}:{line}" for m, path in sorted(modules.items())
+                for line in _unmarked_lazy_imports(m, path.read_text(encoding="utf-8"), path.name == "__init__.py", modules)]
+    assert unmarked == [], "move these imports to the module top, or say `# lazy: <what it saves>`"
+
+
+def test_the_lazy_check_finds_unmarked_imports():
+    """What the check above rests on: an unmarked in-function import of a package module is found
+    (relative ones too), a marked one (same line or the line above), a top-level one, a TYPE_CHECKING
+    one and one of another package are not."""
+    import textwrap
+
+    source = textwrap.dedent("""
+        from typing import TYPE_CHECKING
+
+        from diqa_bench.metrics import METRIC_COLUMNS
+
+        if TYPE_CHECKING:
+            from diqa_bench.runner import run_benchmark
+
+        def later():
+            import json
+            from .results import write_all
+            from diqa_bench import pairs  # lazy: loads numpy
+            # lazy: loads scipy
+            from diqa_bench.metrics import METRIC_COLUMNS
+            import diqa_bench.store as me
+        """)
+    modules = {m: Path() for m in ("diqa_bench", "diqa_bench.store", "diqa_bench.metrics", "diqa_bench.results", "diqa_bench.pairs", "diqa_bench.runner")}
+    assert _unmarked_lazy_imports("diqa_bench.store", source, False, modules) == [11, 15]

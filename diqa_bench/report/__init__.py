@@ -26,14 +26,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from diqa_bench import derived
+from diqa_bench import derived, core_plugin, extensions
 from diqa_bench.files import atomic_write, frame_csv, read_csv
 # as modules: each holds a function of its own name, which must not hide the submodule here
-from diqa_bench.report import ablation as _ablation, agreement as _agreement, strata as _strata
+from diqa_bench.report import ablation as _ablation, agreement as _agreement, strata as _strata, figures as fig
 from diqa_bench.report.compare import compare_runs, compare_transfer, format_comparison
 from diqa_bench.report.significance import significance, significance_marks
-from diqa_bench.report.stored import load_run
+from diqa_bench.report.stored import load_run, safe_name
 from diqa_bench.report.transfer import read_transfer, transfer, write_transfer
+from diqa_bench.plugins import CORE_PLUGIN, PluginWarning
+from diqa_bench.report.figures import DPI
 
 __all__ = ["build_report", "build_tables", "compare_runs", "compare_transfer", "format_comparison", "significance", "significance_marks", "transfer"]
 
@@ -82,9 +84,6 @@ def draw_figures(run) -> list[DrawnFigure]:
     import shutil
     import warnings
 
-    from diqa_bench import core_plugin, extensions
-    from diqa_bench.plugins import CORE_PLUGIN, PluginWarning
-    from diqa_bench.report.stored import safe_name
 
     out = run.folder / "figures"
     out.mkdir(exist_ok=True)
@@ -112,7 +111,6 @@ def draw_figures(run) -> list[DrawnFigure]:
             else:  # a matplotlib figure
                 import matplotlib.pyplot as plt
 
-                from diqa_bench.report.figures import DPI
 
                 path = out / f"{name}.png"
                 item.savefig(path, dpi=DPI)
@@ -175,8 +173,7 @@ def build_report(folder: Path, cache: Path | None = None) -> list[Path]:
     """Write the tables, figures and report.html of the results folder; returns the written paths.
     ``cache``: an entry of :mod:`diqa_bench.derived` holding (or to hold) the tables and figures of
     the same stored scores; report.html is always rendered anew (it names this run's times)."""
-    # on call: figures loads matplotlib, and html imports the leaderboard, which imports this package
-    from diqa_bench.report import figures as fig
+    # lazy: html imports the leaderboard (and tabulate), which imports this package
     from diqa_bench.report.html import render
     folder = Path(folder)
     manifest = _restore(folder, cache)

@@ -66,7 +66,7 @@ def _compared(run_a: StoredRun, run_b: StoredRun, warnings: list[str]) -> tuple[
     both runs; a statistic both stored whose plugin is not loaded here is named in a warning."""
     table = stats.statistics_table()
     stored = set(run_a.metrics["statistic"]) & set(run_b.metrics["statistic"]) if len(run_a.metrics) and len(run_b.metrics) else set()
-    from diqa_bench.leaderboard import statistic_facts
+    from diqa_bench.leaderboard import statistic_facts  # lazy: loads tabulate
 
     facts = {**statistic_facts(run_b.run_info), **statistic_facts(run_a.run_info)}
     missing = sorted(n for n in stored if n in facts and n not in table)

@@ -18,7 +18,9 @@ import numpy as np
 
 from diqa_bench.report.stored import StoredRun, safe_name, srocc
 from diqa_bench.stats import fit_logistic
-from diqa_bench.report.strata import GAP, WORST
+from diqa_bench.report.strata import GAP, WORST, read_strata
+from diqa_bench.report.transfer import read_transfer
+from diqa_bench.files import read_csv
 
 DPI = 120
 CELL_W, CELL_H = 1.25, 0.62  # inches per heatmap cell: room for "0.912" and "[0.851, 0.950]"
@@ -32,7 +34,6 @@ def figure_transfer(run: StoredRun) -> Path | None:
 
 
 def figure_deltas(run: StoredRun) -> Path | None:
-    from diqa_bench.report.transfer import read_transfer
 
     return transfer_forest(read_transfer(run.folder), run, run.folder / "figures")
 
@@ -42,7 +43,6 @@ def figure_scatter(run: StoredRun) -> dict[str, Path | None]:
 
 
 def figure_strata(run: StoredRun) -> dict[str, Path | None]:
-    from diqa_bench.report.strata import read_strata
 
     layers = read_strata(run.folder)
     return {test: strata_plot(layers, test, run.folder / "figures") for test in run.test_domains()}
@@ -52,7 +52,6 @@ def figure_per_distortion(run: StoredRun) -> dict[str, Path | None]:
     path = run.folder / "per_distortion.csv"  # written by build_report just before the figures
     if not path.is_file():
         return {}
-    from diqa_bench.files import read_csv
 
     per = read_csv(path, dtype={"method": str, "train": str, "test": str})
     return {test: per_distortion_heatmap(per, test, run.folder / "figures") for test in run.test_domains()}

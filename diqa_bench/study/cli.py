@@ -55,8 +55,8 @@ def _log(msg: str) -> None:
 
 
 def add_raters(folder: Path, names: list[str], host: str = "127.0.0.1", port: int = 8765) -> list[tuple[str, str]]:
-    from .plan import load_protocol, rater_plan
-    from .store import Store
+    from .plan import load_protocol, rater_plan  # lazy: loads numpy
+    from .store import Store  # lazy: loads sqlite3
 
     protocol = load_protocol(folder)
     st = Store(folder, create=False)
@@ -82,7 +82,7 @@ def add_raters(folder: Path, names: list[str], host: str = "127.0.0.1", port: in
 def run(args: argparse.Namespace) -> int:
     step = args.study_command
     if step == "create":
-        from .plan import create_study
+        from .plan import create_study  # lazy: loads numpy
 
         out = Path(args.out)
         protocol = create_study(args.photos, out, method=args.method, distortions=args.distortions, levels=args.levels, size=args.size,
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}\thttp://127.0.0.1:8765/r/{token}")
         return 0
     if step == "serve":
-        from .server import serve
+        from .server import serve  # lazy: loads flask, numpy, sqlite3
 
         if not 0 < args.port < 65536:
             raise UserError(f"--port must be 1-65535, got {args.port}")
@@ -109,12 +109,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc})") from None
         return 0
     if step == "status":
-        from .export import format_status, status_rows
+        from .export import format_status, status_rows  # lazy: loads numpy, sqlite3
 
         print(format_status(status_rows(Path(args.study))))
         return 0
     if step == "export":
-        from .export import export
+        from .export import export  # lazy: loads numpy, sqlite3
 
         for path in export(Path(args.study), Path(args.out) if args.out else None, log=_log):
             print(path)

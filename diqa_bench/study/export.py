@@ -24,6 +24,8 @@ from diqa_bench.errors import UserError
 
 from .plan import load_protocol
 from .store import Store
+from diqa_bench.files import atomic_write
+from .scaling import bradley_terry, win_matrix
 
 
 def _store(folder: Path) -> Store:
@@ -88,7 +90,6 @@ def export(folder: Path, out: Path | None = None, log=print) -> list[Path]:
     """Write the export files into ``out`` (default: ``<study>/export``); returns their paths."""
     import pandas as pd
 
-    from diqa_bench.files import atomic_write
 
     folder = Path(folder)
     protocol = load_protocol(folder)
@@ -136,9 +137,7 @@ def _export_pairs(protocol, stimuli, rated, folder: Path, out: Path, log) -> lis
     import numpy as np
     import pandas as pd
 
-    from diqa_bench.files import atomic_write
 
-    from .scaling import bradley_terry, win_matrix
 
     ids = list(stimuli)
     index = {sid: k for k, sid in enumerate(ids)}

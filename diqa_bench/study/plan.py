@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from diqa_bench.errors import DataError, UserError
+from .store import Store
+from diqa_bench.files import atomic_write
 
 STUDY_FILE = "study.json"
 STIMULI_DIR = "stimuli"
@@ -67,7 +69,7 @@ def _load_photo(path: Path, size: int) -> np.ndarray:
     """Float RGB in [0, 1], longest side ``size`` (never enlarged); DataError with a reason."""
     from PIL import Image
 
-    from diqa_bench.images import decode
+    from diqa_bench.images import decode  # lazy: loads PIL
 
     pixels = decode(path)  # pixel limit on the header, EXIF rotation, any mode to RGB; DataError otherwise
     h, w = pixels.shape[:2]
@@ -111,7 +113,6 @@ def create_study(
     as distortion ``own``, level 0 (not a generator level)."""
     from PIL import Image
 
-    from .store import Store
 
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -219,7 +220,6 @@ def create_study(
         "training_stimuli": training_stimuli(stimuli, training, method, np.random.default_rng([seed, 1])),
         "skipped": [s.__dict__ for s in skipped],
     }
-    from diqa_bench.files import atomic_write
 
     atomic_write(out / STUDY_FILE, json.dumps(protocol, indent=1) + "\n")
     Store(out).close()  # creates the database and its tables

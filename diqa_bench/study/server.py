@@ -32,6 +32,7 @@ from diqa_bench.errors import UserError
 
 from .plan import load_protocol
 from .store import Store
+from .scaling import choose_pair
 
 SETUP_FIELDS = {
     "device": ("laptop", "desktop monitor", "tablet", "phone", "other"),
@@ -116,7 +117,6 @@ def create_app(folder: Path) -> Flask:
             a, b = index.get(row["stimulus"]), index.get(row["stimulus_b"])
             if a is not None and b is not None:
                 wins[(b, a) if row["answer"] >= 0.5 else (a, b)] += 1
-        from .scaling import choose_pair
 
         rng = np.random.default_rng([int(protocol["seed"]), 3, int(r["id"]), position])
         i, j = choose_pair(wins, rng)
