@@ -372,7 +372,6 @@ def export_model(method: Method, model_dir: Path, note: str) -> None:
     to finish wins; the same key means the same fit)."""
     import tempfile
 
-
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=f".{model_dir.name}.tmp-"))
     try:

@@ -84,7 +84,6 @@ def draw_figures(run) -> list[DrawnFigure]:
     import shutil
     import warnings
 
-
     out = run.folder / "figures"
     out.mkdir(exist_ok=True)
     entries = extensions.in_use("figures") or [(spec, CORE_PLUGIN) for spec in core_plugin.registered("register_figures")]
@@ -110,7 +109,6 @@ def draw_figures(run) -> list[DrawnFigure]:
                     path = Path(shutil.copyfile(path, out / (name + path.suffix)))
             else:  # a matplotlib figure
                 import matplotlib.pyplot as plt
-
 
                 path = out / f"{name}.png"
                 item.savefig(path, dpi=DPI)

@@ -90,7 +90,6 @@ def export(folder: Path, out: Path | None = None, log=print) -> list[Path]:
     """Write the export files into ``out`` (default: ``<study>/export``); returns their paths."""
     import pandas as pd
 
-
     folder = Path(folder)
     protocol = load_protocol(folder)
     out = Path(out) if out else folder / "export"
@@ -136,8 +135,6 @@ def export(folder: Path, out: Path | None = None, log=print) -> list[Path]:
 def _export_pairs(protocol, stimuli, rated, folder: Path, out: Path, log) -> list[Path]:
     import numpy as np
     import pandas as pd
-
-
 
     ids = list(stimuli)
     index = {sid: k for k, sid in enumerate(ids)}

@@ -113,7 +113,6 @@ def create_study(
     as distortion ``own``, level 0 (not a generator level)."""
     from PIL import Image
 
-
     if method not in METHODS:
         raise UserError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     table = _distortions()
