@@ -17,21 +17,14 @@ from diqa_bench import cli
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     """stub-noise (zero-shot) and stub-linear (trained on a and on a+b), one split seed, 3 deploy folds."""
-    import os
 
     from diqa_bench.testing import run_tiny_benchmark, stub_config
 
     tmp = tmp_path_factory.mktemp("deploy")
-    old = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ""
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # a module-scoped fixture: no monkeypatch fixture here
+        mp.setenv("DIQA_BENCH_PLUGINS", "")  # the stub plugins alone
         cfg = stub_config(seeds=[0], train_sets=[["a"], ["a", "b"]], acceptability={"threshold": 3.0}, deploy={"folds": 3})
         return run_tiny_benchmark(tmp, cfg)
-    finally:
-        if old is None:
-            del os.environ["DIQA_BENCH_PLUGINS"]
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = old
 
 
 def _doc(run, entry):

@@ -6,7 +6,6 @@ control every prediction; the other report tests import it from here.
 
 import html
 import json
-import os
 import shutil
 import struct
 from pathlib import Path
@@ -251,18 +250,12 @@ def stub_runs(tmp_path_factory):
 
     def make():
         tmp = tmp_path_factory.mktemp("stub-runs")
-        old = os.environ.get("DIQA_BENCH_PLUGINS")
-        os.environ["DIQA_BENCH_PLUGINS"] = ""  # the stub plugins alone
-        try:
+        with pytest.MonkeyPatch.context() as mp:  # a module-scoped fixture: no monkeypatch fixture here
+            mp.setenv("DIQA_BENCH_PLUGINS", "")  # the stub plugins alone
             common = dict(seeds=[0], train_sets=[["a"], ["a", "b"]])
             for name, size in (("a", 50), ("b", 60)):
                 (tmp / name).mkdir()
                 run_tiny_benchmark(tmp / name, stub_config(statistics={"bootstrap": size}, **common), cache_dir=tmp / "cache")
-        finally:
-            if old is None:
-                del os.environ["DIQA_BENCH_PLUGINS"]
-            else:
-                os.environ["DIQA_BENCH_PLUGINS"] = old
         return tmp / "a" / "results", tmp / "b" / "results"
 
     return _once("stub_runs", make)

@@ -17,19 +17,12 @@ from diqa_bench.testing import run_tiny_benchmark, stub_config
 def gated_run(tmp_path_factory):
     """stub-noise (zero-shot) and stub-linear (trained on a and on a+b), one seed, with an
     acceptability threshold; tables only."""
-    import os
 
     tmp = tmp_path_factory.mktemp("gated")
-    old = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ""
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # a module-scoped fixture: no monkeypatch fixture here
+        mp.setenv("DIQA_BENCH_PLUGINS", "")  # the stub plugins alone
         cfg = stub_config(seeds=[0], train_sets=[["a"], ["a", "b"]], acceptability={"threshold": 3.0})
         return run_tiny_benchmark(tmp, cfg, reports=False)
-    finally:
-        if old is None:
-            del os.environ["DIQA_BENCH_PLUGINS"]
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = old
 
 
 def test_threshold_is_exported_in_metrics_and_next_to_each_model(gated_run):
@@ -193,20 +186,13 @@ def _constant_plugin():
 
 @pytest.fixture(scope="module")
 def zero_shot_run(tmp_path_factory):
-    import os
 
     tmp = tmp_path_factory.mktemp("zero-shot-cuts")
-    old = os.environ.get("DIQA_BENCH_PLUGINS")
-    os.environ["DIQA_BENCH_PLUGINS"] = ""
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # a module-scoped fixture: no monkeypatch fixture here
+        mp.setenv("DIQA_BENCH_PLUGINS", "")  # the stub plugins alone
         cfg = stub_config(methods=[{"name": "stub-noise"}, {"name": "constant"}], seeds=[0, 1], train_sets=[["a"]],
                           acceptability={"threshold": 3.0})
         return run_tiny_benchmark(tmp, cfg, plugins=[("constant", _constant_plugin())], reports=False)
-    finally:
-        if old is None:
-            del os.environ["DIQA_BENCH_PLUGINS"]
-        else:
-            os.environ["DIQA_BENCH_PLUGINS"] = old
 
 
 def test_a_zero_shot_methods_cut_is_usable_from_the_run_folder(zero_shot_run, tmp_path, monkeypatch, capsys):
